@@ -1,0 +1,49 @@
+# The two commands: `make run` and `make test`. Everything else is a helper of theirs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: run install dev test test-unit lint engine bench clean
+
+# venv with the package and its entry point .venv/bin/openpanel-ws (idempotent)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(BIN)/openpanel-ws: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+install: $(BIN)/openpanel-ws
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+dev: $(STAMP)
+
+# Start the gateway on the embedded default (prints the URL and an admin token).
+run: install
+	$(BIN)/openpanel-ws serve
+
+# A Docker engine (reused if running; else installed and started) and the offline test image.
+engine:
+	bash scripts/ensure-docker.sh
+
+test: dev engine
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: dev
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: dev engine
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

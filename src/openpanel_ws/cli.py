@@ -1,0 +1,201 @@
+"""Command line: `openpanel-ws serve`, `openpanel-ws token`, and the client commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from openpanel_ws import __version__
+from openpanel_ws.auth import issue_token
+from openpanel_ws.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("openpanel_ws")
+
+SECRET_FILE = "jwt-secret"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def embedded_secret(state_dir: Path) -> tuple[str, bool]:
+    """The secret of the embedded default: created once (mode 0600), then reused."""
+    path = state_dir / SECRET_FILE
+    try:
+        text = path.read_text().strip()
+        if text:
+            return text, False
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    return secret, True
+
+
+def resolve_secret(settings: Settings) -> bool:
+    """Fill in the embedded secret when none is configured; True when it was used."""
+    if settings.jwt_algorithm.startswith("HS") and not settings.jwt_secret:
+        settings.jwt_secret, _ = embedded_secret(settings.state_dir)
+        return True
+    return False
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
+    return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from openpanel_ws.server import create_app
+
+    settings = _settings_from(args)
+    configure_logging(settings)
+    embedded = resolve_secret(settings)
+    try:
+        app = create_app(settings)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"cannot start: {exc}") from None
+
+    async def run() -> None:
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+        port = settings.port
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            port = server.sockets[0].getsockname()[1]
+        base = f"ws://{settings.host}:{port}"
+        print(f"openpanel-ws {__version__} listening on {base} "
+              "(/ws/containers /ws/logs /ws/metrics /ws/terminal)", flush=True)
+        if embedded:
+            token = issue_token(settings.jwt_secret or "", subject="admin", roles=["admin"],
+                                ttl_seconds=24 * 3600)
+            print(f"embedded secret: {settings.state_dir / SECRET_FILE}", flush=True)
+            print(f"admin token (24 h): {token}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await runner.cleanup()
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    if not settings.jwt_algorithm.startswith("HS"):
+        raise ConfigError(
+            f"token: signing needs a shared secret; {settings.jwt_algorithm} tokens come "
+            "from your identity provider")
+    resolve_secret(settings)
+    token = issue_token(
+        settings.jwt_secret or "",
+        subject=args.sub,
+        algorithm=settings.jwt_algorithm,
+        roles=args.role or [],
+        permissions=args.permission or [],
+        containers=args.containers,
+        ttl_seconds=args.ttl,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openpanel-ws",
+                                     description="OpenPanel WebSocket API 1.3.0 gateway")
+    parser.add_argument("--version", action="version", version=f"openpanel-ws {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", help="listen address (OPENPANEL_WS_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", help="listen port (OPENPANEL_WS_PORT, default 3001)")
+    serve.add_argument("--config", help="TOML settings file (OPENPANEL_WS_CONFIG)")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a token signed with the configured secret")
+    token.add_argument("--sub", required=True, help="user id (the JWT sub claim)")
+    token.add_argument("--role", action="append", help="role, e.g. admin (repeatable)")
+    token.add_argument("--permission", action="append", help="permission, e.g. terminal")
+    token.add_argument("--containers", nargs="+", metavar="GLOB",
+                       help="container name globs this token may see")
+    token.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds")
+    token.add_argument("--config", help="TOML settings file")
+    token.set_defaults(func=cmd_token)
+
+    register_client_commands(sub)
+    return parser
+
+
+def register_client_commands(sub: Any) -> None:
+    """Client subcommands (logs, stats, events, metrics, exec) live in `client_cli`."""
+    try:
+        from openpanel_ws.client_cli import register
+    except ImportError:
+        return
+    register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"openpanel-ws: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

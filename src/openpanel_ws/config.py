@@ -1,0 +1,220 @@
+"""Settings: flags > environment (OPENPANEL_WS_*) > TOML file > defaults.
+
+A wrong value raises ConfigError with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
+from openpanel_ws.ratelimit import RateLimit
+
+ENV_PREFIX = "OPENPANEL_WS_"
+
+
+class ConfigError(Exception):
+    """One line for the operator; never a traceback."""
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "openpanel-ws"
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 3001
+    # JWT (DECISIONS "Authorization")
+    jwt_secret: str | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_public_key_file: Path | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = 30.0
+    # Connection lifecycle
+    auth_timeout: float = 30.0
+    heartbeat_interval: float = 30.0
+    allowed_origins: list[str] = field(default_factory=list)
+    max_message_bytes: int = 65536
+    # Rate limits (specification: containers/terminal 10/s, logs/metrics 100/min)
+    rate_limit_containers: RateLimit = RateLimit(10, 1.0)
+    rate_limit_terminal: RateLimit = RateLimit(10, 1.0)
+    rate_limit_logs: RateLimit = RateLimit(100, 60.0)
+    rate_limit_metrics: RateLimit = RateLimit(100, 60.0)
+    flood_threshold: int = 50
+    flood_window: float = 10.0
+    # Outbound path: ordered frames queued per client before it is a slow consumer
+    send_queue_max: int = 4096
+    send_queue_max_bytes: int = 4 * 1024 * 1024
+    send_timeout: float = 10.0
+    # Engine
+    docker_host: str = "unix:///var/run/docker.sock"
+    # Metrics gateway
+    metrics_disk_path: str = "/"
+    metrics_include_virtual_interfaces: bool = False
+    # Logs gateway
+    host_log_files: list[str] = field(default_factory=list)
+    # Containers gateway
+    log_line_max_bytes: int = 65536
+    # Terminal gateway
+    terminal_idle_timeout: float = 1800.0
+    terminal_audit_log: Path | None = None
+    # Process
+    log_format: str = "text"
+    log_level: str = "info"
+    state_dir: Path = field(default_factory=default_state_dir)
+
+    def jwt(self) -> JwtSettings:
+        return JwtSettings(
+            algorithm=self.jwt_algorithm,
+            secret=self.jwt_secret,
+            public_key_file=self.jwt_public_key_file,
+            audience=self.jwt_audience,
+            issuer=self.jwt_issuer,
+            leeway_seconds=self.jwt_leeway,
+        )
+
+    def rate_limit_for(self, gateway: str) -> RateLimit:
+        limit: RateLimit = getattr(self, f"rate_limit_{gateway}")
+        return limit
+
+
+_POSITIVE = {
+    "auth_timeout", "heartbeat_interval", "max_message_bytes", "flood_threshold",
+    "flood_window", "send_queue_max", "send_queue_max_bytes", "send_timeout",
+    "log_line_max_bytes", "terminal_idle_timeout",
+}
+
+
+def _convert(name: str, hint: Any, raw: Any) -> Any:
+    """Convert one raw value (string from env/flags, or a TOML value) to the field's type."""
+    text = hint if isinstance(hint, str) else str(hint)
+    optional = "None" in text
+    if raw is None or (optional and isinstance(raw, str) and raw == ""):
+        if optional:
+            return None
+        raise ValueError("a value is required")
+    if "RateLimit" in text:
+        return raw if isinstance(raw, RateLimit) else RateLimit.parse(str(raw))
+    if "list" in text:
+        if isinstance(raw, list):
+            return [str(v) for v in raw]
+        return [part.strip() for part in str(raw).split(",") if part.strip()]
+    if "bool" in text:
+        if isinstance(raw, bool):
+            return raw
+        lowered = str(raw).strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("expected true or false")
+    if "int" in text:
+        if isinstance(raw, bool):
+            raise ValueError("expected an integer")
+        value: Any = int(raw)
+    elif "float" in text:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number")
+        value = float(raw)
+    elif "Path" in text:
+        value = Path(os.path.expanduser(str(raw)))
+    else:
+        value = str(raw)
+    if name in _POSITIVE and value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> None:
+    hints = get_type_hints(Settings)
+    names = {f.name for f in fields(Settings)}
+    for key, raw in values.items():
+        name = key.replace("-", "_").lower()
+        if name not in names:
+            raise ConfigError(f"{origin}: unknown setting '{key}'")
+        try:
+            setattr(settings, name, _convert(name, hints[name], raw))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{origin}: invalid value for {_label(name, origin)}: {exc}") from None
+
+
+def _label(name: str, origin: str) -> str:
+    if origin == "environment":
+        return ENV_PREFIX + name.upper()
+    if origin == "command line":
+        return "--" + name.replace("_", "-")
+    return name
+
+
+def load_settings(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    if docker_host := env.get("DOCKER_HOST"):
+        settings.docker_host = docker_host
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        _apply(settings, data, f"config file {path}")
+    from_env = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"
+    }
+    known = {f.name for f in fields(Settings)}
+    # Unknown OPENPANEL_WS_* variables (client-side ones such as _TOKEN) are not ours.
+    _apply(settings, {k: v for k, v in from_env.items() if k in known}, "environment")
+    if overrides:
+        _apply(settings, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    if settings.jwt_algorithm not in SUPPORTED_ALGORITHMS:
+        raise ConfigError(
+            f"invalid value for {ENV_PREFIX}JWT_ALGORITHM: {settings.jwt_algorithm!r} "
+            f"(one of {', '.join(sorted(SUPPORTED_ALGORITHMS))})"
+        )
+    if not settings.jwt_algorithm.startswith("HS") and settings.jwt_public_key_file is None:
+        raise ConfigError(
+            f"{ENV_PREFIX}JWT_PUBLIC_KEY_FILE is required with {settings.jwt_algorithm}"
+        )
+    if settings.jwt_public_key_file is not None and not settings.jwt_public_key_file.is_file():
+        raise ConfigError(
+            f"invalid value for {ENV_PREFIX}JWT_PUBLIC_KEY_FILE: "
+            f"{settings.jwt_public_key_file} is not a readable file"
+        )
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError(f"invalid value for {ENV_PREFIX}LOG_FORMAT: expected text or json")
+    if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(
+            f"invalid value for {ENV_PREFIX}LOG_LEVEL: expected debug, info, warning or error"
+        )
+    if not 0 <= settings.port < 65536:
+        raise ConfigError(f"invalid value for {ENV_PREFIX}PORT: must be 0 to 65535")
+    if not settings.docker_host.startswith(("unix://", "tcp://", "http://")):
+        raise ConfigError("invalid value for DOCKER_HOST: expected unix://PATH or tcp://HOST:PORT")
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

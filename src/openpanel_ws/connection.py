@@ -1,0 +1,177 @@
+"""The connection lifecycle shared by the four gateways, as a sans-I/O state machine.
+
+Feed it what arrived (`receive_text`, `receive_binary`, `receive_pong_frame`) and the
+clock (`tick`); it returns the actions to perform. It never touches a socket, so every
+rule of DECISIONS.md (auth, AUTH_REQUIRED, rate limits, flooding, heartbeat) is tested
+with plain function calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Any
+
+from openpanel_ws import protocol
+from openpanel_ws.auth import AuthError, Principal
+from openpanel_ws.protocol import CloseCode, ErrorCode, Message, ProtocolError
+from openpanel_ws.ratelimit import FloodDetector, RateLimit, TokenBucket
+
+
+class State(Enum):
+    AWAITING_AUTH = auto()
+    OPEN = auto()
+    CLOSED = auto()
+
+
+# --- actions the I/O layer carries out ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    principal: Principal
+    first: bool  # False for a re-auth (token refresh) on an open connection
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """A validated-envelope gateway message for the gateway to handle."""
+
+    message: Message
+
+
+Action = Send | Close | Authenticated | Dispatch
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    rate_limit: RateLimit
+    auth_timeout: float = 30.0
+    heartbeat_interval: float = 30.0
+    flood_threshold: int = 50
+    flood_window: float = 10.0
+
+
+class Connection:
+    def __init__(
+        self,
+        client_id: str,
+        config: LifecycleConfig,
+        verify_token: Callable[[Any], Principal],
+        now: float,
+    ) -> None:
+        self.client_id = client_id
+        self.state = State.AWAITING_AUTH
+        self.principal: Principal | None = None
+        self._config = config
+        self._verify = verify_token
+        self._bucket = TokenBucket(config.rate_limit, now)
+        self._flood = FloodDetector(config.flood_threshold, config.flood_window)
+        self._auth_deadline = now + config.auth_timeout
+        self._next_ping = now + config.heartbeat_interval
+        # True while a server ping is outstanding (sent and not yet answered).
+        self._awaiting_pong = False
+
+    # --- clock ----------------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        if self.state is State.AWAITING_AUTH:
+            return min(self._auth_deadline, self._next_ping)
+        return self._next_ping
+
+    def tick(self, now: float) -> list[Action]:
+        if self.state is State.CLOSED:
+            return []
+        if self.state is State.AWAITING_AUTH and now >= self._auth_deadline:
+            return self._close_auth(ErrorCode.AUTH_TIMEOUT, "Authentication timeout")
+        if now >= self._next_ping:
+            if self._awaiting_pong:
+                self.state = State.CLOSED
+                return [Close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")]
+            self._awaiting_pong = True
+            self._next_ping = now + self._config.heartbeat_interval
+            return [Send(protocol.ping_message())]
+        return []
+
+    # --- input ----------------------------------------------------------------------
+
+    def receive_pong_frame(self) -> None:
+        """A WebSocket-level pong answers the heartbeat too."""
+        self._awaiting_pong = False
+
+    def receive_binary(self, now: float) -> list[Action]:
+        if self.state is State.CLOSED:
+            return []
+        if not self._bucket.try_take(now):
+            return self._reject_rate(now)
+        return [Send(protocol.error_message(
+            ErrorCode.INVALID_MESSAGE, "Binary frames are not supported; send JSON text"))]
+
+    def receive_text(self, text: str, now: float) -> list[Action]:
+        if self.state is State.CLOSED:
+            return []
+        try:
+            message = protocol.decode(text)
+        except ProtocolError as exc:
+            if not self._bucket.try_take(now):
+                return self._reject_rate(now)
+            return [Send(exc.to_message())]
+        kind = message["type"]
+        if kind == "pong":
+            # Heartbeat replies never count against the limit.
+            self._awaiting_pong = False
+            return []
+        if not self._bucket.try_take(now):
+            return self._reject_rate(now)
+        if kind == "auth":
+            return self._authenticate(message)
+        if self.state is State.AWAITING_AUTH:
+            return [Send(protocol.error_message(ErrorCode.AUTH_REQUIRED, "Authentication required"))]
+        if kind == "ping":
+            return [Send(protocol.pong_message())]
+        return [Dispatch(message)]
+
+    # --- internals ------------------------------------------------------------------
+
+    def _authenticate(self, message: Message) -> list[Action]:
+        token = message.get("token")
+        if not isinstance(token, str):
+            # Malformed auth is invalid input, not a failed login: nothing changes.
+            return [Send(protocol.error_message(
+                ErrorCode.INVALID_MESSAGE, "Field 'token' must be a string", field="token"))]
+        try:
+            principal = self._verify(token)
+        except AuthError as exc:
+            return self._close_auth(ErrorCode.AUTH_FAILED, str(exc))
+        first = self.state is State.AWAITING_AUTH
+        self.state = State.OPEN
+        self.principal = principal
+        return [
+            Send(protocol.authenticated_message(self.client_id, principal.user_id)),
+            Authenticated(principal, first),
+        ]
+
+    def _close_auth(self, code: ErrorCode, text: str) -> list[Action]:
+        self.state = State.CLOSED
+        return [
+            Send(protocol.error_message(code, text)),
+            Close(CloseCode.AUTH_FAILED, text),
+        ]
+
+    def _reject_rate(self, now: float) -> list[Action]:
+        if self._flood.record_rejection(now):
+            self.state = State.CLOSED
+            return [Close(CloseCode.POLICY_VIOLATION, "message flooding")]
+        return [Send(protocol.error_message(ErrorCode.RATE_LIMIT, protocol.RATE_LIMIT_MESSAGE))]

@@ -1,0 +1,1 @@
+"""Docker Engine API adapter."""

@@ -1,0 +1,219 @@
+"""Docker Engine API over aiohttp (unix socket or tcp).
+
+FIELD-NOTES: aiodocker leaks a connection per abandoned stream, so this talks to the
+Engine API directly. Every streaming response is closed when its `async with` exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import aiohttp
+import orjson
+
+log = logging.getLogger(__name__)
+
+# Requests that answer at once; streams (logs, stats, events) have no total timeout.
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
+
+
+class EngineError(Exception):
+    """The engine answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"engine error {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class EngineNotFound(EngineError):
+    pass
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot be reached."""
+
+
+class DockerEngine:
+    def __init__(self, docker_host: str = "unix:///var/run/docker.sock") -> None:
+        self.docker_host = docker_host
+        parts = urlsplit(docker_host)
+        self._unix_path: str | None = None
+        if parts.scheme == "unix":
+            self._unix_path = parts.path or "/var/run/docker.sock"
+            self._base = "http://docker"
+            self._tcp: tuple[str, int] | None = None
+        elif parts.scheme in {"tcp", "http"}:
+            host = parts.hostname or "127.0.0.1"
+            port = parts.port or 2375
+            self._tcp = (host, port)
+            self._base = f"http://{host}:{port}"
+        else:
+            raise ValueError(f"unsupported DOCKER_HOST {docker_host!r}")
+        self._session: aiohttp.ClientSession | None = None
+        self.open_streams = 0  # engine streams open right now (tests assert sharing with it)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the engine shares this host's pid namespace view (unix socket)."""
+        return self._unix_path is not None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector: aiohttp.BaseConnector
+            if self._unix_path is not None:
+                connector = aiohttp.UnixConnector(path=self._unix_path, limit=0)
+            else:
+                connector = aiohttp.TCPConnector(limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=REQUEST_TIMEOUT, json_serialize=lambda o: orjson.dumps(o).decode()
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @staticmethod
+    def _url_params(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+        if not params:
+            return None
+        out: dict[str, str] = {}
+        for key, value in params.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                out[key] = "1" if value else "0"
+            elif isinstance(value, dict | list):
+                out[key] = orjson.dumps(value).decode()
+            else:
+                out[key] = str(value)
+        return out
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One request; returns parsed JSON (or None for an empty body)."""
+        kwargs: dict[str, Any] = {"params": self._url_params(params)}
+        if body is not None:
+            kwargs["data"] = orjson.dumps(body)
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        if timeout is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        try:
+            async with self._http().request(method, self._base + path, **kwargs) as resp:
+                data = await resp.read()
+                if resp.status >= 400:
+                    raise _error(resp.status, data)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+            raise EngineUnavailable(str(exc) or type(exc).__name__) from None
+        if not data:
+            return None
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return data.decode("utf-8", "replace")
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.request("GET", path, params=params)
+
+    async def post(self, path: str, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.request("POST", path, params=params, body=body)
+
+    async def ping(self, timeout: float = 3.0) -> bool:
+        try:
+            await self.request("GET", "/_ping", timeout=timeout)
+        except (EngineUnavailable, EngineError):
+            return False
+        return True
+
+    async def inspect_container(self, ref: str) -> dict[str, Any]:
+        """Inspect by full id, unique id prefix or name (the engine resolves all three)."""
+        result: dict[str, Any] = await self.get(f"/containers/{quote(ref, safe='')}/json")
+        return result
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, params: Mapping[str, Any] | None = None, method: str = "GET"
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streaming response (logs, stats, events); closed when the block exits."""
+        try:
+            resp = await self._http().request(
+                method, self._base + path, params=self._url_params(params), timeout=STREAM_TIMEOUT
+            )
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+            raise EngineUnavailable(str(exc) or type(exc).__name__) from None
+        self.open_streams += 1
+        try:
+            if resp.status >= 400:
+                raise _error(resp.status, await resp.read())
+            yield resp
+        finally:
+            self.open_streams -= 1
+            resp.close()
+
+    async def hijack(
+        self, path: str, body: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """POST with `Upgrade: tcp` and return the raw bidirectional stream after 101.
+
+        FIELD-NOTES: aiohttp's client keeps bytes that follow a 101 in a private buffer,
+        so exec attach uses a plain asyncio connection.
+        """
+        payload = orjson.dumps(body)
+        try:
+            if self._unix_path is not None:
+                reader, writer = await asyncio.open_unix_connection(self._unix_path)
+                host = "docker"
+            else:
+                assert self._tcp is not None
+                reader, writer = await asyncio.open_connection(*self._tcp)
+                host = f"{self._tcp[0]}:{self._tcp[1]}"
+        except OSError as exc:
+            raise EngineUnavailable(str(exc)) from None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode()
+        writer.write(head + payload)
+        try:
+            await writer.drain()
+            header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError) as exc:
+            writer.close()
+            raise EngineUnavailable(f"exec attach failed: {exc}") from None
+        status_line = header.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = status_line.split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if status not in (101, 200):
+            body_bytes = b""
+            with contextlib.suppress(Exception):
+                body_bytes = await asyncio.wait_for(reader.read(65536), 2)
+            writer.close()
+            raise _error(status, body_bytes)
+        return reader, writer
+
+
+def _error(status: int, data: bytes) -> EngineError:
+    message = data.decode("utf-8", "replace").strip()
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+        message = str(orjson.loads(data).get("message", message))
+    cls = EngineNotFound if status == 404 else EngineError
+    return cls(status, message)
+
+
+def query(params: Mapping[str, Any]) -> str:
+    return urlencode({k: v for k, v in params.items() if v is not None})

@@ -1,0 +1,1 @@
+"""One module per endpoint; `base` holds what they share."""

@@ -1,0 +1,55 @@
+"""The one container access check, shared by /ws/containers and /ws/terminal.
+
+Resolves a client's container reference (full id, unique id prefix or name) and applies
+the `containers` scope claim. A container outside the scopes and a container that does
+not exist give the same PERMISSION_DENIED answer, so scoped users cannot probe names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openpanel_ws.auth import Principal
+from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound, EngineUnavailable
+from openpanel_ws.protocol import ErrorCode, ProtocolError
+
+DOCKER_UNAVAILABLE_MESSAGE = "Docker engine unavailable"
+
+
+def container_names(info: dict[str, Any]) -> list[str]:
+    name = info.get("Name")
+    names = [name.lstrip("/")] if isinstance(name, str) and name else []
+    return names
+
+
+async def resolve_container(
+    engine: DockerEngine, principal: Principal, container_ref: str
+) -> dict[str, Any]:
+    """Inspect the container the client named, if this principal may see it.
+
+    Raises ProtocolError with CONTAINER_NOT_FOUND, PERMISSION_DENIED or DOCKER_UNAVAILABLE,
+    each carrying the client's `containerId` exactly as sent.
+    """
+    context = {"containerId": container_ref}
+    scoped = principal.container_scopes is not None
+    try:
+        info = await engine.inspect_container(container_ref)
+    except EngineNotFound:
+        if scoped:
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied",
+                                context=context) from None
+        raise ProtocolError(ErrorCode.CONTAINER_NOT_FOUND, "Container not found",
+                            context=context) from None
+    except EngineUnavailable:
+        raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
+                            context=context) from None
+    except EngineError as exc:
+        # e.g. an ambiguous id prefix ("multiple IDs found")
+        if scoped:
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied",
+                                context=context) from None
+        raise ProtocolError(ErrorCode.CONTAINER_NOT_FOUND, f"Container not found: {exc.message}",
+                            context=context) from None
+    if not principal.may_access_container(container_names(info)):
+        raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied", context=context)
+    return info

@@ -1,0 +1,102 @@
+"""What every gateway is: a name, its messages, and hooks into the shared lifecycle.
+
+The lifecycle (welcome, auth, rate limit, heartbeat, errors) lives in
+`openpanel_ws.connection` and `openpanel_ws.server`; a gateway only sees authenticated
+sessions and the messages that belong to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from openpanel_ws import protocol
+from openpanel_ws.auth import Principal
+from openpanel_ws.outbound import ClientWriter
+from openpanel_ws.protocol import ErrorCode, Message
+
+if TYPE_CHECKING:
+    from openpanel_ws.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """One authenticated client as a gateway sees it."""
+
+    __slots__ = ("__weakref__", "client_id", "gateway_state", "principal", "remote", "writer")
+
+    def __init__(self, client_id: str, writer: ClientWriter, remote: str = "") -> None:
+        self.client_id = client_id
+        self.writer = writer
+        self.remote = remote
+        self.principal: Principal | None = None
+        # Per-connection state owned by the gateway (subscriptions, terminal, ...).
+        self.gateway_state: Any = None
+
+    @property
+    def user(self) -> Principal:
+        assert self.principal is not None, "gateway code runs only after auth"
+        return self.principal
+
+    @property
+    def closed(self) -> bool:
+        return self.writer.closed
+
+    def send(self, message: Mapping[str, Any]) -> bool:
+        return self.writer.send(protocol.encode(message))
+
+    def send_encoded(self, frame: bytes) -> bool:
+        """Send bytes encoded once for many recipients."""
+        return self.writer.send(frame)
+
+    def send_latest(self, key: str, frame: bytes) -> None:
+        self.writer.send_latest(key, frame)
+
+    def error(self, code: ErrorCode, message: str, **context: Any) -> None:
+        self.send(protocol.error_message(code, message, **context))
+
+    def close(self, code: int, reason: str) -> None:
+        self.writer.close(code, reason)
+
+
+Handler = Callable[[Session, Message], Awaitable[None]]
+
+
+class Gateway:
+    """Base class: subclasses set `name` and register handlers in `handlers()`."""
+
+    name: ClassVar[str]
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self._handlers: dict[str, Handler] = self.handlers()
+
+    @property
+    def path(self) -> str:
+        return f"/ws/{self.name}"
+
+    def handlers(self) -> dict[str, Handler]:
+        """Message type -> coroutine handling it."""
+        return {}
+
+    async def start(self) -> None:
+        """Server start-up (before any client)."""
+
+    async def stop(self) -> None:
+        """Server shutdown: release every upstream."""
+
+    async def on_authenticated(self, session: Session) -> None:
+        """First successful auth of a connection."""
+
+    async def on_disconnect(self, session: Session) -> None:
+        """The connection is gone: release everything the session held."""
+
+    async def dispatch(self, session: Session, message: Message) -> None:
+        kind = message["type"]
+        handler = self._handlers.get(kind)
+        if handler is None:
+            raise protocol.invalid(f"Unknown message type '{kind}' on {self.path}", "type")
+        await handler(session, message)

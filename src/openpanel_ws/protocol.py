@@ -1,0 +1,271 @@
+"""Protocol types of the OpenPanel WebSocket API 1.3.0: codes, messages, validation.
+
+Plain synchronous code with no I/O: everything here is testable without a socket.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum, IntEnum
+from typing import Any, Final
+
+import orjson
+
+API_VERSION: Final = "1.3.0"
+
+Message = dict[str, Any]
+
+
+class ErrorCode(StrEnum):
+    """The specification's error table plus the two additions of DECISIONS.md."""
+
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    AUTH_FAILED = "AUTH_FAILED"
+    AUTH_TIMEOUT = "AUTH_TIMEOUT"
+    RATE_LIMIT = "RATE_LIMIT"
+    CONTAINER_NOT_FOUND = "CONTAINER_NOT_FOUND"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    DOCKER_UNAVAILABLE = "DOCKER_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutdown
+    POLICY_VIOLATION = 1008  # flooding, origin refused
+    MESSAGE_TOO_BIG = 1009
+    TRY_AGAIN_LATER = 1013  # slow consumer
+    AUTH_FAILED = 4001  # auth failed or timed out
+    HEARTBEAT_TIMEOUT = 4002
+
+
+RATE_LIMIT_MESSAGE: Final = "Rate limit exceeded. Please slow down."
+INVALID_TOKEN_MESSAGE: Final = "Invalid token"
+EXPIRED_TOKEN_MESSAGE: Final = "Token expired"
+
+# Stats and metrics intervals (DECISIONS.md): default and bounds in milliseconds.
+DEFAULT_INTERVAL_MS: Final = 2000
+MIN_INTERVAL_MS: Final = 500
+MAX_INTERVAL_MS: Final = 60000
+
+
+class ProtocolError(Exception):
+    """A client-facing error: becomes one `error` message; the connection stays open."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.context = dict(context or {})
+
+    def to_message(self) -> Message:
+        return error_message(self.code, self.message, field=self.field, **self.context)
+
+
+def invalid(message: str, field: str | None = None) -> ProtocolError:
+    return ProtocolError(ErrorCode.INVALID_MESSAGE, message, field=field)
+
+
+# --- time ---------------------------------------------------------------------------
+
+
+def rfc3339(epoch_seconds: float | None = None) -> str:
+    """RFC 3339 UTC with millisecond precision and a `Z` suffix."""
+    if epoch_seconds is None:
+        epoch_seconds = time.time()
+    dt = datetime.fromtimestamp(epoch_seconds, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def rfc3339_from_nanos(epoch_nanos: int) -> str:
+    """RFC 3339 UTC keeping the engine's nanosecond precision."""
+    seconds, nanos = divmod(epoch_nanos, 1_000_000_000)
+    dt = datetime.fromtimestamp(seconds, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{nanos:09d}Z"
+
+
+def parse_timestamp(value: str | int | float) -> float:
+    """Unix seconds from RFC 3339 text (any fraction length) or a unix-seconds number.
+
+    Raises ValueError when the value is neither.
+    """
+    if isinstance(value, bool):
+        raise ValueError("boolean is not a time")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("time out of range")
+        return float(value)
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    fraction = ""
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        for ch in rest:
+            if not ch.isdigit():
+                break
+            digits += ch
+        suffix = rest[len(digits) :]
+        fraction = digits
+        text = head + suffix
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    result = dt.timestamp()
+    if fraction:
+        result += float("0." + fraction)
+    return result
+
+
+def parse_timestamp_nanos(text: str) -> int:
+    """Nanoseconds since the epoch from an engine RFC 3339 timestamp, exactly."""
+    body = text.strip()
+    if body.endswith(("Z", "z")):
+        body = body[:-1] + "+00:00"
+    digits = ""
+    if "." in body:
+        head, _, rest = body.partition(".")
+        for ch in rest:
+            if not ch.isdigit():
+                break
+            digits += ch
+        body = head + rest[len(digits) :]
+    dt = datetime.fromisoformat(body)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    whole = int(dt.timestamp())
+    return whole * 1_000_000_000 + int((digits + "000000000")[:9])
+
+
+# --- encoding -----------------------------------------------------------------------
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """Encode once; the same bytes go to every recipient."""
+    return orjson.dumps(message)
+
+
+def error_message(code: ErrorCode, message: str, *, field: str | None = None, **context: Any) -> Message:
+    out: Message = {"type": "error", "code": str(code), "message": message}
+    if field is not None:
+        out["field"] = field
+    out.update(context)
+    return out
+
+
+# --- decoding and validation --------------------------------------------------------
+
+
+def decode(text: str | bytes) -> Message:
+    """Parse one client frame into a message object with a string `type`."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise invalid("Message is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise invalid("Message must be a JSON object")
+    kind = value.get("type")
+    if kind is None:
+        raise invalid("Missing field 'type'", "type")
+    if not isinstance(kind, str) or not kind:
+        raise invalid("Field 'type' must be a non-empty string", "type")
+    return value
+
+
+def require_str(msg: Mapping[str, Any], field: str, *, max_len: int = 1024) -> str:
+    if field not in msg:
+        raise invalid(f"Missing field '{field}'", field)
+    value = msg[field]
+    if not isinstance(value, str) or not value:
+        raise invalid(f"Field '{field}' must be a non-empty string", field)
+    if len(value) > max_len:
+        raise invalid(f"Field '{field}' is longer than {max_len} characters", field)
+    return value
+
+
+def optional_str(
+    msg: Mapping[str, Any], field: str, default: str | None = None, *, max_len: int = 1024
+) -> str | None:
+    if msg.get(field) is None:
+        return default
+    return require_str(msg, field, max_len=max_len)
+
+
+def require_int(msg: Mapping[str, Any], field: str, *, minimum: int, maximum: int) -> int:
+    if field not in msg:
+        raise invalid(f"Missing field '{field}'", field)
+    return _bounded_int(msg[field], field, minimum, maximum)
+
+
+def optional_int(
+    msg: Mapping[str, Any], field: str, default: int, *, minimum: int, maximum: int
+) -> int:
+    if msg.get(field) is None:
+        return default
+    return _bounded_int(msg[field], field, minimum, maximum)
+
+
+def _bounded_int(value: Any, field: str, minimum: int, maximum: int) -> int:
+    # bool is an int subclass in Python; `true` is not a number in this protocol.
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise invalid(f"Field '{field}' must be an integer", field)
+    if not minimum <= value <= maximum:
+        raise invalid(f"Field '{field}' must be between {minimum} and {maximum}", field)
+    return int(value)
+
+
+def interval_ms(msg: Mapping[str, Any]) -> int:
+    """The `interval` of subscribe / subscribe_stats: default 2000, 500–60000 ms."""
+    return optional_int(
+        msg, "interval", DEFAULT_INTERVAL_MS, minimum=MIN_INTERVAL_MS, maximum=MAX_INTERVAL_MS
+    )
+
+
+# --- lifecycle messages -------------------------------------------------------------
+
+
+def connected_message(client_id: str, auth_timeout_s: float) -> Message:
+    seconds = f"{auth_timeout_s:g}"
+    return {
+        "type": "connected",
+        "clientId": client_id,
+        "timestamp": rfc3339(),
+        "message": f"Please authenticate within {seconds} seconds",
+    }
+
+
+def authenticated_message(client_id: str, user_id: str) -> Message:
+    return {
+        "type": "authenticated",
+        "clientId": client_id,
+        "userId": user_id,
+        "timestamp": rfc3339(),
+    }
+
+
+def ping_message() -> Message:
+    return {"type": "ping", "timestamp": rfc3339()}
+
+
+def pong_message() -> Message:
+    return {"type": "pong", "timestamp": rfc3339()}

@@ -1,0 +1,233 @@
+"""Test helpers: a real WebSocket client, a real server, real containers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from openpanel_ws.auth import issue_token
+from openpanel_ws.config import Settings
+from openpanel_ws.server import SERVICES_KEY, create_app
+from openpanel_ws.services import Services
+
+SECRET = "test-secret-" + "x" * 32
+TEST_IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
+
+
+def make_token(sub: str = "tester", *, roles: Sequence[str] = ("admin",), secret: str = SECRET,
+               **kwargs: Any) -> str:
+    return issue_token(secret, subject=sub, roles=roles, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class WsClient:
+    """A WebSocket client speaking the protocol, with helpers to wait for a type."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, session: aiohttp.ClientSession) -> None:
+        self.ws = ws
+        self._session = session
+        self.welcome: dict[str, Any] | None = None
+        self.backlog: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        await self.ws.send_str(message if isinstance(message, str) else orjson.dumps(message).decode())
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        if self.backlog:
+            return self.backlog.pop(0)
+        return await self._recv_raw(timeout)
+
+    async def _recv_raw(self, timeout: float) -> dict[str, Any]:
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            value: dict[str, Any] = orjson.loads(msg.data)
+            return value
+        raise ConnectionClosed(msg.type, self.ws.close_code, msg.extra)
+
+    async def expect(self, kind: str, timeout: float = 5.0,
+                     where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """The next message of `kind` (others are kept in order for later `recv`)."""
+        for i, queued in enumerate(self.backlog):
+            if queued.get("type") == kind and (where is None or where(queued)):
+                return self.backlog.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError(f"no {kind!r} within {timeout}s; saw {self.backlog[-5:]}")
+            msg = await self._recv_raw(left)
+            if msg.get("type") == kind and (where is None or where(msg)):
+                return msg
+            if msg.get("type") != "ping":
+                self.backlog.append(msg)
+
+    async def collect(self, seconds: float, kind: str | None = None) -> list[dict[str, Any]]:
+        """Everything received for `seconds` (optionally only one type)."""
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + seconds
+        pending, self.backlog = self.backlog, []
+        out.extend(pending)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                out.append(await self._recv_raw(left))
+            except asyncio.TimeoutError:
+                break
+        return [m for m in out if kind is None or m.get("type") == kind]
+
+    async def auth(self, token: str | None = None) -> dict[str, Any]:
+        await self.send({"type": "auth", "token": token or make_token()})
+        return await self.expect("authenticated")
+
+    async def wait_closed(self, timeout: float = 5.0) -> int | None:
+        """Read until the server closes; returns the close code."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = await self.ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                return self.ws.close_code
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                self.backlog.append(orjson.loads(msg.data))
+        raise asyncio.TimeoutError("connection still open")
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self._session.close()
+
+
+class ConnectionClosed(Exception):
+    def __init__(self, kind: Any, code: int | None, extra: Any) -> None:
+        super().__init__(f"connection closed ({kind}, code={code}, {extra!r})")
+        self.code = code
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    app: web.Application
+    runner: web.AppRunner
+    port: int
+    clients: list[WsClient] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES_KEY]
+
+    async def connect(self, path: str, *, auth: bool | str = False, headers: dict[str, str] | None = None,
+                      read_welcome: bool = True) -> WsClient:
+        session = aiohttp.ClientSession()
+        ws = await session.ws_connect(self.url + path, headers=headers, autoping=True,
+                                      max_msg_size=0)
+        client = WsClient(ws, session)
+        self.clients.append(client)
+        if read_welcome:
+            client.welcome = await client.expect("connected")
+        if auth:
+            await client.auth(auth if isinstance(auth, str) else None)
+        return client
+
+    async def stop(self) -> None:
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+        await self.runner.cleanup()
+
+
+def test_settings(**overrides: Any) -> Settings:
+    settings = Settings(jwt_secret=SECRET, port=0, state_dir=Settings().state_dir / "tests")
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    return settings
+
+
+async def start_server(**overrides: Any) -> RunningServer:
+    settings = test_settings(**overrides)
+    app = create_app(settings)
+    runner = web.AppRunner(app, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return RunningServer(settings, app, runner, port)
+
+
+# --- containers ----------------------------------------------------------------------
+
+
+def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def unique_name(prefix: str = "opws") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Containers:
+    """Creates test containers from the offline busybox image and removes them after."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def run(self, command: str = "sleep 3600", *, name: str | None = None,
+            options: Sequence[str] = (), detach: bool = True) -> str:
+        name = name or unique_name()
+        self.names.append(name)
+        args = ["run", "-d" if detach else "--rm", "--name", name, *options, TEST_IMAGE,
+                "sh", "-c", command]
+        docker(*args)
+        return name
+
+    def id_of(self, name: str) -> str:
+        return docker("inspect", "-f", "{{.Id}}", name)
+
+    def cleanup(self) -> None:
+        if self.names:
+            docker("rm", "-f", *self.names, check=False)
+            self.names.clear()
+
+
+@contextlib.asynccontextmanager
+async def running_server(**overrides: Any) -> AsyncIterator[RunningServer]:
+    server = await start_server(**overrides)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
