@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import Containers, RunningServer, start_server  # noqa: E402
+from helpers import Containers, RunningServer, start_server
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

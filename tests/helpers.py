@@ -72,7 +72,7 @@ class WsClient:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise asyncio.TimeoutError(f"no {kind!r} within {timeout}s; saw {self.backlog[-5:]}")
+                raise TimeoutError(f"no {kind!r} within {timeout}s; saw {self.backlog[-5:]}")
             msg = await self._recv_raw(left)
             if msg.get("type") == kind and (where is None or where(msg)):
                 return msg
@@ -91,7 +91,7 @@ class WsClient:
                 break
             try:
                 out.append(await self._recv_raw(left))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
         return [m for m in out if kind is None or m.get("type") == kind]
 
@@ -109,7 +109,7 @@ class WsClient:
                 return self.ws.close_code
             if msg.type is aiohttp.WSMsgType.TEXT:
                 self.backlog.append(orjson.loads(msg.data))
-        raise asyncio.TimeoutError("connection still open")
+        raise TimeoutError("connection still open")
 
     async def close(self) -> None:
         await self.ws.close()

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 def register_client_commands(sub: Any) -> None:
     """Client subcommands (logs, stats, events, metrics, exec) live in `client_cli`."""
     try:
-        from openpanel_ws.client_cli import register
+        from openpanel_ws.client_cli import register  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
     register(sub)

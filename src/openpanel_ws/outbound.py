@@ -148,7 +148,7 @@ class ClientWriter:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
-        except (ConnectionError, asyncio.TimeoutError, RuntimeError):
+        except (TimeoutError, ConnectionError, RuntimeError):
             self._abort()
         except asyncio.CancelledError:
             self._abort()
@@ -164,7 +164,7 @@ class ClientWriter:
             await asyncio.wait_for(
                 self._sink.close(code=code, message=reason.encode()[:120]), self._send_timeout
             )
-        except (ConnectionError, asyncio.TimeoutError, RuntimeError):
+        except (TimeoutError, ConnectionError, RuntimeError):
             self._abort()
 
     def _cut_off(self) -> None:

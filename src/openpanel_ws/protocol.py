@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from enum import StrEnum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Final
 
 import orjson

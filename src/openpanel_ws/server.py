@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from openpanel_ws import protocol
 from openpanel_ws.config import Settings
 from openpanel_ws.connection import (
+    Action,
     Authenticated,
     Close,
     Connection,
@@ -128,7 +129,7 @@ class ClientHandler:
                 writer.close(CloseCode.NORMAL, "")
             try:
                 await asyncio.wait_for(writer.wait_closed(), self.settings.send_timeout + 1)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 writer.cancel()
         return ws
 
@@ -151,7 +152,7 @@ class ClientHandler:
             await asyncio.sleep(max(0.0, conn.next_deadline() - time.monotonic()))
             await self._perform(conn.tick(time.monotonic()), conn, session)
 
-    async def _perform(self, actions: list[object], conn: Connection, session: Session) -> None:
+    async def _perform(self, actions: list[Action], conn: Connection, session: Session) -> None:
         for action in actions:
             if isinstance(action, Send):
                 session.send(action.message)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
@@ -72,7 +72,7 @@ class DockerEngine:
             else:
                 connector = aiohttp.TCPConnector(limit=0)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=REQUEST_TIMEOUT, json_serialize=lambda o: orjson.dumps(o).decode()
+                connector=connector, timeout=REQUEST_TIMEOUT
             )
         return self._session
 
@@ -118,7 +118,7 @@ class DockerEngine:
                 data = await resp.read()
                 if resp.status >= 400:
                     raise _error(resp.status, data)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from None
         if not data:
             return None
@@ -154,7 +154,7 @@ class DockerEngine:
             resp = await self._http().request(
                 method, self._base + path, params=self._url_params(params), timeout=STREAM_TIMEOUT
             )
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from None
         self.open_streams += 1
         try:
@@ -192,7 +192,7 @@ class DockerEngine:
         try:
             await writer.drain()
             header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             writer.close()
             raise EngineUnavailable(f"exec attach failed: {exc}") from None
         status_line = header.split(b"\r\n", 1)[0].decode("latin-1")
@@ -213,7 +213,3 @@ def _error(status: int, data: bytes) -> EngineError:
         message = str(orjson.loads(data).get("message", message))
     cls = EngineNotFound if status == 404 else EngineError
     return cls(status, message)
-
-
-def query(params: Mapping[str, Any]) -> str:
-    return urlencode({k: v for k, v in params.items() if v is not None})

@@ -143,7 +143,7 @@ class EventsHub:
                         if line.strip():
                             self._handle_line(line)
                 reason = "events stream ended"
-            except (EngineUnavailable, EngineError, aiohttp.ClientError, asyncio.TimeoutError,
+            except (TimeoutError, EngineUnavailable, EngineError, aiohttp.ClientError,
                     ConnectionError) as exc:
                 reason = str(exc) or type(exc).__name__
             self.connected = False
