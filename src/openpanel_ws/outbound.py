@@ -4,7 +4,8 @@ Producers never await a client. Ordered frames (logs, events, terminal output, r
 queue up to a bound; past it the client is a slow consumer and is closed with 1013.
 Latest-value frames (stats, metrics) are conflated per key: a slow client gets the
 newest sample, never a growing queue. A send that stalls past a deadline aborts the
-transport, so a dead client cannot hold a writer forever.
+transport, so a dead client cannot hold a writer forever: one `StallWatchdog` per server
+checks every writer once a second, so the hot path arms no timer per frame.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections import deque
 from typing import Protocol
 
@@ -38,6 +40,7 @@ class Transport(Protocol):
 
 class ClientWriter:
     __slots__ = (
+        "__weakref__",
         "_closed_reason",
         "_closing",
         "_latest",
@@ -47,7 +50,9 @@ class ClientWriter:
         "_queued_bytes",
         "_send_timeout",
         "_sink",
+        "_stalled_since",
         "_task",
+        "_watchdog",
         "_transport",
         "_wakeup",
         "bytes_sent",
@@ -62,8 +67,11 @@ class ClientWriter:
         max_frames: int,
         max_bytes: int,
         send_timeout: float,
+        watchdog: StallWatchdog | None = None,
     ) -> None:
         self._sink = sink
+        self._watchdog = watchdog
+        self._stalled_since: float | None = None
         self._transport = transport
         self._max_frames = max_frames
         self._max_bytes = max_bytes
@@ -119,11 +127,27 @@ class ClientWriter:
     # --- writer task -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        if self._watchdog is None:
+            self._watchdog = StallWatchdog.for_loop(loop)
+        self._watchdog.watch(self)
+
+    def check_stalled(self, now: float) -> bool:
+        """Abort the transport when one send has been pending past the deadline."""
+        since = self._stalled_since
+        if since is not None and now - since > self._send_timeout:
+            log.info("aborting a client whose send stalled for %.1f s", now - since)
+            self._abort()
+            if self._task is not None:
+                self._task.cancel()
+            return True
+        return False
 
     async def wait_closed(self) -> None:
+        # asyncio.wait: returns when the task ends without re-raising its cancellation
         if self._task is not None:
-            await self._task
+            await asyncio.wait([self._task])
 
     def cancel(self) -> None:
         if self._task is not None:
@@ -155,7 +179,11 @@ class ClientWriter:
             raise
 
     async def _send(self, frame: bytes) -> None:
-        await asyncio.wait_for(self._sink.send_frame(frame, WSMsgType.TEXT), self._send_timeout)
+        # send_frame suspends only when the transport buffer is full; the watchdog
+        # reads `_stalled_since` to cut off a client that stops reading.
+        self._stalled_since = asyncio.get_running_loop().time()
+        await self._sink.send_frame(frame, WSMsgType.TEXT)
+        self._stalled_since = None
         self.frames_sent += 1
         self.bytes_sent += len(frame)
 
@@ -187,3 +215,37 @@ class ClientWriter:
         if self._transport is not None:
             with contextlib.suppress(Exception):
                 self._transport.abort()
+
+
+class StallWatchdog:
+    """Checks every live writer once per `period` for a send stalled past its deadline."""
+
+    _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StallWatchdog] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, period: float = 0.5) -> None:
+        self._period = period
+        self._writers: weakref.WeakSet[ClientWriter] = weakref.WeakSet()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_loop(cls, loop: asyncio.AbstractEventLoop) -> StallWatchdog:
+        watchdog = cls._per_loop.get(loop)
+        if watchdog is None:
+            watchdog = cls._per_loop[loop] = cls()
+        return watchdog
+
+    def watch(self, writer: ClientWriter) -> None:
+        self._writers.add(writer)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="stall-watchdog")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._writers:
+            await asyncio.sleep(self._period)
+            now = loop.time()
+            for writer in list(self._writers):
+                if writer.check_stalled(now):
+                    self._writers.discard(writer)

@@ -1,9 +1,18 @@
 """One engine events stream for the whole server, shared by every listener.
 
-Opened when the first listener arrives, closed when the last leaves. When the engine
-goes away the stream is re-opened with exponential backoff and resumed with `since`
-at the last event's time; events already delivered are dropped by (timeNano, id,
-Type, Action), so across a restart nothing is lost or delivered twice.
+Opened when the first listener arrives, closed when the last leaves. The first open
+asks for `since` = the moment the first listener arrived, so an event that happens
+while the HTTP request is still in flight is replayed by the engine, not missed.
+
+When the engine goes away the stream is re-opened with exponential backoff and resumed
+with `since` a little before the last event's time. The engine replays what it still
+holds (its in-memory buffer, 256 events in Engine 20.10, which a restarted dockerd
+starts empty); events already delivered are dropped by (timeNano, Type, Action,
+Actor.ID, id), so across a reconnect nothing is delivered twice.
+
+Why a margin and no "older than the last event" rule: dockerd stamps an event's time
+before taking the lock that appends it to the stream, so two concurrent events can
+arrive out of time order. Dropping "older" events would lose the second one.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -29,14 +39,20 @@ EventListener = Callable[[EngineEvent], None]
 StatusListener = Callable[[bool, str], None]
 
 _SEEN_KEYS = 4096
+# How far before the last delivered event a resumed stream starts (see module doc).
+RESUME_MARGIN_NS = 2_000_000_000
+# One engine event is a JSON line of a few hundred bytes; a line past this is dropped.
+MAX_EVENT_LINE = 1 << 20
 
 
 def event_nanos(event: EngineEvent) -> int:
     nanos = event.get("timeNano")
-    if isinstance(nanos, int):
+    if isinstance(nanos, int) and not isinstance(nanos, bool):
         return nanos
     seconds = event.get("time")
-    return int(seconds) * 1_000_000_000 if isinstance(seconds, int) else 0
+    if isinstance(seconds, int) and not isinstance(seconds, bool):
+        return seconds * 1_000_000_000
+    return 0
 
 
 def event_key(event: EngineEvent) -> tuple[Any, ...]:
@@ -50,25 +66,96 @@ def event_key(event: EngineEvent) -> tuple[Any, ...]:
     )
 
 
+def since_param(nanos: int) -> str:
+    """The engine's `since` syntax for an exact instant: `<seconds>.<nanoseconds>`."""
+    seconds, rest = divmod(max(0, nanos), 1_000_000_000)
+    return f"{seconds}.{rest:09d}"
+
+
+class LineSplitter:
+    """Bytes of a newline-delimited stream -> complete lines, with a bounded buffer."""
+
+    __slots__ = ("_buf", "_max", "_skipping", "dropped")
+
+    def __init__(self, max_line: int = MAX_EVENT_LINE) -> None:
+        self._buf = bytearray()
+        self._max = max_line
+        self._skipping = False  # inside a line that was too long: drop up to its newline
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            if self._skipping:
+                self._skipping = False
+            else:
+                self._buf += data[start:end]
+                if len(self._buf) <= self._max:
+                    lines.append(bytes(self._buf))
+                else:
+                    self.dropped += 1
+            self._buf.clear()
+            start = end + 1
+        if not self._skipping:
+            self._buf += data[start:]
+            if len(self._buf) > self._max:
+                self.dropped += 1
+                self._buf.clear()
+                self._skipping = True
+        return lines
+
+
+class Deduper:
+    """Remembers the keys of the last `size` events; memory stays bounded."""
+
+    __slots__ = ("_order", "_seen")
+
+    def __init__(self, size: int = _SEEN_KEYS) -> None:
+        self._order: deque[tuple[Any, ...]] = deque(maxlen=size)
+        self._seen: set[tuple[Any, ...]] = set()
+
+    def first_time(self, key: tuple[Any, ...]) -> bool:
+        if key in self._seen:
+            return False
+        if len(self._order) == self._order.maxlen:
+            self._seen.discard(self._order[0])
+        self._order.append(key)
+        self._seen.add(key)
+        return True
+
+    def clear(self) -> None:
+        self._order.clear()
+        self._seen.clear()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
 class EventsHub:
     def __init__(
         self,
         engine: DockerEngine,
         *,
         backoff_initial: float = 0.25,
-        backoff_max: float = 8.0,
+        backoff_max: float = 5.0,
     ) -> None:
         self._engine = engine
         self._listeners: list[EventListener] = []
         self._status_listeners: list[StatusListener] = []
         self._task: asyncio.Task[None] | None = None
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        # Public so tests and operators can tune reconnection without a new instance.
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
         self.last_nanos: int | None = None
-        self._seen: deque[tuple[Any, ...]] = deque(maxlen=_SEEN_KEYS)
-        self._seen_set: set[tuple[Any, ...]] = set()
+        self._start_nanos = 0
+        self._dedupe = Deduper()
         self.connected = False
         self.streams_opened = 0  # how many times the engine stream was opened (tests)
+        self.duplicates_dropped = 0  # replayed events dropped by the dedupe (tests)
         self._ready = asyncio.Event()
 
     # --- listeners ------------------------------------------------------------------
@@ -93,6 +180,10 @@ class EventsHub:
     def listener_count(self) -> int:
         return len(self._listeners)
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def wait_connected(self, timeout: float = 5.0) -> bool:
         """Wait until the stream is open (events after this moment will be seen)."""
         with contextlib.suppress(asyncio.TimeoutError):
@@ -103,11 +194,16 @@ class EventsHub:
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
+            # A fresh stream starts now: a listener gets what happens after it arrived,
+            # not the engine's backlog from when nobody was listening.
+            self._start_nanos = time.time_ns()
+            self.last_nanos = None
+            self._dedupe.clear()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="events-hub")
 
     def _stop_if_idle(self) -> None:
         if not self._listeners and self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # leaving `stream()` on cancel closes the engine response
             self._task = None
             self.connected = False
             self._ready.clear()
@@ -115,6 +211,8 @@ class EventsHub:
     async def close(self) -> None:
         self._listeners.clear()
         task, self._task = self._task, None
+        self.connected = False
+        self._ready.clear()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,26 +220,32 @@ class EventsHub:
 
     # --- the stream -----------------------------------------------------------------
 
+    def resume_since(self) -> int:
+        """Where the next open starts: a margin before the last event, never earlier
+        than the moment this stream was first wanted."""
+        if self.last_nanos is None:
+            return self._start_nanos
+        return max(self._start_nanos, self.last_nanos - RESUME_MARGIN_NS)
+
     async def _run(self) -> None:
-        delay = self._backoff_initial
+        delay = self.backoff_initial
         lost_reported = False
         while self._listeners:
-            params: dict[str, Any] = {}
-            if self.last_nanos is not None:
-                seconds, nanos = divmod(self.last_nanos, 1_000_000_000)
-                params["since"] = f"{seconds}.{nanos:09d}"
+            params = {"since": since_param(self.resume_since())}
             try:
                 async with self._engine.stream("/events", params) as resp:
                     self.streams_opened += 1
                     self.connected = True
                     self._ready.set()
-                    delay = self._backoff_initial
+                    delay = self.backoff_initial
                     if lost_reported:
                         lost_reported = False
                         self._notify_status(True, "Docker engine connection restored")
-                    async for line in resp.content:
-                        if line.strip():
-                            self._handle_line(line)
+                    splitter = LineSplitter()
+                    async for chunk in resp.content.iter_any():
+                        for line in splitter.feed(chunk):
+                            if line.strip():
+                                self.handle_line(line)
                 reason = "events stream ended"
             except (TimeoutError, EngineUnavailable, EngineError, aiohttp.ClientError,
                     ConnectionError) as exc:
@@ -152,9 +256,10 @@ class EventsHub:
                 lost_reported = True
                 self._notify_status(False, f"Docker engine connection lost: {reason}")
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self._backoff_max)
+            delay = min(delay * 2, self.backoff_max)
 
-    def _handle_line(self, line: bytes) -> None:
+    def handle_line(self, line: bytes) -> None:
+        """One JSON line from the engine: dedupe, then hand to every listener."""
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -162,16 +267,10 @@ class EventsHub:
             return
         if not isinstance(event, dict):
             return
-        nanos = event_nanos(event)
-        key = event_key(event)
-        if self.last_nanos is not None and nanos < self.last_nanos:
-            return  # replayed by `since` and already delivered
-        if key in self._seen_set:
+        if not self._dedupe.first_time(event_key(event)):
+            self.duplicates_dropped += 1
             return
-        if len(self._seen) == self._seen.maxlen:
-            self._seen_set.discard(self._seen[0])
-        self._seen.append(key)
-        self._seen_set.add(key)
+        nanos = event_nanos(event)
         self.last_nanos = max(nanos, self.last_nanos or 0)
         for listener in list(self._listeners):
             try:

@@ -1,9 +1,241 @@
-"""`/ws/metrics`: Host CPU, memory, disk and network."""
+"""`/ws/metrics`: Host CPU, memory, disk and network.
+
+One sampler task per distinct interval, shared by all its subscribers: it starts with
+the first subscriber and stops when the last one leaves. Each tick reads the host once,
+encodes the message once and hands the same bytes to every subscriber as a conflated
+latest-value frame, so a slow dashboard gets the newest sample, never a backlog.
+"""
 
 from __future__ import annotations
 
-from openpanel_ws.gateways.base import Gateway
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from openpanel_ws import protocol
+from openpanel_ws.gateways.base import Gateway, Handler, Session
+from openpanel_ws.host.metrics import HostReader, Reading, metrics_message
+from openpanel_ws.protocol import Message
+from openpanel_ws.services import Services
+
+log = logging.getLogger(__name__)
+
+# CPU percent needs some time between two readings to mean anything.
+MIN_CPU_WINDOW = 0.2
+# A late joiner gets the sampler's last frame if it is at most this old; otherwise one
+# sample is taken for it at once (and reused by other joiners within this window).
+FRESH_SECONDS = 1.0
+
+_keys = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Sampler:
+    """The shared upstream of one interval."""
+
+    interval_ms: int
+    # session -> its latest-value key (a new key per subscription, see `_subscribe`)
+    subscribers: dict[Session, str] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    prev: Reading | None = None  # baseline of the next tick: this sampler's last tick
+    frame: bytes | None = None
+    frame_at: float = 0.0
+    ticks: int = 0
+    failing: bool = False
+
+    @property
+    def period(self) -> float:
+        return self.interval_ms / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    interval_ms: int
+    key: str
+
+
+def next_deadline(deadline: float, period: float, now: float) -> float:
+    """The next tick after `deadline`; slots missed on a loaded machine are skipped, not
+    burst out, and the sampler keeps its phase."""
+    deadline += period
+    if deadline <= now:
+        deadline += period * math.ceil((now - deadline) / period + 1e-9)
+    return deadline
 
 
 class MetricsGateway(Gateway):
     name = "metrics"
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self.reader = HostReader(
+            self.settings.metrics_disk_path,
+            include_virtual=self.settings.metrics_include_virtual_interfaces,
+        )
+        self._samplers: dict[int, Sampler] = {}
+        self._last: Reading | None = None  # newest reading of any sampler
+        self._disk_error_logged = False
+        # Counters for tests and operators.
+        self.samples_taken = 0
+        self.samplers_started = 0
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe}
+
+    # --- introspection -----------------------------------------------------------------
+
+    @property
+    def sampler_count(self) -> int:
+        return len(self._samplers)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s.subscribers) for s in self._samplers.values())
+
+    def sampler(self, interval_ms: int) -> Sampler | None:
+        return self._samplers.get(interval_ms)
+
+    # --- messages ------------------------------------------------------------------------
+
+    async def _subscribe(self, session: Session, msg: Message) -> None:
+        interval = protocol.interval_ms(msg)  # raises INVALID_MESSAGE before any change
+        old: Subscription | None = session.gateway_state
+        if old is not None:
+            # Drop an unsent frame of the old subscription. A fresh key per subscription
+            # keeps the old key's queue slot from carrying the new frame ahead of the ack.
+            session.writer.discard_latest(old.key)
+            if old.interval_ms != interval:
+                self._leave(session, old)
+        sub = Subscription(interval, f"metrics#{next(_keys)}")
+        session.gateway_state = sub
+        session.send({"type": "subscribed", "interval": interval})
+        sampler = self._samplers.get(interval)
+        if sampler is None:
+            sampler = self._start_sampler(interval)
+        sampler.subscribers[session] = sub.key
+        self._first_sample(sampler, session, sub.key)
+
+    async def _unsubscribe(self, session: Session, msg: Message) -> None:
+        old: Subscription | None = session.gateway_state
+        if old is not None:
+            session.writer.discard_latest(old.key)
+            self._leave(session, old)
+            session.gateway_state = None
+        session.send({"type": "unsubscribed"})
+
+    async def on_disconnect(self, session: Session) -> None:
+        old: Subscription | None = session.gateway_state
+        if old is not None:
+            self._leave(session, old)
+            session.gateway_state = None
+
+    async def stop(self) -> None:
+        samplers = list(self._samplers.values())
+        self._samplers.clear()
+        for sampler in samplers:
+            sampler.subscribers.clear()
+            await self._cancel(sampler)
+
+    # --- samplers ------------------------------------------------------------------------
+
+    def _leave(self, session: Session, sub: Subscription) -> None:
+        sampler = self._samplers.get(sub.interval_ms)
+        if sampler is None:
+            return
+        sampler.subscribers.pop(session, None)
+        if not sampler.subscribers:
+            del self._samplers[sub.interval_ms]
+            if sampler.task is not None:
+                sampler.task.cancel()
+
+    async def _cancel(self, sampler: Sampler) -> None:
+        if sampler.task is not None:
+            sampler.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler.task
+
+    def _start_sampler(self, interval_ms: int) -> Sampler:
+        sampler = Sampler(interval_ms)
+        self._samplers[interval_ms] = sampler
+        sampler.task = asyncio.get_running_loop().create_task(
+            self._run(sampler), name=f"metrics-sampler-{interval_ms}"
+        )
+        self.samplers_started += 1
+        return sampler
+
+    def _first_sample(self, sampler: Sampler, session: Session, key: str) -> None:
+        """A new subscriber gets a sample now, not after a full interval."""
+        if sampler.frame is None or sampler.prev is None:
+            return  # the sampler is warming up: its first tick is at most MIN_CPU_WINDOW away
+        if time.monotonic() - sampler.frame_at > FRESH_SECONDS:
+            # Out-of-band sample over the period since the sampler's last tick; the tick
+            # baseline is left alone so the shared samples keep measuring whole periods.
+            frame = self._sample(sampler.prev)
+            if frame is None:
+                return
+            sampler.frame, sampler.frame_at = frame, time.monotonic()
+        assert sampler.frame is not None
+        session.send_latest(key, sampler.frame)
+
+    def _read(self) -> Reading:
+        reading = self.reader.read()
+        self._last = reading
+        return reading
+
+    def _sample(self, prev: Reading | None) -> bytes | None:
+        try:
+            reading = self._read()
+        except Exception:
+            log.exception("metrics: reading the host failed")
+            return None
+        self._note_disk()
+        self.samples_taken += 1
+        return protocol.encode(metrics_message(prev, reading))
+
+    def _note_disk(self) -> None:
+        error = self.reader.disk_error
+        if error is not None and not self._disk_error_logged:
+            log.warning("metrics: disk path unreadable (reporting zeros): %s", error)
+        self._disk_error_logged = error is not None
+
+    def _tick(self, sampler: Sampler) -> None:
+        try:
+            reading = self._read()
+        except Exception:
+            if not sampler.failing:  # log a failure streak once, not every tick
+                log.exception("metrics: reading the host failed")
+            sampler.failing = True
+            return
+        sampler.failing = False
+        self._note_disk()
+        frame = protocol.encode(metrics_message(sampler.prev, reading))
+        sampler.prev = reading
+        sampler.frame, sampler.frame_at = frame, reading.monotonic
+        sampler.ticks += 1
+        self.samples_taken += 1
+        for session, key in sampler.subscribers.items():
+            session.send_latest(key, frame)
+
+    async def _run(self, sampler: Sampler) -> None:
+        # Baseline: the newest reading of any sampler if it is recent, else a fresh one;
+        # then wait until the CPU window is long enough for the first tick.
+        base = self._last
+        now = time.monotonic()
+        if base is None or now - base.monotonic > sampler.period:
+            try:
+                base = self._read()
+            except Exception:
+                log.exception("metrics: reading the host failed")
+                base = None
+        if base is not None:
+            sampler.prev = base
+            await asyncio.sleep(max(0.0, base.monotonic + MIN_CPU_WINDOW - time.monotonic()))
+        deadline = time.monotonic()
+        while True:
+            self._tick(sampler)
+            deadline = next_deadline(deadline, sampler.period, time.monotonic())
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,707 @@
+"""The asyncio edge of the client: aiohttp WebSockets driven by the sans-I/O core.
+
+One `_Link` is one gateway connection that reconnects by itself (backoff, re-auth,
+restore subscriptions). Consumers (`_Subscription`s) attach to a link; each owns a
+queue that its async iterator drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import aiohttp
+import orjson
+
+from openpanel_ws.client.messages import (
+    AuthenticationError,
+    ClientError,
+    ConnectionClosed,
+    ConnectionFailed,
+    DockerEvent,
+    Event,
+    LogLine,
+    MetricsSample,
+    ServerError,
+    StatsSample,
+    SubscriptionEnded,
+    SystemLog,
+    TerminalError,
+    error_from_message,
+)
+from openpanel_ws.client.sansio import (
+    SERVER_RATE_LIMITS,
+    Backoff,
+    BackoffPolicy,
+    Input,
+    LogCursor,
+    Outbox,
+    Outgoing,
+    should_reconnect,
+    split_input,
+)
+from openpanel_ws.protocol import CloseCode, Message, rfc3339
+from openpanel_ws.ratelimit import RateLimit
+
+log = logging.getLogger(__name__)
+
+TokenSource = str | Callable[[], Awaitable[str]]
+StatusCallback = Callable[[str], None]
+
+DEFAULT_URL: Final = "ws://127.0.0.1:3001"
+GATEWAYS: Final = ("containers", "logs", "metrics", "terminal")
+_END: Final = object()
+
+
+def gateway_url(base: str, gateway: str) -> str:
+    """ws://host:port[/ws/x] or http(s)://… -> ws(s)://host:port/ws/<gateway>."""
+    url = base.strip().rstrip("/")
+    if url.startswith("http://"):
+        url = "ws://" + url[len("http://"):]
+    elif url.startswith("https://"):
+        url = "wss://" + url[len("https://"):]
+    elif "://" not in url:
+        url = "ws://" + url
+    for name in GATEWAYS:
+        if url.endswith("/ws/" + name):
+            url = url[: -len("/ws/" + name)]
+    return f"{url}/ws/{gateway}"
+
+
+class _Transient(Exception):
+    """This connection ended; another attempt may succeed."""
+
+    def __init__(self, why: str, code: int | None = None) -> None:
+        super().__init__(why)
+        self.why = why
+        self.code = code
+
+
+# --- subscriptions ------------------------------------------------------------------
+
+
+class _Subscription:
+    """One consumer of a link: what it (re)sends after auth and what it takes."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.ended = False
+        self.ended_event = asyncio.Event()
+
+    def subscribe_messages(self) -> list[Message]:
+        return []
+
+    def unsubscribe_messages(self) -> list[Message]:
+        return []
+
+    def handle(self, msg: Message) -> bool:
+        """True when the message was this subscription's."""
+        return False
+
+    def handle_error(self, err: ServerError) -> bool:
+        return False
+
+    def on_disconnect(self, why: str) -> None:
+        """The link lost its connection and will reconnect."""
+
+    def end(self, item: object = _END) -> None:
+        if not self.ended:
+            self.ended = True
+            self.ended_event.set()
+            self.queue.put_nowait(item)
+
+    async def items(self) -> AsyncIterator[Any]:
+        while True:
+            item = await self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class _LogsSub(_Subscription):
+    def __init__(self, container: str, tail: int | str | None, since: str | float | None,
+                 follow: bool, quiet: float) -> None:
+        super().__init__()
+        self.container = container
+        self.tail = tail
+        self.since = since
+        self.follow = follow
+        self.cursor = LogCursor()
+        self._quiet = quiet
+        self._subscribed_at: str | None = None
+        self._idle: asyncio.TimerHandle | None = None
+
+    def _base(self) -> Message:
+        return {"type": "subscribe_logs", "containerId": self.container}
+
+    def subscribe_messages(self) -> list[Message]:
+        msg = self._base()
+        if self.tail is not None:
+            msg["tail"] = self.tail
+        if self.since is not None:
+            msg["since"] = self.since
+        msg.update(self.cursor.resume())
+        self._subscribed_at = self._subscribed_at or rfc3339()
+        return [msg]
+
+    def unsubscribe_messages(self) -> list[Message]:
+        return [{"type": "unsubscribe_logs", "containerId": self.container}]
+
+    def handle(self, msg: Message) -> bool:
+        kind = msg.get("type")
+        if msg.get("containerId") != self.container:
+            return False
+        if kind == "log":
+            line = LogLine.parse(msg)
+            if not self.follow and self._subscribed_at and line.timestamp > self._subscribed_at:
+                self.end()  # newer than the request: `logs` without -f stops at "now"
+                return False
+            if self.cursor.accept(line.timestamp, line.stream, line.data) and not self.ended:
+                self.queue.put_nowait(line)
+            self._arm_idle()
+            return False  # another subscription of the same container may want it too
+        if kind == "subscribed_logs":
+            self._arm_idle()
+            return True
+        if kind in ("logs_ended", "unsubscribed_logs") and msg.get("reason"):
+            self.end(SubscriptionEnded(self.container, str(msg.get("reason"))))
+            return True
+        return kind == "unsubscribed_logs"
+
+    def _arm_idle(self) -> None:
+        # Without -f the protocol has no "end of backlog" marker: stop after a quiet spell.
+        if self.follow or self.ended:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(self._quiet, self.end)
+
+    def handle_error(self, err: ServerError) -> bool:
+        if err.container_id == self.container:
+            self.end(err)
+            return True
+        return False
+
+
+class _StatsSub(_Subscription):
+    def __init__(self, containers: list[str], interval: int | None) -> None:
+        super().__init__()
+        self.containers = containers
+        self.interval = interval
+
+    def subscribe_messages(self) -> list[Message]:
+        out: list[Message] = []
+        for c in self.containers:
+            msg: Message = {"type": "subscribe_stats", "containerId": c}
+            if self.interval is not None:
+                msg["interval"] = self.interval
+            out.append(msg)
+        return out
+
+    def unsubscribe_messages(self) -> list[Message]:
+        return [{"type": "unsubscribe_stats", "containerId": c} for c in self.containers]
+
+    def handle(self, msg: Message) -> bool:
+        if msg.get("containerId") not in self.containers:
+            return False
+        kind = msg.get("type")
+        if kind == "stats":
+            self.queue.put_nowait(StatsSample.parse(msg))
+            return False
+        return kind in ("subscribed_stats", "unsubscribed_stats")
+
+    def handle_error(self, err: ServerError) -> bool:
+        if err.container_id in self.containers:
+            self.end(err)
+            return True
+        return False
+
+
+class _EventsSub(_Subscription):
+    def handle(self, msg: Message) -> bool:
+        kind = msg.get("type")
+        if kind == "docker_event":
+            self.queue.put_nowait(DockerEvent.parse(msg))
+            return True
+        if kind == "system_log":
+            self.queue.put_nowait(SystemLog.parse(msg))
+            return True
+        return False
+
+
+class _MetricsSub(_Subscription):
+    def __init__(self, interval: int | None) -> None:
+        super().__init__()
+        self.interval = interval
+
+    def subscribe_messages(self) -> list[Message]:
+        msg: Message = {"type": "subscribe"}
+        if self.interval is not None:
+            msg["interval"] = self.interval
+        return [msg]
+
+    def unsubscribe_messages(self) -> list[Message]:
+        return [{"type": "unsubscribe"}]
+
+    def handle(self, msg: Message) -> bool:
+        kind = msg.get("type")
+        if kind == "metrics":
+            self.queue.put_nowait(MetricsSample.parse(msg))
+            return True
+        return kind in ("subscribed", "unsubscribed")
+
+
+class _TerminalSub(_Subscription):
+    def __init__(self, container: str, shell: str | None, cols: int | None, rows: int | None) -> None:
+        super().__init__()
+        self.container = container
+        self.shell = shell
+        self.cols = cols
+        self.rows = rows
+        self.opened: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.exit_code: int | None = None
+        self.reason: str | None = None
+        self._sent_open = False
+
+    def subscribe_messages(self) -> list[Message]:
+        if self._sent_open:  # a terminal cannot be resumed on another connection
+            return []
+        self._sent_open = True
+        msg: Message = {"type": "open_terminal", "containerId": self.container}
+        if self.shell:
+            msg["shell"] = self.shell
+        if self.cols and self.rows:
+            msg["cols"], msg["rows"] = self.cols, self.rows
+        return [msg]
+
+    def _fail(self, exc: ClientError) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc)
+        self.end(exc)
+
+    def handle(self, msg: Message) -> bool:
+        kind = msg.get("type")
+        if kind == "terminal_opened":
+            if not self.opened.done():
+                self.opened.set_result(str(msg.get("sessionId", "")))
+        elif kind == "terminal_output":
+            self.queue.put_nowait(str(msg.get("data", "")))
+        elif kind == "terminal_closed":
+            code = msg.get("exitCode")
+            self.exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+            self.reason = str(msg.get("reason", ""))
+            if not self.opened.done():
+                self.opened.set_exception(TerminalError(f"terminal closed: {self.reason}"))
+            self.end()
+        elif kind == "terminal_error":
+            self._fail(TerminalError(str(msg.get("message", "terminal error"))))
+        else:
+            return False
+        return True
+
+    def handle_error(self, err: ServerError) -> bool:
+        if err.container_id in (None, self.container):
+            self._fail(err)
+            return True
+        return False
+
+    def on_disconnect(self, why: str) -> None:
+        self._fail(TerminalError(f"connection to the gateway lost ({why})"))
+
+
+# --- one gateway connection -----------------------------------------------------------
+
+
+class _Link:
+    def __init__(self, client: OpenPanelClient, gateway: str, *, reconnect: bool = True) -> None:
+        self.client = client
+        self.gateway = gateway
+        self.url = gateway_url(client.url, gateway)
+        self.reconnect = reconnect
+        self.subs: list[_Subscription] = []
+        self.connected = asyncio.Event()
+        self.ever_connected = False
+        self.closed = False
+        self.user_id: str | None = None
+        self._outbox: Outbox | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def add(self, sub: _Subscription) -> None:
+        self.subs.append(sub)
+        if self.connected.is_set():
+            for msg in sub.subscribe_messages():
+                self.send(msg)
+        self.start()
+
+    async def remove(self, sub: _Subscription) -> None:
+        if sub in self.subs:
+            self.subs.remove(sub)
+        if not self.subs:
+            await self.close()
+            return
+        if self.connected.is_set():
+            # Keep what another consumer (same container, same kind) still uses.
+            still = {(m["type"], m.get("containerId")) for s in self.subs for m in s.unsubscribe_messages()}
+            for msg in sub.unsubscribe_messages():
+                if (msg["type"], msg.get("containerId")) not in still:
+                    self.send(msg)
+
+    def send(self, item: Outgoing) -> None:
+        if self._outbox is not None:
+            self._outbox.push(item)
+            self._wake.set()
+
+    async def close(self) -> None:
+        self.closed = True
+        self.client._links.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for sub in self.subs:
+            sub.end()
+
+    def _fail_all(self, exc: ClientError) -> None:
+        for sub in list(self.subs):
+            if isinstance(sub, _TerminalSub):
+                sub._fail(exc)
+            else:
+                sub.end(exc)
+
+    async def _run(self) -> None:
+        backoff = Backoff(self.client.backoff)
+        while not self.closed:
+            try:
+                await self._connect_once(backoff)
+                why, code = "connection closed", None
+            except _Transient as exc:
+                why, code = exc.why, exc.code
+            except ClientError as exc:
+                self._fail_all(exc)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug of ours must not hang the consumer
+                log.exception("client link %s failed", self.url)
+                self._fail_all(ClientError(f"internal client error: {exc!r}"))
+                return
+            for sub in list(self.subs):
+                sub.on_disconnect(why)
+            if not self.reconnect or (not self.ever_connected and not self.client.wait_for_server):
+                self._fail_all(ConnectionFailed(f"cannot connect to {self.url}: {why}"))
+                return
+            delay = backoff.next_delay()
+            if delay is None:
+                self._fail_all(ConnectionFailed(
+                    f"{self.url}: gave up after {backoff.attempts} attempts ({why})"))
+                return
+            self.client._status(f"{self.url}: {why}; reconnecting in {delay:.1f}s", code)
+            await asyncio.sleep(delay)
+
+    async def _connect_once(self, backoff: Backoff) -> None:
+        client = self.client
+        session = await client._http()
+        try:
+            ws = await session.ws_connect(
+                self.url, autoping=True, max_msg_size=0, compress=0,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (401, 403, 404):
+                raise ConnectionFailed(f"{self.url}: HTTP {exc.status} {exc.message}") from None
+            raise _Transient(f"HTTP {exc.status}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise _Transient(_describe_os_error(exc)) from None
+        outbox = Outbox(client.rate_limits.get(self.gateway, SERVER_RATE_LIMITS["containers"]),
+                        time.monotonic())
+        sender: asyncio.Task[None] | None = None
+        try:
+            await self._expect_welcome(ws)
+            token = await client._token()
+            outbox.push({"type": "auth", "token": token})
+            self._outbox = outbox
+            sender = asyncio.get_running_loop().create_task(self._sender(ws, outbox))
+            await self._await_auth(ws)
+            backoff.reset()
+            if self.ever_connected:
+                client._status(f"{self.url}: reconnected", None)
+            self.ever_connected = True
+            self.connected.set()
+            for sub in list(self.subs):
+                for msg in sub.subscribe_messages():
+                    outbox.push(msg)
+            self._wake.set()
+            await self._read_loop(ws)
+        finally:
+            self.connected.clear()
+            self._outbox = None
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sender
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 5)
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> Message:
+        try:
+            msg = await ws.receive(timeout=timeout)
+        except TimeoutError:
+            raise _Transient(f"no message from the server for {timeout:g}s") from None
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            try:
+                value = orjson.loads(msg.data)
+            except orjson.JSONDecodeError:
+                return {}
+            return value if isinstance(value, dict) else {}
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            return {}
+        code = ws.close_code if ws.close_code is not None else 1006
+        reason = str(msg.extra or "") if msg.type is aiohttp.WSMsgType.CLOSE else ""
+        if code == CloseCode.AUTH_FAILED:
+            raise AuthenticationError("AUTH_FAILED", reason or "Invalid token")
+        if not should_reconnect(code):
+            raise ConnectionClosed(code, reason)
+        raise _Transient(f"connection closed (code {code}{': ' + reason if reason else ''})", code)
+
+    async def _expect_welcome(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        msg = await self._receive(ws, self.client.connect_timeout)
+        if msg.get("type") != "connected":
+            raise _Transient(f"unexpected first message {msg.get('type')!r}")
+
+    async def _await_auth(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            msg = await self._receive(ws, self.client.connect_timeout)
+            kind = msg.get("type")
+            if kind == "authenticated":
+                self.user_id = str(msg.get("userId", ""))
+                return
+            if kind == "ping":
+                self._pong()
+            elif kind == "error":
+                err = error_from_message(msg)
+                if isinstance(err, AuthenticationError):
+                    raise err
+                raise _Transient(f"auth refused: {err}")
+
+    def _pong(self) -> None:
+        if self._outbox is not None:
+            self._outbox.push_free({"type": "pong", "timestamp": rfc3339()})
+            self._wake.set()
+
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            msg = await self._receive(ws, self.client.idle_timeout)
+            kind = msg.get("type")
+            if kind == "ping":
+                self._pong()
+            elif kind == "error":
+                err = error_from_message(msg)
+                if isinstance(err, AuthenticationError):
+                    raise err
+                if not any(sub.handle_error(err) for sub in list(self.subs)):
+                    log.warning("%s: %s", self.gateway, err)
+                    self.client._status(f"server error: {err}", None)
+            elif kind:
+                for sub in list(self.subs):
+                    if sub.handle(msg):
+                        break
+
+    async def _sender(self, ws: aiohttp.ClientWebSocketResponse, outbox: Outbox) -> None:
+        while True:
+            self._wake.clear()
+            msg, wait = outbox.pop(time.monotonic())
+            if msg is not None:
+                try:
+                    await ws.send_str(orjson.dumps(msg).decode())
+                except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                    return  # the read loop sees the close and reconnects
+            elif wait == float("inf"):
+                await self._wake.wait()
+            else:
+                await asyncio.sleep(wait)
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    inner: BaseException | None = exc
+    while inner is not None:
+        if isinstance(inner, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(inner, OSError) and inner.strerror:
+            return str(inner.strerror).lower()
+        inner = inner.__cause__ or getattr(inner, "os_error", None)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+# --- terminal ---------------------------------------------------------------------------
+
+
+class TerminalSession:
+    """An interactive terminal: `write()` keystrokes, `resize()`, iterate the output."""
+
+    def __init__(self, link: _Link, sub: _TerminalSub, session_id: str) -> None:
+        self._link = link
+        self._sub = sub
+        self.session_id = session_id
+        self.container_id = sub.container
+
+    @property
+    def exit_code(self) -> int | None:
+        """The shell's exit code once `terminal_closed` arrived (None if unknown)."""
+        return self._sub.exit_code
+
+    @property
+    def reason(self) -> str | None:
+        return self._sub.reason
+
+    def write(self, data: str) -> None:
+        """Queue keystrokes; they are coalesced when the rate-limit mirror runs low."""
+        for item in split_input(data):
+            self._link.send(item)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self._link.send({"type": "resize", "cols": cols, "rows": rows})
+
+    async def close(self) -> None:
+        """Ask the server to end the shell (`close_terminal`), then wait for the end."""
+        if not self._sub.ended and self._link.connected.is_set():
+            self._link.send({"type": "close_terminal"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sub.ended_event.wait(), 5)
+        await self._link.close()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._sub.items()
+
+
+# --- the client -----------------------------------------------------------------------
+
+
+class OpenPanelClient:
+    """Client of the four gateways of one server.
+
+    `token` is a string or an async callable returning one; it is called again before
+    every re-authentication, so an expiring token can be refreshed.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: TokenSource = "",
+        *,
+        backoff: BackoffPolicy | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
+        wait_for_server: bool = True,
+        connect_timeout: float = 15.0,
+        idle_timeout: float = 75.0,
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.backoff = backoff or BackoffPolicy()
+        self.rate_limits = {**SERVER_RATE_LIMITS, **(rate_limits or {})}
+        self.wait_for_server = wait_for_server
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.on_status = on_status
+        self._session: aiohttp.ClientSession | None = None
+        self._links: set[_Link] = set()
+        self._containers: _Link | None = None
+
+    async def __aenter__(self) -> OpenPanelClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for link in list(self._links):
+            await link.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def _token(self) -> str:
+        if isinstance(self.token, str):
+            return self.token
+        return await self.token()
+
+    def _status(self, text: str, code: int | None) -> None:
+        log.info("%s", text)
+        if self.on_status is not None:
+            self.on_status(text)
+
+    def _link(self, gateway: str, *, shared: bool = False, reconnect: bool = True) -> _Link:
+        if shared and self._containers is not None and not self._containers.closed:
+            return self._containers
+        link = _Link(self, gateway, reconnect=reconnect)
+        self._links.add(link)
+        if shared:
+            self._containers = link
+        return link
+
+    async def _stream(self, link: _Link, sub: _Subscription) -> AsyncIterator[Any]:
+        link.add(sub)
+        try:
+            async for item in sub.items():
+                yield item
+        finally:
+            await link.remove(sub)
+
+    def logs(self, container: str, *, tail: int | str | None = None,
+             since: str | float | None = None, follow: bool = True,
+             quiet: float = 1.0) -> AsyncIterator[LogLine]:
+        """Log lines of one container; resumes after a reconnect with no gap or duplicate.
+
+        `follow=False` ends once the backlog is delivered (after `quiet` seconds
+        without a line, or at the first line newer than the request).
+        """
+        return self._stream(self._link("containers", shared=True),
+                            _LogsSub(container, tail, since, follow, quiet))
+
+    def stats(self, *containers: str, interval: int | None = None) -> AsyncIterator[StatsSample]:
+        return self._stream(self._link("containers", shared=True), _StatsSub(list(containers), interval))
+
+    def events(self) -> AsyncIterator[Event]:
+        """Docker events and system logs pushed by `/ws/logs`."""
+        return self._stream(self._link("logs"), _EventsSub())
+
+    def metrics(self, interval: int | None = None) -> AsyncIterator[MetricsSample]:
+        return self._stream(self._link("metrics"), _MetricsSub(interval))
+
+    async def terminal(self, container: str, *, shell: str | None = None,
+                       cols: int | None = None, rows: int | None = None,
+                       timeout: float = 30.0) -> TerminalSession:
+        """Open an interactive terminal. A terminal does not survive a reconnect."""
+        link = self._link("terminal", reconnect=False)
+        sub = _TerminalSub(container, shell, cols, rows)
+        link.add(sub)
+        try:
+            session_id = await asyncio.wait_for(asyncio.shield(sub.opened), timeout)
+        except TimeoutError:
+            await link.close()
+            raise TerminalError(f"no answer to open_terminal within {timeout:g}s") from None
+        except BaseException:
+            await link.close()
+            raise
+        return TerminalSession(link, sub, session_id)
+
+
+__all__ = ["DEFAULT_URL", "Input", "OpenPanelClient", "TerminalSession", "TokenSource", "gateway_url"]

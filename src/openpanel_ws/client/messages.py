@@ -1,0 +1,221 @@
+"""Typed server messages and client errors, parsed from plain dicts (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from openpanel_ws.protocol import ErrorCode, Message
+
+# --- errors -------------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Base of everything the client raises; `str()` is one line for a human."""
+
+
+class ConnectionFailed(ClientError):
+    """The gateway could not be reached (and retrying was not asked for or gave up)."""
+
+
+class ConnectionClosed(ClientError):
+    """The server closed the connection for good (a close code that forbids retrying)."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        text = f"connection closed by the server (code {code}"
+        super().__init__(text + (f": {reason})" if reason else ")"))
+
+
+class ServerError(ClientError):
+    """An `error` message of the protocol, with its code."""
+
+    def __init__(self, code: str, message: str, container_id: str | None = None,
+                 raw: Message | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.container_id = container_id
+        self.raw = raw or {}
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = f" (container '{self.container_id}')" if self.container_id else ""
+        return f"{self.message}{where} [{self.code}]"
+
+
+class AuthenticationError(ServerError):
+    """AUTH_FAILED / AUTH_TIMEOUT: final, the client never retries with the same token."""
+
+    def describe(self) -> str:
+        text = self.message or "invalid token"
+        return "authentication failed: " + text[:1].lower() + text[1:]
+
+
+class ContainerNotFound(ServerError):
+    def describe(self) -> str:
+        return f"container '{self.container_id}' not found"
+
+
+class PermissionDenied(ServerError):
+    def describe(self) -> str:
+        if self.container_id:
+            return f"permission denied: container '{self.container_id}'"
+        return f"permission denied: {self.message}"
+
+
+class RateLimited(ServerError):
+    pass
+
+
+class InvalidMessage(ServerError):
+    pass
+
+
+class DockerUnavailable(ServerError):
+    def describe(self) -> str:
+        return "the gateway cannot reach its Docker engine"
+
+
+class SubscriptionEnded(ClientError):
+    """The server ended a subscription (e.g. the container was removed)."""
+
+    def __init__(self, container_id: str, reason: str) -> None:
+        self.container_id = container_id
+        self.reason = reason
+        super().__init__(f"container '{container_id}': {reason}")
+
+
+class TerminalError(ClientError):
+    """`terminal_error`: the terminal could not be opened or failed."""
+
+
+_ERRORS: dict[str, type[ServerError]] = {
+    ErrorCode.AUTH_FAILED: AuthenticationError,
+    ErrorCode.AUTH_TIMEOUT: AuthenticationError,
+    ErrorCode.CONTAINER_NOT_FOUND: ContainerNotFound,
+    ErrorCode.PERMISSION_DENIED: PermissionDenied,
+    ErrorCode.RATE_LIMIT: RateLimited,
+    ErrorCode.INVALID_MESSAGE: InvalidMessage,
+    ErrorCode.DOCKER_UNAVAILABLE: DockerUnavailable,
+}
+
+
+def error_from_message(msg: Message) -> ServerError:
+    code = str(msg.get("code") or "")
+    text = str(msg.get("message") or code or "error")
+    if not code and text == "Invalid token":  # the specification's code-less shape
+        code = ErrorCode.AUTH_FAILED
+    cid = msg.get("containerId")
+    cls = _ERRORS.get(code, ServerError)
+    return cls(code, text, cid if isinstance(cid, str) else None, msg)
+
+
+# --- typed messages -----------------------------------------------------------------
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    container_id: str
+    timestamp: str
+    stream: str  # "stdout" or "stderr"
+    data: str
+
+    @classmethod
+    def parse(cls, msg: Message) -> LogLine:
+        return cls(str(msg.get("containerId", "")), str(msg.get("timestamp", "")),
+                   str(msg.get("stream", "stdout")), str(msg.get("data", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSample:
+    container_id: str
+    timestamp: str
+    cpu_percent: float
+    memory_usage: float
+    memory_limit: float
+    memory_percent: float
+    rx_bytes: float
+    tx_bytes: float
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, msg: Message) -> StatsSample:
+        stats = _dict(msg.get("stats"))
+        cpu, mem, net = _dict(stats.get("cpu")), _dict(stats.get("memory")), _dict(stats.get("network"))
+        return cls(str(msg.get("containerId", "")), str(msg.get("timestamp", "")),
+                   _num(cpu.get("percent", cpu.get("usage"))), _num(mem.get("usage")),
+                   _num(mem.get("limit")), _num(mem.get("percent")),
+                   _num(net.get("rx_bytes")), _num(net.get("tx_bytes")), stats)
+
+
+@dataclass(frozen=True, slots=True)
+class DockerEvent:
+    timestamp: str
+    event: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.event.get("Type", ""))
+
+    @property
+    def action(self) -> str:
+        return str(self.event.get("Action", ""))
+
+    @property
+    def actor_id(self) -> str:
+        return str(_dict(self.event.get("Actor")).get("ID", ""))
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return _dict(_dict(self.event.get("Actor")).get("Attributes"))
+
+    @classmethod
+    def parse(cls, msg: Message) -> DockerEvent:
+        return cls(str(msg.get("timestamp", "")), _dict(msg.get("event")))
+
+
+@dataclass(frozen=True, slots=True)
+class SystemLog:
+    timestamp: str
+    level: str
+    message: str
+    source: str
+
+    @classmethod
+    def parse(cls, msg: Message) -> SystemLog:
+        return cls(str(msg.get("timestamp", "")), str(msg.get("level", "info")),
+                   str(msg.get("message", "")), str(msg.get("source", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSample:
+    timestamp: str
+    cpu_percent: float
+    cores: int
+    memory: dict[str, float]
+    disk: dict[str, float]
+    network: dict[str, float]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, msg: Message) -> MetricsSample:
+        system = _dict(msg.get("system"))
+        cpu = _dict(system.get("cpu"))
+
+        def nums(name: str) -> dict[str, float]:
+            return {k: _num(v) for k, v in _dict(system.get(name)).items()}
+
+        return cls(str(msg.get("timestamp", "")), _num(cpu.get("usage")), int(_num(cpu.get("cores"))),
+                   nums("memory"), nums("disk"), nums("network"), system)
+
+
+Event = DockerEvent | SystemLog

@@ -1,0 +1,387 @@
+"""Client subcommands of `openpanel-ws`: logs, stats, events, metrics, exec.
+
+Like the Docker CLI, but through the gateway. Errors are one line on stderr and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import codecs
+import contextlib
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, TextIO
+
+import orjson
+
+from openpanel_ws.client import (
+    DEFAULT_URL,
+    BackoffPolicy,
+    ClientError,
+    DockerEvent,
+    MetricsSample,
+    OpenPanelClient,
+    StatsSample,
+    SystemLog,
+)
+
+TOKEN_ENV = "OPENPANEL_WS_TOKEN"
+URL_ENV = "OPENPANEL_WS_URL"
+PROG = "openpanel-ws"
+
+
+class UsageError(Exception):
+    """A wrong invocation: one line, exit status 2."""
+
+
+# --- formatting (pure) ----------------------------------------------------------------
+
+
+def human_bytes(value: float, *, binary: bool = True) -> str:
+    """Sizes as `docker stats` shows them: MiB/GiB for memory, kB/MB for network."""
+    step = 1024.0 if binary else 1000.0
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"] if binary else ["B", "kB", "MB", "GB", "TB", "PB"]
+    n = float(value)
+    for unit in units:
+        if abs(n) < step or unit == units[-1]:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.2f}{unit}"
+        n /= step
+    raise AssertionError("unreachable")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_since(text: str, now: float | None = None) -> str | float:
+    """`--since`: RFC 3339 or unix seconds pass through; `10m`, `1h30m` mean that long ago."""
+    value = text.strip()
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(value):
+        if match.start() != pos:
+            break
+        total += float(match[1]) * _UNIT_SECONDS[match[2]]
+        pos = match.end()
+    else:
+        if pos == len(value) and pos > 0:
+            return round((time.time() if now is None else now) - total, 3)
+    with contextlib.suppress(ValueError):
+        return float(value)
+    if re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        return value
+    raise UsageError(f"--since: expected RFC 3339, unix seconds or a duration like 10m, got {text!r}")
+
+
+def parse_tail(text: str) -> int | str:
+    if text == "all":
+        return "all"
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise UsageError(f"--tail: expected a number >= 0 or 'all', got {text!r}")
+    return n
+
+
+def stats_table(samples: dict[str, StatsSample]) -> str:
+    rows = [("CONTAINER", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O")]
+    for name, s in samples.items():
+        rows.append((
+            name,
+            f"{s.cpu_percent:.2f}%",
+            f"{human_bytes(s.memory_usage)} / {human_bytes(s.memory_limit)}",
+            f"{s.memory_percent:.2f}%",
+            f"{human_bytes(s.rx_bytes, binary=False)} / {human_bytes(s.tx_bytes, binary=False)}",
+        ))
+    return _columns(rows)
+
+
+def metrics_table(m: MetricsSample) -> str:
+    def usage(part: dict[str, float]) -> str:
+        return f"{human_bytes(part.get('used', 0))} / {human_bytes(part.get('total', 0))}"
+
+    rows = [
+        ("CPU %", "CORES", "MEM USAGE / TOTAL", "MEM %", "DISK USED / TOTAL", "DISK %", "NET RX / TX"),
+        (f"{m.cpu_percent:.2f}%", str(m.cores), usage(m.memory), f"{m.memory.get('percent', 0):.2f}%",
+         usage(m.disk), f"{m.disk.get('percent', 0):.2f}%",
+         f"{human_bytes(m.network.get('rx_bytes', 0), binary=False)} / "
+         f"{human_bytes(m.network.get('tx_bytes', 0), binary=False)}"),
+    ]
+    return _columns(rows)
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def format_event(item: DockerEvent | SystemLog) -> str:
+    """One line like `docker events` (and `[level] source: message` for system logs)."""
+    if isinstance(item, SystemLog):
+        return f"{item.timestamp} [{item.level}] {item.source}: {item.message}"
+    attrs = ", ".join(f"{k}={v}" for k, v in sorted(item.attributes.items()))
+    return f"{item.timestamp} {item.type} {item.action} {item.actor_id}" + (f" ({attrs})" if attrs else "")
+
+
+def event_json(item: DockerEvent | SystemLog) -> dict[str, Any]:
+    if isinstance(item, SystemLog):
+        return {"type": "system_log", "timestamp": item.timestamp, "level": item.level,
+                "message": item.message, "source": item.source}
+    return {"type": "docker_event", "timestamp": item.timestamp, "event": item.event}
+
+
+# --- plumbing -----------------------------------------------------------------------
+
+
+def _print_json(obj: Any, out: TextIO | None = None) -> None:
+    stream = out or sys.stdout
+    stream.write(orjson.dumps(obj).decode() + "\n")
+    stream.flush()
+
+
+class _Status:
+    """Reconnect notices on stderr (with \\r\\n while the terminal is in raw mode)."""
+
+    raw = False
+
+    def __call__(self, text: str) -> None:
+        sys.stderr.write(f"{PROG}: {text}" + ("\r\n" if self.raw else "\n"))
+        sys.stderr.flush()
+
+
+def _client(args: argparse.Namespace, status: _Status, *, wait: bool = False) -> OpenPanelClient:
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise UsageError(f"no token: pass --token or set {TOKEN_ENV}")
+    return OpenPanelClient(
+        args.url, token,
+        backoff=BackoffPolicy(base=args.reconnect_base, cap=args.reconnect_max),
+        wait_for_server=wait, on_status=status,
+    )
+
+
+Command = Callable[[argparse.Namespace, "_Status"], Coroutine[Any, Any, int]]
+
+
+def _run(coro_fn: Command) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        status = _Status()
+        try:
+            return asyncio.run(coro_fn(args, status))
+        except UsageError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+        except ClientError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:
+            # stdout went away (`| head`): not an error; keep the interpreter quiet too.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+    return command
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+async def cmd_logs(args: argparse.Namespace, status: _Status) -> int:
+    tail = parse_tail(args.tail)
+    since = parse_since(args.since) if args.since else None
+    async with _client(args, status) as client:
+        async for line in client.logs(args.container, tail=tail, since=since, follow=args.follow):
+            out = sys.stderr if line.stream == "stderr" else sys.stdout
+            out.write(f"{line.timestamp} {line.data}\n" if args.timestamps else line.data + "\n")
+            out.flush()
+    return 0
+
+
+async def cmd_stats(args: argparse.Namespace, status: _Status) -> int:
+    table = sys.stdout.isatty() and not args.json
+    latest: dict[str, StatsSample] = {}
+    async with _client(args, status) as client:
+        async for sample in client.stats(*args.containers, interval=args.interval):
+            if not table:
+                _print_json({"containerId": sample.container_id, "timestamp": sample.timestamp,
+                             "stats": sample.raw})
+            latest[sample.container_id] = sample
+            complete = len(latest) == len(set(args.containers))
+            if table and complete:
+                ordered = {c: latest[c] for c in args.containers if c in latest}
+                sys.stdout.write(("" if args.no_stream else "\x1b[H\x1b[2J") + stats_table(ordered) + "\n")
+                sys.stdout.flush()
+            if args.no_stream and complete:
+                break
+    return 0
+
+
+async def cmd_events(args: argparse.Namespace, status: _Status) -> int:
+    async with _client(args, status) as client:
+        async for item in client.events():
+            if args.json:
+                _print_json(event_json(item))
+            else:
+                sys.stdout.write(format_event(item) + "\n")
+                sys.stdout.flush()
+    return 0
+
+
+async def cmd_metrics(args: argparse.Namespace, status: _Status) -> int:
+    table = sys.stdout.isatty() and not args.json
+    async with _client(args, status) as client:
+        async for m in client.metrics(interval=args.interval):
+            if table:
+                sys.stdout.write(("" if args.no_stream else "\x1b[H\x1b[2J") + metrics_table(m) + "\n")
+                sys.stdout.flush()
+            else:
+                _print_json({"timestamp": m.timestamp, "system": m.raw})
+            if args.no_stream:
+                break
+    return 0
+
+
+def _terminal_size() -> tuple[int, int] | None:
+    for fd in (sys.stdout.fileno(), sys.stdin.fileno()):
+        with contextlib.suppress(OSError):
+            size = os.get_terminal_size(fd)
+            if size.columns > 0 and size.lines > 0:
+                return size.columns, size.lines
+    return None
+
+
+@contextlib.contextmanager
+def _raw_mode(fd: int, status: _Status) -> Iterator[None]:
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)
+    status.raw = True
+    try:
+        yield
+    finally:
+        status.raw = False
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
+    stdin_fd = sys.stdin.fileno()
+    if args.tty and not os.isatty(stdin_fd):
+        raise UsageError("the input device is not a TTY (drop -t)")
+    size = _terminal_size() if args.tty else None
+    async with _client(args, status) as client:
+        session = await client.terminal(args.container, shell=args.shell,
+                                        cols=size[0] if size else None, rows=size[1] if size else None)
+        loop = asyncio.get_running_loop()
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        stdin_open = args.interactive
+
+        def on_stdin() -> None:
+            nonlocal stdin_open
+            try:
+                chunk = os.read(stdin_fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                loop.remove_reader(stdin_fd)
+                stdin_open = False
+                if not args.tty:
+                    session.write("\x04")  # EOF of a pipe: end the remote shell's input
+                return
+            session.write(decoder.decode(chunk))
+
+        def on_winch() -> None:
+            new = _terminal_size()
+            if new:
+                session.resize(*new)
+
+        raw = _raw_mode(stdin_fd, status) if args.tty and args.interactive else contextlib.nullcontext()
+        with raw:
+            if stdin_open:
+                loop.add_reader(stdin_fd, on_stdin)
+            if args.tty:
+                loop.add_signal_handler(signal.SIGWINCH, on_winch)
+            try:
+                out = sys.stdout.buffer
+                async for data in session:
+                    out.write(data.encode("utf-8", "replace"))
+                    out.flush()
+            finally:
+                if stdin_open:
+                    loop.remove_reader(stdin_fd)
+                if args.tty:
+                    loop.remove_signal_handler(signal.SIGWINCH)
+                await session.close()
+    return session.exit_code if session.exit_code is not None else 0
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get(URL_ENV, DEFAULT_URL),
+                   help=f"gateway base URL (default {DEFAULT_URL}; env {URL_ENV})")
+    p.add_argument("--token", help=f"JWT (default: env {TOKEN_ENV})")
+    p.add_argument("--reconnect-base", type=float, default=1.0, metavar="S",
+                   help="first reconnect delay ceiling in seconds (backoff with full jitter)")
+    p.add_argument("--reconnect-max", type=float, default=30.0, metavar="S",
+                   help="reconnect delay cap in seconds")
+
+
+def _interval(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
+    if not 500 <= value <= 60000:
+        raise argparse.ArgumentTypeError("must be between 500 and 60000 ms")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("logs", help="print a container's logs (like docker logs)")
+    p.add_argument("container", help="container name or id")
+    p.add_argument("-f", "--follow", action="store_true", help="follow the log output")
+    p.add_argument("--tail", default="all", help="lines from the end to show first (N or all)")
+    p.add_argument("--since", help="RFC 3339 time, unix seconds, or a duration like 10m")
+    p.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
+    _common(p)
+    p.set_defaults(func=_run(cmd_logs))
+
+    p = subparsers.add_parser("stats", help="live resource usage of containers (like docker stats)")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("--interval", type=_interval, help="milliseconds between samples (default 2000)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--no-stream", action="store_true", help="print the first sample and exit")
+    _common(p)
+    p.set_defaults(func=_run(cmd_stats))
+
+    p = subparsers.add_parser("events", help="Docker events and system logs (like docker events)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _common(p)
+    p.set_defaults(func=_run(cmd_events))
+
+    p = subparsers.add_parser("metrics", help="host CPU, memory, disk and network")
+    p.add_argument("--interval", type=_interval, help="milliseconds between samples (default 2000)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--no-stream", action="store_true", help="print the first sample and exit")
+    _common(p)
+    p.set_defaults(func=_run(cmd_metrics))
+
+    p = subparsers.add_parser("exec", help="interactive shell in a container (like docker exec -it)")
+    p.add_argument("-i", "--interactive", action="store_true", help="send standard input")
+    p.add_argument("-t", "--tty", action="store_true", help="raw-mode terminal, window size follows")
+    p.add_argument("container", help="container name or id")
+    p.add_argument("--shell", help="shell to run (server default /bin/sh)")
+    _common(p)
+    p.set_defaults(func=_run(cmd_exec))

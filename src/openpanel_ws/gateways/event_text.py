@@ -1,0 +1,152 @@
+"""Engine event -> one readable `system_log` line (level, message), or None.
+
+Pure functions over the engine's event JSON (Engine API 1.41 shapes, recorded under
+tests/fixtures/logs/). Only notable events get a line: health-check execs, attach,
+resize and network connect/disconnect happen constantly and would drown the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+DEBUG: Final = "debug"
+INFO: Final = "info"
+WARNING: Final = "warning"
+ERROR: Final = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    level: str
+    message: str
+
+
+def _attrs(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    actor = event.get("Actor")
+    if isinstance(actor, Mapping):
+        attrs = actor.get("Attributes")
+        if isinstance(attrs, Mapping):
+            return attrs
+    return {}
+
+
+def _actor_id(event: Mapping[str, Any]) -> str:
+    actor = event.get("Actor")
+    value = actor.get("ID") if isinstance(actor, Mapping) else None
+    if not isinstance(value, str):
+        value = event.get("id")
+    return value if isinstance(value, str) else ""
+
+
+def _short(ident: str) -> str:
+    if ident.startswith("sha256:"):
+        return "sha256:" + ident[7:19]
+    return ident[:12]
+
+
+def _container_name(event: Mapping[str, Any]) -> str:
+    name = _attrs(event).get("name")
+    if isinstance(name, str) and name:
+        return name
+    return _short(_actor_id(event)) or "(unknown)"
+
+
+def _action(event: Mapping[str, Any]) -> str:
+    action = event.get("Action") or event.get("status")
+    return action if isinstance(action, str) else ""
+
+
+def describe(event: Mapping[str, Any]) -> LogLine | None:
+    """The readable line for a notable event; None for the rest."""
+    kind = event.get("Type")
+    action = _action(event)
+    if kind == "container":
+        return _container(event, action)
+    if kind == "image":
+        return _image(event, action)
+    if kind in ("volume", "network"):
+        return _volume_or_network(event, str(kind), action)
+    if kind == "daemon" and action == "reload":
+        return LogLine(INFO, "Docker daemon configuration reloaded")
+    return None
+
+
+_CONTAINER_SIMPLE: Final = {
+    "start": (INFO, "started"),
+    "stop": (INFO, "stopped"),
+    "restart": (INFO, "restarted"),
+    "destroy": (INFO, "removed"),
+    "pause": (INFO, "paused"),
+    "unpause": (INFO, "unpaused"),
+}
+
+
+def _container(event: Mapping[str, Any], action: str) -> LogLine | None:
+    name = _container_name(event)
+    attrs = _attrs(event)
+    if action in _CONTAINER_SIMPLE:
+        level, verb = _CONTAINER_SIMPLE[action]
+        return LogLine(level, f"Container {name} {verb}")
+    if action == "create":
+        image = attrs.get("image")
+        suffix = f" from image {image}" if isinstance(image, str) and image else ""
+        return LogLine(INFO, f"Container {name} created{suffix}")
+    if action == "die":
+        code = str(attrs.get("exitCode", "")).strip()
+        if code in ("", "0"):
+            return LogLine(INFO, f"Container {name} exited with code {code or '0'}")
+        return LogLine(WARNING, f"Container {name} died with exit code {code}")
+    if action == "oom":
+        return LogLine(ERROR, f"Container {name} was killed: out of memory (OOM)")
+    if action == "kill":
+        signal = attrs.get("signal")
+        return LogLine(DEBUG, f"Container {name} sent signal {signal}" if signal else
+                       f"Container {name} killed")
+    if action.startswith("health_status"):
+        status = action.partition(":")[2].strip() or "unknown"
+        level = WARNING if status == "unhealthy" else INFO
+        return LogLine(level, f"Container {name} health status: {status}")
+    if action == "rename":
+        old = attrs.get("oldName")
+        old_name = old.lstrip("/") if isinstance(old, str) and old else "?"
+        return LogLine(INFO, f"Container {old_name} renamed to {name}")
+    if action == "update":
+        return LogLine(INFO, f"Container {name} configuration updated")
+    return None
+
+
+def _image(event: Mapping[str, Any], action: str) -> LogLine | None:
+    ident = _actor_id(event)
+    name = _attrs(event).get("name")
+    label = name if isinstance(name, str) and name and name != ident else _short(ident)
+    if action == "pull":
+        return LogLine(INFO, f"Image {label} pulled")
+    if action == "delete":
+        return LogLine(INFO, f"Image {label} removed")
+    if action == "import":
+        return LogLine(INFO, f"Image {label} imported")
+    if action == "load":
+        return LogLine(INFO, f"Image {label} loaded")
+    if action == "push":
+        return LogLine(INFO, f"Image {label} pushed")
+    if action == "tag":
+        return LogLine(DEBUG, f"Image {_short(ident)} tagged {label}")
+    if action == "untag":
+        return LogLine(DEBUG, f"Image {label} untagged")
+    return None
+
+
+def _volume_or_network(event: Mapping[str, Any], kind: str, action: str) -> LogLine | None:
+    if action not in ("create", "destroy", "remove"):
+        return None  # mount/unmount/connect/disconnect: once per container start, noise
+    attrs = _attrs(event)
+    ident = _actor_id(event)
+    name = attrs.get("name")
+    # Volumes are named by their ID; networks carry a `name` attribute.
+    label = name if isinstance(name, str) and name else (ident if kind == "volume" else _short(ident))
+    detail = attrs.get("driver") if kind == "volume" else attrs.get("type")
+    suffix = f" ({detail})" if isinstance(detail, str) and detail else ""
+    verb = "created" if action == "create" else "removed"
+    return LogLine(DEBUG, f"{kind.capitalize()} {label} {verb}{suffix}")

@@ -1,0 +1,186 @@
+"""The terminal gateway's plain synchronous core: validation, output decoding, session
+state. No I/O, so every rule is unit-tested with function calls."""
+
+from __future__ import annotations
+
+import codecs
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import Any, Final
+
+from openpanel_ws.protocol import Message, invalid, optional_int, optional_str, require_int, require_str
+
+DEFAULT_SHELL: Final = "/bin/sh"
+DEFAULT_COLS: Final = 80
+DEFAULT_ROWS: Final = 24
+MIN_SIZE: Final = 1
+MAX_SIZE: Final = 1000
+
+# Reasons of `terminal_closed`.
+USER_CLOSED: Final = "User closed"
+PROCESS_EXITED: Final = "Process exited"
+IDLE_TIMEOUT: Final = "Idle timeout"
+PERMISSION_REVOKED: Final = "Permission revoked"
+# Internal reasons (the client is gone, nothing is sent; they reach the audit log).
+CONNECTION_CLOSED: Final = "Connection closed"
+SERVER_SHUTDOWN: Final = "Server shutdown"
+
+# Client-facing `terminal_error` texts.
+NOT_FOUND_OR_NOT_RUNNING: Final = "Container not found or not running"
+ALREADY_OPEN: Final = "A terminal is already open on this connection; close it first"
+NO_TERMINAL: Final = "No terminal is open; send open_terminal first"
+
+# A program path or name: no arguments, no shell syntax, no control characters.
+_SHELL_RE = re.compile(r"[A-Za-z0-9_./+-]{1,255}")
+
+
+class TerminalError(Exception):
+    """Becomes a `terminal_error` {message}; nothing else changes."""
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+
+    def to_message(self) -> Message:
+        return {"type": "terminal_error", "message": self.message, **self.context}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRequest:
+    container_ref: str
+    shell: str
+    cols: int
+    rows: int
+
+
+def parse_open(msg: Mapping[str, Any]) -> OpenRequest:
+    container_ref = require_str(msg, "containerId", max_len=256)
+    shell = optional_str(msg, "shell", DEFAULT_SHELL, max_len=255)
+    assert shell is not None
+    if not _SHELL_RE.fullmatch(shell):
+        raise invalid("Field 'shell' must be a program path or name without arguments, "
+                      "e.g. /bin/bash", "shell")
+    cols = optional_int(msg, "cols", DEFAULT_COLS, minimum=MIN_SIZE, maximum=MAX_SIZE)
+    rows = optional_int(msg, "rows", DEFAULT_ROWS, minimum=MIN_SIZE, maximum=MAX_SIZE)
+    return OpenRequest(container_ref, shell, cols, rows)
+
+
+def parse_resize(msg: Mapping[str, Any]) -> tuple[int, int]:
+    cols = require_int(msg, "cols", minimum=MIN_SIZE, maximum=MAX_SIZE)
+    rows = require_int(msg, "rows", minimum=MIN_SIZE, maximum=MAX_SIZE)
+    return cols, rows
+
+
+def parse_input(msg: Mapping[str, Any]) -> bytes:
+    """The bytes to write to the shell: `data` as UTF-8 (an empty string is a no-op)."""
+    if "data" not in msg:
+        raise invalid("Missing field 'data'", "data")
+    data = msg["data"]
+    if not isinstance(data, str):
+        raise invalid("Field 'data' must be a string", "data")
+    # Lone surrogates cannot be UTF-8: replace them rather than fail the whole input.
+    return data.encode("utf-8", "replace")
+
+
+class OutputDecoder:
+    """Incremental UTF-8: a character split between two reads is emitted whole with the
+    second read; invalid bytes become U+FFFD, never an error."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, chunk: bytes) -> str:
+        return self._decoder.decode(chunk, final=False)
+
+    def flush(self) -> str:
+        """At EOF: an incomplete trailing sequence becomes U+FFFD."""
+        return self._decoder.decode(b"", final=True)
+
+
+class Phase(Enum):
+    OPEN = auto()
+    CLOSING = auto()
+    CLOSED = auto()
+
+
+def new_session_id() -> str:
+    return f"session-{secrets.token_hex(8)}"
+
+
+@dataclass
+class TerminalState:
+    """Counters, idle clock and the single close decision of one terminal session."""
+
+    session_id: str
+    container_ref: str
+    container_id: str
+    container_name: str
+    shell: str
+    started_at: float  # wall clock, for the audit log
+    idle_timeout: float
+    now: float  # monotonic clock at open
+    phase: Phase = Phase.OPEN
+    bytes_in: int = 0
+    bytes_out: int = 0
+    close_reason: str | None = None
+    exit_code: int | None = None
+    ended_at: float | None = None
+    last_activity: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last_activity = self.now
+
+    @property
+    def is_open(self) -> bool:
+        return self.phase is Phase.OPEN
+
+    def record_input(self, size: int, now: float) -> None:
+        self.bytes_in += size
+        self.last_activity = now
+
+    def record_output(self, size: int) -> None:
+        self.bytes_out += size
+
+    def touch(self, now: float) -> None:
+        """Client activity other than input (resize) also keeps the session alive."""
+        self.last_activity = now
+
+    def idle_deadline(self) -> float:
+        return self.last_activity + self.idle_timeout
+
+    def is_idle(self, now: float) -> bool:
+        return now >= self.idle_deadline()
+
+    def begin_close(self, reason: str) -> bool:
+        """The first close wins (user, exit, idle, disconnect can race); False after."""
+        if self.phase is not Phase.OPEN:
+            return False
+        self.phase = Phase.CLOSING
+        self.close_reason = reason
+        return True
+
+    def finish(self, exit_code: int | None, ended_at: float) -> None:
+        self.phase = Phase.CLOSED
+        self.exit_code = exit_code
+        self.ended_at = ended_at
+
+
+def opened_message(container_ref: str, session_id: str) -> Message:
+    return {"type": "terminal_opened", "containerId": container_ref, "sessionId": session_id}
+
+
+def output_message(text: str) -> Message:
+    return {"type": "terminal_output", "data": text}
+
+
+def closed_message(reason: str, exit_code: int | None) -> Message:
+    message: Message = {"type": "terminal_closed", "reason": reason}
+    if reason == PROCESS_EXITED:
+        message["exitCode"] = exit_code
+    return message

@@ -1,0 +1,90 @@
+"""The per-client writer: ordering, conflation, the slow-consumer bound."""
+
+import asyncio
+from typing import Any
+
+from aiohttp import WSMsgType
+
+from openpanel_ws.outbound import ClientWriter
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.closed: tuple[int, bytes] | None = None
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def send_frame(self, message: bytes, opcode: WSMsgType, compress: int | None = None) -> None:
+        await self.gate.wait()
+        self.frames.append(message)
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        self.closed = (code, message)
+        return True
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def writer(sink: Sink, transport: Any = None, **kw: Any) -> ClientWriter:
+    opts = {"max_frames": 10, "max_bytes": 10_000, "send_timeout": 1.0} | kw
+    w = ClientWriter(sink, transport, **opts)
+    w.start()
+    return w
+
+
+async def test_ordered_frames_arrive_in_order_then_close() -> None:
+    sink = Sink()
+    w = writer(sink)
+    for i in range(5):
+        assert w.send(b"%d" % i)
+    w.close(1000, "bye")
+    await asyncio.wait_for(w.wait_closed(), 2)
+    assert sink.frames == [b"0", b"1", b"2", b"3", b"4"]
+    assert sink.closed == (1000, b"bye")
+
+
+async def test_latest_value_frames_conflate_in_place() -> None:
+    sink = Sink()
+    sink.gate.clear()  # a client that is not reading yet
+    w = writer(sink)
+    w.send(b"ack")
+    for i in range(100):
+        w.send_latest("stats:web", b"s%d" % i)
+    w.send(b"log")
+    sink.gate.set()
+    w.close(1000, "")
+    await asyncio.wait_for(w.wait_closed(), 2)
+    assert sink.frames == [b"ack", b"s99", b"log"]
+
+
+async def test_ordered_overflow_closes_1013_and_drops_the_backlog() -> None:
+    sink = Sink()
+    sink.gate.clear()
+    w = writer(sink, max_frames=10)
+    accepted = [w.send(b"x") for _ in range(15)]
+    assert accepted.count(True) == 10
+    assert w.closed
+    sink.gate.set()
+    await asyncio.wait_for(w.wait_closed(), 2)
+    assert sink.closed is not None and sink.closed[0] == 1013
+    assert len(sink.frames) <= 1  # the frame in flight at most
+
+
+async def test_a_stalled_send_aborts_the_transport() -> None:
+    sink = Sink()
+    sink.gate.clear()  # never drains
+    transport = Transport()
+    w = writer(sink, transport, send_timeout=0.2)
+    w.send(b"x")
+    await asyncio.wait_for(w.wait_closed(), 2)
+    assert transport.aborted
