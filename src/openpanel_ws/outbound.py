@@ -15,7 +15,7 @@ import contextlib
 import logging
 import weakref
 from collections import deque
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from aiohttp import WSMsgType
 
@@ -52,9 +52,9 @@ class ClientWriter:
         "_sink",
         "_stalled_since",
         "_task",
-        "_watchdog",
         "_transport",
         "_wakeup",
+        "_watchdog",
         "bytes_sent",
         "frames_sent",
     )
@@ -220,7 +220,7 @@ class ClientWriter:
 class StallWatchdog:
     """Checks every live writer once per `period` for a send stalled past its deadline."""
 
-    _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StallWatchdog] = (
+    _per_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StallWatchdog]] = (
         weakref.WeakKeyDictionary()
     )
 

@@ -199,7 +199,7 @@ async def test_answered_heartbeat_keeps_the_connection(make_server: MakeServer) 
     while time.monotonic() < deadline:
         try:
             msg = await client.recv(timeout=0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
         if msg["type"] == "ping":
             pings += 1
@@ -216,7 +216,7 @@ async def test_protocol_level_pong_answers_the_heartbeat(make_server: MakeServer
     while time.monotonic() < deadline:
         try:
             msg = await client.recv(timeout=0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
         if msg["type"] == "ping":
             await client.ws.pong(b"")
@@ -362,10 +362,7 @@ def _masked_text_frame(text: str) -> bytes:
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     n = len(payload)
-    if n < 126:
-        header = bytes([0x81, 0x80 | n])
-    else:
-        header = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+    header = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
     return header + mask + masked
 
 

@@ -1,9 +1,262 @@
-"""`/ws/logs`: Docker events and host logs."""
+"""`/ws/logs`: every Docker event as `docker_event`, readable `system_log` lines.
+
+One engine events stream for the whole server (the shared `EventsHub`), attached when
+the first logs client authenticates and detached when the last one leaves. Each event
+is encoded once and the same bytes go to every client whose filter matches.
+
+`system_log` sources: `docker` (a readable line for notable events, see event_text),
+`gateway` (engine connection lost / restored) and each configured host log file.
+
+Additive: `subscribe` {filters} narrows one client's `docker_event`s (and the `docker`
+lines derived from them) with the engine's own filter semantics; see docs/logs.md.
+"""
 
 from __future__ import annotations
 
-from openpanel_ws.gateways.base import Gateway
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from openpanel_ws import protocol
+from openpanel_ws.engine.events import EngineEvent, event_nanos
+from openpanel_ws.gateways.base import Gateway, Handler, Session
+from openpanel_ws.gateways.event_text import describe
+from openpanel_ws.host.logfiles import HostLogTailer, guess_level
+from openpanel_ws.protocol import Message
+
+log = logging.getLogger(__name__)
+
+SOURCE_DOCKER: Final = "docker"
+SOURCE_GATEWAY: Final = "gateway"
+
+
+def system_log(timestamp: str, level: str, message: str, source: str) -> Message:
+    return {"type": "system_log", "timestamp": timestamp, "level": level,
+            "message": message, "source": source}
+
+
+def docker_event(event: EngineEvent) -> Message:
+    nanos = event_nanos(event)
+    stamp = protocol.rfc3339_from_nanos(nanos) if nanos > 0 else protocol.rfc3339()
+    return {"type": "docker_event", "timestamp": stamp, "event": event}
+
+
+# --- filters (sans-I/O) -------------------------------------------------------------
+
+FILTER_KEYS: Final = ("type", "event", "container", "image", "label", "network", "volume", "scope")
+MAX_FILTER_VALUES: Final = 64
+MAX_FILTER_VALUE_LEN: Final = 256
+# The engine matches these `event` values by prefix (`health_status` matches
+# `health_status: unhealthy`) as soon as one of them is in the filter.
+_FUZZY_EVENTS: Final = frozenset({"health_status", "exec_create", "exec_start"})
+
+
+def _strip_tag(image: str) -> str:
+    """`repo:tag` / `repo@digest` -> `repo` (the engine's FamiliarName, for matching)."""
+    image = image.split("@", 1)[0]
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    return image[:colon] if colon > slash else image
+
+
+class EventFilter:
+    """Engine-style event filters: OR within a key, AND across keys; `label` values
+    all must match (`key` or `key=value`). Semantics of dockerd's daemon/events/filter.go."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, frozenset[str]]) -> None:
+        self._fields = {k: v for k, v in fields.items() if v}
+
+    @classmethod
+    def parse(cls, raw: Any) -> EventFilter:
+        """From a client's `filters`; raises INVALID_MESSAGE naming the bad field."""
+        if raw is None:
+            return cls({})
+        if not isinstance(raw, dict):
+            raise protocol.invalid("Field 'filters' must be an object", "filters")
+        fields: dict[str, frozenset[str]] = {}
+        for key, value in raw.items():
+            where = f"filters.{key}"
+            if key not in FILTER_KEYS:
+                raise protocol.invalid(
+                    f"Unknown filter '{key}' (allowed: {', '.join(FILTER_KEYS)})", where)
+            fields[key] = frozenset(_filter_values(value, where))
+        return cls(fields)
+
+    @property
+    def empty(self) -> bool:
+        return not self._fields
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {k: sorted(v) for k, v in self._fields.items()}
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        f = self._fields
+        if not f:
+            return True
+        actor = event.get("Actor")
+        actor_id = ""
+        attrs: Mapping[str, Any] = {}
+        if isinstance(actor, Mapping):
+            ident = actor.get("ID")
+            actor_id = ident if isinstance(ident, str) else ""
+            if isinstance(actor.get("Attributes"), Mapping):
+                attrs = actor["Attributes"]
+        action = event.get("Action") or event.get("status") or ""
+        if "event" in f:
+            wanted = f["event"]
+            if wanted & _FUZZY_EVENTS:
+                if not _fuzzy(wanted, str(action)):
+                    return False
+            elif action not in wanted:
+                return False
+        if "type" in f and event.get("Type") not in f["type"]:
+            return False
+        if "scope" in f and event.get("scope") not in f["scope"]:
+            return False
+        name = attrs.get("name")
+        name = name if isinstance(name, str) else ""
+        for key in ("container", "network", "volume"):
+            if key in f and not (_fuzzy(f[key], actor_id) or _fuzzy(f[key], name)):
+                return False
+        if "image" in f:
+            image = attrs.get("name" if event.get("Type") == "image" else "image")
+            image = image if isinstance(image, str) else ""
+            candidates = {actor_id, image, _strip_tag(actor_id), _strip_tag(image)} - {""}
+            if not candidates & f["image"]:
+                return False
+        if "label" in f:
+            if not attrs:
+                return False
+            for item in f["label"]:
+                label, sep, value = item.partition("=")
+                if label not in attrs or (sep and attrs[label] != value):
+                    return False
+        return True
+
+
+def _fuzzy(wanted: Iterable[str], source: str) -> bool:
+    return bool(source) and any(source == w or source.startswith(w) for w in wanted)
+
+
+def _filter_values(value: Any, where: str) -> list[str]:
+    # Engine shapes: ["a", "b"] (and the legacy {"a": true}); a bare string is one value.
+    if isinstance(value, str):
+        items: list[Any] = [value]
+    elif isinstance(value, list):
+        items = value
+    elif isinstance(value, dict):
+        items = [k for k, v in value.items() if v is True]
+    else:
+        raise protocol.invalid(f"Filter '{where}' must be a list of strings", where)
+    if len(items) > MAX_FILTER_VALUES:
+        raise protocol.invalid(f"Filter '{where}' has more than {MAX_FILTER_VALUES} values", where)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise protocol.invalid(f"Filter '{where}' must be a list of non-empty strings", where)
+        if len(item) > MAX_FILTER_VALUE_LEN:
+            raise protocol.invalid(
+                f"Filter '{where}' values are limited to {MAX_FILTER_VALUE_LEN} characters", where)
+    return items
+
+
+# --- the gateway --------------------------------------------------------------------
 
 
 class LogsGateway(Gateway):
     name = "logs"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Authenticated clients and their filter (None: everything).
+        self._clients: dict[Session, EventFilter | None] = {}
+        self._attached = False
+        self._engine_down: str | None = None  # detail while the engine is unreachable
+        self._host_logs: HostLogTailer | None = None
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"subscribe": self._subscribe}
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def on_authenticated(self, session: Session) -> None:
+        # No await before the client is registered: the `authenticated` frame is queued
+        # but not yet sent, so every event after the client sees it is delivered.
+        self._clients[session] = None
+        if not self._attached:
+            self._attach()
+        if self._engine_down is not None:
+            session.send(system_log(protocol.rfc3339(), "error", self._engine_down, SOURCE_GATEWAY))
+
+    async def on_disconnect(self, session: Session) -> None:
+        self._clients.pop(session, None)
+        if not self._clients:
+            await self._detach()
+
+    async def stop(self) -> None:
+        self._clients.clear()
+        await self._detach()
+
+    def _attach(self) -> None:
+        self._attached = True
+        events = self.services.events
+        events.add_status_listener(self._on_status)
+        events.add_listener(self._on_event)
+        if self.settings.host_log_files:
+            self._host_logs = HostLogTailer(self.settings.host_log_files, self._on_host_line)
+            # Synchronous first poll: each file's end is pinned before the client acts.
+            self._host_logs.start_now()
+
+    async def _detach(self) -> None:
+        if not self._attached:
+            return
+        self._attached = False
+        self._engine_down = None
+        events = self.services.events
+        events.remove_status_listener(self._on_status)
+        # Closes the engine stream unless another gateway still listens.
+        events.remove_listener(self._on_event)
+        tailer, self._host_logs = self._host_logs, None
+        if tailer is not None:
+            await tailer.stop()
+
+    # --- messages -------------------------------------------------------------------
+
+    async def _subscribe(self, session: Session, message: Message) -> None:
+        flt = EventFilter.parse(message.get("filters"))
+        if session in self._clients:
+            self._clients[session] = None if flt.empty else flt
+        session.send({"type": "subscribed", "filters": flt.to_json()})
+
+    # --- upstream callbacks (run on the loop; never await) ------------------------
+
+    def _on_event(self, event: EngineEvent) -> None:
+        message = docker_event(event)
+        frame = protocol.encode(message)
+        line = describe(event)
+        readable = None
+        if line is not None:
+            readable = protocol.encode(
+                system_log(message["timestamp"], line.level, line.message, SOURCE_DOCKER))
+        for session, flt in list(self._clients.items()):
+            if flt is None or flt.matches(event):
+                session.send_encoded(frame)
+                if readable is not None:
+                    session.send_encoded(readable)
+
+    def _on_status(self, connected: bool, detail: str) -> None:
+        self._engine_down = None if connected else detail
+        level = "info" if connected else "error"
+        self._broadcast(protocol.encode(system_log(protocol.rfc3339(), level, detail, SOURCE_GATEWAY)))
+
+    def _on_host_line(self, source: str, line: str) -> None:
+        self._broadcast(protocol.encode(system_log(protocol.rfc3339(), guess_level(line), line, source)))
+
+    def _broadcast(self, frame: bytes) -> None:
+        for session in list(self._clients):
+            session.send_encoded(frame)

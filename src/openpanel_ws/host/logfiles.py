@@ -157,11 +157,15 @@ class HostLogTailer:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def start(self) -> None:
+    def start_now(self) -> None:
+        """Pin the end of each file, then poll in the background.
+
+        The pinning poll runs here, on the caller's thread: a stat and an open per file,
+        so a line written right after a client is told it is in is not missed.
+        """
         if self.running or not self._tailers:
             return
-        # The first poll pins "the end" of each file before any client expects new lines.
-        await asyncio.to_thread(self._poll_all)
+        self._poll_all()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="host-log-tailer")
 
     async def stop(self) -> None:
