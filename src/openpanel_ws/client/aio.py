@@ -533,13 +533,17 @@ class _Link:
 
 
 def _describe_os_error(exc: BaseException) -> str:
+    """'connection refused' rather than aiohttp's 'Connect call failed (...)'."""
+    seen: list[BaseException] = []
     inner: BaseException | None = exc
-    while inner is not None:
+    while inner is not None and inner not in seen:
+        seen.append(inner)
         if isinstance(inner, ConnectionRefusedError):
             return "connection refused"
-        if isinstance(inner, OSError) and inner.strerror:
-            return str(inner.strerror).lower()
-        inner = inner.__cause__ or getattr(inner, "os_error", None)
+        inner = getattr(inner, "os_error", None) or inner.__cause__
+    for item in seen:
+        if isinstance(item, OSError) and item.errno is not None and item.strerror:
+            return str(item.strerror).lower()
     if isinstance(exc, TimeoutError):
         return "timed out"
     return str(exc) or type(exc).__name__

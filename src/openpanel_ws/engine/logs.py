@@ -1,0 +1,267 @@
+"""Container log streams, sans-I/O: bytes from the engine in, log lines out.
+
+The engine is asked for `timestamps=1`, so every log message starts with an RFC 3339
+nano timestamp and a space. Non-TTY containers send 8-byte-header frames
+`[stream, 0, 0, 0, length:u32 BE]` (1 = stdout, 2 = stderr), one frame per log message;
+TTY containers send the raw bytes (lines end in `\\r\\n`, all on stdout). HTTP chunks
+split frames and lines anywhere, so everything incomplete is held until the rest arrives.
+
+Also here: `LogCursor`, which decides whether a line was already delivered, so a
+stream re-opened with `since` (restart, engine hiccup) or a late subscriber's history
+produce neither a gap nor a duplicate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from openpanel_ws.protocol import parse_timestamp_nanos, rfc3339_from_nanos
+
+STDOUT = "stdout"
+STDERR = "stderr"
+_STREAMS = {0: STDOUT, 1: STDOUT, 2: STDERR}  # 0 is stdin: never sent for logs
+_HEADER = 8
+# "2026-11-27T00:07:54.913594017Z " (the engine pads to 9 digits; accept any fraction).
+_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d) ")
+_TIMESTAMP_MAX = 40  # longest prefix worth waiting for before deciding there is none
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    stream: str
+    nanos: int  # the engine's timestamp of the line (0 when it had none)
+    data: str
+
+    @property
+    def timestamp(self) -> str:
+        return rfc3339_from_nanos(self.nanos)
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        return (self.nanos, self.stream, self.data)
+
+
+class _Pending:
+    """One stream's unfinished line: bytes so far and the timestamp of its first part."""
+
+    __slots__ = ("data", "nanos")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.nanos = 0
+
+
+def _split_point(data: bytes | bytearray, limit: int) -> int:
+    """Largest cut <= limit that does not split a UTF-8 sequence (when avoidable)."""
+    cut = limit
+    # Back off over continuation bytes (10xxxxxx) to the start of a character.
+    while cut > 0 and limit - cut < 4 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut if cut > 0 and limit - cut < 4 else limit
+
+
+class LogParser:
+    """Feed engine bytes, get complete `LogLine`s; `flush()` when the stream ends."""
+
+    def __init__(self, *, tty: bool, max_line_bytes: int = 65536) -> None:
+        if max_line_bytes < 4:
+            raise ValueError("max_line_bytes must be at least 4")
+        self.tty = tty
+        self.max_line_bytes = max_line_bytes
+        self._buf = bytearray()  # undecoded input (frame headers or TTY bytes)
+        self._pending: dict[str, _Pending] = {STDOUT: _Pending(), STDERR: _Pending()}
+        self._tty_at_line_start = True
+
+    def feed(self, chunk: bytes) -> list[LogLine]:
+        out: list[LogLine] = []
+        self._buf += chunk
+        if self.tty:
+            self._feed_tty(out)
+        else:
+            self._feed_frames(out)
+        return out
+
+    def flush(self) -> list[LogLine]:
+        """End of stream: a partial line still counts (the container may not end with \\n)."""
+        out: list[LogLine] = []
+        if self.tty and self._buf:
+            # Whatever remains is a line start that never got its timestamp completed.
+            self._tty_take_timestamp(final=True)
+            self._append(STDOUT, bytes(self._buf), out)
+            self._buf.clear()
+        for stream, pending in self._pending.items():
+            if pending.data:
+                self._emit(stream, pending, pending.data, out)
+                pending.data = bytearray()
+        self._tty_at_line_start = True
+        return out
+
+    # --- multiplexed (non-TTY) -------------------------------------------------------
+
+    def _feed_frames(self, out: list[LogLine]) -> None:
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= _HEADER:
+            size = int.from_bytes(buf[pos + 4 : pos + 8], "big")
+            if len(buf) - pos - _HEADER < size:
+                break
+            stream = _STREAMS.get(buf[pos], STDOUT)
+            payload = bytes(buf[pos + _HEADER : pos + _HEADER + size])
+            pos += _HEADER + size
+            # One frame is one log message: it starts with its own timestamp, also when
+            # it continues a partial (long) line.
+            nanos, payload = _strip_timestamp(payload)
+            pending = self._pending[stream]
+            if not pending.data or not pending.nanos:
+                pending.nanos = nanos
+            self._append(stream, payload, out)
+        del buf[:pos]
+
+    # --- raw (TTY) ----------------------------------------------------------------------
+
+    def _feed_tty(self, out: list[LogLine]) -> None:
+        while self._buf:
+            if self._tty_at_line_start and not self._tty_take_timestamp(final=False):
+                return  # wait for the rest of the timestamp
+            newline = self._buf.find(b"\n")
+            if newline < 0:
+                self._append(STDOUT, bytes(self._buf), out)
+                self._buf.clear()
+                return
+            self._append(STDOUT, bytes(self._buf[: newline + 1]), out)
+            del self._buf[: newline + 1]
+            self._tty_at_line_start = True
+
+    def _tty_take_timestamp(self, *, final: bool) -> bool:
+        """At a line start: strip the timestamp prefix. False when more bytes are needed."""
+        if not self._tty_at_line_start:
+            return True
+        head = bytes(self._buf[:_TIMESTAMP_MAX])
+        match = _TIMESTAMP.match(head)
+        if match is None and not final and b" " not in head and b"\n" not in head \
+                and len(head) < _TIMESTAMP_MAX:
+            return False
+        pending = self._pending[STDOUT]
+        if match is not None:
+            del self._buf[: match.end()]
+            nanos = _nanos(match.group()[:-1])
+            if not pending.data:
+                pending.nanos = nanos
+        self._tty_at_line_start = False
+        return True
+
+    # --- lines ----------------------------------------------------------------------------
+
+    def _append(self, stream: str, payload: bytes, out: list[LogLine]) -> None:
+        pending = self._pending[stream]
+        data = pending.data
+        data += payload
+        start = 0
+        while True:
+            newline = data.find(b"\n", start)
+            if newline < 0:
+                break
+            self._emit(stream, pending, data[start:newline], out)
+            start = newline + 1
+        if start:
+            del data[:start]
+        # A line longer than the bound goes out in pieces, each with the line's timestamp.
+        while len(data) > self.max_line_bytes:
+            cut = _split_point(data, self.max_line_bytes)
+            self._emit(stream, pending, data[:cut], out)
+            del data[:cut]
+
+    @staticmethod
+    def _emit(stream: str, pending: _Pending, raw: bytes | bytearray, out: list[LogLine]) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        out.append(LogLine(stream, pending.nanos, bytes(raw).decode("utf-8", "replace")))
+
+
+def _nanos(text: bytes) -> int:
+    try:
+        return parse_timestamp_nanos(text.decode("ascii"))
+    except ValueError:
+        return 0
+
+
+def _strip_timestamp(payload: bytes) -> tuple[int, bytes]:
+    match = _TIMESTAMP.match(payload[:_TIMESTAMP_MAX])
+    if match is None:
+        return 0, payload
+    return _nanos(match.group()[:-1]), payload[match.end() :]
+
+
+def parse_all(data: bytes, *, tty: bool, max_line_bytes: int = 65536) -> list[LogLine]:
+    """A whole (non-follow) response at once."""
+    parser = LogParser(tty=tty, max_line_bytes=max_line_bytes)
+    return parser.feed(data) + parser.flush()
+
+
+# --- delivery bookkeeping ----------------------------------------------------------------
+
+
+class LogCursor:
+    """The position of the last delivered line: its timestamp and the lines seen at it.
+
+    The engine's `since` is inclusive, so a stream re-opened at the last timestamp
+    repeats the lines that carry exactly that timestamp: after `begin_replay()` those
+    are recognised by (timestamp, stream, data) and dropped once each; anything older
+    is dropped too.
+    """
+
+    __slots__ = ("_at_nanos", "_replay", "nanos")
+
+    def __init__(self) -> None:
+        self.nanos: int | None = None
+        self._at_nanos: Counter[tuple[int, str, str]] = Counter()
+        self._replay: Counter[tuple[int, str, str]] = Counter()
+
+    def admit(self, line: LogLine) -> bool:
+        """True when `line` is new; then it becomes the position."""
+        if not line.nanos:
+            return True  # no timestamp: cannot be placed, never dropped
+        if self.nanos is not None:
+            if line.nanos < self.nanos:
+                return False
+            if line.nanos == self.nanos:
+                if self._replay[line.key] > 0:
+                    self._replay[line.key] -= 1
+                    return False
+                self._at_nanos[line.key] += 1
+                return True
+        self.nanos = line.nanos
+        self._at_nanos = Counter({line.key: 1})
+        self._replay = Counter()
+        return True
+
+    def begin_replay(self) -> None:
+        """A stream is being re-opened with `since_param()`: expect the lines at the
+        position again."""
+        self._replay = Counter(self._at_nanos)
+
+    def since_param(self) -> str | None:
+        return None if self.nanos is None else nanos_param(self.nanos)
+
+    @classmethod
+    def after(cls, history: Iterable[LogLine]) -> LogCursor:
+        """The position at the end of a (late subscriber's) history, in replay mode:
+        live lines it already covers are dropped."""
+        cursor = cls()
+        for line in history:
+            if line.nanos and (cursor.nanos is None or line.nanos >= cursor.nanos):
+                if line.nanos != cursor.nanos:
+                    cursor.nanos = line.nanos
+                    cursor._at_nanos = Counter()
+                cursor._at_nanos[line.key] += 1
+        cursor.begin_replay()
+        return cursor
+
+
+def nanos_param(nanos: int) -> str:
+    """The engine's `since`/`until` format: seconds with a nanosecond fraction."""
+    seconds, fraction = divmod(nanos, 1_000_000_000)
+    return f"{seconds}.{fraction:09d}"

@@ -1,0 +1,151 @@
+"""Shared pieces of the client's end-to-end tests (no tests here).
+
+The CLI runs as a real subprocess (`python -m openpanel_ws`); servers are either the
+in-process fixture or a real `serve` subprocess that a test can kill and restart.
+Everything is awaited, never blocking: the in-process server shares the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from helpers import SECRET, make_token
+
+PYTHON = sys.executable
+
+
+def cli_env(token: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPANEL_WS_")}
+    env["OPENPANEL_WS_TOKEN"] = make_token() if token is None else token
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def ws_url(http_url: str) -> str:
+    return "ws://" + http_url.split("://", 1)[1]
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
+                  timeout: float = 60.0) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "openpanel_ws", *args, env=env or cli_env(),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+class CliStream:
+    """A long-running CLI command whose stdout is read line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+
+    @classmethod
+    async def start(cls, *args: str, env: dict[str, str] | None = None) -> CliStream:
+        proc = await asyncio.create_subprocess_exec(
+            PYTHON, "-m", "openpanel_ws", *args, env=env or cli_env(),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        return cls(proc)
+
+    async def readline(self, timeout: float = 30.0) -> str:
+        assert self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not raw:
+            raise EOFError(f"CLI ended (rc={await self.proc.wait()}): {await self.stderr()}")
+        line = raw.decode().rstrip("\n")
+        self.lines.append(line)
+        return line
+
+    async def read_until(self, predicate: object, timeout: float = 60.0) -> list[str]:
+        assert callable(predicate)
+        deadline = time.monotonic() + timeout
+        while True:
+            line = await self.readline(max(0.1, deadline - time.monotonic()))
+            if predicate(line):
+                return self.lines
+
+    async def stderr(self) -> str:
+        if self.proc.stderr is None:
+            return ""
+        with contextlib.suppress(TimeoutError):
+            return (await asyncio.wait_for(self.proc.stderr.read(), 5)).decode()
+        return ""
+
+    async def stop(self) -> int:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        assert self.proc.returncode is not None
+        return self.proc.returncode
+
+
+class ServerProcess:
+    """`openpanel-ws serve` as a real process on a fixed port, to kill and restart."""
+
+    def __init__(self, port: int, state_dir: Path) -> None:
+        self.port = port
+        self.state_dir = state_dir
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPANEL_WS_")}
+        env.update(OPENPANEL_WS_JWT_SECRET=SECRET, XDG_STATE_HOME=str(self.state_dir),
+                   PYTHONUNBUFFERED="1")
+        self.proc = await asyncio.create_subprocess_exec(
+            PYTHON, "-m", "openpanel_ws", "serve", "--port", str(self.port), env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not _port_open(self.port):
+            if self.proc.returncode is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server on port {self.port} did not start")
+            await asyncio.sleep(0.1)
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self.proc = None
+
+    async def terminate(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self.proc = None
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
