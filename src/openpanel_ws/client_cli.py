@@ -225,9 +225,21 @@ async def cmd_stats(args: argparse.Namespace, status: _Status) -> int:
     return 0
 
 
+def parse_filters(items: Sequence[str]) -> dict[str, list[str]]:
+    """`--filter key=value` (repeatable), as `docker events --filter`."""
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"--filter: expected KEY=VALUE, got {item!r}")
+        filters.setdefault(key.strip(), []).append(value.strip())
+    return filters
+
+
 async def cmd_events(args: argparse.Namespace, status: _Status) -> int:
+    filters = parse_filters(args.filter or [])
     async with _client(args, status) as client:
-        async for item in client.events():
+        async for item in client.events(filters or None):
             if args.json:
                 _print_json(event_json(item))
             else:
@@ -367,6 +379,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_run(cmd_stats))
 
     p = subparsers.add_parser("events", help="Docker events and system logs (like docker events)")
+    p.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
+                   help="only matching events: type, event, container, image, label, ... (repeatable)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     _common(p)
     p.set_defaults(func=_run(cmd_events))

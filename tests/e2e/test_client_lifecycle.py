@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import RunningServer, free_port, make_token
 from test_client_support import ServerProcess, cli_env, run_cli, ws_url
 
+from helpers import RunningServer, free_port, make_token
 from openpanel_ws.client import (
     AuthenticationError,
     BackoffPolicy,
@@ -47,7 +47,8 @@ async def test_missing_token_and_unreachable_server_are_one_line_errors() -> Non
     port = free_port()
     rc, _, err = await run_cli("metrics", "--url", f"ws://127.0.0.1:{port}")
     assert rc == 1
-    assert err.strip() == f"openpanel-ws: cannot connect to ws://127.0.0.1:{port}/ws/metrics: connection refused"
+    url = f"ws://127.0.0.1:{port}/ws/metrics"
+    assert err.strip() == f"openpanel-ws: cannot connect to {url}: connection refused"
 
 
 async def test_library_auth_failure_is_final(server: RunningServer) -> None:

@@ -31,14 +31,17 @@ def _fill(code: str, server: RunningServer, token: str, container: str) -> str:
 
 
 async def _run(*args: str, seconds: float) -> str:
+    """Run for at most `seconds`; everything the program printed until then."""
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
+    assert proc.stdout is not None
+    output = asyncio.ensure_future(proc.stdout.read())  # kept whole across the timeout
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), seconds)
+        await asyncio.wait_for(proc.wait(), seconds)
     except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-    return out.decode()
+        proc.terminate()
+        await proc.wait()
+    return (await output).decode()
 
 
 @pytest.fixture

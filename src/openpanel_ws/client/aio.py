@@ -224,8 +224,18 @@ class _StatsSub(_Subscription):
 
 
 class _EventsSub(_Subscription):
+    def __init__(self, filters: Mapping[str, list[str]] | None) -> None:
+        super().__init__()
+        self.filters = {k: list(v) for k, v in (filters or {}).items()}
+
+    def subscribe_messages(self) -> list[Message]:
+        # Additive `subscribe` {filters} of /ws/logs (engine filter semantics).
+        return [{"type": "subscribe", "filters": self.filters}] if self.filters else []
+
     def handle(self, msg: Message) -> bool:
         kind = msg.get("type")
+        if kind == "subscribed":
+            return True
         if kind == "docker_event":
             self.queue.put_nowait(DockerEvent.parse(msg))
             return True
@@ -683,9 +693,10 @@ class OpenPanelClient:
     def stats(self, *containers: str, interval: int | None = None) -> AsyncIterator[StatsSample]:
         return self._stream(self._link("containers", shared=True), _StatsSub(list(containers), interval))
 
-    def events(self) -> AsyncIterator[Event]:
-        """Docker events and system logs pushed by `/ws/logs`."""
-        return self._stream(self._link("logs"), _EventsSub())
+    def events(self, filters: Mapping[str, list[str]] | None = None) -> AsyncIterator[Event]:
+        """Docker events and system logs pushed by `/ws/logs`; `filters` like the
+        engine's (`{"container": ["web"], "type": ["container"]}`) narrow the events."""
+        return self._stream(self._link("logs"), _EventsSub(filters))
 
     def metrics(self, interval: int | None = None) -> AsyncIterator[MetricsSample]:
         return self._stream(self._link("metrics"), _MetricsSub(interval))

@@ -176,11 +176,16 @@ class ExecProcess:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
 
-    def write(self, data: bytes) -> int:
-        """Queue bytes for the shell without waiting; returns the transport backlog."""
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the shell without waiting (see `backlog`)."""
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(data)
+
+    @property
+    def backlog(self) -> int:
+        """Bytes written but not yet accepted by the engine socket."""
         if self.writer is None or self.writer.is_closing():
             return 0
-        self.writer.write(data)
         return self.writer.transport.get_write_buffer_size()
 
     async def read(self, size: int = 65536) -> bytes:

@@ -205,60 +205,89 @@ def parse_all(data: bytes, *, tty: bool, max_line_bytes: int = 65536) -> list[Lo
 
 
 class LogCursor:
-    """The position of the last delivered line: its timestamp and the lines seen at it.
+    """Where a stream got to, so that re-opening it with `since` repeats nothing.
 
-    The engine's `since` is inclusive, so a stream re-opened at the last timestamp
-    repeats the lines that carry exactly that timestamp: after `begin_replay()` those
-    are recognised by (timestamp, stream, data) and dropped once each; anything older
-    is dropped too.
+    The engine writes stdout and stderr lines to its log in arrival order, but each
+    line's timestamp is taken when it was read, so timestamps are not monotonic across
+    the two streams. The cursor therefore keeps the *largest* timestamp delivered and
+    the lines at it. Re-opened with `since` = that timestamp (inclusive), the engine
+    returns only those lines again (dropped once each) and newer ones (kept).
     """
 
-    __slots__ = ("_at_nanos", "_replay", "nanos")
+    __slots__ = ("_at_max", "_floor", "_replay", "nanos")
 
     def __init__(self) -> None:
         self.nanos: int | None = None
-        self._at_nanos: Counter[tuple[int, str, str]] = Counter()
+        self._at_max: Counter[tuple[int, str, str]] = Counter()
+        self._floor: int | None = None
         self._replay: Counter[tuple[int, str, str]] = Counter()
 
     def admit(self, line: LogLine) -> bool:
-        """True when `line` is new; then it becomes the position."""
-        if not line.nanos:
-            return True  # no timestamp: cannot be placed, never dropped
-        if self.nanos is not None:
-            if line.nanos < self.nanos:
+        """True when `line` was not delivered before; records it."""
+        if line.nanos and self._floor is not None:
+            if line.nanos < self._floor:
                 return False
+            if line.nanos == self._floor and self._replay[line.key] > 0:
+                self._replay[line.key] -= 1
+                return False
+        if line.nanos:
+            if self.nanos is None or line.nanos > self.nanos:
+                self.nanos = line.nanos
+                self._at_max = Counter()
             if line.nanos == self.nanos:
-                if self._replay[line.key] > 0:
-                    self._replay[line.key] -= 1
-                    return False
-                self._at_nanos[line.key] += 1
-                return True
-        self.nanos = line.nanos
-        self._at_nanos = Counter({line.key: 1})
-        self._replay = Counter()
+                self._at_max[line.key] += 1
         return True
 
     def begin_replay(self) -> None:
-        """A stream is being re-opened with `since_param()`: expect the lines at the
-        position again."""
-        self._replay = Counter(self._at_nanos)
+        """The stream is being re-opened with `since_param()`."""
+        self._floor = self.nanos
+        self._replay = Counter(self._at_max)
 
     def since_param(self) -> str | None:
         return None if self.nanos is None else nanos_param(self.nanos)
 
-    @classmethod
-    def after(cls, history: Iterable[LogLine]) -> LogCursor:
-        """The position at the end of a (late subscriber's) history, in replay mode:
-        live lines it already covers are dropped."""
-        cursor = cls()
+
+class HandoverFilter:
+    """Joins a late subscriber's history (a separate non-follow request) to the shared
+    live stream it was attached to before that request was made.
+
+    Live lines already in the history are dropped (exact match on timestamp, stream and
+    text). Lines older than the history's window are the shared stream still replaying
+    an earlier subscriber's backlog: dropped too. Once a live line is clearly past the
+    history (a second after its newest line) the filter has nothing left to do.
+    """
+
+    GRACE_NANOS = 1_000_000_000
+
+    __slots__ = ("_floor", "_keys", "_newest", "done")
+
+    def __init__(self, history: Iterable[LogLine], since_nanos: int | None = None) -> None:
+        self._keys: Counter[tuple[int, str, str]] = Counter()
+        oldest: int | None = None
+        newest: int | None = None
         for line in history:
-            if line.nanos and (cursor.nanos is None or line.nanos >= cursor.nanos):
-                if line.nanos != cursor.nanos:
-                    cursor.nanos = line.nanos
-                    cursor._at_nanos = Counter()
-                cursor._at_nanos[line.key] += 1
-        cursor.begin_replay()
-        return cursor
+            self._keys[line.key] += 1
+            if line.nanos:
+                oldest = line.nanos if oldest is None else min(oldest, line.nanos)
+                newest = line.nanos if newest is None else max(newest, line.nanos)
+        floors = [n for n in (oldest, since_nanos) if n is not None]
+        self._floor = max(floors) if floors else None
+        self._newest = newest
+        self.done = newest is None and since_nanos is None
+
+    def admit(self, line: LogLine) -> bool:
+        if self.done or not line.nanos:
+            return True
+        if self._keys[line.key] > 0:
+            self._keys[line.key] -= 1
+            return False
+        if self._floor is not None and line.nanos < self._floor:
+            return False
+        limit = self._newest if self._newest is not None else self._floor
+        if limit is not None and line.nanos > limit + self.GRACE_NANOS:
+            self.done = True
+            self._keys.clear()
+        return True
 
 
 def nanos_param(nanos: int) -> str:

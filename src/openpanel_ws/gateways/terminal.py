@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from openpanel_ws.audit import AuditLog, end_record, start_record
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
@@ -44,6 +44,9 @@ from openpanel_ws.gateways.terminal_state import (
     parse_resize,
 )
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
+
+if TYPE_CHECKING:
+    from openpanel_ws.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class Terminal:
     # --- client input --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.proc.write(b"") > INPUT_BACKLOG_LIMIT:
+        if self.proc.backlog > INPUT_BACKLOG_LIMIT:
             raise TerminalError("Input not delivered: the shell is not reading its input")
         self.proc.write(data)
         self.state.record_input(len(data), time.monotonic())
@@ -173,7 +176,7 @@ class Terminal:
 class TerminalGateway(Gateway):
     name = "terminal"
 
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__(services)
         self._terminals: set[Terminal] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -281,9 +284,13 @@ class TerminalGateway(Gateway):
                 remote=session.remote))
             if not terminal.audited:
                 raise TerminalError("Terminal refused: the audit log cannot be written")
+        except asyncio.CancelledError:
+            terminal.begin_close("Open failed", notify=False)  # shutdown: kill, don't wait
+            raise
         except BaseException:
-            # Failed, cancelled (shutdown) or refused after the exec existed: kill it.
-            terminal.begin_close("Open failed", notify=False)
+            # Failed or refused after the exec existed: kill it before answering, so the
+            # client may retry at once on this connection.
+            await terminal.close("Open failed", notify=False)
             raise
         log.info("terminal %s opened by %s in %s (%s)", session_id, session.user.user_id,
                  container_id[:12], request.shell)

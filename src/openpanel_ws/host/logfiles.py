@@ -28,8 +28,11 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES: Final = 16 * 1024  # longer lines are cut (a log line, not a payload)
 READ_CHUNK: Final = 256 * 1024  # per file per poll, so one noisy file cannot starve others
 
-_ERROR = re.compile(r"\b(error|err|fatal|crit|critical|panic|emerg|emergency|alert|failed|failure|out of memory|segfault)\b",
-                    re.IGNORECASE)
+_ERROR = re.compile(
+    r"\b(error|err|fatal|crit|critical|panic|emerg|emergency|alert|failed|failure"
+    r"|out of memory|segfault)\b",
+    re.IGNORECASE,
+)
 _WARNING = re.compile(r"\b(warn|warning|warnings)\b", re.IGNORECASE)
 _DEBUG = re.compile(r"\b(debug|trace)\b", re.IGNORECASE)
 
