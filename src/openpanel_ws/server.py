@@ -74,6 +74,37 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     return bool(host) and parts.netloc.lower() == (host or "").lower()
 
 
+class _Clock:
+    """Drives `Connection.tick` with one timer handle (cheaper than a task per client)."""
+
+    __slots__ = ("_conn", "_handle", "_loop", "_session")
+
+    def __init__(self, conn: Connection, session: Session) -> None:
+        self._conn = conn
+        self._session = session
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        delay = max(0.0, self._conn.next_deadline() - time.monotonic())
+        self._handle = self._loop.call_at(self._loop.time() + delay, self._fire)
+
+    def _fire(self) -> None:
+        # tick() yields only Send and Close, both synchronous for the writer.
+        for action in self._conn.tick(time.monotonic()):
+            if isinstance(action, Send):
+                self._session.send(action.message)
+            elif isinstance(action, Close):
+                self._session.close(action.code, action.reason)
+        if self._conn.state is not State.CLOSED and not self._session.closed:
+            self._arm()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
@@ -113,7 +144,7 @@ class ClientHandler:
         writer.start()
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
-        timer = asyncio.get_running_loop().create_task(self._clock(conn, session))
+        timer = _Clock(conn, session)
         try:
             await self._read_loop(ws, conn, session)
         finally:
@@ -146,11 +177,6 @@ class ClientHandler:
                 conn.receive_pong_frame()
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
                 return
-
-    async def _clock(self, conn: Connection, session: Session) -> None:
-        while conn.state is not State.CLOSED and not session.closed:
-            await asyncio.sleep(max(0.0, conn.next_deadline() - time.monotonic()))
-            await self._perform(conn.tick(time.monotonic()), conn, session)
 
     async def _perform(self, actions: list[Action], conn: Connection, session: Session) -> None:
         for action in actions:

@@ -310,7 +310,10 @@ class _TerminalSub(_Subscription):
                 self.opened.set_exception(TerminalError(f"terminal closed: {self.reason}"))
             self.end()
         elif kind == "terminal_error":
-            self._fail(TerminalError(str(msg.get("message", "terminal error"))))
+            text = str(msg.get("message", "terminal error"))
+            if text.lower().startswith("container not found"):
+                text = f"container '{self.container}' not found" + text[len("container not found"):]
+            self._fail(TerminalError(text))
         else:
             return False
         return True
