@@ -15,8 +15,8 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TextIO, TypeVar
 
 import orjson
 
@@ -28,8 +28,11 @@ from openpanel_ws.client import (
     MetricsSample,
     OpenPanelClient,
     StatsSample,
+    SubscriptionEnded,
     SystemLog,
 )
+
+T = TypeVar("T")
 
 TOKEN_ENV = "OPENPANEL_WS_TOKEN"
 URL_ENV = "OPENPANEL_WS_URL"
@@ -199,23 +202,36 @@ async def cmd_logs(args: argparse.Namespace, status: _Status) -> int:
     tail = parse_tail(args.tail)
     since = parse_since(args.since) if args.since else None
     async with _client(args, status) as client:
-        async for line in client.logs(args.container, tail=tail, since=since, follow=args.follow):
-            out = sys.stderr if line.stream == "stderr" else sys.stdout
-            out.write(f"{line.timestamp} {line.data}\n" if args.timestamps else line.data + "\n")
-            out.flush()
+        try:
+            async for line in client.logs(args.container, tail=tail, since=since, follow=args.follow):
+                out = sys.stderr if line.stream == "stderr" else sys.stdout
+                out.write(f"{line.timestamp} {line.data}\n" if args.timestamps else line.data + "\n")
+                out.flush()
+        except SubscriptionEnded as exc:  # e.g. removed: the end of the logs, not a failure
+            status(str(exc))
     return 0
+
+
+async def _until_ended(items: AsyncIterator[T], status: _Status) -> AsyncIterator[T]:
+    try:
+        async for item in items:
+            yield item
+    except SubscriptionEnded as exc:
+        status(str(exc))
 
 
 async def cmd_stats(args: argparse.Namespace, status: _Status) -> int:
     table = sys.stdout.isatty() and not args.json
     latest: dict[str, StatsSample] = {}
-    async with _client(args, status) as client:
-        async for sample in client.stats(*args.containers, interval=args.interval):
+    async with _client(args, status) as client, contextlib.AsyncExitStack() as stack:
+        samples = client.stats(*args.containers, interval=args.interval)
+        stack.push_async_callback(samples.aclose)
+        async for sample in _until_ended(samples, status):
             if not table:
                 _print_json({"containerId": sample.container_id, "timestamp": sample.timestamp,
                              "stats": sample.raw})
             latest[sample.container_id] = sample
-            complete = len(latest) == len(set(args.containers))
+            complete = len(latest) >= len(set(args.containers))
             if table and complete:
                 ordered = {c: latest[c] for c in args.containers if c in latest}
                 sys.stdout.write(("" if args.no_stream else "\x1b[H\x1b[2J") + stats_table(ordered) + "\n")

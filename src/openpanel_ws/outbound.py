@@ -115,8 +115,11 @@ class ClientWriter:
         self._wakeup.set()
 
     def discard_latest(self, key: str) -> None:
-        """Drop an unsent latest-value frame (e.g. after unsubscribe)."""
-        self._latest.pop(key, None)
+        """Drop an unsent latest-value frame (e.g. after unsubscribe), and its place in
+        the queue: a later frame of the same key must queue behind what is sent meanwhile."""
+        if self._latest.pop(key, None) is not None:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(key)
 
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then close with `code`."""

@@ -104,7 +104,7 @@ async def test_library_reconnects_reauthenticates_and_restores_the_subscription(
             assert tokens >= 2  # re-authenticated with a freshly obtained token
             assert any("reconnecting" in s for s in statuses)
             assert any("reconnected" in s for s in statuses)
-            await samples.aclose()  # type: ignore[attr-defined]
+            await samples.aclose()
     finally:
         await server.kill()
 
@@ -117,5 +117,5 @@ async def test_library_answers_server_pings(make_server: object) -> None:
         deadline = time.monotonic() + 4.0  # eight heartbeats; an unanswered one closes with 4002
         while time.monotonic() < deadline:
             await asyncio.wait_for(anext(samples), 30)
-        await samples.aclose()  # type: ignore[attr-defined]
+        await samples.aclose()
     assert statuses == []

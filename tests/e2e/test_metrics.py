@@ -389,3 +389,26 @@ async def test_many_subscribers_share_one_sampler(srv: RunningServer) -> None:
 
     await asyncio.gather(*(c.close() for c in clients))
     await eventually(lambda: gw.sampler_count == 0, timeout=10)
+
+
+async def test_server_stop_releases_samplers_and_bad_disk_path_reports_zeros() -> None:
+    server = await start_server(metrics_disk_path="/nonexistent/openpanel-ws-metrics")
+    stopped = False
+    try:
+        gw = gateway(server)
+        a = await server.connect(PATH, auth=True)
+        b = await server.connect(PATH, auth=True)
+        await subscribe(a, 500)
+        await subscribe(b, 900)
+        msg = await a.expect("metrics", timeout=5)
+        assert msg["system"]["disk"] == {"total": 0, "used": 0, "free": 0, "percent": 0.0}
+        assert msg["system"]["memory"]["total"] > 0  # the rest of the sample is unaffected
+        tasks = [s.task for s in (gw.sampler(500), gw.sampler(900)) if s is not None]
+        assert len(tasks) == 2
+        await server.stop()
+        stopped = True
+        assert all(t is not None and t.done() for t in tasks)
+        assert gw.sampler_count == 0
+    finally:
+        if not stopped:
+            await server.stop()

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from helpers import (
     Containers,
     RunningServer,
@@ -19,7 +20,6 @@ from helpers import (
     make_token,
     start_server,
 )
-
 from openpanel_ws.server import GATEWAYS_KEY
 
 # The busybox image's PID 1 (`sh -c "sleep 3600"` execs sleep) never reaps orphans, so
@@ -100,7 +100,7 @@ async def leftovers(name: str) -> list[str]:
     out = await asyncio.to_thread(docker, "exec", name, "ps", "-o", "pid,stat,args")
     rows = []
     for line in out.splitlines()[1:]:
-        pid, stat, args = (line.split(None, 2) + ["", ""])[:3]
+        pid, stat, args = ([*line.split(None, 2), "", ""])[:3]
         if pid == "1" or stat.startswith("Z") or args.startswith("ps "):
             continue
         rows.append(line.strip())
@@ -394,3 +394,76 @@ async def test_idle_timeout(make_server: Any, containers: Containers) -> None:
     closed = await term.closed(timeout=TIMEOUT)
     assert closed == {"type": "terminal_closed", "reason": "Idle timeout"}
     assert await leftovers(name) == []
+
+
+async def test_refreshed_token_without_permission_ends_the_terminal(
+        server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    term = await opened(server, name)
+    await term.type("sleep 1005 &\n")
+    await wait_for_process(name, "sleep 1005")
+    await term.send({"type": "auth", "token": make_token("tester", roles=["viewer"])})
+    assert (await term.next_other())["type"] == "authenticated"
+    await term.type("id\n")
+    replies = [await term.next_other(), await term.next_other()]
+    assert {"type": "terminal_closed", "reason": "Permission revoked"} in replies
+    assert any(r.get("code") == "PERMISSION_DENIED" for r in replies), replies
+    assert await leftovers(name) == []
+
+
+async def test_audit_log_unwritable_refuses_the_terminal(
+        make_server: Any, containers: Containers, tmp_path: Path) -> None:
+    srv = await make_server(terminal_audit_log=tmp_path / "missing-dir" / "audit.jsonl")
+    name = containers.run()
+    term = await terminal(srv)
+    reply = await term.open(name)
+    assert reply["type"] == "terminal_error" and "audit log" in reply["message"], reply
+    assert await leftovers(name) == []
+
+
+async def test_slow_consumer_is_cut_off_and_its_shell_killed(
+        make_server: Any, containers: Containers) -> None:
+    srv = await make_server(send_queue_max=64, send_timeout=2.0)
+    name = containers.run()
+    term = await opened(srv, name)
+    await term.type("yes 0123456789012345678901234567890123456789\n")
+    # This client never reads: its queue overflows, the server cuts it off (1013 or an
+    # abort when even the close frame cannot be sent) and the shell must go with it.
+    gateway = srv.app[GATEWAYS_KEY]["terminal"]
+    await eventually(lambda: gateway.open_terminals == 0, timeout=60)
+    assert await leftovers(name) == []
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_remote_engine_over_tcp(make_server: Any, containers: Containers) -> None:
+    """The whole path (attach, resize, kill by marker) with the engine behind tcp://."""
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection("/var/run/docker.sock")
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+    try:
+        port = proxy.sockets[0].getsockname()[1]
+        srv = await make_server(docker_host=f"tcp://127.0.0.1:{port}")
+        assert not srv.services.engine.is_local
+        name = containers.run()
+        term = await opened(srv, name, cols=77, rows=22)
+        await term.type("stty size; sleep 1006 & top\n")
+        await term.until("22 77\r\n")
+        await wait_for_process(name, "top")
+        await term.send({"type": "close_terminal"})
+        assert (await term.closed())["reason"] == "User closed"
+        assert await leftovers(name) == []
+    finally:
+        proxy.close()

@@ -88,3 +88,18 @@ async def test_a_stalled_send_aborts_the_transport() -> None:
     w.send(b"x")
     await asyncio.wait_for(w.wait_closed(), 2)
     assert transport.aborted
+
+
+async def test_a_discarded_latest_value_does_not_jump_ahead_of_later_frames() -> None:
+    sink = Sink()
+    sink.gate.clear()
+    w = writer(sink)
+    w.send(b"first")
+    w.send_latest("metrics", b"old-sample")
+    w.discard_latest("metrics")  # unsubscribe
+    w.send(b"ack")  # resubscribe acknowledged
+    w.send_latest("metrics", b"new-sample")
+    sink.gate.set()
+    w.close(1000, "")
+    await asyncio.wait_for(w.wait_closed(), 2)
+    assert sink.frames == [b"first", b"ack", b"new-sample"]

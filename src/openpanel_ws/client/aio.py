@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -44,7 +44,7 @@ from openpanel_ws.client.sansio import (
     should_reconnect,
     split_input,
 )
-from openpanel_ws.protocol import CloseCode, Message, rfc3339
+from openpanel_ws.protocol import CloseCode, Message, parse_timestamp, parse_timestamp_nanos, rfc3339
 from openpanel_ws.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ class _LogsSub(_Subscription):
         self.follow = follow
         self.cursor = LogCursor()
         self._quiet = quiet
-        self._subscribed_at: str | None = None
+        # Without -f: lines newer than the request (by the server's clock) are not shown.
+        self.until_ns: int | None = None
         self._idle: asyncio.TimerHandle | None = None
 
     def _base(self) -> Message:
@@ -147,7 +148,6 @@ class _LogsSub(_Subscription):
         if self.since is not None:
             msg["since"] = self.since
         msg.update(self.cursor.resume())
-        self._subscribed_at = self._subscribed_at or rfc3339()
         return [msg]
 
     def unsubscribe_messages(self) -> list[Message]:
@@ -159,7 +159,7 @@ class _LogsSub(_Subscription):
             return False
         if kind == "log":
             line = LogLine.parse(msg)
-            if not self.follow and self._subscribed_at and line.timestamp > self._subscribed_at:
+            if not self.follow and self.until_ns is not None and _nanos(line.timestamp) > self.until_ns:
                 self.end()  # newer than the request: `logs` without -f stops at "now"
                 return False
             if self.cursor.accept(line.timestamp, line.stream, line.data) and not self.ended:
@@ -169,9 +169,10 @@ class _LogsSub(_Subscription):
         if kind == "subscribed_logs":
             self._arm_idle()
             return True
-        if kind in ("logs_ended", "unsubscribed_logs") and msg.get("reason"):
-            self.end(SubscriptionEnded(self.container, str(msg.get("reason"))))
-            return True
+        if kind == "subscription_ended" and msg.get("subscription", "logs") == "logs":
+            # e.g. the container was removed: nothing more will come
+            self.end(SubscriptionEnded(self.container, _ended_reason(msg)))
+            return False
         return kind == "unsubscribed_logs"
 
     def _arm_idle(self) -> None:
@@ -213,6 +214,13 @@ class _StatsSub(_Subscription):
         kind = msg.get("type")
         if kind == "stats":
             self.queue.put_nowait(StatsSample.parse(msg))
+            return False
+        if kind == "subscription_ended" and msg.get("subscription", "stats") == "stats":
+            # the others go on; the last one gone ends the iterator
+            container = str(msg.get("containerId"))
+            self.containers = [c for c in self.containers if c != container]
+            if not self.containers:
+                self.end(SubscriptionEnded(container, _ended_reason(msg)))
             return False
         return kind in ("subscribed_stats", "unsubscribed_stats")
 
@@ -328,6 +336,18 @@ class _TerminalSub(_Subscription):
         self._fail(TerminalError(f"connection to the gateway lost ({why})"))
 
 
+def _ended_reason(msg: Message) -> str:
+    text = str(msg.get("message") or msg.get("reason") or "subscription ended")
+    return text[:1].lower() + text[1:]
+
+
+def _nanos(timestamp: str) -> int:
+    try:
+        return parse_timestamp_nanos(timestamp)
+    except ValueError:
+        return 0
+
+
 # --- one gateway connection -----------------------------------------------------------
 
 
@@ -342,6 +362,8 @@ class _Link:
         self.ever_connected = False
         self.closed = False
         self.user_id: str | None = None
+        # server clock minus ours, from the welcome's timestamp (0 until connected)
+        self.server_offset = 0.0
         self._outbox: Outbox | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -350,9 +372,14 @@ class _Link:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def _stamp(self, sub: _Subscription) -> None:
+        if isinstance(sub, _LogsSub) and not sub.follow and sub.until_ns is None:
+            sub.until_ns = time.time_ns() + int(self.server_offset * 1e9)
+
     def add(self, sub: _Subscription) -> None:
         self.subs.append(sub)
         if self.connected.is_set():
+            self._stamp(sub)
             for msg in sub.subscribe_messages():
                 self.send(msg)
         self.start()
@@ -452,6 +479,7 @@ class _Link:
             self.ever_connected = True
             self.connected.set()
             for sub in list(self.subs):
+                self._stamp(sub)
                 for msg in sub.subscribe_messages():
                     outbox.push(msg)
             self._wake.set()
@@ -491,6 +519,8 @@ class _Link:
         msg = await self._receive(ws, self.client.connect_timeout)
         if msg.get("type") != "connected":
             raise _Transient(f"unexpected first message {msg.get('type')!r}")
+        with contextlib.suppress(ValueError, TypeError):
+            self.server_offset = parse_timestamp(msg["timestamp"]) - time.time()
 
     async def _await_auth(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
@@ -674,7 +704,7 @@ class OpenPanelClient:
             self._containers = link
         return link
 
-    async def _stream(self, link: _Link, sub: _Subscription) -> AsyncIterator[Any]:
+    async def _stream(self, link: _Link, sub: _Subscription) -> AsyncGenerator[Any, None]:
         link.add(sub)
         try:
             async for item in sub.items():
@@ -684,7 +714,7 @@ class OpenPanelClient:
 
     def logs(self, container: str, *, tail: int | str | None = None,
              since: str | float | None = None, follow: bool = True,
-             quiet: float = 1.0) -> AsyncIterator[LogLine]:
+             quiet: float = 1.0) -> AsyncGenerator[LogLine, None]:
         """Log lines of one container; resumes after a reconnect with no gap or duplicate.
 
         `follow=False` ends once the backlog is delivered (after `quiet` seconds
@@ -693,15 +723,15 @@ class OpenPanelClient:
         return self._stream(self._link("containers", shared=True),
                             _LogsSub(container, tail, since, follow, quiet))
 
-    def stats(self, *containers: str, interval: int | None = None) -> AsyncIterator[StatsSample]:
+    def stats(self, *containers: str, interval: int | None = None) -> AsyncGenerator[StatsSample, None]:
         return self._stream(self._link("containers", shared=True), _StatsSub(list(containers), interval))
 
-    def events(self, filters: Mapping[str, list[str]] | None = None) -> AsyncIterator[Event]:
+    def events(self, filters: Mapping[str, list[str]] | None = None) -> AsyncGenerator[Event, None]:
         """Docker events and system logs pushed by `/ws/logs`; `filters` like the
         engine's (`{"container": ["web"], "type": ["container"]}`) narrow the events."""
         return self._stream(self._link("logs"), _EventsSub(filters))
 
-    def metrics(self, interval: int | None = None) -> AsyncIterator[MetricsSample]:
+    def metrics(self, interval: int | None = None) -> AsyncGenerator[MetricsSample, None]:
         return self._stream(self._link("metrics"), _MetricsSub(interval))
 
     async def terminal(self, container: str, *, shell: str | None = None,

@@ -176,8 +176,8 @@ class LogParser:
 
     @staticmethod
     def _emit(stream: str, pending: _Pending, raw: bytes | bytearray, out: list[LogLine]) -> None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
+        # TTY lines end in \r\n, and a program's own \r\n becomes \r\r\n there.
+        raw = raw.rstrip(b"\r")
         out.append(LogLine(stream, pending.nanos, bytes(raw).decode("utf-8", "replace")))
 
 

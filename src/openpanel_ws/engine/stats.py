@@ -21,7 +21,6 @@ from openpanel_ws.protocol import parse_timestamp_nanos, rfc3339_from_nanos
 
 Sample = Mapping[str, Any]
 
-_ZERO_TIME = "0001-01-01T00:00:00Z"  # what the engine sends for a container that is not running
 
 
 def _num(value: Any) -> int:
@@ -168,9 +167,13 @@ class Pacer:
     __slots__ = ("interval", "next_due", "tolerance")
 
     def __init__(self, interval_s: float) -> None:
+        self.interval = self.tolerance = 0.0
+        self.set_interval(interval_s)
+        self.next_due: float | None = None  # None: the next sample goes out at once
+
+    def set_interval(self, interval_s: float) -> None:
         self.interval = interval_s
         self.tolerance = min(0.5, interval_s / 2)
-        self.next_due: float | None = None  # None: the next sample goes out at once
 
     def due(self, now: float) -> bool:
         """True when a sample arriving at `now` should be sent; advances the schedule."""

@@ -161,81 +161,38 @@ def _filter_values(value: Any, where: str) -> list[str]:
     return items
 
 
-# --- the gateway --------------------------------------------------------------------
+# --- fan-out (sans-I/O) -------------------------------------------------------------
 
 
-class LogsGateway(Gateway):
-    name = "logs"
+class Fanout:
+    """Authenticated logs clients and their filters; each message encoded once."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Authenticated clients and their filter (None: everything).
-        self._clients: dict[Session, EventFilter | None] = {}
-        self._attached = False
-        self._engine_down: str | None = None  # detail while the engine is unreachable
-        self._host_logs: HostLogTailer | None = None
+    __slots__ = ("_clients",)
 
-    def handlers(self) -> dict[str, Handler]:
-        return {"subscribe": self._subscribe}
+    def __init__(self) -> None:
+        self._clients: dict[Session, EventFilter | None] = {}  # None: everything
 
-    @property
-    def client_count(self) -> int:
+    def __len__(self) -> int:
         return len(self._clients)
 
-    # --- lifecycle ------------------------------------------------------------------
+    def __contains__(self, session: object) -> bool:
+        return session in self._clients
 
-    async def on_authenticated(self, session: Session) -> None:
-        # No await before the client is registered: the `authenticated` frame is queued
-        # but not yet sent, so every event after the client sees it is delivered.
-        self._clients[session] = None
-        if not self._attached:
-            self._attach()
-        if self._engine_down is not None:
-            session.send(system_log(protocol.rfc3339(), "error", self._engine_down, SOURCE_GATEWAY))
+    def add(self, session: Session) -> None:
+        self._clients.setdefault(session, None)
 
-    async def on_disconnect(self, session: Session) -> None:
+    def discard(self, session: Session) -> None:
         self._clients.pop(session, None)
-        if not self._clients:
-            await self._detach()
 
-    async def stop(self) -> None:
+    def clear(self) -> None:
         self._clients.clear()
-        await self._detach()
 
-    def _attach(self) -> None:
-        self._attached = True
-        events = self.services.events
-        events.add_status_listener(self._on_status)
-        events.add_listener(self._on_event)
-        if self.settings.host_log_files:
-            self._host_logs = HostLogTailer(self.settings.host_log_files, self._on_host_line)
-            # Synchronous first poll: each file's end is pinned before the client acts.
-            self._host_logs.start_now()
-
-    async def _detach(self) -> None:
-        if not self._attached:
-            return
-        self._attached = False
-        self._engine_down = None
-        events = self.services.events
-        events.remove_status_listener(self._on_status)
-        # Closes the engine stream unless another gateway still listens.
-        events.remove_listener(self._on_event)
-        tailer, self._host_logs = self._host_logs, None
-        if tailer is not None:
-            await tailer.stop()
-
-    # --- messages -------------------------------------------------------------------
-
-    async def _subscribe(self, session: Session, message: Message) -> None:
-        flt = EventFilter.parse(message.get("filters"))
+    def set_filter(self, session: Session, flt: EventFilter) -> None:
         if session in self._clients:
             self._clients[session] = None if flt.empty else flt
-        session.send({"type": "subscribed", "filters": flt.to_json()})
 
-    # --- upstream callbacks (run on the loop; never await) ------------------------
-
-    def _on_event(self, event: EngineEvent) -> None:
+    def publish_event(self, event: EngineEvent) -> None:
+        """`docker_event` (+ its `docker` line) to every client whose filter matches."""
         message = docker_event(event)
         frame = protocol.encode(message)
         line = describe(event)
@@ -249,14 +206,84 @@ class LogsGateway(Gateway):
                 if readable is not None:
                     session.send_encoded(readable)
 
+    def broadcast(self, message: Message) -> None:
+        frame = protocol.encode(message)
+        for session in list(self._clients):
+            session.send_encoded(frame)
+
+
+# --- the gateway --------------------------------------------------------------------
+
+
+class LogsGateway(Gateway):
+    name = "logs"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clients = Fanout()
+        self._attached = False
+        self._engine_down: str | None = None  # detail while the engine is unreachable
+        self._host_logs: HostLogTailer | None = None
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"subscribe": self._subscribe}
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def on_authenticated(self, session: Session) -> None:
+        # No await before the client is registered: the `authenticated` frame is queued
+        # but not yet sent, so every event after the client sees it is delivered.
+        self.clients.add(session)
+        if not self._attached:
+            self._attach()
+        if self._engine_down is not None:
+            session.send(system_log(protocol.rfc3339(), "error", self._engine_down, SOURCE_GATEWAY))
+
+    async def on_disconnect(self, session: Session) -> None:
+        self.clients.discard(session)
+        if not len(self.clients):
+            await self._detach()
+
+    async def stop(self) -> None:
+        self.clients.clear()
+        await self._detach()
+
+    def _attach(self) -> None:
+        self._attached = True
+        events = self.services.events
+        events.add_status_listener(self._on_status)
+        events.add_listener(self.clients.publish_event)
+        if self.settings.host_log_files:
+            self._host_logs = HostLogTailer(self.settings.host_log_files, self._on_host_line)
+            # Synchronous first poll: each file's end is pinned before the client acts.
+            self._host_logs.start_now()
+
+    async def _detach(self) -> None:
+        if not self._attached:
+            return
+        self._attached = False
+        self._engine_down = None
+        events = self.services.events
+        events.remove_status_listener(self._on_status)
+        # Closes the engine stream unless another gateway still listens.
+        events.remove_listener(self.clients.publish_event)
+        tailer, self._host_logs = self._host_logs, None
+        if tailer is not None:
+            await tailer.stop()
+
+    # --- messages -------------------------------------------------------------------
+
+    async def _subscribe(self, session: Session, message: Message) -> None:
+        flt = EventFilter.parse(message.get("filters"))
+        self.clients.set_filter(session, flt)
+        session.send({"type": "subscribed", "filters": flt.to_json()})
+
+    # --- upstream callbacks (run on the loop; never await) ------------------------
+
     def _on_status(self, connected: bool, detail: str) -> None:
         self._engine_down = None if connected else detail
         level = "info" if connected else "error"
-        self._broadcast(protocol.encode(system_log(protocol.rfc3339(), level, detail, SOURCE_GATEWAY)))
+        self.clients.broadcast(system_log(protocol.rfc3339(), level, detail, SOURCE_GATEWAY))
 
     def _on_host_line(self, source: str, line: str) -> None:
-        self._broadcast(protocol.encode(system_log(protocol.rfc3339(), guess_level(line), line, source)))
-
-    def _broadcast(self, frame: bytes) -> None:
-        for session in list(self._clients):
-            session.send_encoded(frame)
+        self.clients.broadcast(system_log(protocol.rfc3339(), guess_level(line), line, source))

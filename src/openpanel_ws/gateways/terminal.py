@@ -150,11 +150,15 @@ class Terminal:
             if reason == PROCESS_EXITED:
                 # The pump sent everything the shell printed; it is finishing now.
                 exit_code = await self.proc.wait_exit_code()
+            else:
+                # Stop reading and close the attach socket first: an unread socket
+                # blocks the engine's copy of this exec, which was seen to stall the
+                # kill exec below for its whole timeout.
+                if self._pump is not None:
+                    self._pump.cancel()
+                self.proc.close_socket()
             # Always, even after a clean exit: background jobs outlive their shell.
             await self.proc.kill()
-            self.proc.close_socket()
-            if self._pump is not None and reason != PROCESS_EXITED:
-                self._pump.cancel()
             if self._pump is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._pump

@@ -1,0 +1,232 @@
+"""Keystroke-to-echo round trip: through the gateway vs a direct engine exec attach.
+
+    .venv/bin/python bench/terminal_latency.py [--keystrokes 1000] [--block 100]
+
+Starts a busybox container and `python -m openpanel_ws serve` in a subprocess with the
+terminal rate limit raised to 1000/s (OPENPANEL_WS_RATE_LIMIT_TERMINAL=1000/s; at the
+specification's 10/s, 1,000 keystrokes would take 100 s and measure the limiter, not the
+path). In both paths the exec runs `stty raw -echo; exec cat`, so every byte typed is
+echoed by a process in the container (as a line-editing shell does). One keystroke is
+in flight at a time: send one byte, wait for its echo. The two paths alternate in blocks
+so a machine-load change hits both alike; both clients run in this one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from openpanel_ws.auth import issue_token
+from openpanel_ws.engine.client import DockerEngine
+from openpanel_ws.engine.exec import ExecProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
+SECRET = "bench-secret-" + "x" * 40
+RAW_CAT = "stty raw -echo; exec cat\n"
+KEYS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class GatewayPath:
+    name = "gateway"
+
+    def __init__(self, url: str, container: str) -> None:
+        self.url = url
+        self.container = container
+        self.http = aiohttp.ClientSession()
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def recv(self, timeout: float = 30.0) -> dict[str, object]:
+        assert self.ws is not None
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"gateway closed: {msg}")
+        value: dict[str, object] = orjson.loads(msg.data)
+        return value
+
+    async def open(self) -> None:
+        self.ws = await self.http.ws_connect(self.url + "/ws/terminal", autoping=True)
+        await self.recv()  # connected
+        await self.ws.send_str(orjson.dumps({"type": "auth", "token": issue_token(
+            SECRET, subject="bench", roles=["admin"])}).decode())
+        assert (await self.recv())["type"] == "authenticated"
+        await self.ws.send_str(orjson.dumps({"type": "open_terminal",
+                                             "containerId": self.container}).decode())
+        reply = await self.recv()
+        assert reply["type"] == "terminal_opened", reply
+        await self.write(RAW_CAT)
+        await self.sync()
+
+    async def write(self, data: str) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(orjson.dumps({"type": "input", "data": data}).decode())
+
+    async def read_text(self, timeout: float = 30.0) -> str:
+        while True:
+            msg = await self.recv(timeout)
+            if msg["type"] == "terminal_output":
+                return str(msg["data"])
+            if msg["type"] == "ping":
+                assert self.ws is not None
+                await self.ws.send_str('{"type":"pong"}')
+
+    async def sync(self) -> None:
+        await drain(self)
+        token = "SYNC" + uuid.uuid4().hex[:6]
+        await self.write(token)
+        seen = ""
+        while token not in seen:
+            seen += await self.read_text()
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.send_str('{"type":"close_terminal"}')
+            with contextlib.suppress(Exception):
+                while (await self.recv(10))["type"] != "terminal_closed":
+                    pass
+            await self.ws.close()
+        await self.http.close()
+
+
+class DirectPath:
+    name = "direct attach"
+
+    def __init__(self, container: str) -> None:
+        self.engine = DockerEngine(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+        self.proc = ExecProcess(self.engine, container, "/bin/sh", f"bench-{uuid.uuid4().hex}")
+
+    async def open(self) -> None:
+        await self.proc.create()
+        await self.proc.start()
+        await self.proc.resize(80, 24)
+        await self.write(RAW_CAT)
+        await self.sync()
+
+    async def write(self, data: str) -> None:
+        self.proc.write(data.encode())
+
+    async def read_text(self, timeout: float = 30.0) -> str:
+        chunk = await asyncio.wait_for(self.proc.read(), timeout)
+        if not chunk:
+            raise RuntimeError("direct exec ended")
+        return chunk.decode("utf-8", "replace")
+
+    async def sync(self) -> None:
+        await drain(self)
+        token = "SYNC" + uuid.uuid4().hex[:6]
+        await self.write(token)
+        seen = ""
+        while token not in seen:
+            seen += await self.read_text()
+
+    async def close(self) -> None:
+        await self.proc.kill()
+        self.proc.close_socket()
+        await self.engine.close()
+
+
+Route = GatewayPath | DirectPath
+
+
+async def drain(path: Route, quiet: float = 0.5) -> None:
+    """Read until nothing arrives for `quiet` seconds (prompt, the command's echo)."""
+    with contextlib.suppress(TimeoutError):
+        while True:
+            await path.read_text(timeout=quiet)
+
+
+async def keystrokes(path: Route, count: int, out: list[float]) -> None:
+    for i in range(count):
+        key = KEYS[i % len(KEYS)]
+        t0 = time.perf_counter()
+        await path.write(key)
+        seen = ""
+        while key not in seen:
+            seen += await path.read_text()
+        out.append((time.perf_counter() - t0) * 1000.0)
+
+
+def summary(name: str, values: list[float]) -> str:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return (f"{name:>14}: n={len(values)} median {statistics.median(ordered):.3f} ms, "
+            f"p99 {p99:.3f} ms, mean {statistics.fmean(ordered):.3f} ms, max {ordered[-1]:.3f} ms")
+
+
+async def run(count: int, block: int, warmup: int) -> None:
+    name = f"opws-bench-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "run", "-d", "--name", name, IMAGE, "sh", "-c", "sleep 3600"],
+                   check=True, capture_output=True)
+    port = free_port()
+    env = dict(os.environ, OPENPANEL_WS_JWT_SECRET=SECRET, OPENPANEL_WS_LOG_LEVEL="warning",
+               OPENPANEL_WS_RATE_LIMIT_TERMINAL="1000/s")
+    server = subprocess.Popen([sys.executable, "-m", "openpanel_ws", "serve", "--port", str(port)],
+                              env=env, cwd=ROOT)
+    paths: list[Route] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(url + "/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        gateway, direct = GatewayPath(url, name), DirectPath(name)
+        paths = [gateway, direct]
+        for path in paths:
+            await path.open()
+            await keystrokes(path, warmup, [])  # warm-up, not counted
+        results: dict[str, list[float]] = {p.name: [] for p in paths}
+        done = 0
+        while done < count:
+            n = min(block, count - done)
+            for path in paths:
+                await keystrokes(path, n, results[path.name])
+            done += n
+        print(f"keystroke-to-echo round trip, {count} keystrokes per path, blocks of {block}, "
+              f"one in flight, {os.cpu_count()} CPUs")
+        for path in paths:
+            print(summary(path.name, results[path.name]))
+        g, d = results["gateway"], results["direct attach"]
+        print(f"{'overhead':>14}: median +{statistics.median(g) - statistics.median(d):.3f} ms")
+    finally:
+        for path in paths:
+            with contextlib.suppress(Exception):
+                await path.close()
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(10)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keystrokes", type=int, default=1000)
+    parser.add_argument("--block", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=50)
+    args = parser.parse_args()
+    asyncio.run(run(args.keystrokes, args.block, args.warmup))
+
+
+if __name__ == "__main__":
+    main()

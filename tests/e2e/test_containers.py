@@ -1,0 +1,480 @@
+"""/ws/containers end to end: real server, real engine, real busybox containers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from helpers import Containers, RunningServer, WsClient, docker, eventually, make_token
+from openpanel_ws.gateways.containers import ContainersGateway
+from openpanel_ws.server import GATEWAYS_KEY
+
+pytestmark = pytest.mark.timeout(180)
+
+RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3,9}Z$")
+
+
+def gateway(server: RunningServer) -> ContainersGateway:
+    gw = server.app[GATEWAYS_KEY]["containers"]
+    assert isinstance(gw, ContainersGateway)
+    return gw
+
+
+async def connect(server: RunningServer, token: str | None = None) -> WsClient:
+    return await server.connect("/ws/containers", auth=token or True)
+
+
+async def subscribe_logs(client: WsClient, ref: str, **extra: Any) -> None:
+    await client.send({"type": "subscribe_logs", "containerId": ref, **extra})
+    ack = await client.expect("subscribed_logs", timeout=15)
+    assert ack["containerId"] == ref
+
+
+async def log_lines(client: WsClient, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Exactly the next `count` log messages (fails on timeout)."""
+    out = []
+    for _ in range(count):
+        out.append(await client.expect("log", timeout=timeout))
+    return out
+
+
+async def quiet(client: WsClient, kind: str, seconds: float) -> list[dict[str, Any]]:
+    return await client.collect(seconds, kind)
+
+
+def wait_logged(name: str, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in docker("logs", name, check=False):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} never logged {text!r}")
+
+
+def engine_lines(name: str, stream: str = "stdout") -> list[tuple[str, str]]:
+    """(timestamp, text) of every line the engine logged on `stream`, by the Docker CLI."""
+    result = subprocess.run(["docker", "logs", "--timestamps", name], capture_output=True,
+                            text=True, timeout=60, check=True)
+    lines = []
+    for row in (result.stdout if stream == "stdout" else result.stderr).splitlines():
+        ts, _, text = row.partition(" ")
+        lines.append((ts, text))
+    return lines
+
+
+def same_instant(a: str, b: str) -> bool:
+    """Engine timestamps compared to the nanosecond (the CLI may trim trailing zeros)."""
+    from openpanel_ws.protocol import parse_timestamp_nanos
+
+    return parse_timestamp_nanos(a) == parse_timestamp_nanos(b)
+
+
+# --- logs ------------------------------------------------------------------------------
+
+
+async def test_logs_stdout_and_stderr_in_order_with_their_own_timestamps(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run(
+        "for i in $(seq 1 20); do echo out $i; echo err $i >&2; done; echo done; sleep 3600"
+    )
+    wait_logged(name, "done")
+    client = await connect(server)
+    await subscribe_logs(client, name, tail="all")
+    got = await log_lines(client, 41)
+    assert all(m["containerId"] == name for m in got)
+    stdout = [m["data"] for m in got if m["stream"] == "stdout"]
+    stderr = [m["data"] for m in got if m["stream"] == "stderr"]
+    assert stdout == [f"out {i}" for i in range(1, 21)] + ["done"]
+    assert stderr == [f"err {i}" for i in range(1, 21)]
+    # The timestamp is the engine's for that very line, not the time of forwarding.
+    own = {text: ts for ts, text in engine_lines(name) + engine_lines(name, "stderr")}
+    for m in got:
+        assert RFC3339_NANO.match(m["timestamp"]), m
+        assert same_instant(m["timestamp"], own[m["data"]]), m
+    assert await quiet(client, "log", 1.0) == []
+
+
+async def test_logs_by_name_full_id_and_id_prefix_share_one_upstream(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run("echo hello; sleep 3600")
+    wait_logged(name, "hello")
+    full = containers.id_of(name)
+    refs = [name, full, full[:12]]
+    client = await connect(server)
+    for ref in refs:
+        await subscribe_logs(client, ref)
+    got = [await client.expect("log", 15, where=lambda m, r=ref: m["containerId"] == r) for ref in refs]
+    assert [m["data"] for m in got] == ["hello"] * 3
+    assert gateway(server).upstream_counts()["logs"] == 1
+
+
+async def test_logs_tail_is_exact(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("seq 1 150; sleep 3600")
+    wait_logged(name, "150")
+    client = await connect(server)
+    await subscribe_logs(client, name, tail=5)
+    assert [m["data"] for m in await log_lines(client, 5)] == ["146", "147", "148", "149", "150"]
+    assert await quiet(client, "log", 1.5) == []
+
+    other = await connect(server)  # default tail: the last 100 lines (late subscriber path)
+    await subscribe_logs(other, name)
+    assert [m["data"] for m in await log_lines(other, 100)] == [str(i) for i in range(51, 151)]
+    assert await quiet(other, "log", 1.0) == []
+
+    third = await connect(server)
+    await subscribe_logs(third, name, tail=0)
+    assert await quiet(third, "log", 1.5) == []
+
+    fourth = await connect(server)
+    await subscribe_logs(fourth, name, tail="all")
+    assert [m["data"] for m in await log_lines(fourth, 150)] == [str(i) for i in range(1, 151)]
+    assert await quiet(fourth, "log", 1.0) == []
+    assert await quiet(client, "log", 0.2) == []
+
+
+async def test_logs_since(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("seq 1 10; sleep 3600")
+    wait_logged(name, "10")
+    lines = engine_lines(name)
+    since = lines[6][0]  # the 7th line's own timestamp: inclusive
+    client = await connect(server)
+    await subscribe_logs(client, name, since=since, tail="all")
+    assert [m["data"] for m in await log_lines(client, 4)] == ["7", "8", "9", "10"]
+    assert await quiet(client, "log", 1.0) == []
+    # unix seconds in the future: nothing yet
+    later = await connect(server)
+    await subscribe_logs(later, name, since=time.time() + 3600)
+    assert await quiet(later, "log", 1.0) == []
+
+
+async def test_logs_tty_container(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("echo one; printf 'two\\r\\n'; echo three; sleep 3600", options=["-t"])
+    wait_logged(name, "three")
+    client = await connect(server)
+    await subscribe_logs(client, name)
+    got = await log_lines(client, 3)
+    assert [(m["stream"], m["data"]) for m in got] == [
+        ("stdout", "one"), ("stdout", "two"), ("stdout", "three")]
+
+
+async def test_logs_follow_new_lines_live(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("sleep 3600")
+    client = await connect(server)
+    await subscribe_logs(client, name)
+    docker("exec", name, "sh", "-c", "echo live > /proc/1/fd/1")
+    assert (await client.expect("log", 15))["data"] == "live"
+
+
+async def test_logs_follow_restarts_with_no_gap_and_no_duplicate(
+    server: RunningServer, containers: Containers
+) -> None:
+    # Every run prints a numbered line every 50 ms; the engine's own log is the truth.
+    name = containers.run(
+        "n=$(cat /n 2>/dev/null || echo 0); echo run start $n; "
+        "while :; do n=$((n+1)); echo $n > /n; echo line $n; sleep 0.05; done"
+    )
+    client = await connect(server)
+    await subscribe_logs(client, name, tail="all")
+    await client.expect("log", 15)
+    await asyncio.sleep(1)
+    docker("restart", "-t", "0", name)
+    await asyncio.sleep(1)
+    docker("stop", "-t", "0", name)
+    await asyncio.sleep(1.5)
+    docker("start", name)
+    await asyncio.sleep(1)
+    docker("restart", "-t", "0", name)
+    await asyncio.sleep(1.5)
+    docker("stop", "-t", "0", name)
+    truth = engine_lines(name)
+    assert sum(1 for _, text in truth if text.startswith("run start")) == 4
+    got: list[dict[str, Any]] = []
+
+    def complete() -> bool:
+        return len(got) + 1 >= len(truth)
+
+    deadline = time.monotonic() + 30
+    got.append({"data": truth[0][1], "timestamp": truth[0][0]})  # the one awaited above
+    while len(got) < len(truth) and time.monotonic() < deadline:
+        got.extend(await client.collect(1.0, "log"))
+    assert [m["data"] for m in got] == [text for _, text in truth]
+    assert all(same_instant(m["timestamp"], ts) for m, (ts, _) in zip(got[1:], truth[1:], strict=True))
+    assert await quiet(client, "log", 1.0) == []
+
+
+async def test_logs_end_when_the_container_is_removed(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run("echo hi; sleep 3600")
+    wait_logged(name, "hi")
+    client = await connect(server)
+    await subscribe_logs(client, name)
+    await client.send({"type": "subscribe_stats", "containerId": name})
+    await client.expect("subscribed_stats", 15)
+    await client.expect("log", 15)
+    docker("rm", "-f", name)
+    ended = [await client.expect("subscription_ended", 20) for _ in range(2)]
+    assert {(m["subscription"], m["containerId"], m["reason"]) for m in ended} == {
+        ("logs", name, "container_removed"), ("stats", name, "container_removed")}
+    await eventually(lambda: gateway(server).upstream_counts() == {"logs": 0, "stats": 0}, 10)
+    # The connection stays healthy and the subscription is gone.
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    await client.send({"type": "unsubscribe_logs", "containerId": name})
+    assert (await client.expect("unsubscribed_logs"))["containerId"] == name
+
+
+# --- errors and authorization ------------------------------------------------------------
+
+
+async def test_unknown_container(server: RunningServer) -> None:
+    client = await connect(server)
+    for kind in ("subscribe_logs", "subscribe_stats"):
+        await client.send({"type": kind, "containerId": "no-such-container-opws"})
+        err = await client.expect("error", 15)
+        assert err["code"] == "CONTAINER_NOT_FOUND"
+        assert err["containerId"] == "no-such-container-opws"
+    assert gateway(server).upstream_counts() == {"logs": 0, "stats": 0}
+
+
+async def test_containers_claim_scopes_access_without_leaking_existence(
+    server: RunningServer, containers: Containers
+) -> None:
+    allowed = containers.run("echo ok; sleep 3600", name=f"scoped-{int(time.time() * 1000)}")
+    denied = containers.run("echo secret; sleep 3600")
+    wait_logged(allowed, "ok")
+    token = make_token("viewer", roles=("viewer",), containers=["scoped-*"])
+    client = await connect(server, token)
+    for ref in (denied, containers.id_of(denied), "scoped-does-not-exist", "nothing-at-all"):
+        for kind in ("subscribe_logs", "subscribe_stats"):
+            await client.send({"type": kind, "containerId": ref})
+            err = await client.expect("error", 15)
+            assert (err["code"], err["containerId"]) == ("PERMISSION_DENIED", ref)
+            assert err["message"] == "Permission denied"
+    await subscribe_logs(client, allowed)
+    assert (await client.expect("log", 15))["data"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        ({"type": "subscribe_logs"}, "containerId"),
+        ({"type": "subscribe_logs", "containerId": 42}, "containerId"),
+        ({"type": "subscribe_logs", "containerId": "x", "tail": -1}, "tail"),
+        ({"type": "subscribe_logs", "containerId": "x", "tail": "some"}, "tail"),
+        ({"type": "subscribe_logs", "containerId": "x", "tail": True}, "tail"),
+        ({"type": "subscribe_logs", "containerId": "x", "since": "yesterday"}, "since"),
+        ({"type": "subscribe_logs", "containerId": "x", "since": -5}, "since"),
+        ({"type": "subscribe_stats", "containerId": "x", "interval": 499}, "interval"),
+        ({"type": "subscribe_stats", "containerId": "x", "interval": 60001}, "interval"),
+        ({"type": "subscribe_stats", "containerId": "x", "interval": "fast"}, "interval"),
+        ({"type": "unsubscribe_stats"}, "containerId"),
+    ],
+)
+async def test_bad_input_is_invalid_message(
+    server: RunningServer, message: dict[str, Any], field: str
+) -> None:
+    client = await connect(server)
+    await client.send(message)
+    err = await client.expect("error")
+    assert (err["code"], err.get("field")) == ("INVALID_MESSAGE", field)
+    assert gateway(server).upstream_counts() == {"logs": 0, "stats": 0}
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+
+
+# --- sharing -------------------------------------------------------------------------
+
+
+async def test_forty_clients_share_one_upstream_and_release_it(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run("i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done")
+    wait_logged(name, "tick 1")
+    engine = server.services.engine
+    clients = [await connect(server) for _ in range(40)]
+    base = engine.open_streams
+    for client in clients:
+        await client.send({"type": "subscribe_logs", "containerId": name, "tail": 0})
+        await client.send({"type": "subscribe_stats", "containerId": name, "interval": 1000})
+    for client in clients:
+        await client.expect("subscribed_logs", 20)
+        await client.expect("subscribed_stats", 20)
+    assert gateway(server).upstream_counts() == {"logs": 1, "stats": 1}
+    # one logs + one stats stream (+ the shared events stream) once the histories are served
+    await eventually(lambda: engine.open_streams - base <= 3, 20)
+    firsts = [await c.expect("log", 15) for c in clients]
+    stats = [await c.expect("stats", 15) for c in clients]
+    assert all(s["stats"]["memory"]["usage"] > 0 for s in stats)
+    # Everybody sees the same lines from then on.
+    marks = {int(m["data"].split()[1]) for m in firsts}
+    target = max(marks) + 3
+    for client in clients:
+        seen = await client.expect("log", 15, where=lambda m: m["data"] == f"tick {target}")
+        assert seen["stream"] == "stdout"
+    for client in clients[:20]:
+        await client.close()
+    await asyncio.sleep(0.5)
+    assert gateway(server).upstream_counts() == {"logs": 1, "stats": 1}
+    for client in clients[20:]:
+        await client.close()
+    await eventually(lambda: gateway(server).upstream_counts() == {"logs": 0, "stats": 0}, 10)
+    await eventually(lambda: engine.open_streams == 0, 10)
+
+
+async def test_late_subscriber_history_joins_live_with_no_gap_or_duplicate(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run("i=0; while :; do i=$((i+1)); echo $i; usleep 20000; done")
+    wait_logged(name, "\n50\n")
+    first = await connect(server)
+    await subscribe_logs(first, name, tail=0)
+    await first.expect("log", 15)
+    late = await connect(server)
+    await subscribe_logs(late, name, tail=30)
+    late_lines = [int(m["data"]) for m in await late.collect(3.0, "log")]
+    first_lines = [int(m["data"]) for m in await first.collect(0.5, "log")]
+    assert len(late_lines) > 60
+    assert late_lines == list(range(late_lines[0], late_lines[0] + len(late_lines)))
+    assert first_lines == list(range(first_lines[0], first_lines[0] + len(first_lines)))
+
+
+# --- stats ------------------------------------------------------------------------------
+
+
+async def first_stats(client: WsClient, ref: str, interval: int = 1000) -> dict[str, Any]:
+    await client.send({"type": "subscribe_stats", "containerId": ref, "interval": interval})
+    ack = await client.expect("subscribed_stats", 15)
+    assert ack["containerId"] == ref
+    return await client.expect("stats", 15)
+
+
+async def test_stats_shape_and_prompt_first_sample(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("sleep 3600", options=["--memory", "64m"])
+    client = await connect(server)
+    started = time.monotonic()
+    msg = await first_stats(client, name, interval=10000)
+    assert time.monotonic() - started < 5  # not a full interval
+    assert msg["containerId"] == name
+    assert RFC3339_NANO.match(msg["timestamp"])
+    stats = msg["stats"]
+    assert stats["cpu"]["usage"] == stats["cpu"]["percent"]
+    assert stats["memory"]["limit"] == 64 * 1024 * 1024
+    assert 0 < stats["memory"]["usage"] < stats["memory"]["limit"]
+    assert stats["memory"]["percent"] == pytest.approx(
+        stats["memory"]["usage"] / stats["memory"]["limit"] * 100, abs=0.01)
+    assert set(stats["network"]) == {"rx_bytes", "tx_bytes"}
+    assert set(stats["blkio"]) == {"read_bytes", "write_bytes"}
+    assert stats["pids"] >= 1
+
+
+async def test_stats_cpu_of_a_busy_loop_under_half_a_cpu(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run("while :; do :; done", options=["--cpus", "0.5"])
+    client = await connect(server)
+    await first_stats(client, name)
+    samples = [m["stats"]["cpu"]["percent"] for m in await client.collect(6.0, "stats")]
+    assert len(samples) >= 3
+    samples.sort()
+    median = samples[len(samples) // 2]
+    assert 35 <= median <= 65, samples
+
+
+def cli_bytes(text: str) -> float:
+    units = {"B": 1, "kB": 1e3, "KiB": 1024, "MB": 1e6, "MiB": 1024**2, "GB": 1e9, "GiB": 1024**3}
+    match = re.fullmatch(r"([\d.]+)\s*([A-Za-z]+)", text.strip())
+    assert match, text
+    return float(match.group(1)) * units[match.group(2)]
+
+
+async def test_stats_match_docker_stats_no_stream(server: RunningServer, containers: Containers) -> None:
+    name = containers.run(
+        "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; while :; do :; done",
+        options=["--cpus", "0.5", "--memory", "128m"],
+    )
+    client = await connect(server)
+    await first_stats(client, name)
+    cli = json.loads(docker("stats", "--no-stream", "--format", "{{json .}}", name))
+    ours = (await client.expect("stats", 10))["stats"]
+    cli_used, cli_limit = (cli_bytes(p) for p in cli["MemUsage"].split("/"))
+    assert ours["memory"]["limit"] == cli_limit
+    assert abs(ours["memory"]["usage"] - cli_used) <= max(2 * 1024**2, 0.1 * cli_used)
+    assert abs(ours["memory"]["percent"] - float(cli["MemPerc"].rstrip("%"))) < 2
+    assert abs(ours["cpu"]["percent"] - float(cli["CPUPerc"].rstrip("%"))) < 15
+    assert ours["pids"] == int(cli["PIDs"])
+    rx = cli_bytes(cli["NetIO"].split("/")[0])
+    assert abs(ours["network"]["rx_bytes"] - rx) <= max(1024, 0.1 * rx)
+
+
+async def test_stats_interval_counts(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("sleep 3600")
+    clients = {interval: await connect(server) for interval in (500, 1000, 2000, 5000)}
+    for interval, client in clients.items():
+        await first_stats(client, name, interval)
+    counts = {}
+    results = await asyncio.gather(*(c.collect(10.0, "stats") for c in clients.values()))
+    for interval, got in zip(clients, results, strict=True):
+        counts[interval] = len(got)
+    # The engine samples once a second: 500 ms gets every sample.
+    assert 8 <= counts[500] <= 11, counts
+    assert 8 <= counts[1000] <= 11, counts
+    assert 4 <= counts[2000] <= 6, counts
+    assert 1 <= counts[5000] <= 3, counts
+    assert gateway(server).upstream_counts()["stats"] == 1
+
+
+async def test_unsubscribe_stops_and_is_idempotent(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("while :; do echo x; sleep 0.2; done")
+    client = await connect(server)
+    await first_stats(client, name)
+    await subscribe_logs(client, name)
+    await client.expect("log", 15)
+    for kind in ("unsubscribe_stats", "unsubscribe_logs"):
+        for _ in range(2):
+            await client.send({"type": kind, "containerId": name})
+            ack = await client.expect(kind.replace("unsubscribe", "unsubscribed"), 10)
+            assert ack["containerId"] == name
+    await client.collect(0.3)
+    assert await quiet(client, None, 3.0) == []  # type: ignore[arg-type]
+    assert gateway(server).upstream_counts() == {"logs": 0, "stats": 0}
+    await client.send({"type": "unsubscribe_logs", "containerId": "never-subscribed"})
+    assert (await client.expect("unsubscribed_logs"))["containerId"] == "never-subscribed"
+
+
+async def test_stats_stop_with_the_container_and_resume_on_start(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run("sleep 3600")
+    client = await connect(server)
+    await first_stats(client, name)
+    docker("stop", "-t", "0", name)
+    await client.collect(2.0)  # the last samples in flight
+    assert await quiet(client, "stats", 3.0) == []
+    docker("start", name)
+    msg = await client.expect("stats", 20)
+    assert msg["stats"]["memory"]["usage"] > 0
+
+
+async def test_stats_of_a_stopped_container_wait_for_start(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run("sleep 3600")
+    docker("stop", "-t", "0", name)
+    client = await connect(server)
+    base = server.services.engine.open_streams
+    await client.send({"type": "subscribe_stats", "containerId": name})
+    await client.expect("subscribed_stats", 15)
+    assert await quiet(client, "stats", 3.0) == []
+    assert gateway(server).upstream_counts()["stats"] == 1
+    assert server.services.engine.open_streams <= base + 1  # only the events stream
+    docker("start", name)
+    await client.expect("stats", 20)

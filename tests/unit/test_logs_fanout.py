@@ -1,0 +1,89 @@
+"""Fan-out to logs clients: one encoding shared by every client, filters per client."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType
+
+from openpanel_ws.gateways.base import Session
+from openpanel_ws.gateways.logs import EventFilter, Fanout
+from openpanel_ws.outbound import ClientWriter
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
+EVENTS: list[dict[str, Any]] = [orjson.loads(line) for line in FIXTURE.read_bytes().splitlines() if line]
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    async def send_frame(self, message: bytes, opcode: WSMsgType, compress: int | None = None) -> None:
+        self.frames.append(message)
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        return True
+
+
+def session(name: str) -> tuple[Session, Sink]:
+    sink = Sink()
+    writer = ClientWriter(sink, None, max_frames=1000, max_bytes=10_000_000, send_timeout=1.0)
+    writer.start()
+    return Session(name, writer), sink
+
+
+async def drain(*sessions: Session) -> None:
+    for s in sessions:
+        s.close(1000, "")
+        await asyncio.wait_for(s.writer.wait_closed(), 2)
+
+
+async def test_the_same_bytes_go_to_every_client() -> None:
+    fan = Fanout()
+    pairs = [session(f"c{i}") for i in range(3)]
+    for s, _ in pairs:
+        fan.add(s)
+    die = next(e for e in EVENTS if e["Action"] == "die")
+    fan.publish_event(die)
+    await drain(*(s for s, _ in pairs))
+    frames = [sink.frames for _, sink in pairs]
+    assert all(len(f) == 2 for f in frames)  # docker_event, then its system_log
+    assert frames[0][0] is frames[1][0] is frames[2][0]  # encoded once
+    assert frames[0][1] is frames[1][1] is frames[2][1]
+    event_msg, line_msg = orjson.loads(frames[0][0]), orjson.loads(frames[0][1])
+    assert event_msg["type"] == "docker_event" and event_msg["event"] == die
+    assert line_msg["type"] == "system_log" and line_msg["level"] == "warning"
+    assert line_msg["timestamp"] == event_msg["timestamp"]
+
+
+async def test_filters_are_per_client_and_removal_is_complete() -> None:
+    fan = Fanout()
+    (a, sink_a), (b, sink_b) = session("a"), session("b")
+    fan.add(a)
+    fan.add(b)
+    fan.set_filter(a, EventFilter.parse({"type": ["volume"]}))
+    for event in EVENTS:
+        fan.publish_event(event)
+    fan.discard(b)
+    fan.publish_event(EVENTS[0])
+    assert len(fan) == 1 and b not in fan
+    await drain(a, b)
+    types = {orjson.loads(f)["event"]["Type"] for f in sink_a.frames
+             if orjson.loads(f)["type"] == "docker_event"}
+    assert types == {"volume"}
+    assert sum(orjson.loads(f)["type"] == "docker_event" for f in sink_b.frames) == len(EVENTS)
+
+
+async def test_set_filter_ignores_unknown_sessions_and_empty_filter_means_everything() -> None:
+    fan = Fanout()
+    s, sink = session("s")
+    fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
+    assert s not in fan
+    fan.add(s)
+    fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
+    fan.set_filter(s, EventFilter.parse({}))
+    fan.publish_event(EVENTS[0])
+    fan.broadcast({"type": "system_log", "message": "m"})
+    await drain(s)
+    assert [orjson.loads(f)["type"] for f in sink.frames] == ["docker_event", "system_log", "system_log"]
