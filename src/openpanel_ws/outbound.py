@@ -43,6 +43,7 @@ class ClientWriter:
         "__weakref__",
         "_closed_reason",
         "_closing",
+        "_drain_waiter",
         "_latest",
         "_max_bytes",
         "_max_frames",
@@ -84,6 +85,8 @@ class ClientWriter:
         self._closing: tuple[int, str] | None = None
         self._closed_reason: str | None = None
         self._task: asyncio.Task[None] | None = None
+        # (fraction, future) of a producer waiting for the ordered backlog to shrink
+        self._drain_waiter: tuple[float, asyncio.Future[None]] | None = None
         self.frames_sent = 0
         self.bytes_sent = 0
 
@@ -104,6 +107,29 @@ class ClientWriter:
         self._queued_bytes += len(frame)
         self._wakeup.set()
         return True
+
+    @property
+    def backlog(self) -> float:
+        """How full the ordered queue is: 0.0 empty, 1.0 at the slow-consumer bound."""
+        return max(len(self._queue) / self._max_frames, self._queued_bytes / self._max_bytes)
+
+    async def wait_backlog_below(self, fraction: float) -> None:
+        """Backpressure for a producer that can pause its source (terminal output): wait
+        until the backlog is below `fraction` of the bound, or the client is closing."""
+        if self.backlog < fraction or self._closing is not None:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._drain_waiter = (fraction, future)
+        try:
+            await future
+        finally:
+            self._drain_waiter = None
+
+    def _wake_drain_waiter(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and (self.backlog < waiter[0] or self._closing is not None):
+            if not waiter[1].done():
+                waiter[1].set_result(None)
 
     def send_latest(self, key: str, frame: bytes) -> None:
         """Queue a latest-value frame; replaces an unsent frame of the same key in place."""
@@ -126,6 +152,7 @@ class ClientWriter:
         if self._closing is None:
             self._closing = (code, reason)
             self._wakeup.set()
+            self._wake_drain_waiter()
 
     # --- writer task -------------------------------------------------------------------
 
@@ -169,6 +196,8 @@ class ClientWriter:
                         frame = entry
                         self._queued_bytes -= len(frame)
                     await self._send(frame)
+                    if self._drain_waiter is not None:
+                        self._wake_drain_waiter()
                 if self._closing is not None:
                     code, reason = self._closing
                     await self._close(code, reason)
@@ -208,6 +237,7 @@ class ClientWriter:
         self._queued_bytes = 0
         self._closing = (CloseCode.TRY_AGAIN_LATER, "slow consumer: send queue overflow")
         self._wakeup.set()
+        self._wake_drain_waiter()
         # A send already stalled on this client would delay the close; the bound is hit,
         # so waiting for the kernel buffer to drain is pointless.
         if self._transport is not None and self._transport.get_write_buffer_size() > self._max_bytes:
@@ -215,6 +245,7 @@ class ClientWriter:
 
     def _abort(self) -> None:
         self._closing = self._closing or (CloseCode.GOING_AWAY, "aborted")
+        self._wake_drain_waiter()
         if self._transport is not None:
             with contextlib.suppress(Exception):
                 self._transport.abort()

@@ -164,6 +164,22 @@ async def test_stream_is_shared_and_closed_when_the_last_client_leaves(server: R
     await eventually(lambda: not hub.running and engine.open_streams == 0, timeout=10)
 
 
+async def test_unreachable_engine_is_reported_to_every_client(
+        make_server: MakeServer, tmp_path: Path) -> None:
+    server = await make_server(docker_host=f"unix://{tmp_path}/no-engine.sock")
+    first = await server.connect("/ws/logs", auth=True)
+    line = await first.expect("system_log", timeout=15)
+    assert line["source"] == "gateway" and line["level"] == "error"
+    assert line["message"].startswith("Docker engine connection lost")
+    # A client arriving while the engine is away is told at once, not at the next change.
+    second = await server.connect("/ws/logs", auth=True)
+    late = await second.expect("system_log", timeout=5)
+    assert (late["source"], late["level"]) == ("gateway", "error")
+    await first.close()
+    await second.close()
+    await eventually(lambda: not server.services.events.running, timeout=10)
+
+
 # --- subscribe filters --------------------------------------------------------------
 
 
@@ -201,6 +217,28 @@ async def test_subscribe_filters_narrow_one_client_only(
     await asyncio.to_thread(containers.run, "true", name=third)
     got = await read_until(narrow, lambda ms: "die" in actions_of(ms, third))
     assert actions_of(got, third)[:2] == ["create", "start"]
+
+
+async def test_since_replays_missed_events_once_then_live(
+        server: RunningServer, containers: Containers) -> None:
+    watcher = await logs_client(server)  # keeps the shared stream open meanwhile
+    start = time.time()
+    name = unique_name("oplogs-since")
+    await asyncio.to_thread(containers.run, "true", name=name)
+    await read_until(watcher, lambda ms: "die" in actions_of(ms, name))
+    # A client that was away (e.g. cut off as a slow consumer) resumes with `since`.
+    late = await logs_client(server)
+    await late.send({"type": "subscribe", "since": "not a time"})
+    error = await late.expect("error")
+    assert error["code"] == "INVALID_MESSAGE" and error["field"] == "since"
+    await late.send({"type": "subscribe", "since": start - 1, "filters": {"container": [name]}})
+    ack = await late.expect("subscribed", timeout=20)
+    assert ack["since"] == start - 1 and ack["replayed"] >= 3
+    await sh_docker("rm", name)
+    got = await read_until(late, lambda ms: "destroy" in actions_of(ms, name), settle=1.0)
+    actions = [a for a in actions_of(got, name) if a in {"create", "start", "die", "destroy"}]
+    assert actions == ["create", "start", "die", "destroy"]  # replayed once, then live
+    assert lines_about(got, f"Container {name} created")  # readable lines replay too
 
 
 # --- host log files -----------------------------------------------------------------

@@ -467,3 +467,38 @@ async def test_remote_engine_over_tcp(make_server: Any, containers: Containers) 
         assert await leftovers(name) == []
     finally:
         proxy.close()
+
+
+async def test_kill_falls_back_to_the_session_shell_without_bin_sh(
+        server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    await asyncio.to_thread(docker, "exec", name, "rm", "/bin/sh")
+    term = await opened(server, name, shell="/bin/ash")
+    await term.type("sleep 1007 & top\n")
+    await wait_for_process(name, "top")
+    await term.send({"type": "close_terminal"})
+    assert (await term.closed())["reason"] == "User closed"
+    assert await leftovers(name) == []
+
+
+async def test_a_slowly_reading_client_is_throttled_not_cut_off(
+        make_server: Any, containers: Containers) -> None:
+    """Backpressure: a flood of output to a client on a slow link pauses the shell's
+    output instead of overflowing the client's queue (which would close it with 1013)."""
+    srv = await make_server(send_queue_max=64, send_queue_max_bytes=512 * 1024)
+    name = containers.run()
+    term = await opened(srv, name)
+    await term.type("yes 0123456789012345678901234567890123456789\n")
+    deadline = time.monotonic() + 3.0
+    received = 0
+    while time.monotonic() < deadline:  # far slower than `yes` writes
+        msg = await term.client.recv(TIMEOUT)
+        assert msg["type"] in ("terminal_output", "ping"), msg
+        received += 1
+        await asyncio.sleep(0.01)
+    assert received > 64  # more than the queue bound: it was throttled, then resumed
+    await term.type("\x03")
+    await term.type("echo done-$((40+2))\n")
+    await term.until("done-42", timeout=60)
+    await term.send({"type": "close_terminal"})
+    assert (await term.closed(timeout=60))["reason"] == "User closed"

@@ -87,3 +87,45 @@ async def test_set_filter_ignores_unknown_sessions_and_empty_filter_means_everyt
     fan.broadcast({"type": "system_log", "message": "m"})
     await drain(s)
     assert [orjson.loads(f)["type"] for f in sink.frames] == ["docker_event", "system_log", "system_log"]
+
+
+async def test_replay_goes_before_held_live_frames_without_duplicates() -> None:
+    fan = Fanout()
+    s, sink = session("s")
+    joined = EVENTS[30]["timeNano"]
+    fan.add(s, now_nanos=joined)
+    early, later = EVENTS[29], EVENTS[31]  # stamped before / after the client joined
+    fan.publish_event(early)  # in flight when the client joined: delivered live
+    until = fan.begin_replay(s)
+    assert until == joined
+    assert fan.begin_replay(s) is None  # one replay at a time
+    fan.publish_event(later)  # held while the replay is fetched
+    fan.broadcast({"type": "system_log", "message": "held"})
+    replayed = [e for e in EVENTS if e["timeNano"] < joined]
+    count = fan.finish_replay(s, replayed, {"type": "subscribed", "filters": {}})
+    assert count == len(replayed) - 1  # `early` is not sent twice
+    await drain(s)
+    msgs = [orjson.loads(f) for f in sink.frames]
+    events = [m["event"] for m in msgs if m["type"] == "docker_event"]
+    assert events[0] == early
+    ack = next(i for i, m in enumerate(msgs) if m["type"] == "subscribed")
+    assert msgs[ack]["replayed"] == count
+    assert [m["event"] for m in msgs[ack:] if m["type"] == "docker_event"] == [
+        e for e in replayed if e is not early] + [later]
+    assert msgs[-1] == {"type": "system_log", "message": "held"}
+    keys = [(e["timeNano"], e["Action"], e["Actor"]["ID"]) for e in events]
+    assert len(keys) == len(set(keys))
+
+
+async def test_held_frames_are_bounded() -> None:
+    from openpanel_ws.gateways import logs
+
+    fan = Fanout()
+    s, _ = session("s")
+    fan.add(s)
+    fan.begin_replay(s)
+    for _ in range(logs.MAX_HELD_FRAMES + 1):
+        fan.broadcast({"type": "system_log"})
+    assert s.closed  # a slow consumer, closed with 1013 instead of growing memory
+    fan.finish_replay(s, [])
+    await asyncio.wait_for(s.writer.wait_closed(), 2)

@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
-from openpanel_ws.gateways.logs import EventFilter
+from openpanel_ws.gateways.logs import EventFilter, since_nanos
 from openpanel_ws.protocol import ErrorCode, ProtocolError
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
@@ -79,3 +79,20 @@ def test_malformed_events_do_not_match_or_raise() -> None:
     flt = EventFilter.parse({"container": ["a"], "label": ["k"], "image": ["i"]})
     for event in ({}, {"Actor": None}, {"Actor": {"ID": 3, "Attributes": "x"}}):
         assert not flt.matches(event)
+
+
+@pytest.mark.parametrize(("value", "nanos"), [
+    ("2026-11-27T00:06:12.035269178Z", 1795737972035269178),
+    ("2026-11-27T00:06:12Z", 1795737972000000000),
+    (1795737972, 1795737972000000000),
+    ("1795737972.5", 1795737972500000000),
+])
+def test_since_accepts_rfc3339_and_unix_seconds(value: Any, nanos: int) -> None:
+    assert since_nanos(value) == nanos
+
+
+@pytest.mark.parametrize("value", ["yesterday", "", -1, True, [1], {"a": 1}, float("nan")])
+def test_since_rejects_the_rest(value: Any) -> None:
+    with pytest.raises(ProtocolError) as err:
+        since_nanos(value)
+    assert err.value.field == "since"

@@ -103,3 +103,34 @@ async def test_a_discarded_latest_value_does_not_jump_ahead_of_later_frames() ->
     w.close(1000, "")
     await asyncio.wait_for(w.wait_closed(), 2)
     assert sink.frames == [b"first", b"ack", b"new-sample"]
+
+
+async def test_wait_drained_is_backpressure_for_pausable_producers() -> None:
+    sink = Sink()
+    sink.gate.clear()
+    w = writer(sink, max_frames=1000, max_bytes=2000)
+    for _ in range(10):
+        w.send(b"x" * 100)
+    assert w.backlog == 0.5  # 1000 of 2000 bytes
+    waiting = asyncio.ensure_future(w.wait_backlog_below(0.15))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    sink.gate.set()
+    await asyncio.wait_for(waiting, 2)
+    assert w.backlog < 0.15
+    await w.wait_backlog_below(0.15)  # already below: returns at once
+    w.close(1000, "")
+    await asyncio.wait_for(w.wait_closed(), 2)
+
+
+async def test_wait_drained_returns_when_the_client_closes() -> None:
+    sink = Sink()
+    sink.gate.clear()
+    w = writer(sink, max_frames=1000, max_bytes=1_000_000)
+    w.send(b"x" * 500)
+    waiting = asyncio.ensure_future(w.wait_backlog_below(0.0001))
+    await asyncio.sleep(0.01)
+    w.close(1000, "")
+    await asyncio.wait_for(waiting, 2)
+    sink.gate.set()
+    await asyncio.wait_for(w.wait_closed(), 2)

@@ -250,6 +250,9 @@ class EventsHub:
             except (TimeoutError, EngineUnavailable, EngineError, aiohttp.ClientError,
                     ConnectionError) as exc:
                 reason = str(exc) or type(exc).__name__
+            except Exception as exc:  # a bug must not end the stream for good: retry
+                log.exception("events stream failed")
+                reason = type(exc).__name__
             self.connected = False
             self._ready.clear()
             if not lost_reported and self._listeners:

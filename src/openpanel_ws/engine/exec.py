@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -76,17 +75,6 @@ exit 0
 # Exit codes of an exec whose program could not be started at all (runc: 126/127).
 START_FAILURE_CODES = frozenset({126, 127})
 START_FAILURE_PREFIX = b"OCI runtime exec failed"
-
-
-class ExecStartError(Exception):
-    """The program could not be started (missing, not executable)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExecStatus:
-    running: bool
-    exit_code: int | None
-    pid: int
 
 
 def start_failure_message(program: str, output: bytes, exit_code: int | None) -> str | None:
@@ -148,33 +136,11 @@ class ExecProcess:
             "POST", f"/exec/{self.exec_id}/resize", params={"h": rows, "w": cols}, timeout=timeout
         )
 
-    async def status(self) -> ExecStatus:
-        assert self.exec_id is not None
-        info = await self.engine.get(f"/exec/{self.exec_id}/json")
-        code = info.get("ExitCode")
-        return ExecStatus(
-            running=bool(info.get("Running")),
-            exit_code=code if isinstance(code, int) else None,
-            pid=int(info.get("Pid") or 0),
-        )
-
     async def wait_exit_code(self, timeout: float = 5.0) -> int | None:
         """The exit code once the engine reports the exec ended (EOF comes a few ms
         before `Running:false`); None if it does not within `timeout`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.01
-        while True:
-            try:
-                status = await self.status()
-            except (EngineError, EngineUnavailable):
-                return None
-            if not status.running:
-                return status.exit_code
-            if loop.time() >= deadline:
-                return None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        assert self.exec_id is not None
+        return await exit_code_of(self.engine, self.exec_id, timeout)
 
     def write(self, data: bytes) -> None:
         """Queue bytes for the shell without waiting (see `backlog`)."""
@@ -240,7 +206,7 @@ class ExecProcess:
                     "POST", f"/exec/{kill_id}/start", body={"Detach": False, "Tty": False},
                     timeout=timeout,
                 )
-                info = await self.engine.get(f"/exec/{kill_id}/json")
+                code = await exit_code_of(self.engine, kill_id, 5.0)
             except EngineNotFound:
                 return True  # container gone: so are its processes
             except EngineError as exc:
@@ -251,10 +217,29 @@ class ExecProcess:
             except EngineUnavailable as exc:
                 log.warning("terminal kill exec failed, engine unavailable: %s", exc)
                 return False
-            if info.get("ExitCode") not in START_FAILURE_CODES:
+            if code not in START_FAILURE_CODES:
                 return True
         log.warning("terminal kill exec could not run in container %s", self.container_id[:12])
         return False
+
+
+async def exit_code_of(engine: DockerEngine, exec_id: str, timeout: float) -> int | None:
+    """Poll the exec until the engine reports it ended; its exit code, or None."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.01
+    while True:
+        try:
+            info = await engine.get(f"/exec/{exec_id}/json")
+        except (EngineError, EngineUnavailable):
+            return None
+        if not info.get("Running"):
+            code = info.get("ExitCode")
+            return code if isinstance(code, int) else None
+        if loop.time() >= deadline:
+            return None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 async def path_exists(engine: DockerEngine, container_id: str, path: str) -> bool | None:

@@ -27,6 +27,7 @@ _HEADER = 8
 # "2026-11-27T00:07:54.913594017Z " (the engine pads to 9 digits; accept any fraction).
 _TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d) ")
 _TIMESTAMP_MAX = 40  # longest prefix worth waiting for before deciding there is none
+ENGINE_PARTIAL_BYTES = 16 * 1024  # the engine's log message size: longer lines are split
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class LogParser:
         self._buf = bytearray()  # undecoded input (frame headers or TTY bytes)
         self._pending: dict[str, _Pending] = {STDOUT: _Pending(), STDERR: _Pending()}
         self._tty_at_line_start = True
+        self._tty_run = 0  # payload bytes since the last timestamp prefix (TTY)
 
     def feed(self, chunk: bytes) -> list[LogLine]:
         out: list[LogLine] = []
@@ -97,6 +99,7 @@ class LogParser:
                 self._emit(stream, pending, pending.data, out)
                 pending.data = bytearray()
         self._tty_at_line_start = True
+        self._tty_run = 0
         return out
 
     # --- multiplexed (non-TTY) -------------------------------------------------------
@@ -126,14 +129,25 @@ class LogParser:
         while self._buf:
             if self._tty_at_line_start and not self._tty_take_timestamp(final=False):
                 return  # wait for the rest of the timestamp
-            newline = self._buf.find(b"\n")
-            if newline < 0:
+            # The engine stores a long line as 16 KiB messages, each with its own
+            # timestamp prefix: mid-line in a raw stream, so look for it there.
+            room = ENGINE_PARTIAL_BYTES - self._tty_run
+            newline = self._buf.find(b"\n", 0, room)
+            if newline >= 0:
+                self._append(STDOUT, bytes(self._buf[: newline + 1]), out)
+                del self._buf[: newline + 1]
+                self._tty_run = 0
+                self._tty_at_line_start = True
+            elif len(self._buf) >= room:
+                self._append(STDOUT, bytes(self._buf[:room]), out)
+                del self._buf[:room]
+                self._tty_run = 0
+                self._tty_at_line_start = True  # a continuation prefix may follow
+            else:
                 self._append(STDOUT, bytes(self._buf), out)
+                self._tty_run += len(self._buf)
                 self._buf.clear()
                 return
-            self._append(STDOUT, bytes(self._buf[: newline + 1]), out)
-            del self._buf[: newline + 1]
-            self._tty_at_line_start = True
 
     def _tty_take_timestamp(self, *, final: bool) -> bool:
         """At a line start: strip the timestamp prefix. False when more bytes are needed."""

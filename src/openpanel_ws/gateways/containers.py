@@ -25,7 +25,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import aiohttp
@@ -39,6 +39,9 @@ from openpanel_ws.engine.stats import ContainerStats, Pacer, compute, is_running
 from openpanel_ws.gateways.access import resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.protocol import CloseCode, Message, invalid
+
+if TYPE_CHECKING:
+    from openpanel_ws.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +440,7 @@ def send_stats(sub: StatsSub, stats: ContainerStats, frames: dict[str, bytes]) -
 class ContainersGateway(Gateway):
     name = "containers"
 
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__(services)
         self.log_upstreams: dict[str, LogUpstream] = {}
         self.stats_upstreams: dict[str, StatsUpstream] = {}

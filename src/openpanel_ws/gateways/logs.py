@@ -7,22 +7,31 @@ is encoded once and the same bytes go to every client whose filter matches.
 `system_log` sources: `docker` (a readable line for notable events, see event_text),
 `gateway` (engine connection lost / restored) and each configured host log file.
 
-Additive: `subscribe` {filters} narrows one client's `docker_event`s (and the `docker`
-lines derived from them) with the engine's own filter semantics; see docs/logs.md.
+Additive: `subscribe` {filters, since}. `filters` narrows one client's `docker_event`s
+(and the `docker` lines derived from them) with the engine's own filter semantics;
+`since` replays what the engine still holds from that time up to when the client
+joined, before its live events, with nothing twice (a client cut off as a slow
+consumer resumes this way). See docs/logs.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import orjson
+
 from openpanel_ws import protocol
-from openpanel_ws.engine.events import EngineEvent, event_nanos
+from openpanel_ws.engine.client import EngineError, EngineUnavailable
+from openpanel_ws.engine.events import EngineEvent, LineSplitter, event_key, event_nanos, since_param
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.event_text import describe
 from openpanel_ws.host.logfiles import HostLogTailer, guess_level
-from openpanel_ws.protocol import Message
+from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +173,46 @@ def _filter_values(value: Any, where: str) -> list[str]:
 # --- fan-out (sans-I/O) -------------------------------------------------------------
 
 
+def event_frames(event: EngineEvent) -> tuple[bytes, bytes | None]:
+    """The encoded `docker_event` and, for a notable event, its `docker` system_log."""
+    message = docker_event(event)
+    line = describe(event)
+    readable = None
+    if line is not None:
+        readable = protocol.encode(
+            system_log(message["timestamp"], line.level, line.message, SOURCE_DOCKER))
+    return protocol.encode(message), readable
+
+
+# Live frames held for one client while its `since` replay is fetched; past this the
+# client is a slow consumer (the same rule as the outbound queue).
+MAX_HELD_FRAMES: Final = 10_000
+# The engine holds at most 256 events; a replay never needs more than this.
+MAX_REPLAY_EVENTS: Final = 4096
+REPLAY_TIMEOUT: Final = 15.0
+# Keys of live events stamped before a client joined, kept to dedupe its replay.
+MAX_EARLY_KEYS: Final = 1024
+
+
+class ClientState:
+    __slots__ = ("early_keys", "filter", "held", "joined_nanos")
+
+    def __init__(self, joined_nanos: int) -> None:
+        self.filter: EventFilter | None = None  # None: everything
+        # Live events with a time before `joined_nanos` were in flight when the client
+        # joined; a replay up to `joined_nanos` must not send them again.
+        self.joined_nanos = joined_nanos
+        self.early_keys: set[tuple[Any, ...]] = set()
+        self.held: list[bytes] | None = None  # live frames held during a replay
+
+
 class Fanout:
-    """Authenticated logs clients and their filters; each message encoded once."""
+    """Authenticated logs clients and their filters; each live message encoded once."""
 
     __slots__ = ("_clients",)
 
     def __init__(self) -> None:
-        self._clients: dict[Session, EventFilter | None] = {}  # None: everything
+        self._clients: dict[Session, ClientState] = {}
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -178,8 +220,9 @@ class Fanout:
     def __contains__(self, session: object) -> bool:
         return session in self._clients
 
-    def add(self, session: Session) -> None:
-        self._clients.setdefault(session, None)
+    def add(self, session: Session, now_nanos: int | None = None) -> None:
+        if session not in self._clients:
+            self._clients[session] = ClientState(time.time_ns() if now_nanos is None else now_nanos)
 
     def discard(self, session: Session) -> None:
         self._clients.pop(session, None)
@@ -188,28 +231,98 @@ class Fanout:
         self._clients.clear()
 
     def set_filter(self, session: Session, flt: EventFilter) -> None:
-        if session in self._clients:
-            self._clients[session] = None if flt.empty else flt
+        state = self._clients.get(session)
+        if state is not None:
+            state.filter = None if flt.empty else flt
 
     def publish_event(self, event: EngineEvent) -> None:
         """`docker_event` (+ its `docker` line) to every client whose filter matches."""
-        message = docker_event(event)
-        frame = protocol.encode(message)
-        line = describe(event)
-        readable = None
-        if line is not None:
-            readable = protocol.encode(
-                system_log(message["timestamp"], line.level, line.message, SOURCE_DOCKER))
-        for session, flt in list(self._clients.items()):
-            if flt is None or flt.matches(event):
-                session.send_encoded(frame)
-                if readable is not None:
-                    session.send_encoded(readable)
+        frame, readable = event_frames(event)
+        nanos = event_nanos(event)
+        for session, state in list(self._clients.items()):
+            if state.filter is not None and not state.filter.matches(event):
+                continue
+            if nanos < state.joined_nanos and len(state.early_keys) < MAX_EARLY_KEYS:
+                state.early_keys.add(event_key(event))
+            self._deliver(session, state, frame)
+            if readable is not None:
+                self._deliver(session, state, readable)
 
     def broadcast(self, message: Message) -> None:
         frame = protocol.encode(message)
-        for session in list(self._clients):
+        for session, state in list(self._clients.items()):
+            self._deliver(session, state, frame)
+
+    def _deliver(self, session: Session, state: ClientState, frame: bytes) -> None:
+        if state.held is None:
             session.send_encoded(frame)
+        elif len(state.held) < MAX_HELD_FRAMES:
+            state.held.append(frame)
+        else:
+            state.held = []
+            session.close(protocol.CloseCode.TRY_AGAIN_LATER, "slow consumer: replay backlog overflow")
+
+    # --- `since` replay: events from before the client joined ------------------------
+
+    def begin_replay(self, session: Session) -> int | None:
+        """Hold the client's live frames; returns the replay's `until` (its join time),
+        or None when the client is unknown or a replay is already running."""
+        state = self._clients.get(session)
+        if state is None or state.held is not None:
+            return None
+        state.held = []
+        return state.joined_nanos
+
+    def finish_replay(self, session: Session, events: Iterable[EngineEvent],
+                      ack: Message | None = None) -> int:
+        """Send `ack` (with `replayed`: the count), then the replayed events (filtered,
+        without those already sent live), then the live frames held meanwhile."""
+        state = self._clients.get(session)
+        if state is None:
+            return 0
+        held, state.held = state.held or [], None
+        frames: list[bytes] = []
+        count = 0
+        for event in events:
+            if state.filter is not None and not state.filter.matches(event):
+                continue
+            if event_key(event) in state.early_keys:
+                continue
+            frame, readable = event_frames(event)
+            frames.append(frame)
+            if readable is not None:
+                frames.append(readable)
+            count += 1
+        if ack is not None:
+            session.send({**ack, "replayed": count})
+        for frame in frames + held:
+            session.send_encoded(frame)
+        return count
+
+
+def since_nanos(value: Any) -> int:
+    """`since`: RFC 3339 text or unix seconds (number or numeric text) -> epoch nanos."""
+    error = protocol.invalid("Field 'since' must be an RFC 3339 time or unix seconds", "since")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise error
+    try:
+        if isinstance(value, str) and not _is_number(value):
+            nanos = protocol.parse_timestamp_nanos(value)
+        else:
+            nanos = int(protocol.parse_timestamp(value) * 1_000_000_000)
+    except (ValueError, OverflowError):
+        raise error from None
+    if nanos < 0:
+        raise error
+    return nanos
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # --- the gateway --------------------------------------------------------------------
@@ -274,9 +387,45 @@ class LogsGateway(Gateway):
     # --- messages -------------------------------------------------------------------
 
     async def _subscribe(self, session: Session, message: Message) -> None:
+        # Validate everything before changing anything.
         flt = EventFilter.parse(message.get("filters"))
+        since = None if message.get("since") is None else since_nanos(message["since"])
         self.clients.set_filter(session, flt)
-        session.send({"type": "subscribed", "filters": flt.to_json()})
+        ack: Message = {"type": "subscribed", "filters": flt.to_json()}
+        if since is None:
+            session.send(ack)
+            return
+        ack["since"] = message["since"]
+        until = self.clients.begin_replay(session)
+        if until is None:
+            raise protocol.invalid("A replay is already in progress", "since")
+        events: list[EngineEvent] = []
+        try:
+            if since < until:
+                events = await self._fetch_events(since, until - 1)
+        except (TimeoutError, EngineUnavailable, EngineError) as exc:
+            self.clients.finish_replay(session, [])
+            raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE,
+                                f"Cannot replay events: Docker engine unavailable ({exc})") from None
+        except BaseException:
+            self.clients.finish_replay(session, [])
+            raise
+        self.clients.finish_replay(session, events, ack)
+
+    async def _fetch_events(self, since: int, until: int) -> list[EngineEvent]:
+        """The engine's buffered events in [since, until]; `until` is past, so it ends."""
+        params = {"since": since_param(since), "until": since_param(until)}
+        splitter = LineSplitter()
+        out: list[EngineEvent] = []
+        async with asyncio.timeout(REPLAY_TIMEOUT), \
+                self.services.engine.stream("/events", params) as resp:
+            async for chunk in resp.content.iter_any():
+                for line in splitter.feed(chunk):
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        event = orjson.loads(line)
+                        if isinstance(event, dict) and len(out) < MAX_REPLAY_EVENTS:
+                            out.append(event)
+        return out
 
     # --- upstream callbacks (run on the loop; never await) ------------------------
 

@@ -50,6 +50,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Client backlog (fraction of its slow-consumer bound) at which the output pump stops
+# reading the shell, and the level at which it resumes.
+OUTPUT_HIGH_WATER = 0.5
+OUTPUT_LOW_WATER = 0.125
+
 # Bytes queued towards a shell that does not read its stdin before input is refused
 # (input is never buffered without bound).
 INPUT_BACKLOG_LIMIT: Final = 1024 * 1024
@@ -106,6 +111,10 @@ class Terminal:
                     text = self._decoder.feed(chunk)
                     if text and not self.session.send(output_message(text)):
                         return  # client gone or cut off: on_disconnect tears down
+                    # Backpressure: a client on a slow link pauses the shell's output (the
+                    # engine and the TTY buffer it) instead of being cut off with 1013.
+                    if self.session.writer.backlog > OUTPUT_HIGH_WATER:
+                        await self.session.writer.wait_backlog_below(OUTPUT_LOW_WATER)
                 chunk = await self.proc.read()
                 if not chunk:
                     break

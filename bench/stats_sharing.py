@@ -1,0 +1,268 @@
+"""What container stats viewers cost the engine: 100 clients vs 1, one shared stream each.
+
+    .venv/bin/python bench/stats_sharing.py [--containers 10] [--clients 100] [--seconds 20]
+        [--interval 1000] [--direct 0]
+
+Starts N busybox containers (`sleep`), then `python -m openpanel_ws serve` in a
+subprocess (OPENPANEL_WS_JWT_SECRET set), then, in another process, the WebSocket
+clients, each subscribing to the stats of every container. For each phase it reads
+the CPU time (utime + stime, /proc/<pid>/stat) of dockerd + containerd, and of the
+gateway server, over the measuring window:
+
+  idle     no clients (the engine's own background)
+  one      1 client  x N containers
+  many     M clients x N containers (M x N subscriptions, still N engine streams)
+  direct   optional: K viewers per container each opening its own engine stats stream
+           (what per-viewer upstreams would cost), with --direct K
+
+The containers are removed at the end. Other work on the engine adds noise: compare
+phases of one run, and repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
+SECRET = "bench-secret-" + uuid.uuid4().hex
+
+
+def cpu_seconds(pid: int) -> float:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def engine_pids() -> dict[str, int]:
+    pids = {}
+    for name in ("dockerd", "containerd"):
+        out = subprocess.run(["pgrep", "-xo", name], capture_output=True, text=True).stdout.split()
+        if out:
+            pids[name] = int(out[0])
+    return pids
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def measure(seconds: float, server_pid: int) -> dict[str, float]:
+    """CPU seconds used by the engine processes and the server over `seconds`."""
+    pids = engine_pids()
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    server_before = cpu_seconds(server_pid)
+    time.sleep(seconds)
+    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    if engine_pids() != pids:
+        print("  (engine restarted during the window: numbers unreliable)", file=sys.stderr)
+    used = {name: after[name] - before[name] for name in pids}
+    return {
+        "engine_cpu_s": sum(used.values()),
+        **{f"{name}_cpu_s": value for name, value in used.items()},
+        "server_cpu_s": cpu_seconds(server_pid) - server_before,
+    }
+
+
+def touch(path: str) -> None:
+    Path(path).write_text("ready")
+
+
+def exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+# --- client process ----------------------------------------------------------------------
+
+
+async def run_clients(port: int, token: str, containers: list[str], count: int, interval: int,
+                      ready_file: str, stop_file: str) -> None:
+    """Connect `count` clients, subscribe each to every container, count frames."""
+    received = 0
+    url = f"http://127.0.0.1:{port}/ws/containers"
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as http:
+        sockets = []
+        for _ in range(count):
+            ws = await http.ws_connect(url, max_msg_size=0)
+            await ws.receive_json()  # connected
+            await ws.send_json({"type": "auth", "token": token})
+            msg = await ws.receive_json()
+            assert msg["type"] == "authenticated", msg
+            sockets.append(ws)
+
+        async def reader(ws: aiohttp.ClientWebSocketResponse) -> None:
+            nonlocal received
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT and '"type":"stats"' in msg.data:
+                    received += 1
+                elif msg.type is aiohttp.WSMsgType.TEXT and '"type":"ping"' in msg.data:
+                    await ws.send_str('{"type":"pong"}')
+
+        async def subscribe(ws: aiohttp.ClientWebSocketResponse) -> None:
+            for name in containers:
+                await ws.send_json({"type": "subscribe_stats", "containerId": name, "interval": interval})
+                await asyncio.sleep(0.11)  # stay under 10 messages/s per connection
+
+        tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
+        await asyncio.gather(*(subscribe(ws) for ws in sockets))
+        await asyncio.sleep(5)  # every subscription past its first sample
+        touch(ready_file)
+        start = received
+        started = time.monotonic()
+        while not exists(stop_file):
+            await asyncio.sleep(0.1)
+        elapsed = time.monotonic() - started
+        print(json.dumps({"stats_frames": received - start, "seconds": round(elapsed, 2)}))
+        for task in tasks:
+            task.cancel()
+        for ws in sockets:
+            await ws.close()
+
+
+async def run_direct(containers: list[str], viewers: int, ready_file: str, stop_file: str) -> None:
+    """`viewers` engine stats streams per container, as per-viewer upstreams would open."""
+    conn = aiohttp.UnixConnector(path="/var/run/docker.sock", limit=0)
+    timeout = aiohttp.ClientTimeout(total=None)
+    samples = 0
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as http:
+
+        async def one(name: str) -> None:
+            nonlocal samples
+            async with http.get(f"http://docker/containers/{name}/stats", params={"stream": "1"}) as resp:
+                async for _ in resp.content:
+                    samples += 1
+
+        tasks = [asyncio.create_task(one(name)) for name in containers for _ in range(viewers)]
+        await asyncio.sleep(3)
+        touch(ready_file)
+        start = samples
+        while not exists(stop_file):
+            await asyncio.sleep(0.1)
+        print(json.dumps({"engine_samples": samples - start}))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --- orchestration -----------------------------------------------------------------------
+
+
+def phase(label: str, args: list[str], seconds: float, server_pid: int) -> dict[str, Any]:
+    tmp = Path(f"/tmp/opws-bench-{uuid.uuid4().hex[:8]}")
+    ready, stop = f"{tmp}.ready", f"{tmp}.stop"
+    proc = subprocess.Popen([sys.executable, __file__, *args, "--ready-file", ready, "--stop-file", stop],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not Path(ready).exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{label}: client process failed ({proc.returncode})")
+            time.sleep(0.1)
+        result = measure(seconds, server_pid)
+        Path(stop).write_text("stop")
+        out, _ = proc.communicate(timeout=60)
+        result.update(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for path in (ready, stop):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode")
+    for mode in ("_clients", "_direct"):
+        p = sub.add_parser(mode)
+        p.add_argument("--port", type=int, default=0)
+        p.add_argument("--token", default="")
+        p.add_argument("--names", required=True)
+        p.add_argument("--count", type=int, default=1)
+        p.add_argument("--interval", type=int, default=1000)
+        p.add_argument("--ready-file", required=True)
+        p.add_argument("--stop-file", required=True)
+    parser.add_argument("--containers", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--interval", type=int, default=1000)
+    parser.add_argument("--direct", type=int, default=0, help="viewers per container, direct engine streams")
+    args = parser.parse_args()
+
+    if args.mode == "_clients":
+        asyncio.run(run_clients(args.port, args.token, args.names.split(","), args.count, args.interval,
+                                args.ready_file, args.stop_file))
+        return
+    if args.mode == "_direct":
+        asyncio.run(run_direct(args.names.split(","), args.count, args.ready_file, args.stop_file))
+        return
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from openpanel_ws.auth import issue_token
+
+    names = [f"opws-bench-{uuid.uuid4().hex[:8]}" for _ in range(args.containers)]
+    port = free_port()
+    env = {**os.environ, "OPENPANEL_WS_JWT_SECRET": SECRET, "OPENPANEL_WS_LOG_LEVEL": "warning"}
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        for name in names:
+            subprocess.run(["docker", "run", "-d", "--name", name, IMAGE, "sleep", "3600"],
+                           check=True, capture_output=True)
+        server = subprocess.Popen([sys.executable, "-m", "openpanel_ws", "serve", "--port", str(port)],
+                                  env=env, cwd=ROOT)
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.1)
+        token = issue_token(SECRET, subject="bench", roles=["admin"], ttl_seconds=3600)
+        common = ["--port", str(port), "--token", token, "--names", ",".join(names),
+                  "--interval", str(args.interval)]
+        results: dict[str, dict[str, Any]] = {}
+        print(f"{args.containers} containers, {args.seconds:g} s windows, interval {args.interval} ms, "
+              f"{os.cpu_count()} CPUs", flush=True)
+        results["idle"] = measure(args.seconds, server.pid)
+        results["one"] = phase("one", ["_clients", *common, "--count", "1"], args.seconds, server.pid)
+        results["many"] = phase("many", ["_clients", *common, "--count", str(args.clients)],
+                                args.seconds, server.pid)
+        if args.direct:
+            results["direct"] = phase("direct", ["_direct", "--names", ",".join(names), "--count",
+                                                 str(args.direct)], args.seconds, server.pid)
+        for label, r in results.items():
+            extra = ""
+            if "stats_frames" in r:
+                extra = f", {r['stats_frames']} stats frames to clients"
+            if "engine_samples" in r:
+                extra = f", {r['engine_samples']} engine samples read"
+            pct = r["engine_cpu_s"] / args.seconds * 100
+            print(f"{label:>6}: engine (dockerd+containerd) {r['engine_cpu_s']:.2f} CPU-s "
+                  f"({pct:.1f} % of one CPU), server {r['server_cpu_s']:.2f} CPU-s{extra}")
+    finally:
+        if server is not None:
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(10)
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
