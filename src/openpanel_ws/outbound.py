@@ -127,9 +127,9 @@ class ClientWriter:
 
     def _wake_drain_waiter(self) -> None:
         waiter = self._drain_waiter
-        if waiter is not None and (self.backlog < waiter[0] or self._closing is not None):
-            if not waiter[1].done():
-                waiter[1].set_result(None)
+        if (waiter is not None and not waiter[1].done()
+                and (self.backlog < waiter[0] or self._closing is not None)):
+            waiter[1].set_result(None)
 
     def send_latest(self, key: str, frame: bytes) -> None:
         """Queue a latest-value frame; replaces an unsent frame of the same key in place."""
