@@ -1,7 +1,7 @@
 """What container stats viewers cost the engine: 100 clients vs 1, one shared stream each.
 
     .venv/bin/python bench/stats_sharing.py [--containers 10] [--clients 100] [--seconds 20]
-        [--interval 1000] [--direct 0]
+        [--interval 1000] [--rounds 1] [--direct 0]
 
 Starts N busybox containers (`sleep`), then `python -m openpanel_ws serve` in a
 subprocess (OPENPANEL_WS_JWT_SECRET set), then, in another process, the WebSocket
@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,6 +77,8 @@ def measure(seconds: float, server_pid: int) -> dict[str, float]:
         print("  (engine restarted during the window: numbers unreliable)", file=sys.stderr)
     used = {name: after[name] - before[name] for name in pids}
     return {
+        # the server's connections to the engine socket at the end of the window
+        "engine_connections": float(len(psutil.Process(server_pid).net_connections(kind="unix"))),
         "engine_cpu_s": sum(used.values()),
         **{f"{name}_cpu_s": value for name, value in used.items()},
         "server_cpu_s": cpu_seconds(server_pid) - server_before,
@@ -162,6 +166,18 @@ async def run_direct(containers: list[str], viewers: int, ready_file: str, stop_
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def report(label: str, r: dict[str, Any], seconds: float) -> None:
+    extra = ""
+    if "stats_frames" in r:
+        extra = f", {r['stats_frames']:.0f} stats frames to clients"
+    if "engine_samples" in r:
+        extra = f", {r['engine_samples']:.0f} engine samples read"
+    pct = r["engine_cpu_s"] / seconds * 100
+    print(f"  {label:>6}: engine (dockerd+containerd) {r['engine_cpu_s']:.2f} CPU-s "
+          f"({pct:.1f} % of one CPU), server {r['server_cpu_s']:.2f} CPU-s, "
+          f"server-engine connections {r['engine_connections']:.0f}{extra}", flush=True)
+
+
 # --- orchestration -----------------------------------------------------------------------
 
 
@@ -206,6 +222,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--interval", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--direct", type=int, default=0, help="viewers per container, direct engine streams")
     args = parser.parse_args()
 
@@ -237,25 +254,27 @@ def main() -> None:
         token = issue_token(SECRET, subject="bench", roles=["admin"], ttl_seconds=3600)
         common = ["--port", str(port), "--token", token, "--names", ",".join(names),
                   "--interval", str(args.interval)]
-        results: dict[str, dict[str, Any]] = {}
         print(f"{args.containers} containers, {args.seconds:g} s windows, interval {args.interval} ms, "
-              f"{os.cpu_count()} CPUs", flush=True)
-        results["idle"] = measure(args.seconds, server.pid)
-        results["one"] = phase("one", ["_clients", *common, "--count", "1"], args.seconds, server.pid)
-        results["many"] = phase("many", ["_clients", *common, "--count", str(args.clients)],
-                                args.seconds, server.pid)
-        if args.direct:
-            results["direct"] = phase("direct", ["_direct", "--names", ",".join(names), "--count",
-                                                 str(args.direct)], args.seconds, server.pid)
-        for label, r in results.items():
-            extra = ""
-            if "stats_frames" in r:
-                extra = f", {r['stats_frames']} stats frames to clients"
-            if "engine_samples" in r:
-                extra = f", {r['engine_samples']} engine samples read"
-            pct = r["engine_cpu_s"] / args.seconds * 100
-            print(f"{label:>6}: engine (dockerd+containerd) {r['engine_cpu_s']:.2f} CPU-s "
-                  f"({pct:.1f} % of one CPU), server {r['server_cpu_s']:.2f} CPU-s{extra}")
+              f"{os.cpu_count()} CPUs, {args.rounds} round(s)", flush=True)
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        for n in range(args.rounds):
+            results: dict[str, dict[str, Any]] = {}
+            results["idle"] = measure(args.seconds, server.pid)
+            results["one"] = phase("one", ["_clients", *common, "--count", "1"], args.seconds, server.pid)
+            results["many"] = phase("many", ["_clients", *common, "--count", str(args.clients)],
+                                    args.seconds, server.pid)
+            if args.direct:
+                results["direct"] = phase("direct", ["_direct", "--names", ",".join(names), "--count",
+                                                     str(args.direct)], args.seconds, server.pid)
+            print(f"round {n + 1}:")
+            for label, r in results.items():
+                rounds.setdefault(label, []).append(r)
+                report(label, r, args.seconds)
+        if args.rounds > 1:
+            print("median over rounds:")
+            for label, runs in rounds.items():
+                median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                report(label, median, args.seconds)
     finally:
         if server is not None:
             server.terminate()

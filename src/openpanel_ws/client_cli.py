@@ -15,7 +15,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TextIO, TypeVar
 
 import orjson
@@ -53,7 +53,8 @@ def human_bytes(value: float, *, binary: bool = True) -> str:
     n = float(value)
     for unit in units:
         if abs(n) < step or unit == units[-1]:
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.2f}{unit}"
+            # docker's go-units: BytesSize is %.4g, HumanSizeWithPrecision(3) is %.3g
+            return f"{n:.4g}{unit}" if binary else f"{n:.3g}{unit}"
         n /= step
     raise AssertionError("unreachable")
 
@@ -93,9 +94,12 @@ def parse_tail(text: str) -> int | str:
     return n
 
 
-def stats_table(samples: dict[str, StatsSample]) -> str:
+def stats_table(samples: Mapping[str, StatsSample | None]) -> str:
     rows = [("CONTAINER", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O")]
     for name, s in samples.items():
+        if s is None:  # no sample yet (or not running)
+            rows.append((name, "--", "-- / --", "--", "-- / --"))
+            continue
         rows.append((
             name,
             f"{s.cpu_percent:.2f}%",
@@ -220,24 +224,39 @@ async def _until_ended(items: AsyncIterator[T], status: _Status) -> AsyncIterato
         status(str(exc))
 
 
+NO_STREAM_WAIT = 10.0
+CLEAR = "\x1b[H\x1b[2J"
+
+
 async def cmd_stats(args: argparse.Namespace, status: _Status) -> int:
     table = sys.stdout.isatty() and not args.json
-    latest: dict[str, StatsSample] = {}
+    wanted = list(dict.fromkeys(args.containers))
+    latest: dict[str, StatsSample | None] = dict.fromkeys(wanted)
+
+    def draw() -> None:
+        sys.stdout.write(("" if args.no_stream else CLEAR) + stats_table(latest) + "\n")
+        sys.stdout.flush()
+
     async with _client(args, status) as client, contextlib.AsyncExitStack() as stack:
-        samples = client.stats(*args.containers, interval=args.interval)
+        samples = client.stats(*wanted, interval=args.interval)
         stack.push_async_callback(samples.aclose)
-        async for sample in _until_ended(samples, status):
-            if not table:
-                _print_json({"containerId": sample.container_id, "timestamp": sample.timestamp,
-                             "stats": sample.raw})
-            latest[sample.container_id] = sample
-            complete = len(latest) >= len(set(args.containers))
-            if table and complete:
-                ordered = {c: latest[c] for c in args.containers if c in latest}
-                sys.stdout.write(("" if args.no_stream else "\x1b[H\x1b[2J") + stats_table(ordered) + "\n")
-                sys.stdout.flush()
-            if args.no_stream and complete:
-                break
+        try:
+            # A stopped container sends no samples: --no-stream does not wait forever.
+            async with asyncio.timeout(NO_STREAM_WAIT if args.no_stream else None):
+                async for sample in _until_ended(samples, status):
+                    if not table:
+                        _print_json({"containerId": sample.container_id,
+                                     "timestamp": sample.timestamp, "stats": sample.raw})
+                    latest[sample.container_id] = sample
+                    if table and not args.no_stream:
+                        draw()
+                    if args.no_stream and all(latest.values()):
+                        break
+        except TimeoutError:
+            missing = ", ".join(c for c, v in latest.items() if v is None)
+            status(f"no sample from {missing} within {NO_STREAM_WAIT:g}s (not running?)")
+        if table and args.no_stream:
+            draw()
     return 0
 
 
@@ -269,7 +288,7 @@ async def cmd_metrics(args: argparse.Namespace, status: _Status) -> int:
     async with _client(args, status) as client:
         async for m in client.metrics(interval=args.interval):
             if table:
-                sys.stdout.write(("" if args.no_stream else "\x1b[H\x1b[2J") + metrics_table(m) + "\n")
+                sys.stdout.write(("" if args.no_stream else CLEAR) + metrics_table(m) + "\n")
                 sys.stdout.flush()
             else:
                 _print_json({"timestamp": m.timestamp, "system": m.raw})

@@ -245,6 +245,16 @@ async def test_unknown_container(server: RunningServer) -> None:
     assert gateway(server).upstream_counts() == {"logs": 0, "stats": 0}
 
 
+async def test_engine_unreachable_is_docker_unavailable(make_server: Any) -> None:
+    server = await make_server(docker_host="unix:///tmp/opws-no-engine-here.sock")
+    client = await connect(server)
+    for kind in ("subscribe_logs", "subscribe_stats"):
+        await client.send({"type": kind, "containerId": "web"})
+        err = await client.expect("error", 15)
+        assert (err["code"], err["containerId"]) == ("DOCKER_UNAVAILABLE", "web")
+    assert gateway(server).upstream_counts() == {"logs": 0, "stats": 0}
+
+
 async def test_containers_claim_scopes_access_without_leaking_existence(
     server: RunningServer, containers: Containers
 ) -> None:
@@ -425,8 +435,8 @@ async def test_stats_interval_counts(server: RunningServer, containers: Containe
     for interval, got in zip(clients, results, strict=True):
         counts[interval] = len(got)
     # The engine samples once a second: 500 ms gets every sample.
-    assert 8 <= counts[500] <= 11, counts
-    assert 8 <= counts[1000] <= 11, counts
+    assert 7 <= counts[500] <= 12, counts
+    assert 7 <= counts[1000] <= 12, counts
     assert 4 <= counts[2000] <= 6, counts
     assert 1 <= counts[5000] <= 3, counts
     assert gateway(server).upstream_counts()["stats"] == 1

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from helpers import Containers, RunningServer, WsClient, docker, eventually, unique_name
+from openpanel_ws.server import GATEWAYS_KEY
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REPO = Path(__file__).resolve().parents[2]
@@ -162,6 +163,8 @@ async def test_stream_is_shared_and_closed_when_the_last_client_leaves(server: R
     assert hub.running and engine.open_streams == 1
     hub.remove_listener(other.append)
     await eventually(lambda: not hub.running and engine.open_streams == 0, timeout=10)
+    gateway = server.app[GATEWAYS_KEY]["logs"]
+    assert len(gateway.clients) == 0  # nothing kept for clients that left
 
 
 async def test_unreachable_engine_is_reported_to_every_client(

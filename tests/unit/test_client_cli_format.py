@@ -17,9 +17,10 @@ from openpanel_ws.client_cli import (
 
 def test_human_bytes_like_docker_stats() -> None:
     assert human_bytes(512) == "512B"
-    assert human_bytes(524288000) == "500.00MiB"
-    assert human_bytes(1073741824) == "1.00GiB"
+    assert human_bytes(524288000) == "500MiB"
+    assert human_bytes(2087354368) == "1.944GiB"
     assert human_bytes(1024000, binary=False) == "1.02MB"
+    assert human_bytes(648, binary=False) == "648B"
 
 
 def test_parse_since() -> None:
@@ -57,4 +58,4 @@ def test_stats_table() -> None:
     s = StatsSample("web", "t", 1.5, 1048576, 1073741824, 0.1, 1000, 2000, {})
     lines = stats_table({"web": s}).splitlines()
     assert lines[0].startswith("CONTAINER") and "MEM USAGE / LIMIT" in lines[0]
-    assert lines[1].split() == ["web", "1.50%", "1.00MiB", "/", "1.00GiB", "0.10%", "1.00kB", "/", "2.00kB"]
+    assert lines[1].split() == ["web", "1.50%", "1MiB", "/", "1GiB", "0.10%", "1kB", "/", "2kB"]

@@ -96,3 +96,29 @@ def test_guess_level(line: str, level: str) -> None:
 def test_source_names() -> None:
     assert source_names(["/var/log/syslog", "/a/error.log", "/b/error.log"]) == {
         "/var/log/syslog": "syslog", "/a/error.log": "/a/error.log", "/b/error.log": "/b/error.log"}
+
+
+def test_a_large_tail_of_a_rotated_file_is_read_completely(tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    log.write_text("")
+    t = FileTailer(str(log))
+    t.poll()
+    append(log, "".join(f"line {i}\n" for i in range(100_000)))  # ~1 MiB, > one read
+    os.rename(log, tmp_path / "big.log.1")
+    log.write_text("new\n")
+    lines = t.poll()
+    assert len(lines) == 100_001 and lines[-2] == "line 99999" and lines[-1] == "new"
+    t.close()
+
+
+def test_unreadable_at_first_then_readable_still_starts_at_the_end(tmp_path: Path) -> None:
+    log = tmp_path / "odd.log"
+    log.mkdir()  # exists but cannot be opened as a file (works as root, unlike chmod 0)
+    t = FileTailer(str(log))
+    assert t.poll() == [] and t.poll() == []
+    log.rmdir()
+    log.write_text("already there when it became readable\n")
+    assert t.poll() == []
+    append(log, "new\n")
+    assert t.poll() == ["new"]
+    t.close()

@@ -453,8 +453,11 @@ class _Link:
         client = self.client
         session = await client._http()
         try:
+            # WebSocket ping frames detect a dead server without the server's help and
+            # never count against its rate limit; the JSON pings are answered too.
             ws = await session.ws_connect(
                 self.url, autoping=True, max_msg_size=0, compress=0,
+                heartbeat=client.heartbeat,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
             )
         except aiohttp.WSServerHandshakeError as exc:
@@ -494,7 +497,7 @@ class _Link:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 5)
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> Message:
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float | None) -> Message:
         try:
             msg = await ws.receive(timeout=timeout)
         except TimeoutError:
@@ -652,7 +655,8 @@ class OpenPanelClient:
         rate_limits: Mapping[str, RateLimit] | None = None,
         wait_for_server: bool = True,
         connect_timeout: float = 15.0,
-        idle_timeout: float = 75.0,
+        heartbeat: float | None = 30.0,
+        idle_timeout: float | None = None,
         on_status: StatusCallback | None = None,
     ) -> None:
         self.url = url
@@ -661,6 +665,7 @@ class OpenPanelClient:
         self.rate_limits = {**SERVER_RATE_LIMITS, **(rate_limits or {})}
         self.wait_for_server = wait_for_server
         self.connect_timeout = connect_timeout
+        self.heartbeat = heartbeat
         self.idle_timeout = idle_timeout
         self.on_status = on_status
         self._session: aiohttp.ClientSession | None = None
@@ -688,7 +693,12 @@ class OpenPanelClient:
     async def _token(self) -> str:
         if isinstance(self.token, str):
             return self.token
-        return await self.token()
+        try:
+            return await self.token()
+        except ClientError:
+            raise
+        except Exception as exc:
+            raise ClientError(f"cannot obtain a token: {exc}") from exc
 
     def _status(self, text: str, code: int | None) -> None:
         log.info("%s", text)

@@ -99,16 +99,20 @@ def parse_since(msg: Message) -> int | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise error
     try:
-        protocol.parse_timestamp(value)  # validates (finite, non-negative, well-formed)
+        protocol.parse_timestamp(value)  # validates the form
         if isinstance(value, str):
             text = value.strip()
             try:
-                return int(Decimal(text) * 1_000_000_000)
+                nanos = int(Decimal(text) * 1_000_000_000)
             except InvalidOperation:
-                return protocol.parse_timestamp_nanos(text)
-        return int(Decimal(str(value)) * 1_000_000_000)
+                nanos = protocol.parse_timestamp_nanos(text)
+        else:
+            nanos = int(Decimal(str(value)) * 1_000_000_000)
     except (ValueError, InvalidOperation, OverflowError):
         raise error from None
+    if nanos < 0:
+        raise error
+    return nanos
 
 
 # --- subscriptions --------------------------------------------------------------------

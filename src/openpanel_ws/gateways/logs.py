@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import aiohttp
 import orjson
 
 from openpanel_ws import protocol
@@ -403,7 +404,7 @@ class LogsGateway(Gateway):
         try:
             if since < until:
                 events = await self._fetch_events(since, until - 1)
-        except (TimeoutError, EngineUnavailable, EngineError) as exc:
+        except (TimeoutError, EngineUnavailable, EngineError, aiohttp.ClientError) as exc:
             self.clients.finish_replay(session, [])
             raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE,
                                 f"Cannot replay events: Docker engine unavailable ({exc})") from None

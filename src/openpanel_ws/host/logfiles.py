@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES: Final = 16 * 1024  # longer lines are cut (a log line, not a payload)
 READ_CHUNK: Final = 256 * 1024  # per file per poll, so one noisy file cannot starve others
+ROTATION_DRAIN_CHUNKS: Final = 64  # up to 16 MiB read from a file rotated away
 
 _ERROR = re.compile(
     r"\b(error|err|fatal|crit|critical|panic|emerg|emergency|alert|failed|failure"
@@ -61,8 +62,12 @@ class FileTailer:
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
         self._offset = 0
         self._partial = bytearray()
+        self._last_read = 0  # bytes the last read returned
         self._from_start = from_start
         self._started = False
+        # Existed but could not be opened at first: still only new lines once readable.
+        self._open_at_end = False
+        self._warned = False
         self.rotations = 0
         self.truncations = 0
 
@@ -83,16 +88,24 @@ class FileTailer:
             st = None
         lines: list[str] = []
         if self._fh is not None and st is not None and (st.st_dev, st.st_ino) != self._ident:
-            # Renamed away and replaced: the writer may have appended before switching.
-            lines += self._read()
+            # Renamed away and replaced: the writer may have appended before switching,
+            # so finish the old file (bounded) before it is closed for good.
+            for _ in range(ROTATION_DRAIN_CHUNKS):
+                more = self._read()
+                if not more and not self._last_read:
+                    break
+                lines += more
             lines += self._flush_partial()
             self.close()
             self.rotations += 1
         if self._fh is None:
             if st is None:
                 return lines
-            if not self._open(at_end=first and not self._from_start):
+            at_end = not self._from_start and (first or self._open_at_end)
+            if not self._open(at_end=at_end):
+                self._open_at_end = at_end
                 return lines
+            self._open_at_end = False
         elif st is not None and st.st_size < self._offset:
             self.truncations += 1
             self._partial.clear()
@@ -104,7 +117,9 @@ class FileTailer:
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - held across polls, closed in close()
         except OSError as exc:
-            log.debug("cannot open %s: %s", self.path, exc)
+            if not self._warned:  # once, not every poll
+                self._warned = True
+                log.warning("cannot read host log file %s: %s", self.path, exc.strerror or exc)
             return False
         st = os.fstat(fh.fileno())
         self._fh = fh
@@ -124,7 +139,8 @@ class FileTailer:
         try:
             data = self._fh.read(READ_CHUNK)
         except OSError:
-            return []
+            data = b""
+        self._last_read = len(data)
         if not data:
             return []
         self._offset += len(data)

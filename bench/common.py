@@ -1,0 +1,229 @@
+"""Shared helpers of the benchmarks: /proc readings, process control, machine facts.
+
+Nothing here talks to the gateway; see `wsclient.py` for the load generators and
+`bench_server.py` / `baseline_server.py` for the servers under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
+SECRET = "bench-secret-" + "s" * 40
+
+
+# --- /proc -------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (fields 14 and 15 of /proc/<pid>/stat)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def engine_pids() -> dict[str, int]:
+    """The oldest dockerd and containerd processes (the engine, not shims)."""
+    pids: dict[str, int] = {}
+    for name in ("dockerd", "containerd"):
+        out = subprocess.run(["pgrep", "-xo", name], capture_output=True, text=True).stdout.split()
+        if out:
+            pids[name] = int(out[0])
+    return pids
+
+
+def engine_cpu_seconds(pids: dict[str, int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids.values())
+
+
+def raise_nofile() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- statistics --------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile, q in [0, 100]."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def rnd(value: float | None, digits: int = 3) -> float | None:
+    if value is None or value != value:  # NaN
+        return None
+    return round(value, digits)
+
+
+# --- servers -----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        time.sleep(0.1)
+    raise RuntimeError("server did not become healthy")
+
+
+@contextlib.contextmanager
+def server(script: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Run `bench/<script>` on a free loopback port; SIGTERM it (then SIGKILL) at exit."""
+    port = free_port()
+    full_env = {**os.environ, "OPENPANEL_WS_JWT_SECRET": SECRET, "OPENPANEL_WS_LOG_LEVEL": "warning",
+                **(env or {})}
+    proc = subprocess.Popen([sys.executable, str(BENCH / script), "--port", str(port), *args],
+                            env=full_env, cwd=ROOT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield Server(proc, port)
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def post(url: str, timeout: float = 120.0) -> dict[str, Any]:
+    req = urllib.request.Request(url, method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        value: dict[str, Any] = json.loads(resp.read())
+        return value
+
+
+def token(subject: str = "bench", roles: Sequence[str] = ("admin",)) -> str:
+    from openpanel_ws.auth import issue_token
+
+    return issue_token(SECRET, subject=subject, roles=list(roles), ttl_seconds=3600)
+
+
+# --- containers --------------------------------------------------------------------------
+
+
+def docker_run(name: str, *command: str) -> None:
+    subprocess.run(["docker", "run", "-d", "--name", name, IMAGE, *command],
+                   check=True, capture_output=True, timeout=60)
+
+
+def docker_rm(*names: str) -> None:
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=60)
+
+
+# --- machine -----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    import aiohttp
+    import orjson
+    import psutil
+
+    info: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_mib": psutil.virtual_memory().total // (1024 * 1024),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "orjson": orjson.__version__,
+        "psutil": psutil.__version__,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    with contextlib.suppress(Exception):
+        out = subprocess.run(["docker", "version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"],
+                             capture_output=True, text=True, timeout=10).stdout.split()
+        info["docker"] = out[0]
+        info["docker_api"] = out[1]
+    with contextlib.suppress(Exception):
+        from openpanel_ws import __version__
+
+        info["openpanel_ws"] = __version__
+    return info
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def emit(result: dict[str, Any]) -> None:
+    """A scenario's last stdout line: its JSON result, read by run.py."""
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def log(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)

@@ -1,0 +1,125 @@
+"""Scenario 1, fan-out: the gateway's encode-once fan-out vs a bare aiohttp broadcast.
+
+    .venv/bin/python bench/fanout.py [--clients 100,1000] [--deliveries 1000000] [--repeats 3]
+
+Two servers run side by side, each in its own process: `bench_server.py` (the real
+application; `/ws/bench` fans out through `protocol.encode`, `Session.send_encoded`
+and every client's `ClientWriter`) and `baseline_server.py` (bare aiohttp,
+`send_frame` of pre-encoded bytes to each socket in turn). The same client processes
+(`wsclient.py`, 4 processes) hold C authenticated connections to each server. A round:
+arm the clients to expect N `bench` frames each, read the server's CPU time, trigger the
+publish over HTTP, wait until every client has all N frames. N is chosen so that a
+round is about `--deliveries` deliveries. Rounds alternate gateway/baseline, and the
+median of `--repeats` rounds is reported.
+
+deliveries/s           C x N / (last client's last frame - trigger), wall clock
+CPU-s per M deliveries server CPU (utime+stime, /proc/<pid>/stat) over the round / (C x N) x 1e6
+ratio_to_ceiling       deliveries per server CPU-second, gateway / baseline (at 1,000 clients)
+throughput_ratio       deliveries/s, gateway / baseline (wall clock; bounded by the client
+                       processes too, which share the machine's cores with the server)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from common import cpu_seconds, emit, log, median, post, rnd, server, token
+from wsclient import FleetHandle, TargetSpec, close_fleets, split, start_fleets
+
+SIZE = 200
+
+
+def one_round(fleets: list[FleetHandle], name: str, url: str, pid: int, clients: int, n: int,
+              burst: int) -> dict[str, float]:
+    for fleet in fleets:
+        fleet.expect(name, "bench", n, timeout=120)
+    client_cpu0 = sum(cpu_seconds(f.proc.pid) for f in fleets)
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    post(f"{url}/bench/publish?count={n}&size={SIZE}&burst={burst}", timeout=180)
+    done = [fleet.wait_done(180) for fleet in fleets]
+    c1 = cpu_seconds(pid)
+    reached = sum(r for _, r in done)
+    if reached != clients:
+        raise RuntimeError(f"{name}: only {reached} of {clients} clients got all {n} frames")
+    elapsed = max(t for t, _ in done) - t0
+    deliveries = clients * n
+    client_cpu = sum(cpu_seconds(f.proc.pid) for f in fleets)
+    client_cpu = client_cpu - client_cpu0
+    return {"deliveries_per_s": deliveries / elapsed, "cpu_s_per_million": (c1 - c0) / deliveries * 1e6,
+            "seconds": elapsed, "server_cpu_s": c1 - c0, "client_cpu_total_s": client_cpu}
+
+
+def summarize(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rs in rounds.items():
+        out[name] = {
+            "deliveries_per_s": rnd(median([r["deliveries_per_s"] for r in rs]), 0),
+            "cpu_s_per_million": rnd(median([r["cpu_s_per_million"] for r in rs]), 3),
+            "seconds": rnd(median([r["seconds"] for r in rs]), 3),
+            "client_cpu_s": rnd(median([r["client_cpu_total_s"] for r in rs]), 2),
+        }
+    g, b = out["gateway"], out["baseline"]
+    out["ratio_to_ceiling"] = rnd(b["cpu_s_per_million"] / g["cpu_s_per_million"], 3)
+    out["throughput_ratio"] = rnd(g["deliveries_per_s"] / b["deliveries_per_s"], 3)
+    return out
+
+
+def measure(clients: int, deliveries: int, repeats: int, procs: int, bursts: list[int]) -> dict[str, Any]:
+    n = max(100, round(deliveries / clients))
+    out: dict[str, Any] = {"clients": clients, "messages": n, "message_bytes": SIZE, "rounds": repeats}
+    with server("bench_server.py") as gw, server("baseline_server.py") as base:
+        specs = [[TargetSpec("gateway", gw.port, "/ws/bench", k, token()),
+                  TargetSpec("baseline", base.port, "/ws/bench", k, "none")]
+                 for k in split(clients, procs)]
+        fleets, ready, errors = start_fleets(specs)
+        try:
+            if ready != {"gateway": clients, "baseline": clients}:
+                raise RuntimeError(f"clients not all authenticated: {ready} {errors[:3]}")
+            servers = {"gateway": gw, "baseline": base}
+            for name, srv in servers.items():  # warm-up
+                one_round(fleets, name, srv.url, srv.pid, clients, 50, 1)
+            for burst in bursts:
+                rounds: dict[str, list[dict[str, float]]] = {"gateway": [], "baseline": []}
+                for i in range(repeats):
+                    order = ["gateway", "baseline"] if i % 2 == 0 else ["baseline", "gateway"]
+                    for name in order:
+                        srv = servers[name]
+                        r = one_round(fleets, name, srv.url, srv.pid, clients, n, burst)
+                        rounds[name].append(r)
+                        log(f"  fanout {clients:>5} clients x {n} msgs, burst {burst:>2}, {name:>8}: "
+                            f"{r['deliveries_per_s']:>9,.0f} deliveries/s, "
+                            f"{r['cpu_s_per_million']:.2f} CPU-s/M, {r['seconds']:.2f} s, "
+                            f"clients {r['client_cpu_total_s']:.1f} CPU-s")
+                out[f"burst_{burst}"] = summarize(rounds)
+        finally:
+            close_fleets(fleets)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", default="100,1000")
+    parser.add_argument("--deliveries", type=int, default=300_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--procs", type=int, default=4)
+    parser.add_argument("--bursts", default="1,64")
+    args = parser.parse_args()
+    bursts = [int(x) for x in args.bursts.split(",")]
+    results = {}
+    for c in (int(x) for x in args.clients.split(",")):
+        results[str(c)] = measure(c, args.deliveries, args.repeats, args.procs, bursts)
+    head = results[str(max(int(x) for x in results))][f"burst_{bursts[0]}"]
+    emit({
+        "ratio_to_ceiling": head["ratio_to_ceiling"],
+        "throughput_ratio": head["throughput_ratio"],
+        "deliveries_per_s": head["gateway"]["deliveries_per_s"],
+        "cpu_s_per_million": head["gateway"]["cpu_s_per_million"],
+        "headline": f"{max(int(x) for x in results)} clients, burst {bursts[0]}",
+        "by_clients": results,
+    })
+
+
+if __name__ == "__main__":
+    main()

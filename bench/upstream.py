@@ -1,0 +1,70 @@
+"""Scenario 3, upstream sharing: engine CPU with 1 vs 100 clients on the same 10 containers' stats.
+
+    .venv/bin/python bench/upstream.py [--containers 10] [--clients 100] [--seconds 20]
+
+Reuses the containers engineer's `bench/stats_sharing.py` (its `measure` and `phase`:
+the clients run in a separate process, `stats_sharing.py _clients`, each subscribing to
+the stats of every container at 1,000 ms) against this harness's server
+(`bench_server.py`, the real application). Engine CPU is utime+stime of dockerd +
+containerd from /proc/<pid>/stat over each window:
+
+  idle   no client (the engine's background, for context)
+  one    1 client  x 10 containers
+  many   100 clients x 10 containers (1,000 subscriptions; with sharing still 10 engine streams)
+
+engine_cpu_ratio = engine CPU(many) / engine CPU(one). Target <= 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+import stats_sharing
+from common import docker_rm, docker_run, emit, log, rnd, server, token
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--containers", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--interval", type=int, default=1000)
+    args = parser.parse_args()
+    names = [f"opws-bench-stats-{uuid.uuid4().hex[:6]}" for _ in range(args.containers)]
+    try:
+        for name in names:
+            docker_run(name, "sleep", "3600")
+        with server("bench_server.py") as srv:
+            common = ["--port", str(srv.port), "--token", token(), "--names", ",".join(names),
+                      "--interval", str(args.interval)]
+            results: dict[str, dict[str, Any]] = {}
+            results["idle"] = stats_sharing.measure(args.idle_seconds, srv.pid)
+            results["one"] = stats_sharing.phase("one", ["_clients", *common, "--count", "1"],
+                                                 args.seconds, srv.pid)
+            results["many"] = stats_sharing.phase("many", ["_clients", *common, "--count", str(args.clients)],
+                                                  args.seconds, srv.pid)
+            for label, r in results.items():
+                log(f"  upstream {label:>5}: engine {r['engine_cpu_s']:.2f} CPU-s, server "
+                    f"{r['server_cpu_s']:.2f} CPU-s, stats frames {r.get('stats_frames', 0)}")
+    finally:
+        docker_rm(*names)
+    one, many = results["one"], results["many"]
+    expected = args.clients * args.containers * args.seconds * 1000 / args.interval
+    emit({
+        "engine_cpu_ratio": rnd(many["engine_cpu_s"] / one["engine_cpu_s"], 3),
+        "engine_cpu_s": {k: rnd(v["engine_cpu_s"], 2) for k, v in results.items()},
+        "server_cpu_s": {k: rnd(v["server_cpu_s"], 2) for k, v in results.items()},
+        "stats_frames": {k: v.get("stats_frames") for k, v in results.items() if k != "idle"},
+        "stats_frames_expected_many": round(expected),
+        "window_s": args.seconds,
+        "containers": args.containers,
+        "clients": args.clients,
+        "source": "bench/stats_sharing.py (measure, phase)",
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""`openpanel-ws stats` end to end against real containers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from test_client_support import CliStream, run_cli, ws_url
+
+from helpers import Containers, RunningServer, docker
+
+
+async def test_stats_json_lines_follow_a_container(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("sleep 3600", options=["--memory", "64m"])
+    cli = await CliStream.start("stats", name, "--interval", "500", "--url", ws_url(server.url))
+    try:
+        samples = [orjson.loads(await cli.readline(60)) for _ in range(3)]
+    finally:
+        await cli.stop()
+    for s in samples:
+        assert s["containerId"] == name
+        stats = s["stats"]
+        assert stats["memory"]["limit"] == 64 * 1024 * 1024
+        assert 0 < stats["memory"]["usage"] < stats["memory"]["limit"]
+        assert stats["cpu"]["usage"] == stats["cpu"]["percent"] >= 0
+        assert {"rx_bytes", "tx_bytes"} <= set(stats["network"])
+
+
+async def test_stats_no_stream_several_containers(server: RunningServer, containers: Containers) -> None:
+    a, b = containers.run("sleep 3600"), containers.run("sleep 3600")
+    rc, out, err = await run_cli("stats", a, b, "--no-stream", "--url", ws_url(server.url))
+    assert rc == 0, err
+    assert sorted(orjson.loads(line)["containerId"] for line in out.splitlines()) == sorted([a, b])
+
+
+async def test_stats_errors_and_removal(server: RunningServer, containers: Containers) -> None:
+    url = ws_url(server.url)
+    rc, _, err = await run_cli("stats", "opws-missing-db", "--url", url)
+    assert rc == 1 and err == "openpanel-ws: container 'opws-missing-db' not found\n"
+    name = containers.run("sleep 3600")
+    cli = await CliStream.start("stats", name, "--interval", "500", "--url", url)
+    try:
+        await cli.readline(60)
+        await asyncio.to_thread(docker, "rm", "-f", name)
+        assert await asyncio.wait_for(cli.proc.wait(), 60) == 0
+        assert "removed" in await cli.stderr()
+    finally:
+        await cli.stop()
