@@ -220,6 +220,27 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM (run.py's time limit) -> SystemExit, so `finally` blocks remove the
+    scenario's containers and stop its servers."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+CONTAINER_PREFIXES = ("opws-bench-stats-", "opws-bench-logs-", "opws-bench-term-")
+
+
+def remove_stale_containers() -> None:
+    """Containers this harness names, left behind by an interrupted run."""
+    out = subprocess.run(["docker", "ps", "-aq", *(f"--filter=name=^{p}" for p in CONTAINER_PREFIXES)],
+                         capture_output=True, text=True, timeout=30).stdout.split()
+    if out:
+        subprocess.run(["docker", "rm", "-f", *out], capture_output=True, timeout=60)
+
+
 def emit(result: dict[str, Any]) -> None:
     """A scenario's last stdout line: its JSON result, read by run.py."""
     print("RESULT " + json.dumps(result), flush=True)

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/loglatency.py [--subscribers 1,100] [--seconds 8] [--rate 1000]
 
-A busybox container prints numbered lines at about `--rate` lines/s (a shell loop:
-5 lines, then `usleep`; the rate reached is measured and reported). Subscribers on
+A busybox container prints numbered lines at `--rate` lines/s, paced by its clock
+(/proc/uptime, 10 ms steps: groups of rate/100 lines every 10 ms, one write per line;
+it catches up when it falls behind). The rate received is measured and reported. Subscribers on
 `/ws/containers` (`subscribe_logs` with `tail: 0`) run in separate client processes
 (`wsclient.py`); for each `log` frame a client records (time.time() when the bytes
 arrived - the frame's `timestamp`, which is the engine's own timestamp of the line,
@@ -19,11 +20,23 @@ import time
 import uuid
 from typing import Any
 
-from common import cpu_seconds, docker_rm, docker_run, emit, log, percentile, rnd, server, token
+from common import (
+    cpu_seconds,
+    docker_rm,
+    docker_run,
+    emit,
+    exit_on_sigterm,
+    log,
+    percentile,
+    rnd,
+    server,
+    token,
+)
 from wsclient import TargetSpec, close_fleets, split, start_fleets
 
 
-def phase(port: int, pid: int, container: str, subscribers: int, seconds: float, procs: int) -> dict[str, Any]:
+def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
+          procs: int) -> dict[str, Any]:
     subscribe = {"type": "subscribe_logs", "containerId": container, "tail": 0}
     specs = [[TargetSpec("logs", port, "/ws/containers", k, token(), after_auth=[subscribe],
                          latency_type=b"log")]
@@ -42,6 +55,10 @@ def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
     finally:
         close_fleets(fleets)
     latencies = [x * 1000.0 for d in data for x in d["latencies"]]
+    # Each process's list is in arrival order: a p99 that grows from the first half of
+    # the window to the second means a backlog building up (throughput-bound).
+    first = [x * 1000.0 for d in data for x in d["latencies"][: len(d["latencies"]) // 2]]
+    second = [x * 1000.0 for d in data for x in d["latencies"][len(d["latencies"]) // 2 :]]
     errs = [e for d in data for e in d["errors"]]
     lines = len(latencies)
     if not lines:
@@ -51,18 +68,22 @@ def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
         "p50_ms": rnd(percentile(latencies, 50), 2),
         "p99_ms": rnd(percentile(latencies, 99), 2),
         "max_ms": rnd(max(latencies), 2),
+        "p99_first_half_ms": rnd(percentile(first, 99), 2),
+        "p99_second_half_ms": rnd(percentile(second, 99), 2),
         "lines_per_s_per_subscriber": rnd(lines / subscribers / elapsed, 0),
         "deliveries": lines,
         "server_cpu_percent": rnd(cpu / elapsed * 100, 1),
         "errors": errs[:3],
     }
     log(f"  log latency {subscribers:>3} subscribers: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "
-        f"max {out['max_ms']} ms, {out['lines_per_s_per_subscriber']} lines/s each, "
+        f"max {out['max_ms']} ms (p99 halves {out['p99_first_half_ms']}/{out['p99_second_half_ms']}), "
+        f"{out['lines_per_s_per_subscriber']} lines/s each, "
         f"server CPU {out['server_cpu_percent']} %")
     return out
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", default="1,100")
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -70,11 +91,15 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=4)
     args = parser.parse_args()
     name = f"opws-bench-logs-{uuid.uuid4().hex[:6]}"
-    # `echo` is an ash builtin, `usleep` forks (~0.6 ms here): 5 lines (5 writes, so 5
-    # engine timestamps) then one sleep; measured ~990 lines/s for a 1,000 target.
-    pause = max(0, int(5 * 1_000_000 / args.rate) - 600)
-    echo = "; ".join(f'echo "bench line $i.{k}"' for k in range(5))
-    script = f"i=0; while true; do i=$((i+1)); {echo}; usleep {pause}; done"
+    # Paced by the clock, not by counting sleeps, so CPU contention (the server and 100
+    # clients on the same cores) does not lower the rate: `read` of /proc/uptime and
+    # `echo` are ash builtins; /proc/uptime has 10 ms steps, so lines come in groups of
+    # rate/100 (one write, one engine timestamp each) every 10 ms.
+    per_cs = args.rate / 100  # lines due per centisecond
+    script = ("read s _ < /proc/uptime; s=${s%.*}${s#*.}; i=0; while true; do "
+              "read u _ < /proc/uptime; u=${u%.*}${u#*.}; "
+              f"t=$(( (u - s) * {int(per_cs)} )); "
+              'while [ $i -lt $t ]; do i=$((i+1)); echo "bench line $i"; done; usleep 2000; done')
     results: dict[str, Any] = {}
     try:
         docker_run(name, "sh", "-c", script)

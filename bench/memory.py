@@ -20,7 +20,7 @@ import argparse
 import time
 from typing import Any
 
-from common import emit, log, rnd, rss_kib, server, token
+from common import emit, exit_on_sigterm, log, rnd, rss_kib, server, token
 from wsclient import FleetHandle, TargetSpec, close_fleets, split, start_fleets
 
 
@@ -61,6 +61,7 @@ def ladder(script: str, path: str, auth_token: str, counts: list[int], procs: in
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1000,5000")
     parser.add_argument("--procs", type=int, default=5)

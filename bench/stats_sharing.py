@@ -1,7 +1,7 @@
 """What container stats viewers cost the engine: 100 clients vs 1, one shared stream each.
 
     .venv/bin/python bench/stats_sharing.py [--containers 10] [--clients 100] [--seconds 20]
-        [--interval 1000] [--rounds 1] [--direct 0]
+        [--interval 1000] [--rounds 1] [--settle 35] [--direct 0]
 
 Starts N busybox containers (`sleep`), then `python -m openpanel_ws serve` in a
 subprocess (OPENPANEL_WS_JWT_SECRET set), then, in another process, the WebSocket
@@ -97,7 +97,7 @@ def exists(path: str) -> bool:
 
 
 async def run_clients(port: int, token: str, containers: list[str], count: int, interval: int,
-                      ready_file: str, stop_file: str) -> None:
+                      settle: float, ready_file: str, stop_file: str) -> None:
     """Connect `count` clients, subscribe each to every container, count frames."""
     received = 0
     url = f"http://127.0.0.1:{port}/ws/containers"
@@ -127,7 +127,10 @@ async def run_clients(port: int, token: str, containers: list[str], count: int, 
 
         tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
         await asyncio.gather(*(subscribe(ws) for ws in sockets))
-        await asyncio.sleep(5)  # every subscription past its first sample
+        # Past every first sample, and past the idle keep-alive connections the burst
+        # of subscribe-time inspects left in the server's engine pool (aiohttp closes
+        # them 15-30 s after use): the window then sees only the steady state.
+        await asyncio.sleep(settle)
         touch(ready_file)
         start = received
         started = time.monotonic()
@@ -173,9 +176,10 @@ def report(label: str, r: dict[str, Any], seconds: float) -> None:
     if "engine_samples" in r:
         extra = f", {r['engine_samples']:.0f} engine samples read"
     pct = r["engine_cpu_s"] / seconds * 100
-    print(f"  {label:>6}: engine (dockerd+containerd) {r['engine_cpu_s']:.2f} CPU-s "
-          f"({pct:.1f} % of one CPU), server {r['server_cpu_s']:.2f} CPU-s, "
-          f"server-engine connections {r['engine_connections']:.0f}{extra}", flush=True)
+    split = f"dockerd {r.get('dockerd_cpu_s', 0):.2f} + containerd {r.get('containerd_cpu_s', 0):.2f}"
+    print(f"  {label:>6}: engine {r['engine_cpu_s']:.2f} CPU-s ({split}; {pct:.1f} % of one CPU), "
+          f"server {r['server_cpu_s']:.2f} CPU-s, engine connections {r['engine_connections']:.0f}"
+          f"{extra}", flush=True)
 
 
 # --- orchestration -----------------------------------------------------------------------
@@ -216,6 +220,7 @@ def main() -> None:
         p.add_argument("--names", required=True)
         p.add_argument("--count", type=int, default=1)
         p.add_argument("--interval", type=int, default=1000)
+        p.add_argument("--settle", type=float, default=35)
         p.add_argument("--ready-file", required=True)
         p.add_argument("--stop-file", required=True)
     parser.add_argument("--containers", type=int, default=10)
@@ -223,12 +228,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--interval", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--settle", type=float, default=35, help="seconds after subscribing before measuring")
     parser.add_argument("--direct", type=int, default=0, help="viewers per container, direct engine streams")
     args = parser.parse_args()
 
     if args.mode == "_clients":
         asyncio.run(run_clients(args.port, args.token, args.names.split(","), args.count, args.interval,
-                                args.ready_file, args.stop_file))
+                                args.settle, args.ready_file, args.stop_file))
         return
     if args.mode == "_direct":
         asyncio.run(run_direct(args.names.split(","), args.count, args.ready_file, args.stop_file))
@@ -253,16 +259,19 @@ def main() -> None:
             time.sleep(0.1)
         token = issue_token(SECRET, subject="bench", roles=["admin"], ttl_seconds=3600)
         common = ["--port", str(port), "--token", token, "--names", ",".join(names),
-                  "--interval", str(args.interval)]
+                  "--interval", str(args.interval), "--settle", str(args.settle)]
         print(f"{args.containers} containers, {args.seconds:g} s windows, interval {args.interval} ms, "
               f"{os.cpu_count()} CPUs, {args.rounds} round(s)", flush=True)
         rounds: dict[str, list[dict[str, Any]]] = {}
         for n in range(args.rounds):
             results: dict[str, dict[str, Any]] = {}
             results["idle"] = measure(args.seconds, server.pid)
-            results["one"] = phase("one", ["_clients", *common, "--count", "1"], args.seconds, server.pid)
-            results["many"] = phase("many", ["_clients", *common, "--count", str(args.clients)],
-                                    args.seconds, server.pid)
+            # Alternate the order so drifting background load on the engine evens out.
+            order = ["one", "many"] if n % 2 == 0 else ["many", "one"]
+            for label in order:
+                count = 1 if label == "one" else args.clients
+                results[label] = phase(label, ["_clients", *common, "--count", str(count)],
+                                       args.seconds, server.pid)
             if args.direct:
                 results["direct"] = phase("direct", ["_direct", "--names", ",".join(names), "--count",
                                                      str(args.direct)], args.seconds, server.pid)

@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 import terminal_latency as tl
-from common import docker_rm, docker_run, emit, log, percentile, rnd, server
+from common import docker_rm, docker_run, emit, exit_on_sigterm, log, percentile, rnd, server
 
 RATE_LIMIT = "1000/s"
 
@@ -60,6 +60,7 @@ def summary(values: list[float]) -> dict[str, Any]:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keystrokes", type=int, default=1000)
     parser.add_argument("--block", type=int, default=100)

@@ -28,13 +28,13 @@ import calendar
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
-
 from common import raise_nofile
 
 PONG = b'{"type":"pong"}'
@@ -312,6 +312,7 @@ class Fleet:
 
 
 def _fleet_main(conn: Connection, specs: list[TargetSpec], concurrency: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (fork)
     raise_nofile()
     asyncio.run(Fleet(conn, specs, concurrency).run())
 
@@ -325,6 +326,11 @@ class FleetHandle:
         self.proc = ctx.Process(target=_fleet_main, args=(child, specs, concurrency), daemon=True)
         self.proc.start()
         child.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.pid is not None
+        return self.proc.pid
 
     def recv(self, timeout: float) -> Any:
         if not self.conn.poll(timeout):

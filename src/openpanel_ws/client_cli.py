@@ -179,10 +179,24 @@ Command = Callable[[argparse.Namespace, "_Status"], Coroutine[Any, Any, int]]
 
 
 def _run(coro_fn: Command) -> Callable[[argparse.Namespace], int]:
+    async def main(args: argparse.Namespace, status: _Status) -> int:
+        # SIGTERM ends the command the way Ctrl-C does: context managers run, so a raw
+        # terminal is restored and the gateway sees a clean close.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await coro_fn(args, status)
+        except asyncio.CancelledError:
+            return 128 + signal.SIGTERM
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
     def command(args: argparse.Namespace) -> int:
         status = _Status()
         try:
-            return asyncio.run(coro_fn(args, status))
+            return asyncio.run(main(args, status))
         except UsageError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2

@@ -182,3 +182,24 @@ async def test_exec_piped_script(server: RunningServer, containers: Containers) 
                                  stdin=b"echo piped-$((2+3))\nexit 4\n")
     assert rc == 4, err
     assert "piped-5" in out
+
+
+async def test_library_terminal_session(server: RunningServer, containers: Containers) -> None:
+    from openpanel_ws.client import OpenPanelClient
+
+    name = containers.run("sleep 3600")
+    async with OpenPanelClient(ws_url(server.url), make_token()) as client:
+        session = await client.terminal(name, cols=90, rows=30)
+        assert session.session_id
+        session.write("stty size\n")
+        output = ""
+        chunks = aiter(session)
+        while "30 90" not in output:  # the size given at open applies from the start
+            output += await asyncio.wait_for(anext(chunks), 30)
+        session.resize(2000, 5)  # clamped to the accepted range, never a session killer
+        await asyncio.sleep(0.5)
+        session.write("stty size; exit 5\n")
+        output = "".join([chunk async for chunk in chunks])
+        assert "5 1000" in output
+        assert session.exit_code == 5
+        await session.close()

@@ -119,3 +119,17 @@ async def test_library_logs_resume_with_since(server: RunningServer, containers:
     async with OpenPanelClient(ws_url(server.url), make_token()) as client:
         lines = [line.data async for line in client.logs(name, tail="all", follow=False)]
     assert lines == [f"x{i}" for i in range(1, 301)]
+
+
+async def test_logs_since(server: RunningServer, containers: Containers) -> None:
+    name = containers.run("echo early; sleep 2; echo late; sleep 3600")
+    await wait_for_log_lines(name, 2)
+    url = ws_url(server.url)
+    rc, out, _ = await run_cli("logs", name, "-t", "--url", url)
+    assert rc == 0
+    late_ts = next(line.split()[0] for line in out.splitlines() if line.endswith(" late"))
+    rc, out, err = await run_cli("logs", name, "--since", late_ts, "--url", url)
+    assert rc == 0, err
+    assert out.splitlines() == ["late"]
+    rc, _, err = await run_cli("logs", name, "--since", "yesterday", "--url", url)
+    assert rc == 2 and "--since" in err

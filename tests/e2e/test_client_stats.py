@@ -46,3 +46,16 @@ async def test_stats_errors_and_removal(server: RunningServer, containers: Conta
         assert "removed" in await cli.stderr()
     finally:
         await cli.stop()
+
+
+async def test_stats_table_on_a_terminal(server: RunningServer, containers: Containers) -> None:
+    from test_client_exec import PtyCli
+
+    name = containers.run("sleep 3600", options=["--memory", "32m"])
+    cli = await PtyCli.spawn("stats", name, "--no-stream", "--url", ws_url(server.url))
+    try:
+        await cli.expect(rb"CONTAINER +CPU % +MEM USAGE / LIMIT +MEM % +NET I/O\r\n")
+        await cli.expect(name.encode() + rb" +\d+\.\d\d% +[\d.]+[KM]iB / 32MiB +\d+\.\d\d% ")
+        assert await cli.wait(30) == 0
+    finally:
+        await cli.close()

@@ -210,6 +210,29 @@ async def test_logs_follow_restarts_with_no_gap_and_no_duplicate(
     assert await quiet(client, "log", 1.0) == []
 
 
+async def test_logs_of_a_stopped_container_then_its_next_run(
+    server: RunningServer, containers: Containers
+) -> None:
+    name = containers.run("n=$(cat /n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /n; "
+                          "echo run $n; sleep 3600")
+    wait_logged(name, "run 1")
+    docker("stop", "-t", "0", name)
+    first = await connect(server)
+    await subscribe_logs(first, name)
+    assert (await first.expect("log", 15))["data"] == "run 1"
+    late = await connect(server)  # history by a separate request, then the shared stream
+    await subscribe_logs(late, name)
+    assert (await late.expect("log", 15))["data"] == "run 1"
+    future = await connect(server)  # nothing before `since`, in this run or the next
+    await subscribe_logs(future, name, since=time.time() + 3600)
+    docker("start", name)
+    assert (await first.expect("log", 20))["data"] == "run 2"
+    assert (await late.expect("log", 20))["data"] == "run 2"
+    for client in (first, late):
+        assert await quiet(client, "log", 1.0) == []
+    assert await quiet(future, "log", 0.5) == []
+
+
 async def test_logs_end_when_the_container_is_removed(
     server: RunningServer, containers: Containers
 ) -> None:

@@ -221,3 +221,9 @@ def test_stats_and_metrics_parse_the_specification_examples() -> None:
     assert (m.cpu_percent, m.cores, m.memory["percent"], m.network["tx_bytes"]) == (25.5, 4, 50.0, 2)
     # missing parts do not crash a consumer
     assert StatsSample.parse({"type": "stats"}).cpu_percent == 0.0
+
+
+def test_permission_denied_text_is_not_doubled() -> None:
+    err = error_from_message({"type": "error", "code": "PERMISSION_DENIED",
+                              "message": "Permission denied: the terminal needs the admin role"})
+    assert str(err) == "permission denied: the terminal needs the admin role"

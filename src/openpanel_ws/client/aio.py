@@ -22,10 +22,12 @@ from openpanel_ws.client.messages import (
     ClientError,
     ConnectionClosed,
     ConnectionFailed,
+    ContainerNotFound,
     DockerEvent,
     Event,
     LogLine,
     MetricsSample,
+    PermissionDenied,
     ServerError,
     StatsSample,
     SubscriptionEnded,
@@ -181,7 +183,9 @@ class _LogsSub(_Subscription):
             return
         if self._idle is not None:
             self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(self._quiet, self.end)
+        # A busy engine may take a while to start the backlog: wait longer for line one.
+        wait = self._quiet if self.cursor.last_ns is not None else self._quiet * 3
+        self._idle = asyncio.get_running_loop().call_later(wait, self.end)
 
     def handle_error(self, err: ServerError) -> bool:
         if err.container_id == self.container:
@@ -327,7 +331,9 @@ class _TerminalSub(_Subscription):
         return True
 
     def handle_error(self, err: ServerError) -> bool:
-        if err.container_id in (None, self.container):
+        # Before the terminal opened any error is its answer; afterwards only a refusal
+        # ends it (a rejected resize must not kill the session: it is just reported).
+        if not self.opened.done() or isinstance(err, PermissionDenied | ContainerNotFound):
             self._fail(err)
             return True
         return False
@@ -455,11 +461,11 @@ class _Link:
         try:
             # WebSocket ping frames detect a dead server without the server's help and
             # never count against its rate limit; the JSON pings are answered too.
-            ws = await session.ws_connect(
+            ws = await asyncio.wait_for(session.ws_connect(
                 self.url, autoping=True, max_msg_size=0, compress=0,
                 heartbeat=client.heartbeat,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
-            )
+            ), client.connect_timeout)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403, 404):
                 raise ConnectionFailed(f"{self.url}: HTTP {exc.status} {exc.message}") from None
@@ -622,7 +628,10 @@ class TerminalSession:
             self._link.send(item)
 
     def resize(self, cols: int, rows: int) -> None:
-        self._link.send({"type": "resize", "cols": cols, "rows": rows})
+        def clamp(n: int) -> int:
+            return max(1, min(1000, n))  # the gateway's accepted range
+
+        self._link.send({"type": "resize", "cols": clamp(cols), "rows": clamp(rows)})
 
     async def close(self) -> None:
         """Ask the server to end the shell (`close_terminal`), then wait for the end."""
@@ -727,8 +736,9 @@ class OpenPanelClient:
              quiet: float = 1.0) -> AsyncGenerator[LogLine, None]:
         """Log lines of one container; resumes after a reconnect with no gap or duplicate.
 
-        `follow=False` ends once the backlog is delivered (after `quiet` seconds
-        without a line, or at the first line newer than the request).
+        `follow=False` ends once the backlog is delivered: at the first line newer than
+        the request (server clock), or after `quiet` seconds without a line (3x that
+        before the first line).
         """
         return self._stream(self._link("containers", shared=True),
                             _LogsSub(container, tail, since, follow, quiet))

@@ -61,7 +61,10 @@ class PermissionDenied(ServerError):
     def describe(self) -> str:
         if self.container_id:
             return f"permission denied: container '{self.container_id}'"
-        return f"permission denied: {self.message}"
+        text = self.message
+        if text.lower().startswith("permission denied"):
+            return "permission denied" + text[len("permission denied"):]
+        return f"permission denied: {text}"
 
 
 class RateLimited(ServerError):

@@ -270,8 +270,10 @@ class LogUpstream(Upstream):
             self.cursor.begin_replay()
             params = {**LOGS_PARAMS, "follow": True, "tail": "all"}
             since = self.cursor.since_param()
-            if since is None and self.finished_at is not None:
-                since = nanos_param(self.finished_at)
+            if since is None:
+                # Nothing delivered yet: the new run, but not before the first `since`.
+                floors = [n for n in (self.finished_at, self._first_since) if n is not None]
+                since = nanos_param(max(floors)) if floors else None
             if since is not None:
                 params["since"] = since
 
