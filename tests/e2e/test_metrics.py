@@ -157,11 +157,19 @@ async def test_values_agree_with_proc_and_statvfs(srv: RunningServer) -> None:
 async def test_disk_path_and_virtual_interfaces_are_configurable(tmp_path: Path) -> None:
     server = await start_server(metrics_disk_path=str(tmp_path), metrics_include_virtual_interfaces=True)
     try:
-        client = await server.connect(PATH, auth=True)
-        rx0, tx0 = net_dev(include_virtual=True)
-        await subscribe(client, 60000)
-        msg = await client.expect("metrics", timeout=8)
-        rx1, tx1 = net_dev(include_virtual=True)
+        # Virtual interfaces (veth*) vanish with their containers, and other tests run
+        # containers meanwhile: a sum can then shrink between two reads. Such a window
+        # says nothing about us, so try again (a few times) until the interface set holds.
+        for attempt in range(5):
+            client = await server.connect(PATH, auth=True)
+            names0 = set(os.listdir("/sys/class/net"))
+            rx0, tx0 = net_dev(include_virtual=True)
+            await subscribe(client, 60000)
+            msg = await client.expect("metrics", timeout=8)
+            rx1, tx1 = net_dev(include_virtual=True)
+            if set(os.listdir("/sys/class/net")) == names0 or attempt == 4:
+                break
+            await client.close()
         st = os.statvfs(tmp_path)
         assert msg["system"]["disk"]["total"] == st.f_blocks * st.f_frsize
         net = msg["system"]["network"]
