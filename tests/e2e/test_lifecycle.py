@@ -191,11 +191,11 @@ async def test_server_heartbeat_and_timeout_4002(make_server: MakeServer) -> Non
     assert await client.wait_closed(timeout=5) == 4002
 
 
-async def test_answered_heartbeat_keeps_the_connection(make_server: MakeServer) -> None:
-    srv = await make_server(heartbeat_interval=0.3)
-    client = await srv.connect("/ws/logs", auth=True)
+async def _answer_pings(client: Any, seconds: float,
+                        answer: Callable[[dict[str, Any]], Awaitable[None]]) -> int:
+    """Answer every server ping for `seconds`; returns how many came."""
     pings = 0
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             msg = await client.recv(timeout=0.5)
@@ -203,8 +203,18 @@ async def test_answered_heartbeat_keeps_the_connection(make_server: MakeServer) 
             continue
         if msg["type"] == "ping":
             pings += 1
-            await client.send({"type": "pong", "timestamp": msg["timestamp"]})
-    assert pings >= 4
+            await answer(msg)
+    return pings
+
+
+async def test_answered_heartbeat_keeps_the_connection(make_server: MakeServer) -> None:
+    srv = await make_server(heartbeat_interval=0.3)
+    client = await srv.connect("/ws/logs", auth=True)
+
+    async def json_pong(ping: dict[str, Any]) -> None:
+        await client.send({"type": "pong", "timestamp": ping["timestamp"]})
+
+    assert await _answer_pings(client, 2.0, json_pong) >= 4
     await client.send({"type": "ping"})
     await client.expect("pong")
 
@@ -212,14 +222,11 @@ async def test_answered_heartbeat_keeps_the_connection(make_server: MakeServer) 
 async def test_protocol_level_pong_answers_the_heartbeat(make_server: MakeServer) -> None:
     srv = await make_server(heartbeat_interval=0.3)
     client = await srv.connect("/ws/metrics", auth=True)
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
-        try:
-            msg = await client.recv(timeout=0.5)
-        except TimeoutError:
-            continue
-        if msg["type"] == "ping":
-            await client.ws.pong(b"")
+
+    async def frame_pong(ping: dict[str, Any]) -> None:
+        await client.ws.pong(b"")
+
+    assert await _answer_pings(client, 1.5, frame_pong) >= 2
     await client.send({"type": "ping"})
     await client.expect("pong")
 
