@@ -74,7 +74,7 @@ class GatewayPath:
         reply = await self.recv()
         assert reply["type"] == "terminal_opened", reply
         await self.write(RAW_CAT)
-        await self.sync()
+        await sync(self)
 
     async def write(self, data: str) -> None:
         assert self.ws is not None
@@ -88,14 +88,6 @@ class GatewayPath:
             if msg["type"] == "ping":
                 assert self.ws is not None
                 await self.ws.send_str('{"type":"pong"}')
-
-    async def sync(self) -> None:
-        await drain(self)
-        token = "SYNC" + uuid.uuid4().hex[:6]
-        await self.write(token)
-        seen = ""
-        while token not in seen:
-            seen += await self.read_text()
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -119,7 +111,7 @@ class DirectPath:
         await self.proc.start()
         await self.proc.resize(80, 24)
         await self.write(RAW_CAT)
-        await self.sync()
+        await sync(self)
 
     async def write(self, data: str) -> None:
         self.proc.write(data.encode())
@@ -129,14 +121,6 @@ class DirectPath:
         if not chunk:
             raise RuntimeError("direct exec ended")
         return chunk.decode("utf-8", "replace")
-
-    async def sync(self) -> None:
-        await drain(self)
-        token = "SYNC" + uuid.uuid4().hex[:6]
-        await self.write(token)
-        seen = ""
-        while token not in seen:
-            seen += await self.read_text()
 
     async def close(self) -> None:
         await self.proc.kill()
@@ -152,6 +136,16 @@ async def drain(path: Route, quiet: float = 0.5) -> None:
     with contextlib.suppress(TimeoutError):
         while True:
             await path.read_text(timeout=quiet)
+
+
+async def sync(path: Route) -> None:
+    """Drain, then wait for a unique token's echo: the path is quiet and in step."""
+    await drain(path)
+    token = "SYNC" + uuid.uuid4().hex[:6]
+    await path.write(token)
+    seen = ""
+    while token not in seen:
+        seen += await path.read_text()
 
 
 async def keystrokes(path: Route, count: int, out: list[float]) -> None:

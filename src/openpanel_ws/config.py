@@ -5,7 +5,6 @@ A wrong value raises ConfigError with one line naming the setting.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -214,7 +213,3 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"invalid value for {ENV_PREFIX}PORT: must be 0 to 65535")
     if not settings.docker_host.startswith(("unix://", "tcp://", "http://")):
         raise ConfigError("invalid value for DOCKER_HOST: expected unix://PATH or tcp://HOST:PORT")
-
-
-def replace(settings: Settings, **changes: Any) -> Settings:
-    return dataclasses.replace(settings, **changes)

@@ -117,20 +117,17 @@ def _container(event: Mapping[str, Any], action: str) -> LogLine | None:
     return None
 
 
+_IMAGE_VERBS = {"pull": "pulled", "delete": "removed", "import": "imported",
+                "load": "loaded", "push": "pushed"}
+
+
 def _image(event: Mapping[str, Any], action: str) -> LogLine | None:
     ident = _actor_id(event)
     name = _attrs(event).get("name")
     label = name if isinstance(name, str) and name and name != ident else _short(ident)
-    if action == "pull":
-        return LogLine(INFO, f"Image {label} pulled")
-    if action == "delete":
-        return LogLine(INFO, f"Image {label} removed")
-    if action == "import":
-        return LogLine(INFO, f"Image {label} imported")
-    if action == "load":
-        return LogLine(INFO, f"Image {label} loaded")
-    if action == "push":
-        return LogLine(INFO, f"Image {label} pushed")
+    verb = _IMAGE_VERBS.get(action)
+    if verb is not None:
+        return LogLine(INFO, f"Image {label} {verb}")
     if action == "tag":
         return LogLine(DEBUG, f"Image {_short(ident)} tagged {label}")
     if action == "untag":
