@@ -27,6 +27,7 @@ from openpanel_ws.connection import (
     Connection,
     Dispatch,
     LifecycleConfig,
+    PingFrame,
     Send,
     State,
 )
@@ -74,14 +75,34 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     return bool(host) and parts.netloc.lower() == (host or "").lower()
 
 
+def send_ping_frame(ws: web.WebSocketResponse) -> None:
+    """One protocol-level ping frame (docs/protocol.md, "Heartbeat"). A control frame is
+    written to the transport at once, whole, so it never splits a queued data frame."""
+    if ws.closed:
+        return
+    task = asyncio.ensure_future(ws.ping())
+    _ping_tasks.add(task)
+    task.add_done_callback(_ping_done)
+
+
+_ping_tasks: set[asyncio.Future[None]] = set()
+
+
+def _ping_done(task: asyncio.Future[None]) -> None:
+    _ping_tasks.discard(task)
+    if not task.cancelled():
+        task.exception()  # a closing socket: nothing to do, the read loop sees the close
+
+
 class _Clock:
     """Drives `Connection.tick` with one timer handle (cheaper than a task per client)."""
 
-    __slots__ = ("_conn", "_handle", "_loop", "_session")
+    __slots__ = ("_conn", "_handle", "_loop", "_session", "_ws")
 
-    def __init__(self, conn: Connection, session: Session) -> None:
+    def __init__(self, conn: Connection, session: Session, ws: web.WebSocketResponse) -> None:
         self._conn = conn
         self._session = session
+        self._ws = ws
         self._loop = asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = None
         self._arm()
@@ -91,10 +112,12 @@ class _Clock:
         self._handle = self._loop.call_at(self._loop.time() + delay, self._fire)
 
     def _fire(self) -> None:
-        # tick() yields only Send and Close, both synchronous for the writer.
+        # tick() yields only Send, PingFrame and Close, all synchronous.
         for action in self._conn.tick(time.monotonic()):
             if isinstance(action, Send):
                 self._session.send(action.message)
+            elif isinstance(action, PingFrame):
+                send_ping_frame(self._ws)
             elif isinstance(action, Close):
                 self._session.close(action.code, action.reason)
         if self._conn.state is not State.CLOSED and not self._session.closed:
@@ -144,7 +167,7 @@ class ClientHandler:
         writer.start()
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
-        timer = _Clock(conn, session)
+        timer = _Clock(conn, session, ws)
         try:
             await self._read_loop(ws, conn, session)
         finally:
@@ -172,6 +195,7 @@ class ClientHandler:
             elif msg.type is WSMsgType.BINARY:
                 await self._perform(conn.receive_binary(time.monotonic()), conn, session)
             elif msg.type is WSMsgType.PING:
+                conn.receive_ping_frame()
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.PONG:
                 conn.receive_pong_frame()
