@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from openpanel_ws import protocol
-from openpanel_ws.config import Settings
+from openpanel_ws.config import ORIGINS_SETTING, Settings, normalize_origin
 from openpanel_ws.connection import (
     Action,
     Authenticated,
@@ -71,8 +71,49 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     allowed = list(allowed)
     if "*" in allowed or origin in allowed:
         return True
+    with contextlib.suppress(ValueError):
+        normal = normalize_origin(origin)
+        if any(a != "*" and normalize_origin(a) == normal for a in allowed):
+            return True
     parts = urlsplit(origin)
     return bool(host) and parts.netloc.lower() == (host or "").lower()
+
+
+class RefusedOrigins:
+    """Logs a refused Origin at INFO, at most once per origin per `period` seconds, so
+    an operator learns which setting to change without a flood (docs/protocol.md)."""
+
+    MAX_REMEMBERED = 1024
+
+    def __init__(self, period: float = 60.0) -> None:
+        self.period = period
+        self._last: dict[str, float] = {}
+
+    def should_log(self, origin: str, now: float) -> bool:
+        last = self._last.get(origin)
+        if last is not None and now - last < self.period:
+            return False
+        if len(self._last) >= self.MAX_REMEMBERED:
+            self._last = {o: t for o, t in self._last.items() if now - t < self.period}
+            if len(self._last) >= self.MAX_REMEMBERED:
+                return False  # a storm of distinct origins: stay quiet rather than grow
+        self._last[origin] = now
+        return True
+
+
+def origin_refused(request: web.Request, origin: str, allowed: list[str],
+                   refused: RefusedOrigins) -> web.Response:
+    if refused.should_log(origin, time.monotonic()):
+        log.info("refused WebSocket handshake on %s from Origin %s: not same-origin and not in "
+                 "%s (now: %s)", request.path, origin, ORIGINS_SETTING,
+                 ",".join(allowed) if allowed else "empty")
+    return web.json_response({
+        "error": "origin not allowed",
+        "origin": origin,
+        "setting": ORIGINS_SETTING,
+        "message": f"Origin {origin} is not allowed; add it to {ORIGINS_SETTING} "
+                   "(comma-separated scheme://host[:port])",
+    }, status=403)
 
 
 def send_ping_frame(ws: web.WebSocketResponse) -> None:
@@ -131,8 +172,10 @@ class _Clock:
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
-    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session]) -> None:
+    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session],
+                 refused: RefusedOrigins | None = None) -> None:
         self.gateway = gateway
+        self.refused = refused or RefusedOrigins()
         self.services = services
         self.settings: Settings = services.settings
         self.clients = clients
@@ -145,9 +188,10 @@ class ClientHandler:
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if not origin_allowed(request.headers.get("Origin"), request.host,
-                              self.settings.allowed_origins):
-            return web.json_response({"error": "origin not allowed"}, status=403)
+        origin = request.headers.get("Origin")
+        if not origin_allowed(origin, request.host, self.settings.allowed_origins):
+            assert origin is not None
+            return origin_refused(request, origin, self.settings.allowed_origins, self.refused)
         ws = web.WebSocketResponse(
             compress=False,
             autoping=False,  # protocol pongs count as heartbeat answers: handle them here
@@ -253,8 +297,9 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
     clients: weakref.WeakSet[Session] = weakref.WeakSet()
     app[CLIENTS_KEY] = clients
+    refused = RefusedOrigins()  # shared: one log line per origin per minute, whatever the path
     for gateway in gateway_list:
-        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients).handle)
+        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients, refused).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
