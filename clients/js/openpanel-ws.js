@@ -419,13 +419,14 @@ export function tokenExpiry (token) {
 
 /**
  * When to re-authenticate a connection whose token expires at `exp` (unix s): 30 s
- * before, or at 80 % of what is left if that is sooner, never in less than 1 s.
+ * before it, or at 80 % of what is left for a token with under 150 s to live; never
+ * in less than 1 s.
  * @param {number} exp @param {number} nowMs
  * @returns {number} ms from now
  */
 export function refreshDelay (exp, nowMs) {
   const left = exp * 1000 - nowMs
-  return Math.max(1000, Math.min(left - 30000, left * 0.8))
+  return Math.max(1000, left > 150000 ? left - 30000 : left * 0.8)
 }
 
 /** @param {string} type @param {any} detail */

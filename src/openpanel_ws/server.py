@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from importlib import resources
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -43,6 +45,8 @@ GATEWAYS_KEY = web.AppKey("gateways", dict)
 CLIENTS_KEY = web.AppKey("clients", weakref.WeakSet)
 
 _client_ids = itertools.count(1)
+
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def new_client_id() -> str:
@@ -273,6 +277,33 @@ class ClientHandler:
             session.error(ErrorCode.INTERNAL_ERROR, "Internal error")
 
 
+# The official JS client, shipped inside the package (a copy of clients/js/ kept
+# identical by tests/unit/test_js_client_copy.py), so any install can serve it.
+CLIENT_FILES = {
+    "/client/openpanel-ws.js": ("openpanel-ws.js", "text/javascript"),
+    "/client/openpanel-ws.d.ts": ("openpanel-ws.d.ts", "application/typescript"),
+}
+
+
+def client_file_handler(name: str, content_type: str) -> RouteHandler:
+    body = (resources.files("openpanel_ws") / "static" / "client" / name).read_bytes()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        headers = {
+            "ETag": etag,
+            "Cache-Control": "no-cache",  # revalidate: a server upgrade ships a new client
+            # A static public file: a panel on another origin may `import` it.
+            "Access-Control-Allow-Origin": "*",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+
+    return handler
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -300,6 +331,8 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     refused = RefusedOrigins()  # shared: one log line per origin per minute, whatever the path
     for gateway in gateway_list:
         app.router.add_get(gateway.path, ClientHandler(gateway, services, clients, refused).handle)
+    for path, (name, content_type) in CLIENT_FILES.items():
+        app.router.add_get(path, client_file_handler(name, content_type))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
