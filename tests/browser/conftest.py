@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ import pytest_asyncio
 from aiohttp import web
 
 from helpers import RunningServer, start_server
+
+# `serve` as a real process to SIGKILL and restart: tests/e2e/test_client_support.py
+sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 HERE = Path(__file__).parent
