@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 import pytest
+from pages import open_page
 
 from helpers import RunningServer, make_token
-from pages import open_page
 
 CONNECT = """([url, token]) => new Promise((resolve) => {
   const ws = new WebSocket(url)
