@@ -110,13 +110,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         base = f"ws://{settings.host}:{port}"
         print(f"openpanel-ws {__version__} listening on {base} "
               "(/ws/containers /ws/logs /ws/metrics /ws/terminal)", flush=True)
-        origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
-        print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
         if embedded:
             token = issue_token(settings.jwt_secret or "", subject="admin", roles=["admin"],
                                 ttl_seconds=24 * 3600)
             print(f"embedded secret: {settings.state_dir / SECRET_FILE}", flush=True)
             print(f"admin token (24 h): {token}", flush=True)
+        origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
+        print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
