@@ -180,3 +180,26 @@ process.on('SIGTERM', () => {{ c.close(); process.exit(0) }})
     assert "STATE reconnecting" in out
     assert len(nums) == len(set(nums)), "duplicates"
     assert sorted(set(range(nums[0], nums[-1] + 1)) - set(nums)) == [], "gap"
+
+
+async def test_the_readme_examples_run_in_chromium(
+        server: RunningServer, containers: Containers, page: Any) -> None:
+    """clients/js/README.md's examples, as written (URL, token and container filled in),
+    one module script on a page of the gateway's origin."""
+    readme = (ROOT / "clients" / "js" / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```javascript\n(.*?)```", readme, flags=re.S)
+              if "xterm" not in b and "client.close()" not in b]
+    assert blocks and "import { OpenPanelClient } from '/client/openpanel-ws.js'" in blocks[0]
+    name = containers.run(COUNTER)
+    code = ("\n".join(blocks).replace("ws://localhost:3001", server.url.replace("http://", "ws://"))
+            .replace("your-jwt-token", make_token()).replace("container-123", name))
+    logs: list[str] = []
+    page.on("console", lambda msg: logs.append(msg.text))
+    await open_page(page, server.url + "/healthz")
+    await page.add_script_tag(content=code, type="module")
+    deadline = time.monotonic() + 30
+    wanted = ("Log: line-", "Stats:", "containers: authenticated", "logs: authenticated", "cpu ")
+    while not all(any(x.startswith(w) for x in logs) for w in wanted):
+        assert time.monotonic() < deadline, logs[-20:]
+        await asyncio.sleep(0.2)
+    assert not [x for x in logs if x.startswith(("Error:", "WebSocket error:"))], logs
