@@ -16,7 +16,7 @@ import pytest
 from pages import open_page
 from test_client_support import ServerProcess
 
-from helpers import Containers, RunningServer, free_port, make_token
+from helpers import TEST_IMAGE, Containers, RunningServer, docker, free_port, make_token, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_JS = ROOT / "clients" / "js" / "openpanel-ws.js"
@@ -104,6 +104,8 @@ async def _kill_and_restart(proc: ServerProcess) -> None:
 
 async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
         engine: None, containers: Containers, page: Any, tmp_path: Path) -> None:
+    """Logs: no gap, no duplicate. Events: those that happened while the server was dead
+    arrive after the restart (resumed with `since`), once."""
     proc = ServerProcess(free_port(), tmp_path)
     await proc.start()
     try:
@@ -112,25 +114,49 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
         await _load_client(page, base)
         await page.evaluate("""([url, token, name]) => {
             const s = window.seen
+            s.events = []
             const c = window.client = new window.op.OpenPanelClient({ url, getToken: async () => token })
-            c.addEventListener('state', e => s.states.push(e.detail.state))
+            c.addEventListener('state', e => s.states.push(e.detail.endpoint + ':' + e.detail.state))
             c.subscribeLogs(name, { tail: 0 }, l => s.logs.push(l.data), e => s.errors.push(e.code))
+            c.subscribeEvents({}, m => {
+                if (m.type === 'docker_event') {
+                    const e = m.event
+                    const who = e.Actor.Attributes.name
+                    s.events.push([e.timeNano, e.Type, e.Action, e.Actor.ID, who].join(' '))
+                }
+            }, e => s.errors.push(e.code))
         }""", [proc.url, make_token(), name])
-        await _wait_for(page, "window.seen.logs.length >= 10")
-        await _kill_and_restart(proc)
-        await _wait_for(page, "window.seen.states.filter(s => s === 'authenticated').length >= 2", 60)
+        await _wait_for(page, "window.seen.logs.length >= 10 && "
+                              "window.seen.states.includes('logs:authenticated')")
+        before_kill = containers.run("true", name=unique_name("opws-before"))
+        await _wait_for(page, f"window.seen.events.some(e => e.endsWith(' {before_kill}'))")
+        await proc.kill()  # SIGKILL: no close frame, no goodbye
+        during = unique_name("opws-during")
+        docker("create", "--name", during, TEST_IMAGE, "true")
+        docker("rm", during)
+        await asyncio.sleep(0.5)
+        await proc.start()
+        await _wait_for(
+            page, "window.seen.states.filter(s => s === 'containers:authenticated').length >= 2", 60)
         before = len(await page.evaluate("window.seen.logs"))
         await _wait_for(page, f"window.seen.logs.length >= {before + 20}")
+        await _wait_for(page, f"window.seen.events.some(e => e.includes(' destroy ') "
+                              f"&& e.endsWith(' {during}'))")
+        await asyncio.sleep(1.0)  # anything replayed twice would have arrived by now
         seen = await page.evaluate("window.seen")
         await page.evaluate("window.client.close()")
     finally:
         await proc.kill()
+    assert "containers:reconnecting" in seen["states"] and seen["errors"] == [], seen
     nums = _numbers(seen["logs"])
-    assert "reconnecting" in seen["states"] and seen["errors"] == [], seen
     dups = len(nums) - len(set(nums))
     gaps = sorted(set(range(nums[0], nums[-1] + 1)) - set(nums))
     assert dups == 0 and gaps == [], f"{dups} duplicates, missing {gaps[:20]}"
     assert nums == sorted(nums)
+    events: list[str] = seen["events"]
+    assert len(events) == len(set(events)), [e for e in events if events.count(e) > 1]
+    during_events = [e.split(" ")[2] for e in events if e.endswith(" " + during)]
+    assert during_events == ["create", "destroy"], during_events
 
 
 async def test_the_client_survives_a_server_sigkill_under_logs_in_node(
