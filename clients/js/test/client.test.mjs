@@ -244,6 +244,17 @@ test('with getToken, the open connection re-authenticates before the token expir
   c.close()
 })
 
+test('a server that goes silent past idleTimeout is treated as gone, and reconnected', async () => {
+  const c = client({ idleTimeout: 30 })
+  c.subscribeMetrics({}, () => {})
+  await authenticate(FakeSocket.all[0])
+  const deadline = Date.now() + 5000
+  while (FakeSocket.all.length < 2 && Date.now() < deadline) await tick()
+  assert.equal(FakeSocket.all.length, 2)
+  assert.equal(FakeSocket.all[0].closedWith, 4000)
+  c.close()
+})
+
 test('no WebSocket constructor: a typed error that says what to do', () => {
   const saved = globalThis.WebSocket
   globalThis.WebSocket = undefined
