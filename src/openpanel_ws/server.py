@@ -79,8 +79,11 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
         normal = normalize_origin(origin)
         if any(a != "*" and normalize_origin(a) == normal for a in allowed):
             return True
-    parts = urlsplit(origin)
-    return bool(host) and parts.netloc.lower() == (host or "").lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # e.g. "http://[::1": not an origin, so not ours either
+        return False
+    return bool(host) and netloc.lower() == (host or "").lower()
 
 
 class RefusedOrigins:
