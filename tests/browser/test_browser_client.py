@@ -229,3 +229,27 @@ async def test_the_readme_examples_run_in_chromium(
         assert time.monotonic() < deadline, logs[-20:]
         await asyncio.sleep(0.2)
     assert not [x for x in logs if x.startswith(("Error:", "WebSocket error:"))], logs
+
+
+async def test_held_keys_are_coalesced_not_rejected_in_chromium(
+        server: RunningServer, containers: Containers, page: Any) -> None:
+    """400 keystrokes written at once (a held key, a paste typed char by char) against a
+    terminal limit of 10 messages/s: none rejected, none lost."""
+    name = containers.run()
+    await _load_client(page, server.url)
+    await page.evaluate("""([url, token, name]) => {
+        const s = window.seen
+        const c = window.client = new window.op.OpenPanelClient({ url, token })
+        c.addEventListener('error', e => s.errors.push(e.detail.code))
+        const t = c.openTerminal(name, { cols: 200, rows: 24 })
+        t.addEventListener('error', e => s.errors.push(e.detail.code))
+        t.addEventListener('output', e => s.term.push(e.detail.data))
+        t.addEventListener('opened', () => {
+            const keys = 'echo ' + '0123456789'.repeat(40).split('').join('') + ' | wc -c\\n'
+            for (const ch of keys) t.write(ch)
+        })
+    }""", [server.url.replace("http://", "ws://"), make_token(), name])
+    out = await _wait_for(page, "window.seen.term.join('').match(/\\n\\s*401\\s*\\r?\\n/)", 30)
+    assert out
+    assert await page.evaluate("window.seen.errors") == []
+    await page.evaluate("window.client.close()")
