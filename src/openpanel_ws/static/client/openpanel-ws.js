@@ -76,11 +76,12 @@ export const CLOSE = Object.freeze({
 // Closes after which reconnecting cannot help: a bad token, a policy refusal
 // (flooding), a message of ours the server cannot take. Everything else (1001
 // shutdown, 1006 lost, 1013 slow consumer, 4002 heartbeat, 1011, ...) is transient.
+/** @type {Set<number>} */
 const FINAL_CLOSE_CODES = new Set([CLOSE.AUTH_FAILED, CLOSE.POLICY_VIOLATION, CLOSE.MESSAGE_TOO_BIG])
 
 /** @param {number|undefined|null} code */
 export function shouldReconnect (code) {
-  return !FINAL_CLOSE_CODES.has(/** @type {number} */ (code))
+  return code == null || !FINAL_CLOSE_CODES.has(code)
 }
 
 /**
