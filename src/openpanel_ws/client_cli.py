@@ -473,6 +473,21 @@ def take_trailing_options(args: argparse.Namespace) -> None:
 LOST_EXIT: Final = 137
 
 
+@contextlib.contextmanager
+def _raw_output(fd: int) -> Iterator[None]:
+    """No local output processing (\\n -> \\r\\n) while a remote TTY writes to us."""
+    import termios
+
+    saved = termios.tcgetattr(fd)
+    mode = list(saved)
+    mode[1] &= ~termios.OPOST
+    termios.tcsetattr(fd, termios.TCSANOW, mode)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
 async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
     """`docker exec [-i] [-t] CONTAINER [COMMAND...]` through the gateway.
 
@@ -499,9 +514,11 @@ async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
             if new:
                 session.resize(*new)
 
-        raw_local = args.tty and args.interactive
-        raw = _raw_mode(stdin_fd, status) if raw_local and stdin_fd is not None \
-            else contextlib.nullcontext()
+        raw: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if args.tty and args.interactive and stdin_fd is not None:
+            raw = _raw_mode(stdin_fd, status)
+        elif args.tty and _isatty(sys.stdout):
+            raw = _raw_output(sys.stdout.fileno())  # the remote TTY already wrote \r\n
         feeder: asyncio.Task[None] | None = None
         with raw:
             if args.interactive:
