@@ -436,7 +436,7 @@ async def _pump_stdin(fd: int | None, session: TerminalSession, *, tty: bool) ->
 
 
 # Options of our own that may also follow the container (`exec web --url …`): taken
-# as options until the first word that is not one; `--` ends them explicitly.
+# as options until the first word that is not one.
 _EXEC_TRAILING_OPTIONS: Final = {"--url": "url", "--token": "token", "--shell": "shell",
                                  "--reconnect-base": "reconnect_base",
                                  "--reconnect-max": "reconnect_max"}
