@@ -136,11 +136,17 @@ async def test_connection_lost_error_starts_on_a_fresh_line(
         await cli.close()
 
 
-async def test_refused_filter_exits_2_with_one_line(server: RunningServer) -> None:
-    rc, out, err = await run_cli("events", "--filter", "colour=red", "--url", ws_url(server.url),
-                                 timeout=30)
+async def test_refused_arguments_exit_2_with_one_line(
+        server: RunningServer, containers: Containers) -> None:
+    url = ws_url(server.url)
+    rc, out, err = await run_cli("events", "--filter", "colour=red", "--url", url, timeout=30)
     assert rc == 2 and out == "", out[:300]
     assert err.count("\n") == 1 and "colour" in err, err
+    name = containers.run("echo a-line; sleep 3600")
+    rc, out, err = await run_cli("logs", "-f", name, "--since", "2026-13-45T00:00:00Z", "--url", url,
+                                 timeout=30)
+    assert rc == 2 and out == "", out[:300]
+    assert err.count("\n") == 1 and "since" in err, err
 
 
 async def _serve(env: dict[str, str], port: int, *, tty: bool) -> bytes:

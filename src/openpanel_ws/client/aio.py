@@ -141,6 +141,7 @@ class _LogsSub(_Subscription):
         # Without -f: lines newer than the request (by the server's clock) are not shown.
         self.until_ns: int | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self.confirmed = False  # the server answered our subscribe (ack or a line)
 
     def _base(self) -> Message:
         return {"type": "subscribe_logs", "containerId": self.container}
@@ -162,6 +163,7 @@ class _LogsSub(_Subscription):
         if msg.get("containerId") != self.container:
             return False
         if kind == "log":
+            self.confirmed = True
             line = LogLine.parse(msg)
             if not self.follow and self.until_ns is not None and _nanos(line.timestamp) > self.until_ns:
                 self.end()  # newer than the request: `logs` without -f stops at "now"
@@ -171,6 +173,7 @@ class _LogsSub(_Subscription):
             self._arm_idle()
             return False  # another subscription of the same container may want it too
         if kind == "subscribed_logs":
+            self.confirmed = True
             self._arm_idle()
             return True
         if kind == "subscription_ended" and msg.get("subscription", "logs") == "logs":
@@ -190,10 +193,16 @@ class _LogsSub(_Subscription):
         self._idle = asyncio.get_running_loop().call_later(wait, self.end)
 
     def handle_error(self, err: ServerError) -> bool:
-        if err.container_id == self.container:
+        if err.container_id == self.container or _refuses(err, self.confirmed, ("tail", "since")):
             self.end(err)
             return True
         return False
+
+
+def _refuses(err: ServerError, confirmed: bool, fields: tuple[str, ...]) -> bool:
+    """An INVALID_MESSAGE naming a field of a subscribe not yet answered is its refusal
+    (the server's error carries no containerId then): end it rather than wait forever."""
+    return not confirmed and isinstance(err, InvalidMessage) and err.raw.get("field") in fields
 
 
 class _StatsSub(_Subscription):
@@ -201,6 +210,7 @@ class _StatsSub(_Subscription):
         super().__init__()
         self.containers = containers
         self.interval = interval
+        self.confirmed = False
 
     def subscribe_messages(self) -> list[Message]:
         out: list[Message] = []
@@ -218,6 +228,8 @@ class _StatsSub(_Subscription):
         if msg.get("containerId") not in self.containers:
             return False
         kind = msg.get("type")
+        if kind in ("stats", "subscribed_stats"):
+            self.confirmed = True
         if kind == "stats":
             self.queue.put_nowait(StatsSample.parse(msg))
             return False
@@ -231,7 +243,7 @@ class _StatsSub(_Subscription):
         return kind in ("subscribed_stats", "unsubscribed_stats")
 
     def handle_error(self, err: ServerError) -> bool:
-        if err.container_id in self.containers:
+        if err.container_id in self.containers or _refuses(err, self.confirmed, ("interval",)):
             self.end(err)
             return True
         return False
