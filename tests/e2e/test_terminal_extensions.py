@@ -142,3 +142,14 @@ async def test_container_lost_is_reported(server: RunningServer, containers: Con
         == "terminal_opened"
     closed = await ex.next_other()
     assert closed == {"type": "terminal_closed", "reason": "Process exited", "exitCode": 137}
+
+
+async def test_program_that_cannot_start_reports_on_stderr(
+        server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    ex = await exec_client(server)
+    assert (await ex.open(name, tty=False, stdin=False, command=["no-such-program"]))["type"] \
+        == "terminal_opened"
+    closed = await ex.next_other()
+    assert closed["exitCode"] in (126, 127), closed
+    assert "stdout" not in ex.out and "no-such-program" in ex.out["stderr"], ex.out
