@@ -528,13 +528,10 @@ async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
             try:
                 async for chunk in session.output():
                     data = chunk.data.encode("utf-8", "replace")
-                    if chunk.stream == "stderr":
-                        sys.stderr.buffer.write(data)
-                        sys.stderr.buffer.flush()
-                    else:
-                        sys.stdout.buffer.write(data)
-                        sys.stdout.buffer.flush()
-                        status.output(data)
+                    out = sys.stderr.buffer if chunk.stream == "stderr" else sys.stdout.buffer
+                    out.write(data)
+                    out.flush()
+                    status.output(data)
             finally:
                 if feeder is not None:
                     feeder.cancel()
