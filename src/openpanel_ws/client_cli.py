@@ -425,11 +425,15 @@ async def _pump_stdin(fd: int | None, session: TerminalSession, *, tty: bool) ->
             try:
                 while chunk := await chunks.get():
                     session.write(decoder.decode(chunk))
+                    loop.remove_reader(fd)  # read no faster than input can be sent
+                    await session.drain()
+                    loop.add_reader(fd, on_readable)
             finally:
                 loop.remove_reader(fd)
         else:
             while chunk := await loop.run_in_executor(None, os.read, fd, 65536):
                 session.write(decoder.decode(chunk))
+                await session.drain()
     session.write(decoder.decode(b"", final=True))
     if not tty:
         session.eof()

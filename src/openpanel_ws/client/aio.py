@@ -678,6 +678,14 @@ class TerminalSession:
         for item in split_input(data):
             self._link.send(item)
 
+    async def drain(self, max_pending: int = 32) -> None:
+        """Wait while more than `max_pending` messages wait for the rate-limit mirror (a
+        producer such as a large file on stdin then reads no faster than input is sent)."""
+        # Polled: the outbox is plain synchronous code with no event to wait on.
+        while (self._link._outbox is not None and len(self._link._outbox) > max_pending  # noqa: ASYNC110
+               and not self._sub.ended):
+            await asyncio.sleep(0.05)
+
     def eof(self) -> None:
         """End the program's standard input after what was written (terminal extension
         `eof`): like closing a pipe into `docker exec -i`."""
