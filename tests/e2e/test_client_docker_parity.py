@@ -193,3 +193,17 @@ async def test_admin_token_only_on_a_terminal(tmp_path: Path, engine: None) -> N
     out = (await _serve(env, port, tty=True)).decode()
     match = re.search(r"export OPENPANEL_WS_URL=(\S+) OPENPANEL_WS_TOKEN=(eyJ\S+)\r\n", out)
     assert match and match[1] == f"ws://127.0.0.1:{port}", out
+
+
+async def test_exec_i_large_stdin_arrives_intact(
+        server: RunningServer, containers: Containers, tmp_path: Path) -> None:
+    import hashlib
+
+    name = containers.run()
+    data = b"".join(b"line %06d of a large script\n" % i for i in range(4000))  # ~116 kB
+    path = tmp_path / "big.txt"
+    path.write_bytes(data)
+    rc, out, err = await run_cli_stdin("exec", "-i", "--url", ws_url(server.url), name, "md5sum",
+                                       stdin=f"< {path}", timeout=60)
+    assert rc == 0, err
+    assert out.split()[0].decode() == hashlib.md5(data).hexdigest()
