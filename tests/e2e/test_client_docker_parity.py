@@ -87,12 +87,14 @@ async def test_exec_t_allocates_a_tty_and_without_t_there_is_none(
         await cli.close()
 
 
-@pytest.mark.parametrize("command", [("logs", "-f"), ("events",), ("stats",), ("metrics",)])
+@pytest.mark.parametrize("command", [("logs", "-f"), ("events",), ("stats",), ("metrics",), ("exec",)])
 async def test_ctrl_c_exits_130_with_a_newline(
         server: RunningServer, containers: Containers, command: tuple[str, ...]) -> None:
     name = containers.run("echo started; sleep 3600")
-    args = [*command, name] if command[0] in ("logs", "stats") else list(command)
-    cli = await PtyCli.spawn(*args, "--url", ws_url(server.url))
+    url = ws_url(server.url)
+    args = {"logs": [*command, name, "--url", url], "stats": [*command, name, "--url", url],
+            "exec": ["exec", "--url", url, name, "sleep", "600"]}.get(command[0], [*command, "--url", url])
+    cli = await PtyCli.spawn(*args)
     try:
         await asyncio.sleep(2.0)  # streaming (or waiting for the next item)
         cli.write(b"\x03")
