@@ -488,6 +488,15 @@ class Consumer {
   }
 }
 
+/**
+ * An INVALID_MESSAGE naming a field of a subscribe not yet answered is its refusal (the
+ * server's error carries no containerId then): end it rather than wait forever.
+ * @param {OpenPanelError} err @param {boolean} confirmed @param {string[]} fields
+ */
+function refuses (err, confirmed, fields) {
+  return !confirmed && err.code === 'INVALID_MESSAGE' && fields.includes(/** @type {any} */ (err.raw)?.field)
+}
+
 /** @param {Function} cb @param {any} value */
 function deliver (cb, value) {
   try { cb(value) } catch (e) { console.error(e) }
@@ -502,6 +511,7 @@ class LogsConsumer extends Consumer {
     this.since = opts.since
     this.onLine = onLine
     this.cursor = new LogCursor()
+    this.confirmed = false // the server answered our subscribe (ack or a line)
   }
 
   subscribeMessages () {
@@ -518,6 +528,7 @@ class LogsConsumer extends Consumer {
   /** @param {any} msg */
   handle (msg) {
     if (msg.containerId !== this.containerId) return false
+    if (msg.type === 'log' || msg.type === 'subscribed_logs') this.confirmed = true
     if (msg.type === 'log') {
       if (this.cursor.accept(msg.timestamp, msg.stream, msg.data)) {
         deliver(this.onLine, { containerId: msg.containerId, timestamp: msg.timestamp, stream: msg.stream, data: msg.data })
@@ -534,11 +545,18 @@ class LogsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError (err) {
+    if (refuses(err, this.confirmed, ['tail', 'since'])) {
+      this.fail(err)
+      return true
+    }
     if (err.containerId !== this.containerId) return false
     if (err.code === 'DOCKER_UNAVAILABLE' || err.code === 'RATE_LIMIT') this.report(err)
     else this.fail(err)
     return true
   }
+
+  /** @param {OpenPanelError} _err */
+  onDisconnect (_err) { this.confirmed = false } // asked again on the next connection
 }
 
 class StatsConsumer extends Consumer {
@@ -548,6 +566,7 @@ class StatsConsumer extends Consumer {
     this.containerId = containerId
     this.interval = opts.interval
     this.onStats = onStats
+    this.confirmed = false
   }
 
   subscribeMessages () {
@@ -562,6 +581,7 @@ class StatsConsumer extends Consumer {
   /** @param {any} msg */
   handle (msg) {
     if (msg.containerId !== this.containerId) return false
+    if (msg.type === 'stats' || msg.type === 'subscribed_stats') this.confirmed = true
     if (msg.type === 'stats') {
       deliver(this.onStats, msg)
       return false
@@ -576,11 +596,18 @@ class StatsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError (err) {
+    if (refuses(err, this.confirmed, ['interval'])) {
+      this.fail(err)
+      return true
+    }
     if (err.containerId !== this.containerId) return false
     if (err.code === 'DOCKER_UNAVAILABLE' || err.code === 'RATE_LIMIT') this.report(err)
     else this.fail(err)
     return true
   }
+
+  /** @param {OpenPanelError} _err */
+  onDisconnect (_err) { this.confirmed = false }
 }
 
 class MetricsConsumer extends Consumer {
@@ -589,6 +616,7 @@ class MetricsConsumer extends Consumer {
     super(onError)
     this.interval = opts.interval
     this.onMetrics = onMetrics
+    this.confirmed = false
   }
 
   subscribeMessages () {
@@ -602,12 +630,25 @@ class MetricsConsumer extends Consumer {
 
   /** @param {any} msg */
   handle (msg) {
+    if (msg.type === 'metrics' || msg.type === 'subscribed') this.confirmed = true
     if (msg.type === 'metrics') {
       deliver(this.onMetrics, msg)
       return false
     }
     return false
   }
+
+  /** @param {OpenPanelError} err */
+  handleError (err) {
+    if (refuses(err, this.confirmed, ['interval'])) {
+      this.fail(err)
+      return true
+    }
+    return false
+  }
+
+  /** @param {OpenPanelError} _err */
+  onDisconnect (_err) { this.confirmed = false }
 }
 
 class EventsConsumer extends Consumer {
@@ -618,6 +659,9 @@ class EventsConsumer extends Consumer {
     this.since = opts.since
     this.onEvent = onEvent
     this.cursor = new EventCursor()
+    // With filters nothing is passed on before the server accepted them: until then
+    // the connection still gets every event.
+    this.confirmed = !this.filters
   }
 
   subscribeMessages () {
@@ -635,8 +679,9 @@ class EventsConsumer extends Consumer {
 
   /** @param {any} msg */
   handle (msg) {
+    if (msg.type === 'subscribed') this.confirmed = true
     if (msg.type === 'docker_event' || msg.type === 'system_log') {
-      if (this.cursor.accept(msg)) deliver(this.onEvent, msg)
+      if (this.confirmed && this.cursor.accept(msg)) deliver(this.onEvent, msg)
       return false
     }
     return false
@@ -644,12 +689,20 @@ class EventsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError (err) {
+    // A refused filter or since is the answer to our `subscribe`: end, don't stream unfiltered.
+    if (!this.confirmed && err.code === 'INVALID_MESSAGE') {
+      this.fail(err)
+      return true
+    }
     if (err.code === 'INVALID_MESSAGE' || err.code === 'DOCKER_UNAVAILABLE') {
       this.report(err)
       return true
     }
     return false
   }
+
+  /** @param {OpenPanelError} _err */
+  onDisconnect (_err) { this.confirmed = !this.filters }
 }
 
 // --- one gateway connection ---------------------------------------------------------
