@@ -15,6 +15,7 @@ export const VERSION = '0.1.0'
 
 /** @typedef {'containers'|'logs'|'metrics'|'terminal'} Endpoint */
 /** @typedef {'connecting'|'authenticated'|'reconnecting'|'closed'} LinkState */
+/** @typedef {{shell?: string, cols?: number, rows?: number, command?: string[], tty?: boolean, stdin?: boolean}} TerminalOptions */
 
 // --- errors ----------------------------------------------------------------------
 
@@ -1041,7 +1042,7 @@ export const RESUME_TIMEOUT = 90000
  * reports 'error' CONNECTION_LOST, then 'closed'.
  */
 export class TerminalHandle extends EventTarget {
-  /** @param {OpenPanelClient} client @param {string} containerId @param {{shell?: string, cols?: number, rows?: number}} opts */
+  /** @param {OpenPanelClient} client @param {string} containerId @param {TerminalOptions} opts */
   constructor (client, containerId, opts) {
     super()
     this.containerId = containerId
@@ -1059,6 +1060,8 @@ export class TerminalHandle extends EventTarget {
     this.lastSeq = undefined
     this.resuming = false
     this.resumes = 0
+    /** True when the program was killed because its container stopped or went away. */
+    this.containerLost = false
     this.consumer = new TerminalConsumer(this, opts)
     this.link = new Link(client, 'terminal')
     client.adopt(this.link)
@@ -1084,6 +1087,13 @@ export class TerminalHandle extends EventTarget {
     else if (!this.opened) this.pending.push(msg)
   }
 
+  /** End the program's input (extension `eof`; with a TTY it types Ctrl-D). */
+  eof () {
+    if (this.closed || this.resuming) return
+    if (this.opened) this.link.send({ type: 'eof' })
+    else this.pending.push({ type: 'eof' })
+  }
+
   /** Ask the server to end the shell (`close_terminal`); 'closed' follows. */
   close () {
     if (this.closed) return
@@ -1105,12 +1115,14 @@ export class TerminalHandle extends EventTarget {
     this.resuming = false
     clearTimeout(this.consumer.giveUp)
     this.link.close()
-    this.dispatchEvent(makeEvent('closed', { reason, exitCode }))
+    this.dispatchEvent(makeEvent('closed', this.containerLost
+      ? { reason, exitCode, containerLost: true }
+      : { reason, exitCode }))
   }
 }
 
 class TerminalConsumer extends Consumer {
-  /** @param {TerminalHandle} term @param {{shell?: string, cols?: number, rows?: number}} opts */
+  /** @param {TerminalHandle} term @param {TerminalOptions} opts */
   constructor (term, opts) {
     super(undefined)
     this.term = term
@@ -1137,6 +1149,10 @@ class TerminalConsumer extends Consumer {
       msg.cols = this.opts.cols
       msg.rows = this.opts.rows
     }
+    // Terminal extensions (docs/protocol.md): sent only when not the default.
+    if (this.opts.command && this.opts.command.length) msg.command = [...this.opts.command]
+    if (this.opts.tty === false) msg.tty = false
+    if (this.opts.stdin === false) msg.stdin = false
     return [msg]
   }
 
@@ -1169,10 +1185,13 @@ class TerminalConsumer extends Consumer {
         return true
       case 'terminal_output':
         if (Number.isInteger(msg.seq)) term.lastSeq = msg.seq
-        term.dispatchEvent(makeEvent('output', { data: String(msg.data ?? '') }))
+        term.dispatchEvent(makeEvent('output', typeof msg.stream === 'string'
+          ? { data: String(msg.data ?? ''), stream: msg.stream }
+          : { data: String(msg.data ?? '') }))
         return true
       case 'terminal_closed': {
         const code = Number.isInteger(msg.exitCode) ? msg.exitCode : null
+        term.containerLost = msg.containerLost === true
         term.finish(String(msg.reason ?? ''), code)
         return true
       }
@@ -1383,9 +1402,10 @@ export class OpenPanelClient extends EventTarget {
   }
 
   /**
-   * An interactive terminal (one connection each).
+   * An interactive terminal (one connection each). `command`, `tty: false` and
+   * `stdin: false` are the gateway's terminal extensions (like `docker exec` without -t/-i).
    * @param {string} containerId
-   * @param {{shell?: string, cols?: number, rows?: number}} [opts]
+   * @param {TerminalOptions} [opts]
    * @returns {TerminalHandle}
    */
   openTerminal (containerId, opts = {}) {
