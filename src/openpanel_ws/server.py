@@ -31,8 +31,9 @@ from openpanel_ws.connection import (
     State,
 )
 from openpanel_ws.gateways.base import Gateway, Session
-from openpanel_ws.outbound import ClientWriter
+from openpanel_ws.outbound import OP_PONG, ClientWriter, WriteScheduler, control_frame
 from openpanel_ws.protocol import CloseCode, ErrorCode, ProtocolError
+from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 SERVICES_KEY = web.AppKey("services", Services)
 GATEWAYS_KEY = web.AppKey("gateways", dict)
 CLIENTS_KEY = web.AppKey("clients", weakref.WeakSet)
+SCHEDULER_KEY = web.AppKey("write_scheduler", WriteScheduler)
 
 _client_ids = itertools.count(1)
 
@@ -108,11 +110,13 @@ class _Clock:
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
-    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session]) -> None:
+    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session],
+                 scheduler: WriteScheduler | None = None) -> None:
         self.gateway = gateway
         self.services = services
         self.settings: Settings = services.settings
         self.clients = clients
+        self.scheduler = scheduler or new_scheduler(self.settings)
         self.lifecycle = LifecycleConfig(
             rate_limit=self.settings.rate_limit_for(gateway.name),
             auth_timeout=self.settings.auth_timeout,
@@ -130,18 +134,13 @@ class ClientHandler:
             autoping=False,  # protocol pongs count as heartbeat answers: handle them here
             max_msg_size=self.settings.max_message_bytes,
         )
-        await ws.prepare(request)
-        writer = ClientWriter(
-            ws,
-            request.transport,
-            max_frames=self.settings.send_queue_max,
-            max_bytes=self.settings.send_queue_max_bytes,
-            send_timeout=self.settings.send_timeout,
-        )
+        stream = await ws.prepare(request)
+        # Every frame of ours is written straight to this transport (docs/protocol.md,
+        # "Outbound path"); asyncio sets TCP_NODELAY on accepted TCP sockets.
+        writer = ClientWriter(ws, stream, self.scheduler)  # type: ignore[arg-type]
         client_id = new_client_id()
         session = Session(client_id, writer, request.remote or "")
         conn = Connection(client_id, self.lifecycle, self.services.verifier.verify, time.monotonic())
-        writer.start()
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
         timer = _Clock(conn, session)
@@ -172,7 +171,8 @@ class ClientHandler:
             elif msg.type is WSMsgType.BINARY:
                 await self._perform(conn.receive_binary(time.monotonic()), conn, session)
             elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
+                # In order with our data frames, through the same path (never mid-frame).
+                session.writer.send(control_frame(OP_PONG, msg.data))
             elif msg.type is WSMsgType.PONG:
                 conn.receive_pong_frame()
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
@@ -220,6 +220,11 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def new_scheduler(settings: Settings) -> WriteScheduler:
+    return WriteScheduler(QueueLimits(settings.send_queue_max, settings.send_queue_max_bytes),
+                          settings.send_timeout)
+
+
 def create_app(settings: Settings, gateways: list[Gateway] | None = None,
                services: Services | None = None) -> web.Application:
     services = services or Services.from_settings(settings)
@@ -229,8 +234,10 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
     clients: weakref.WeakSet[Session] = weakref.WeakSet()
     app[CLIENTS_KEY] = clients
+    # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
+    scheduler = app[SCHEDULER_KEY] = new_scheduler(settings)
     for gateway in gateway_list:
-        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients).handle)
+        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients, scheduler).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
@@ -250,6 +257,7 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
                 await gateway.stop()
 
     async def on_cleanup(app: web.Application) -> None:
+        scheduler.stop()
         await services.close()
 
     app.on_startup.append(on_startup)
