@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 # id(frame) -> (frame, payload): the frame is kept alive, so an id is never reused.
 _PAYLOADS: dict[int, tuple[bytes, bytes]] = {}
@@ -33,18 +34,9 @@ def unframe(data: bytes) -> list[tuple[int, bytes]]:
 
 
 class FakeWebSocket:
-    def __init__(self, sink: Sink) -> None:
-        self._sink = sink
-        self.closed = False
+    """aiohttp never closes by itself here."""
 
-    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-        if self.closed:
-            return False
-        self.closed = True
-        self._sink.closed = (code, message)
-        if drain:
-            await self._sink.drain()
-        return True
+    closed = False
 
 
 class _Flow:
@@ -65,8 +57,11 @@ class Sink:
         self.closed: tuple[int, bytes] | None = None
         self.gate = asyncio.Event()
         self.gate.set()
-        self.ws = FakeWebSocket(self)
+        self.ws = FakeWebSocket()
         self.aborted = False
+        self.tcp_closed = False
+        # the writer, told of the peer's Close reply to its Close frame
+        self.peer: Any = None
         self.on_abort: Callable[[], None] | None = None
         self.protocol = _Flow(self.gate)
 
@@ -81,7 +76,7 @@ class Sink:
     # Transport
     def write(self, data: bytes) -> None:
         assert self.gate.is_set(), "written while paused"
-        assert self.closed is None, "a data frame after the Close frame"
+        assert self.closed is None, "a frame after the Close frame"
         cached = _PAYLOADS.get(id(data))
         if cached is not None and cached[0] is data:
             self.frames.append(cached[1])
@@ -91,6 +86,11 @@ class Sink:
         if len(parsed) == 1 and parsed[0][0] == 1:
             _PAYLOADS[id(data)] = (data, parsed[0][1])
         for opcode, payload in parsed:
+            if opcode == 8:
+                self.closed = (int.from_bytes(payload[:2], "big"), payload[2:])
+                if self.peer is not None:
+                    asyncio.get_running_loop().call_soon(self.peer.peer_closed, self.closed[0])
+                continue
             self.opcodes.append(opcode)
             self.frames.append(payload)
 
@@ -99,7 +99,10 @@ class Sink:
             self.write(frame)
 
     def is_closing(self) -> bool:
-        return self.aborted
+        return self.aborted or self.tcp_closed
+
+    def close(self) -> None:
+        self.tcp_closed = True
 
     def abort(self) -> None:
         self.aborted = True

@@ -13,12 +13,14 @@ See docs/protocol.md, "Outbound path". In short:
   and ends. The `SendQueue` bound applies: past it the client is a slow consumer (1013).
 - A drain that waits past `send_timeout` is a stalled send: the server's scheduler
   checks the few draining writers twice a second and aborts their transports.
-- Every frame of ours goes through `transport.write` as whole frames, synchronously;
-  aiohttp writes its own frames (close, and pong when we let it) the same way, so frames
-  never interleave inside one another. aiohttp marks the response closed before it
-  writes a Close frame, so checking `ws.closed` before each write means no data frame
-  ever follows a Close frame. Our own close is written by aiohttp (`ws.close`) after the
-  last queued frame. Pong frames are ours (`control_frame`) and queue in order.
+- Every frame goes through this path as whole frames, synchronously, in order: data,
+  pong (`control_frame`) and Close (`close_frame`). The Close frame is written after the
+  last queued frame; nothing is written after it. The closing handshake is completed
+  here too: after our Close the transport is closed when the peer's Close arrives
+  (`peer_closed`, from the read loop) or after `CLOSE_TIMEOUT`; a Close from the peer
+  is answered at once. aiohttp writes a frame of its own only when it closes by itself
+  (a protocol error from the peer, such as a message over the size limit); it marks the
+  response closed first, and `ws.closed` is checked before each write.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ OP_TEXT = 0x1
 OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
+
+# How long a Close frame of ours waits for the peer's Close before the TCP close.
+CLOSE_TIMEOUT = 5.0
 
 _LEN2 = struct.Struct("!BBH").pack
 _LEN3 = struct.Struct("!BBQ").pack
@@ -64,6 +69,11 @@ def control_frame(opcode: int, payload: bytes = b"") -> bytes:
     return _frame(opcode, payload[:125])
 
 
+def close_frame(code: int, reason: str = "") -> bytes:
+    """A Close frame: the code, then at most 123 bytes of UTF-8 reason."""
+    return _frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()[:123])
+
+
 _last_payload: bytes = b""
 _last_frame: bytes = text_frame(b"")
 
@@ -83,16 +93,16 @@ def text_frame_once(payload: bytes) -> bytes:
 
 
 class WebSocketLike(Protocol):
-    """aiohttp's WebSocketResponse: its closed state and its close handshake."""
+    """aiohttp's WebSocketResponse: closed once aiohttp has closed it by itself."""
 
     @property
     def closed(self) -> bool: ...
 
-    async def close(self, *, code: int = ..., message: bytes = ..., drain: bool = ...) -> bool: ...
-
 
 class TransportLike(Protocol):
     def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
     def writelines(self, data: list[bytes]) -> None: ...
 
@@ -183,6 +193,8 @@ class ClientWriter:
 
     __slots__ = (
         "__weakref__",
+        "_close_sent",
+        "_close_wait",
         "_closing",
         "_dirty",
         "_drain_waiter",
@@ -210,6 +222,8 @@ class ClientWriter:
         self._queue = SendQueue(scheduler.limits)
         self._dirty = False
         self._closing: tuple[int, str] | None = None
+        self._close_sent = False  # our Close frame is out: nothing more is written
+        self._close_wait: asyncio.Future[None] | None = None  # for the peer's Close
         self._task: asyncio.Task[None] | None = None  # drain and/or close, only on demand
         self._stalled_since: float | None = None
         # (fraction, future) of a producer waiting for the backlog to shrink
@@ -291,7 +305,8 @@ class ClientWriter:
 
     def _writable(self) -> bool:
         transport = self._transport
-        return not self._ws.closed and transport is not None and not transport.is_closing()
+        return (not self._close_sent and not self._ws.closed and transport is not None
+                and not transport.is_closing())
 
     def _flush(self) -> None:
         """Once per loop iteration for a writer with queued frames (and from close)."""
@@ -352,12 +367,51 @@ class ClientWriter:
                 scheduler.mark(self)
 
     async def _close(self, code: int, reason: str) -> None:
-        try:
-            await asyncio.wait_for(
-                self._ws.close(code=code, message=reason.encode()[:120]), self._scheduler.send_timeout
-            )
-        except (TimeoutError, ConnectionError, RuntimeError):
-            self._abort()
+        """Our Close frame after the last queued frame; the TCP close when the peer's
+        Close arrives (or after CLOSE_TIMEOUT)."""
+        transport = self._transport
+        if not self._writable() or transport is None:
+            return  # aiohttp closed (its Close frame is out) or the peer is gone
+        self._write([close_frame(code, reason)])
+        self._close_sent = True
+        if self._close_wait is None:
+            self._close_wait = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._close_wait), CLOSE_TIMEOUT)
+        self._finish(answered=self._close_wait.done())
+
+    def peer_closed(self, code: int = CloseCode.NORMAL) -> None:
+        """The peer's Close frame arrived (from the read loop): the answer to ours ends
+        the handshake; otherwise it is answered at once, and what is queued is dropped."""
+        self.reader_done()
+        if self._close_sent or self._ws.closed:
+            return
+        self._queue.clear()
+        if self._closing is None:
+            self._closing = (CloseCode.NORMAL, "")
+            self._wake_drain_waiter()
+        if self._writable():
+            self._write([close_frame(code if 1000 <= code < 5000 else CloseCode.NORMAL)])
+            self._close_sent = True
+            self._finish(answered=True)
+
+    def reader_done(self) -> None:
+        """The read side ended (EOF, error, or the peer's Close): no Close reply is
+        coming, so a Close of ours waits no longer."""
+        waiter = self._close_wait
+        if waiter is None:
+            self._close_wait = waiter = asyncio.get_running_loop().create_future()
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def _finish(self, answered: bool) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not answered and transport.get_write_buffer_size():
+            transport.abort()  # the peer does not read: the TCP close would wait forever
+        else:
+            transport.close()  # after what is buffered
 
     def check_stalled(self, now: float) -> bool:
         """Abort the transport when the drain has waited past the send timeout."""

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from openpanel_ws import protocol
+from openpanel_ws.clock import ConnectionClock, TimerWheel
 from openpanel_ws.config import Settings
 from openpanel_ws.connection import (
     Action,
@@ -76,47 +77,17 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     return bool(host) and parts.netloc.lower() == (host or "").lower()
 
 
-class _Clock:
-    """Drives `Connection.tick` with one timer handle (cheaper than a task per client)."""
-
-    __slots__ = ("_conn", "_handle", "_loop", "_session")
-
-    def __init__(self, conn: Connection, session: Session) -> None:
-        self._conn = conn
-        self._session = session
-        self._loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = None
-        self._arm()
-
-    def _arm(self) -> None:
-        delay = max(0.0, self._conn.next_deadline() - time.monotonic())
-        self._handle = self._loop.call_at(self._loop.time() + delay, self._fire)
-
-    def _fire(self) -> None:
-        # tick() yields only Send and Close, both synchronous for the writer.
-        for action in self._conn.tick(time.monotonic()):
-            if isinstance(action, Send):
-                self._session.send(action.message)
-            elif isinstance(action, Close):
-                self._session.close(action.code, action.reason)
-        if self._conn.state is not State.CLOSED and not self._session.closed:
-            self._arm()
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
     def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session],
-                 scheduler: WriteScheduler | None = None) -> None:
+                 scheduler: WriteScheduler | None = None, wheel: TimerWheel | None = None) -> None:
         self.gateway = gateway
         self.services = services
         self.settings: Settings = services.settings
         self.clients = clients
         self.scheduler = scheduler or new_scheduler(self.settings)
+        self.wheel = wheel or TimerWheel()
         self.lifecycle = LifecycleConfig(
             rate_limit=self.settings.rate_limit_for(gateway.name),
             auth_timeout=self.settings.auth_timeout,
@@ -132,6 +103,8 @@ class ClientHandler:
         ws = web.WebSocketResponse(
             compress=False,
             autoping=False,  # protocol pongs count as heartbeat answers: handle them here
+            # The closing handshake is the writer's (docs/protocol.md, "Outbound path").
+            autoclose=False,
             max_msg_size=self.settings.max_message_bytes,
         )
         stream = await ws.prepare(request)
@@ -143,11 +116,13 @@ class ClientHandler:
         conn = Connection(client_id, self.lifecycle, self.services.verifier.verify, time.monotonic())
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
-        timer = _Clock(conn, session)
+        clock = ConnectionClock(conn, session)
+        self.wheel.add(clock)
         try:
             await self._read_loop(ws, conn, session)
         finally:
-            timer.cancel()
+            writer.reader_done()
+            self.wheel.remove(clock)
             self.clients.discard(session)
             if conn.state is State.OPEN or session.principal is not None:
                 try:
@@ -175,6 +150,9 @@ class ClientHandler:
                 session.writer.send(control_frame(OP_PONG, msg.data))
             elif msg.type is WSMsgType.PONG:
                 conn.receive_pong_frame()
+            elif msg.type is WSMsgType.CLOSE:
+                session.writer.peer_closed(msg.data)
+                return
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
                 return
 
@@ -236,8 +214,10 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[CLIENTS_KEY] = clients
     # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
     scheduler = app[SCHEDULER_KEY] = new_scheduler(settings)
+    wheel = TimerWheel()  # every connection's clock (auth timeout, heartbeat)
     for gateway in gateway_list:
-        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients, scheduler).handle)
+        app.router.add_get(gateway.path,
+                           ClientHandler(gateway, services, clients, scheduler, wheel).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
@@ -258,6 +238,7 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
 
     async def on_cleanup(app: web.Application) -> None:
         scheduler.stop()
+        wheel.stop()
         await services.close()
 
     app.on_startup.append(on_startup)

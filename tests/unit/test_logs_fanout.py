@@ -20,6 +20,7 @@ SCHEDULER = WriteScheduler(QueueLimits(1000, 10_000_000), 1.0)
 def session(name: str) -> tuple[Session, Sink]:
     sink = Sink()
     writer = ClientWriter(sink.ws, sink, SCHEDULER)
+    sink.peer = writer
     return Session(name, writer), sink
 
 

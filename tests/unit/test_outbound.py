@@ -36,7 +36,9 @@ def writer(sink: Sink, transport: Any = None, **kw: Any) -> ClientWriter:
         sink.on_abort = transport.abort
     scheduler = WriteScheduler(QueueLimits(opts["max_frames"], opts["max_bytes"]), opts["send_timeout"],
                                watch_period=0.05)
-    return PayloadWriter(sink.ws, sink, scheduler)
+    w = PayloadWriter(sink.ws, sink, scheduler)
+    sink.peer = w
+    return w
 
 
 async def test_ordered_frames_arrive_in_order_then_close() -> None:

@@ -50,8 +50,8 @@ def test_discard_drops_the_frame_and_its_place() -> None:
 
 def test_frame_bound_overflows_and_clears_the_backlog() -> None:
     q = queue(frames=3, nbytes=10_000)
-    assert [q.push(b"x") for _ in range(3)] == [None, None, None]
-    assert q.push(b"x") == Overflow(frames=3, bytes=3)
+    assert [q.push(text_frame(b"x")) for _ in range(3)] == [None, None, None]
+    assert q.push(text_frame(b"x")) == Overflow(frames=3, bytes=3)
     assert not q and q.backlog == 0.0
 
 
@@ -73,10 +73,10 @@ def test_header_sizes_of_long_frames_are_left_out() -> None:
 
 def test_backlog_is_the_fuller_of_count_and_bytes() -> None:
     q = queue(frames=10, nbytes=1000)
-    q.push(b"x" * 500)
+    q.push(text_frame(b"x" * 500))
     assert q.backlog == 0.5
     for _ in range(7):
-        q.push(b"")
+        q.push(text_frame(b""))
     assert q.backlog == 0.8
 
 

@@ -104,7 +104,8 @@ def masked(opcode: int, payload: bytes) -> bytes:
     mask = os.urandom(4)
     data = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     n = len(payload)
-    head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else bytes([0x80 | opcode, 0xFE]) + n.to_bytes(2, "big")
+    first = 0x80 | opcode
+    head = bytes([first, 0x80 | n]) if n < 126 else bytes([first, 0xFE]) + n.to_bytes(2, "big")
     return head + mask + data
 
 
