@@ -230,7 +230,7 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-CONTAINER_PREFIXES = ("opws-bench-stats-", "opws-bench-logs-", "opws-bench-term-")
+CONTAINER_PREFIXES = ("opws-bench-stats-", "opws-bench-logs-", "opws-bench-term-", "opws-bench-ev-")
 
 
 def remove_stale_containers() -> None:

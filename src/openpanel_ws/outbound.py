@@ -311,23 +311,25 @@ class ClientWriter:
     def _flush(self) -> None:
         """Once per loop iteration for a writer with queued frames (and from close)."""
         self._dirty = False
-        if self._task is not None or not self._queue:
+        queue = self._queue
+        if self._task is not None or not len(queue):
             return
         if not self._writable():
-            self._queue.clear()  # aiohttp closed (its Close frame is out) or the peer left
+            queue.clear()  # aiohttp closed (its Close frame is out) or the peer left
             return
         if self._flow.writing_paused:
             self._task = asyncio.get_running_loop().create_task(self._close_after_drain())
             return
-        self._write(self._queue.pop_all())
+        self._write(queue.pop_all())
 
     def _write(self, frames: list[bytes]) -> None:
-        assert self._transport is not None
+        transport = self._transport
+        assert transport is not None
         try:
             if len(frames) == 1:
-                self._transport.write(frames[0])
+                transport.write(frames[0])
             else:
-                self._transport.writelines(frames)
+                transport.writelines(frames)
         except (ConnectionError, RuntimeError):
             self._abort()
             return

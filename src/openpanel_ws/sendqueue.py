@@ -68,7 +68,8 @@ class SendQueue:
         entries = self._entries
         n = len(frame)
         size = self._bytes + n - (2 if n < 128 else 4 if n < 65540 else 10)
-        if self.limits.exceeded(len(entries) + 1, size):
+        limits = self.limits  # `QueueLimits.exceeded`, inlined: this runs per delivery
+        if len(entries) >= limits.max_frames or size > limits.max_bytes:
             overflow = Overflow(len(entries), self._bytes)
             self.clear()
             return overflow
