@@ -88,7 +88,7 @@ class Conn(asyncio.Protocol):
             return
         head, self.buf = self.buf[:end], self.buf[end + 4:]
         line, *headers = head.split(b"\r\n")
-        method, target, _ = line.split(b" ", 2)
+        _method, target, _ = line.split(b" ", 2)
         assert self.transport is not None
         if target.startswith(b"/ws/"):
             key = next(h.split(b":", 1)[1].strip() for h in headers
