@@ -37,7 +37,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import raise_nofile
+from common import raise_nofile, use_loop_from_env
 
 from openpanel_ws import protocol
 from openpanel_ws.config import load_settings
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     raise_nofile()
+    use_loop_from_env()
     settings = load_settings(overrides={"host": "127.0.0.1", "port": args.port})
     # Settings.rate_limit_for() is looked up by gateway name; the bench clients only
     # authenticate and answer heartbeats, so the limit is that of the logs gateway.

@@ -36,6 +36,7 @@ throughput_ratio       deliveries/s, gateway / baseline (wall clock; bounded by 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -126,7 +127,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--bursts", default="1,64")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="event loop of all three servers (uvloop: must be installed)")
     args = parser.parse_args()
+    os.environ["BENCH_LOOP"] = args.loop
     bursts = [int(x) for x in args.bursts.split(",")]
     results = {}
     for c in (int(x) for x in args.clients.split(",")):
@@ -144,6 +148,7 @@ def main() -> None:
         "deliveries_per_s": head["gateway"]["deliveries_per_s"],
         "cpu_s_per_million": head["gateway"]["cpu_s_per_million"],
         "headline": f"{max(int(x) for x in results)} clients, burst {bursts[0]}",
+        "loop": args.loop,
         "by_clients": results,
     })
 

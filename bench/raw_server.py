@@ -31,7 +31,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_server import bench_message
-from common import raise_nofile
+from common import raise_nofile, use_loop_from_env
 
 from openpanel_ws.outbound import OP_PONG, control_frame, text_frame
 
@@ -58,8 +58,7 @@ class Conn(asyncio.Protocol):
         self.resumed: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         CLIENTS.discard(self)
@@ -164,6 +163,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     raise_nofile()
+    use_loop_from_env()
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
