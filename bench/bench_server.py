@@ -5,10 +5,10 @@
 `create_app(settings, gateways=default_gateways(services) + [BenchPublisherGateway])`:
 the four real gateways unchanged, and `/ws/bench`, a gateway whose only job is to fan
 messages out exactly like the events fan-out of `/ws/logs` does: every message is
-encoded once (`protocol.encode`) and the same bytes are queued to every authenticated
-session (`Session.send_encoded`), through each client's own bounded queue and writer
-task (`openpanel_ws.outbound.ClientWriter`). The lifecycle (welcome, JWT auth,
-heartbeat, rate limit) is the shared one of every gateway.
+encoded once (`protocol.encode`), framed once, and the same bytes are queued to every
+authenticated session (`Session.send_encoded`), through each client's own bounded
+queue (`openpanel_ws.outbound.ClientWriter`, written through once per loop turn). The
+lifecycle (welcome, JWT auth, heartbeat, rate limit) is the shared one of every gateway.
 
 `POST /bench/publish?count=N&size=200&burst=B` publishes N messages of `size` bytes
 each to every authenticated `/ws/bench` client and answers when all are queued. After
