@@ -245,7 +245,11 @@ class ClientWriter:
             return False
         if not self._dirty and self._task is None:
             self._dirty = True
-            self._scheduler.mark(self)
+            scheduler = self._scheduler  # WriteScheduler.mark, inlined: once per delivery
+            scheduler._dirty.append(self)
+            if not scheduler._armed:
+                scheduler._armed = True
+                asyncio.get_running_loop().call_soon(scheduler.flush)
         return True
 
     def send_latest(self, key: str, frame: bytes) -> None:
@@ -312,15 +316,27 @@ class ClientWriter:
         """Once per loop iteration for a writer with queued frames (and from close)."""
         self._dirty = False
         queue = self._queue
-        if self._task is not None or not len(queue):
+        if self._task is not None or not queue.entries:
             return
-        if not self._writable():
+        transport = self._transport
+        # `_writable()` and `_write()`, inlined: this runs once per client per loop turn.
+        if self._close_sent or self._ws.closed or transport is None or transport.is_closing():
             queue.clear()  # aiohttp closed (its Close frame is out) or the peer left
             return
         if self._flow.writing_paused:
             self._task = asyncio.get_running_loop().create_task(self._close_after_drain())
             return
-        self._write(queue.pop_all())
+        frames = queue.pop_all()
+        try:
+            if len(frames) == 1:
+                transport.write(frames[0])
+            else:
+                transport.writelines(frames)
+        except (ConnectionError, RuntimeError):
+            self._abort()
+            return
+        if self._drain_waiter is not None:
+            self._wake_drain_waiter()
 
     def _write(self, frames: list[bytes]) -> None:
         transport = self._transport

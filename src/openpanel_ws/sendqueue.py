@@ -36,20 +36,21 @@ class Overflow:
 
 
 class SendQueue:
-    __slots__ = ("_bytes", "_entries", "_latest", "limits")
+    __slots__ = ("_bytes", "_latest", "entries", "limits")
 
     def __init__(self, limits: QueueLimits) -> None:
         self.limits = limits
-        # bytes: an ordered frame; str: a key into `_latest` (its place in the order)
-        self._entries: list[bytes | str] = []
+        # bytes: an ordered frame; str: a key into `_latest` (its place in the order).
+        # Read-only outside this class (the writer tests it for emptiness per flush).
+        self.entries: list[bytes | str] = []
         self._latest: dict[str, bytes] | None = None  # created on first use (memory)
         self._bytes = 0  # bytes of the ordered frames queued
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def __bool__(self) -> bool:
-        return bool(self._entries)
+        return bool(self.entries)
 
     @property
     def queued_bytes(self) -> int:
@@ -59,13 +60,13 @@ class SendQueue:
     def backlog(self) -> float:
         """How full the queue is: 0.0 empty, 1.0 at the slow-consumer bound."""
         limits = self.limits
-        return max(len(self._entries) / limits.max_frames, self._bytes / limits.max_bytes)
+        return max(len(self.entries) / limits.max_frames, self._bytes / limits.max_bytes)
 
     def push(self, frame: bytes) -> Overflow | None:
         """Queue an ordered frame; an `Overflow` (the queue is cleared) past the bound.
         The byte bound counts payload bytes (a WebSocket frame's 2/4/10-byte header is
         left out, from the frame's length alone)."""
-        entries = self._entries
+        entries = self.entries
         n = len(frame)
         size = self._bytes + n - (2 if n < 128 else 4 if n < 65540 else 10)
         limits = self.limits  # `QueueLimits.exceeded`, inlined: this runs per delivery
@@ -83,19 +84,19 @@ class SendQueue:
         if latest is None:
             latest = self._latest = {}
         if key not in latest:
-            self._entries.append(key)
+            self.entries.append(key)
         latest[key] = frame
 
     def discard(self, key: str) -> None:
         """Drop an unsent latest-value frame and its place: a later frame of the same key
         queues behind what is queued meanwhile (e.g. unsubscribe, then subscribe again)."""
         if self._latest is not None and self._latest.pop(key, None) is not None:
-            self._entries.remove(key)
+            self.entries.remove(key)
 
     def pop_all(self) -> list[bytes]:
         """Every queued frame, in order; the queue is left empty."""
-        entries = self._entries
-        self._entries = []
+        entries = self.entries
+        self.entries = []
         self._bytes = 0
         latest = self._latest
         if not latest:
@@ -104,6 +105,6 @@ class SendQueue:
         return [latest[e] if isinstance(e, str) else e for e in entries]
 
     def clear(self) -> None:
-        self._entries = []
+        self.entries = []
         self._latest = None
         self._bytes = 0
