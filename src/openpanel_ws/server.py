@@ -12,7 +12,6 @@ import itertools
 import logging
 import os
 import time
-import weakref
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -41,7 +40,9 @@ log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("services", Services)
 GATEWAYS_KEY = web.AppKey("gateways", dict)
-CLIENTS_KEY = web.AppKey("clients", weakref.WeakSet)
+# Sessions of open connections (added and removed by ClientHandler.handle); a plain set:
+# a WeakSet costs a weakref per connection.
+CLIENTS_KEY = web.AppKey("clients", set)
 SCHEDULER_KEY = web.AppKey("write_scheduler", WriteScheduler)
 
 _client_ids = itertools.count(1)
@@ -80,7 +81,7 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
-    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session],
+    def __init__(self, gateway: Gateway, services: Services, clients: set[Session],
                  scheduler: WriteScheduler | None = None, wheel: TimerWheel | None = None) -> None:
         self.gateway = gateway
         self.services = services
@@ -210,7 +211,7 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[SERVICES_KEY] = services
     gateway_list = gateways if gateways is not None else default_gateways(services)
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
-    clients: weakref.WeakSet[Session] = weakref.WeakSet()
+    clients: set[Session] = set()
     app[CLIENTS_KEY] = clients
     # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
     scheduler = app[SCHEDULER_KEY] = new_scheduler(settings)
