@@ -179,7 +179,9 @@ def details(results: dict[str, Any]) -> str:
                        f"{r.get('client_cpu_us_per_delivery')} us/delivery")
     ev = results.get("events") or {}
     if ev.get("p99_ms") is not None:
-        out.append(f"events: p50 {ev['p50_ms']} ms, p99 {ev['p99_ms']} ms, max {ev['max_ms']} ms, "
+        out.append(f"events: p50 {ev['p50_ms']} ms, p99 {ev['p99_ms']} ms, max {ev['max_ms']} ms "
+                   f"(engine's own stream: p50 {ev.get('engine_direct_p50_ms')} ms, p99 "
+                   f"{ev.get('engine_direct_p99_ms')} ms), "
                    f"{ev['events_per_client']} events x {ev['clients']} clients, server "
                    f"{ev['server_cpu_us_per_delivery']} us/delivery, clients "
                    f"{ev['client_cpu_us_per_delivery']} us/delivery")
