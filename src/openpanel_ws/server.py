@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from openpanel_ws import protocol
+from openpanel_ws.clock import ConnectionClock, TimerWheel
 from openpanel_ws.config import ORIGINS_SETTING, Settings, normalize_origin
 from openpanel_ws.connection import (
     Action,
@@ -29,20 +29,23 @@ from openpanel_ws.connection import (
     Connection,
     Dispatch,
     LifecycleConfig,
-    PingFrame,
     Send,
     State,
 )
 from openpanel_ws.gateways.base import Gateway, Session
-from openpanel_ws.outbound import ClientWriter
+from openpanel_ws.outbound import OP_PONG, ClientWriter, WriteScheduler, control_frame
 from openpanel_ws.protocol import CloseCode, ErrorCode, ProtocolError
+from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
 
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("services", Services)
 GATEWAYS_KEY = web.AppKey("gateways", dict)
-CLIENTS_KEY = web.AppKey("clients", weakref.WeakSet)
+# Sessions of open connections (added and removed by ClientHandler.handle); a plain set:
+# a WeakSet costs a weakref per connection.
+CLIENTS_KEY = web.AppKey("clients", set)
+SCHEDULER_KEY = web.AppKey("write_scheduler", WriteScheduler)
 
 _client_ids = itertools.count(1)
 
@@ -125,69 +128,19 @@ def origin_refused(request: web.Request, origin: str, allowed: list[str],
     }, status=403)
 
 
-def send_ping_frame(ws: web.WebSocketResponse) -> None:
-    """One protocol-level ping frame (docs/protocol.md, "Heartbeat"). A control frame is
-    written to the transport at once, whole, so it never splits a queued data frame."""
-    if ws.closed:
-        return
-    task = asyncio.ensure_future(ws.ping())
-    _ping_tasks.add(task)
-    task.add_done_callback(_ping_done)
-
-
-_ping_tasks: set[asyncio.Future[None]] = set()
-
-
-def _ping_done(task: asyncio.Future[None]) -> None:
-    _ping_tasks.discard(task)
-    if not task.cancelled():
-        task.exception()  # a closing socket: nothing to do, the read loop sees the close
-
-
-class _Clock:
-    """Drives `Connection.tick` with one timer handle (cheaper than a task per client)."""
-
-    __slots__ = ("_conn", "_handle", "_loop", "_session", "_ws")
-
-    def __init__(self, conn: Connection, session: Session, ws: web.WebSocketResponse) -> None:
-        self._conn = conn
-        self._session = session
-        self._ws = ws
-        self._loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = None
-        self._arm()
-
-    def _arm(self) -> None:
-        delay = max(0.0, self._conn.next_deadline() - time.monotonic())
-        self._handle = self._loop.call_at(self._loop.time() + delay, self._fire)
-
-    def _fire(self) -> None:
-        # tick() yields only Send, PingFrame and Close, all synchronous.
-        for action in self._conn.tick(time.monotonic()):
-            if isinstance(action, Send):
-                self._session.send(action.message)
-            elif isinstance(action, PingFrame):
-                send_ping_frame(self._ws)
-            elif isinstance(action, Close):
-                self._session.close(action.code, action.reason)
-        if self._conn.state is not State.CLOSED and not self._session.closed:
-            self._arm()
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
-    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session],
+    def __init__(self, gateway: Gateway, services: Services, clients: set[Session],
+                 scheduler: WriteScheduler | None = None, wheel: TimerWheel | None = None,
                  refused: RefusedOrigins | None = None) -> None:
         self.gateway = gateway
         self.refused = refused or RefusedOrigins()
         self.services = services
         self.settings: Settings = services.settings
         self.clients = clients
+        self.scheduler = scheduler or new_scheduler(self.settings)
+        self.wheel = wheel or TimerWheel()
         self.lifecycle = LifecycleConfig(
             rate_limit=self.settings.rate_limit_for(gateway.name),
             auth_timeout=self.settings.auth_timeout,
@@ -204,27 +157,26 @@ class ClientHandler:
         ws = web.WebSocketResponse(
             compress=False,
             autoping=False,  # protocol pongs count as heartbeat answers: handle them here
+            # The closing handshake is the writer's (docs/protocol.md, "Outbound path").
+            autoclose=False,
             max_msg_size=self.settings.max_message_bytes,
         )
-        await ws.prepare(request)
-        writer = ClientWriter(
-            ws,
-            request.transport,
-            max_frames=self.settings.send_queue_max,
-            max_bytes=self.settings.send_queue_max_bytes,
-            send_timeout=self.settings.send_timeout,
-        )
+        stream = await ws.prepare(request)
+        # Every frame of ours is written straight to this transport (docs/protocol.md,
+        # "Outbound path"); asyncio sets TCP_NODELAY on accepted TCP sockets.
+        writer = ClientWriter(ws, stream, self.scheduler)  # type: ignore[arg-type]
         client_id = new_client_id()
         session = Session(client_id, writer, request.remote or "")
         conn = Connection(client_id, self.lifecycle, self.services.verifier.verify, time.monotonic())
-        writer.start()
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
-        timer = _Clock(conn, session, ws)
+        clock = ConnectionClock(conn, session)
+        self.wheel.add(clock)
         try:
             await self._read_loop(ws, conn, session)
         finally:
-            timer.cancel()
+            writer.reader_done()
+            self.wheel.remove(clock)
             self.clients.discard(session)
             if conn.state is State.OPEN or session.principal is not None:
                 try:
@@ -249,9 +201,13 @@ class ClientHandler:
                 await self._perform(conn.receive_binary(time.monotonic()), conn, session)
             elif msg.type is WSMsgType.PING:
                 conn.receive_ping_frame()
-                await ws.pong(msg.data)
+                # In order with our data frames, through the same path (never mid-frame).
+                session.writer.send(control_frame(OP_PONG, msg.data))
             elif msg.type is WSMsgType.PONG:
                 conn.receive_pong_frame()
+            elif msg.type is WSMsgType.CLOSE:
+                session.writer.peer_closed(msg.data)
+                return
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
                 return
 
@@ -324,6 +280,11 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def new_scheduler(settings: Settings) -> WriteScheduler:
+    return WriteScheduler(QueueLimits(settings.send_queue_max, settings.send_queue_max_bytes),
+                          settings.send_timeout)
+
+
 def create_app(settings: Settings, gateways: list[Gateway] | None = None,
                services: Services | None = None) -> web.Application:
     services = services or Services.from_settings(settings)
@@ -331,11 +292,15 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[SERVICES_KEY] = services
     gateway_list = gateways if gateways is not None else default_gateways(services)
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
-    clients: weakref.WeakSet[Session] = weakref.WeakSet()
+    clients: set[Session] = set()
     app[CLIENTS_KEY] = clients
+    # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
+    scheduler = app[SCHEDULER_KEY] = new_scheduler(settings)
+    wheel = TimerWheel()  # every connection's clock (auth timeout, heartbeat)
     refused = RefusedOrigins()  # shared: one log line per origin per minute, whatever the path
     for gateway in gateway_list:
-        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients, refused).handle)
+        app.router.add_get(gateway.path,
+                           ClientHandler(gateway, services, clients, scheduler, wheel, refused).handle)
     for path, (name, content_type) in CLIENT_FILES.items():
         app.router.add_get(path, client_file_handler(name, content_type))
     app.router.add_get("/healthz", healthz)
@@ -357,6 +322,8 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
                 await gateway.stop()
 
     async def on_cleanup(app: web.Application) -> None:
+        scheduler.stop()
+        wheel.stop()
         await services.close()
 
     app.on_startup.append(on_startup)
