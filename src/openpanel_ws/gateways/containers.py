@@ -24,7 +24,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -36,7 +35,7 @@ from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound
 from openpanel_ws.engine.events import EngineEvent
 from openpanel_ws.engine.logs import HandoverFilter, LogCursor, LogLine, LogParser, nanos_param
 from openpanel_ws.engine.stats import ContainerStats, Pacer, compute, is_running_sample
-from openpanel_ws.gateways.access import resolve_container
+from openpanel_ws.gateways.access import container_names, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.protocol import CloseCode, Message, invalid
 
@@ -55,6 +54,12 @@ HANDOVER_WINDOW: Final = 100
 RECHECK_SECONDS: Final = 5.0
 BACKOFF_INITIAL: Final = 0.25
 BACKOFF_MAX: Final = 5.0
+# A logs stream that keeps failing is retried at most this often.
+STREAM_BACKOFF_MAX: Final = 30.0
+# A logs stream that lived at least this long was healthy: the backoff starts over.
+HEALTHY_STREAM_SECONDS: Final = 5.0
+# The shared logs stream starts this long before it was created (see LogUpstream).
+START_MARGIN_NANOS: Final = 1_000_000_000
 # A stats sample this recent is sent at once to a new subscriber.
 FRESH_SAMPLE_SECONDS: Final = 2.0
 
@@ -91,28 +96,9 @@ def parse_tail(msg: Message) -> int | str:
 
 
 def parse_since(msg: Message) -> int | None:
-    """`since` as nanoseconds since the epoch (RFC 3339 text or unix seconds)."""
+    """`since` as nanoseconds since the epoch: the protocol's one rule (`protocol.parse_since`)."""
     value = msg.get("since")
-    if value is None:
-        return None
-    error = invalid("Field 'since' must be an RFC 3339 time or unix seconds", "since")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise error
-    try:
-        protocol.parse_timestamp(value)  # validates the form
-        if isinstance(value, str):
-            text = value.strip()
-            try:
-                nanos = int(Decimal(text) * 1_000_000_000)
-            except InvalidOperation:
-                nanos = protocol.parse_timestamp_nanos(text)
-        else:
-            nanos = int(Decimal(str(value)) * 1_000_000_000)
-    except (ValueError, InvalidOperation, OverflowError):
-        raise error from None
-    if nanos < 0:
-        raise error
-    return nanos
+    return None if value is None else protocol.parse_since(value)
 
 
 # --- subscriptions --------------------------------------------------------------------
@@ -127,6 +113,8 @@ class LogSub:
     pending: list[LogLine] | None = None
     handover: HandoverFilter | None = None
     history_task: asyncio.Task[None] | None = None
+    joined_nanos: int = 0
+    names: tuple[str, ...] = ()  # the container's names when subscribed (scope re-checks)
 
 
 @dataclass(eq=False)
@@ -145,6 +133,25 @@ class StatsSub:
 class SessionState:
     logs: dict[str, LogSub] = field(default_factory=dict)
     stats: dict[str, StatsSub] = field(default_factory=dict)
+
+
+class Backoff:
+    """Capped exponential delays (sans-I/O): 0.25, 0.5, 1, ... up to `maximum`."""
+
+    __slots__ = ("_delay", "initial", "maximum")
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._delay = initial
+
+    def next_delay(self) -> float:
+        delay = self._delay
+        self._delay = min(self._delay * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self.initial
 
 
 # --- shared upstream machinery ----------------------------------------------------------
@@ -198,8 +205,11 @@ class Upstream:
     async def run(self) -> None:
         raise NotImplementedError
 
-    async def wait_running(self, *, after_stream: bool) -> bool:
-        """Until the container runs: True; removed: False. Engine outages are waited out."""
+    async def wait_running(self, *, after_stream: bool, quick_delay: float = BACKOFF_INITIAL) -> bool:
+        """Until the container runs: True; removed: False. Engine outages are waited out.
+
+        `after_stream`: a stream just ended; if the container still runs, wait
+        `quick_delay` first so that a failing stream cannot spin."""
         delay = BACKOFF_INITIAL
         quick_end = after_stream
         while True:
@@ -222,8 +232,8 @@ class Upstream:
             if state.get("Running"):
                 if quick_end:
                     # The stream ended while the container still runs (engine hiccup):
-                    # back off a little so a failing stream cannot spin.
-                    await asyncio.sleep(delay)
+                    # back off so a failing stream cannot spin.
+                    await asyncio.sleep(quick_delay)
                     quick_end = False
                 return True
             with contextlib.suppress(TimeoutError):
@@ -233,22 +243,25 @@ class Upstream:
 class LogUpstream(Upstream):
     kind = "logs"
 
-    def __init__(self, gateway: ContainersGateway, container_id: str, tty: bool,
-                 tail: int | str, since: int | None) -> None:
+    def __init__(self, gateway: ContainersGateway, container_id: str, tty: bool) -> None:
         super().__init__(gateway, container_id)
         self.tty = tty
         self.subs: dict[LogSub, None] = {}  # insertion-ordered set
         self.cursor = LogCursor()
-        self._first_tail = tail
-        self._first_since = since
+        # The shared stream belongs to no subscriber: it starts at "now" (a little before,
+        # so nothing falls between it and a subscriber's history request) and resumes by
+        # its own cursor. A subscriber's `tail`/`since` shape only its own history.
+        self.start_nanos = time.time_ns() - START_MARGIN_NANOS
+        self.backoff = Backoff(BACKOFF_INITIAL, STREAM_BACKOFF_MAX)
         self.max_line = gateway.settings.log_line_max_bytes
         self.pending_max = gateway.settings.send_queue_max
 
     async def run(self) -> None:
-        params: dict[str, Any] = {**LOGS_PARAMS, "follow": True, "tail": self._first_tail}
-        if self._first_since is not None:
-            params["since"] = nanos_param(self._first_since)
+        params: dict[str, Any] = {**LOGS_PARAMS, "follow": True, "tail": "all",
+                                  "since": nanos_param(self.start_nanos)}
         while self.subs:
+            failed = False
+            opened_at = time.monotonic()
             try:
                 async with self.engine.stream(self.path + "/logs", params) as resp:
                     parser = LogParser(tty=self.tty, max_line_bytes=self.max_line)
@@ -261,8 +274,16 @@ class LogUpstream(Upstream):
                 pass  # removed, or about to be: wait_running decides
             except (EngineUnavailable, EngineError, aiohttp.ClientError, ConnectionError,
                     TimeoutError) as exc:
+                failed = True
                 log.info("logs stream of %s interrupted: %s", self.container_id[:12], exc)
-            if not await self.wait_running(after_stream=True):
+            # A failing upstream (engine error, or a stream that ends at once while the
+            # container runs) backs off exponentially, capped, instead of spinning.
+            if time.monotonic() - opened_at >= HEALTHY_STREAM_SECONDS and not failed:
+                self.backoff.reset()
+            if failed:
+                await asyncio.sleep(self.backoff.next_delay())
+            quick = 0.0 if failed else self.backoff.next_delay()
+            if not await self.wait_running(after_stream=not failed, quick_delay=quick):
                 self.gateway._end_removed(self)
                 return
             # Resume right after the last delivered line; never-seen output of a new run
@@ -271,11 +292,10 @@ class LogUpstream(Upstream):
             params = {**LOGS_PARAMS, "follow": True, "tail": "all"}
             since = self.cursor.since_param()
             if since is None:
-                # Nothing delivered yet: the new run, but not before the first `since`.
-                floors = [n for n in (self.finished_at, self._first_since) if n is not None]
-                since = nanos_param(max(floors)) if floors else None
-            if since is not None:
-                params["since"] = since
+                # Nothing delivered yet: the new run, but not before the stream began.
+                floors = [n for n in (self.finished_at, self.start_nanos) if n is not None]
+                since = nanos_param(max(floors))
+            params["since"] = since
 
     def deliver(self, lines: list[LogLine]) -> None:
         # stdout and stderr are logged in arrival order, each line stamped when read:
@@ -299,8 +319,11 @@ class LogUpstream(Upstream):
                         sub.handover = None
                 send_line(sub, line, frames)
 
-    def add_late(self, sub: LogSub, tail: int | str, since: int | None) -> None:
+    def add(self, sub: LogSub, tail: int | str, since: int | None) -> None:
+        """Attach a subscriber to the live stream at once (its lines held) and fetch its
+        own history by a separate request."""
         sub.pending = []
+        sub.joined_nanos = time.time_ns()
         self.subs[sub] = None
         sub.history_task = asyncio.get_running_loop().create_task(
             self._history(sub, tail, since), name=f"logs-history-{self.container_id[:12]}"
@@ -335,7 +358,10 @@ class LogUpstream(Upstream):
                 await asyncio.sleep(0)  # let the writer drain a big backlog
                 if sub not in self.subs:
                     return
-        handover = HandoverFilter(history, since)
+        # A `since` in the future gives an empty history, then the live lines: the
+        # handover floor is never later than the moment the subscriber joined.
+        floor = None if since is None else min(since, sub.joined_nanos)
+        handover = HandoverFilter(history, floor)
         held, sub.pending = sub.pending or [], None
         for line in held:
             if handover.admit(line):
@@ -483,14 +509,13 @@ class ContainersGateway(Gateway):
         tty = bool((info.get("Config") or {}).get("Tty"))
         session.send({"type": "subscribed_logs", "containerId": ref})
         upstream = self.log_upstreams.get(container_id)
+        created = upstream is None
         if upstream is None:
-            upstream = LogUpstream(self, container_id, tty, tail, since)
-            sub = LogSub(session, ref, upstream)
-            upstream.subs[sub] = None
+            upstream = LogUpstream(self, container_id, tty)
+        sub = LogSub(session, ref, upstream, names=tuple(container_names(info)))
+        upstream.add(sub, tail, since)
+        if created:
             self._register(self.log_upstreams, upstream)
-        else:
-            sub = LogSub(session, ref, upstream)
-            upstream.add_late(sub, tail, since)
         state.logs[ref] = sub
 
     async def unsubscribe_logs(self, session: Session, msg: Message) -> None:

@@ -302,28 +302,8 @@ class Fanout:
 
 
 def since_nanos(value: Any) -> int:
-    """`since`: RFC 3339 text or unix seconds (number or numeric text) -> epoch nanos."""
-    error = protocol.invalid("Field 'since' must be an RFC 3339 time or unix seconds", "since")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise error
-    try:
-        if isinstance(value, str) and not _is_number(value):
-            nanos = protocol.parse_timestamp_nanos(value)
-        else:
-            nanos = int(protocol.parse_timestamp(value) * 1_000_000_000)
-    except (ValueError, OverflowError):
-        raise error from None
-    if nanos < 0:
-        raise error
-    return nanos
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    """`since` -> epoch nanos: the protocol's one rule (`protocol.parse_since`)."""
+    return protocol.parse_since(value)
 
 
 # --- the gateway --------------------------------------------------------------------
