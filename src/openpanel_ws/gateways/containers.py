@@ -37,7 +37,7 @@ from openpanel_ws.engine.logs import HandoverFilter, LogCursor, LogLine, LogPars
 from openpanel_ws.engine.stats import ContainerStats, Pacer, compute, is_running_sample
 from openpanel_ws.gateways.access import container_names, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
-from openpanel_ws.protocol import CloseCode, Message, invalid
+from openpanel_ws.protocol import CloseCode, ErrorCode, Message, ProtocolError, invalid
 
 if TYPE_CHECKING:
     from openpanel_ws.services import Services
@@ -65,16 +65,17 @@ FRESH_SAMPLE_SECONDS: Final = 2.0
 
 LOGS_PARAMS: Final = {"stdout": True, "stderr": True, "timestamps": True}
 REMOVED_REASON: Final = "container_removed"
+PERMISSION_REASON: Final = "permission"
 
 
-def ended_message(kind: str, container_ref: str) -> Message:
+def ended_message(kind: str, container_ref: str, reason: str = REMOVED_REASON) -> Message:
     """The end of a subscription the client did not ask for (documented in docs/containers.md)."""
     return {
         "type": "subscription_ended",
         "subscription": kind,
         "containerId": container_ref,
-        "reason": REMOVED_REASON,
-        "message": "Container removed",
+        "reason": reason,
+        "message": "Container removed" if reason == REMOVED_REASON else "Permission denied",
         "timestamp": protocol.rfc3339(),
     }
 
@@ -123,6 +124,7 @@ class StatsSub:
     ref: str
     upstream: StatsUpstream
     pacer: Pacer
+    names: tuple[str, ...] = ()  # the container's names when subscribed (scope re-checks)
 
     @property
     def key(self) -> str:
@@ -486,6 +488,12 @@ class ContainersGateway(Gateway):
             "unsubscribe_stats": self.unsubscribe_stats,
         }
 
+    def lane(self, message: Message) -> str:
+        # One lane per container: a hung request for one container never holds up the
+        # others (or unsubscribe/ping); replies for one container stay in order.
+        ref = message.get("containerId")
+        return ref if isinstance(ref, str) else ""
+
     @staticmethod
     def state(session: Session) -> SessionState:
         if not isinstance(session.gateway_state, SessionState):
@@ -505,6 +513,11 @@ class ContainersGateway(Gateway):
         info = await resolve_container(self.services.engine, session.user, ref)
         if session.closed or ref in state.logs:
             return
+        names = tuple(container_names(info))
+        if not session.user.may_access_container(names):
+            # The claims changed (re-auth) while the engine answered.
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied",
+                                context={"containerId": ref})
         container_id = str(info["Id"])
         tty = bool((info.get("Config") or {}).get("Tty"))
         session.send({"type": "subscribed_logs", "containerId": ref})
@@ -512,7 +525,7 @@ class ContainersGateway(Gateway):
         created = upstream is None
         if upstream is None:
             upstream = LogUpstream(self, container_id, tty)
-        sub = LogSub(session, ref, upstream, names=tuple(container_names(info)))
+        sub = LogSub(session, ref, upstream, names=names)
         upstream.add(sub, tail, since)
         if created:
             self._register(self.log_upstreams, upstream)
@@ -546,13 +559,17 @@ class ContainersGateway(Gateway):
         info = await resolve_container(self.services.engine, session.user, ref)
         if session.closed or ref in state.stats:
             return
+        names = tuple(container_names(info))
+        if not session.user.may_access_container(names):
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied",
+                                context={"containerId": ref})
         container_id = str(info["Id"])
         session.send({"type": "subscribed_stats", "containerId": ref, "interval": interval})
         upstream = self.stats_upstreams.get(container_id)
         created = upstream is None
         if upstream is None:
             upstream = StatsUpstream(self, container_id)
-        sub = StatsSub(session, ref, upstream, Pacer(interval / 1000))
+        sub = StatsSub(session, ref, upstream, Pacer(interval / 1000), names=names)
         upstream.add(sub)
         if created:
             self._register(self.stats_upstreams, upstream)
@@ -645,6 +662,23 @@ class ContainersGateway(Gateway):
             await self._drop_log_sub(log_sub)
         for stats_sub in stats:
             await self._drop_stats_sub(stats_sub)
+
+    async def on_principal_changed(self, session: Session) -> None:
+        """Re-auth: every live subscription is checked against the new claims."""
+        state = session.gateway_state
+        if not isinstance(state, SessionState):
+            return
+        user = session.user
+        for ref, log_sub in list(state.logs.items()):
+            if not user.may_access_container(log_sub.names):
+                del state.logs[ref]
+                await self._drop_log_sub(log_sub)
+                session.send(ended_message("logs", ref, PERMISSION_REASON))
+        for ref, stats_sub in list(state.stats.items()):
+            if not user.may_access_container(stats_sub.names):
+                del state.stats[ref]
+                await self._drop_stats_sub(stats_sub)
+                session.send(ended_message("stats", ref, PERMISSION_REASON))
 
     async def stop(self) -> None:
         upstreams: list[Upstream] = [*self.log_upstreams.values(), *self.stats_upstreams.values()]
