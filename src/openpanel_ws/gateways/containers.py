@@ -489,10 +489,14 @@ class ContainersGateway(Gateway):
         }
 
     def lane(self, message: Message) -> str:
-        # One lane per container: a hung request for one container never holds up the
-        # others (or unsubscribe/ping); replies for one container stay in order.
+        # One lane per subscription (kind + container): a hung request for one container
+        # never holds up the others, nor the other kind of the same container; replies
+        # for one subscription stay in order (docs/protocol.md "Hostile clients").
         ref = message.get("containerId")
-        return ref if isinstance(ref, str) else ""
+        if not isinstance(ref, str):
+            return ""
+        kind = str(message.get("type", "")).rpartition("_")[2]
+        return f"{kind}\0{ref}"
 
     @staticmethod
     def state(session: Session) -> SessionState:
