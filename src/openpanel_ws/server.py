@@ -158,7 +158,8 @@ class ClientHandler:
             # The client reset the connection mid-handshake: one throttled line, no traceback.
             if guard is not None:
                 guard.note("reset")
-            return ws
+            # A plain response: aiohttp's own write of it fails quietly on the dead socket.
+            return web.Response(status=400)
         if request.transport is None or request.transport.is_closing():
             if guard is not None:
                 guard.note("reset")
