@@ -289,3 +289,33 @@ async def test_f6_terminal_open_on_a_hung_engine_fails_fast(
         reply = await term.expect("error", 10)
         assert (reply["code"], reply["containerId"]) == ("DOCKER_UNAVAILABLE", name)
         assert time.monotonic() - started < 6.0
+
+
+# --- item 6: the small ones -------------------------------------------------------------
+
+
+def padded_ping(size: int) -> str:
+    head = '{"type":"ping","pad":"'
+    text = head + "x" * (size - len(head) - 2) + '"}'
+    assert len(text.encode()) == size
+    return text
+
+
+async def test_a_message_of_exactly_the_limit_is_accepted(server: RunningServer) -> None:
+    limit = server.settings.max_message_bytes
+    client = await server.connect("/ws/containers", auth=True)
+    await client.send(padded_ping(limit))
+    await client.expect("pong", 5)
+    await client.send(padded_ping(limit + 1))
+    assert await client.wait_closed(5) == 1009
+
+
+async def test_an_https_origin_is_not_the_origin_of_an_http_server(server: RunningServer) -> None:
+    host = f"127.0.0.1:{server.port}"
+    ok = await server.connect("/ws/containers", headers={"Origin": f"http://{host}"})
+    await ok.close()
+    import aiohttp
+
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await server.connect("/ws/containers", headers={"Origin": f"https://{host}"})
+    assert info.value.status == 403
