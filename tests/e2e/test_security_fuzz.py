@@ -118,6 +118,7 @@ async def fuzz_endpoint(server: RunningServer, path: str, seed_list: list[dict[s
                 await client.ws.send_str(frame)
         except (ConnectionError, RuntimeError):
             client = None
+            reconnects += 1
             continue
         if i % 50 == 49:
             # Drain what came back and prove the connection still answers.
@@ -127,6 +128,7 @@ async def fuzz_endpoint(server: RunningServer, path: str, seed_list: list[dict[s
                 client.backlog.clear()
             except (ConnectionClosed, ConnectionError, RuntimeError):
                 client = None
+                reconnects += 1
     if client is not None:
         await client.close()
     return reconnects
@@ -149,7 +151,8 @@ async def test_fuzz_every_endpoint(make_server: Any, containers: Containers,
     await asyncio.sleep(1.0)
     rss_before = proc.memory_info().rss
     for path, seed_list in plan.items():
-        await fuzz_endpoint(srv, path, seed_list, rng, PER_ENDPOINT)
+        reconnects = await fuzz_endpoint(srv, path, seed_list, rng, PER_ENDPOINT)
+        print(f"{path}: {PER_ENDPOINT} messages, {reconnects} reconnects")
     await asyncio.sleep(1.0)
     gc.collect()
     rss_growth = proc.memory_info().rss - rss_before
