@@ -45,10 +45,10 @@ async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
             data = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
             if not data:
                 return True
+    except TimeoutError:  # (an OSError subclass: first)
+        return False
     except (ConnectionError, OSError):
         return True
-    except TimeoutError:
-        return False
     return False
 
 
