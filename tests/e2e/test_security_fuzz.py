@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
-from helpers import Containers, ConnectionClosed, RunningServer, WsClient, make_token
+from helpers import ConnectionClosed, Containers, RunningServer, WsClient, make_token
 from openpanel_ws.ratelimit import RateLimit
 
 pytestmark = pytest.mark.timeout(600)

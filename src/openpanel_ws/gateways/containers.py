@@ -1,12 +1,13 @@
 """`/ws/containers`: container logs and live stats, one shared engine stream each.
 
 Logs: one engine `logs?follow=1` stream per container (fixed stream options), fanned
-out to every subscriber. The first subscriber's `tail`/`since` open the stream; a later
-subscriber is attached to the live stream at once (its lines held back), its history is
-fetched by a separate non-follow request, and `HandoverFilter` joins the two with no
-gap and no duplicate. When the stream ends (container stopped, engine restarted) the
-upstream waits for the container's next `start` and re-opens with `since` = its
-`LogCursor`, dropping what was already delivered. When the container is removed every
+out to every subscriber. The stream belongs to no subscriber: it starts at "now" and
+never uses a client's `tail`/`since` (docs/protocol.md). Every subscriber is attached to
+the live stream at once (its lines held back), its own history is fetched by a separate
+non-follow request, and `HandoverFilter` joins the two with no gap and no duplicate.
+When the stream ends (container stopped, engine restarted) the upstream waits for the
+container's next `start` and re-opens with `since` = its `LogCursor`, dropping what was
+already delivered; a failing stream backs off (capped exponential). When the container is removed every
 subscriber gets `subscription_ended` and the subscription is gone.
 
 Stats: one engine `stats?stream=1` stream per container (~1 sample/s), turned into the
