@@ -118,7 +118,9 @@ class DockerEngine:
             kwargs["headers"] = {"Content-Type": "application/json"}
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
-        header_timeout = min(timeout, self.timeout) if timeout is not None else self.timeout
+        # An explicit `timeout` (e.g. a start that answers when the exec ends) is the
+        # caller's bound for everything; otherwise headers must come within `self.timeout`.
+        header_timeout = timeout if timeout is not None else self.timeout
         try:
             async with asyncio.timeout(header_timeout):
                 resp = await self._http().request(method, self._base + path, **kwargs)
