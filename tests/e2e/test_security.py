@@ -192,6 +192,8 @@ class EngineProxy:
         self.dir = tempfile.mkdtemp(prefix="opws-proxy-")
         self.path = os.path.join(self.dir, "docker.sock")
         self.hung = False
+        self.fail_follow_logs = False  # answer `logs?follow=1` with a 500
+        self.follow_requests = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: list[asyncio.StreamWriter] = []
 
@@ -210,17 +212,30 @@ class EngineProxy:
             return
         self._writers.append(up_writer)
 
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       from_client: bool) -> None:
             with contextlib.suppress(Exception):
                 while data := await src.read(65536):
                     if self.hung:
                         continue  # swallowed: the engine "hangs"
+                    if from_client and data.startswith(b"GET ") and b"/logs?" in data.split(
+                            b"\r\n", 1)[0] and b"follow=1" in data.split(b"\r\n", 1)[0]:
+                        self.follow_requests += 1
+                        if self.fail_follow_logs:
+                            writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: "
+                                         b"application/json\r\nContent-Length: 17\r\n"
+                                         b"Connection: close\r\n\r\n{\"message\":\"no\"}")
+                            await writer.drain()
+                            break
                     dst.write(data)
                     await dst.drain()
             with contextlib.suppress(Exception):
                 dst.close()
+            with contextlib.suppress(Exception):
+                src_writer = writer if from_client else up_writer
+                src_writer.close()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
 
     async def close(self) -> None:
         if self._server is not None:
@@ -275,6 +290,28 @@ async def test_f6_a_hung_engine_gives_docker_unavailable_and_blocks_nothing_else
         assert not any(m["type"] == "unsubscribed_stats" and m["containerId"] == name
                        for m in client.backlog)
         await client.expect("unsubscribed_stats", 5, where=lambda m: m["containerId"] == name)
+
+
+async def test_f1_a_failing_logs_stream_backs_off(
+    engine: None, containers: Containers
+) -> None:
+    name = containers.run(TICKER)
+    async with proxied_server() as (srv, proxy):
+        client = await srv.connect("/ws/containers", auth=True)
+        await subscribe_logs(client, name, tail=0)
+        await client.expect("log", 10)
+        proxy.fail_follow_logs = True
+        before = proxy.follow_requests
+        for w in list(proxy._writers):  # cut the live stream: it must be re-opened
+            with contextlib.suppress(Exception):
+                w.close()
+        await asyncio.sleep(8.0)
+        retries = proxy.follow_requests - before
+        print(f"follow-logs requests in 8 s while failing: {retries}")
+        # Capped exponential (0.25, 0.5, 1, 2, 4 s): a handful, not 4 per second.
+        assert 1 <= retries <= 10, retries
+        proxy.fail_follow_logs = False
+        await client.expect("log", 40)  # and it recovers
 
 
 async def test_f6_terminal_open_on_a_hung_engine_fails_fast(
