@@ -353,6 +353,8 @@ async def test_an_https_origin_is_not_the_origin_of_an_http_server(server: Runni
     await ok.close()
     import aiohttp
 
-    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-        await server.connect("/ws/containers", headers={"Origin": f"https://{host}"})
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(server.url + "/ws/containers",
+                                     headers={"Origin": f"https://{host}"})
     assert info.value.status == 403
