@@ -12,7 +12,6 @@ import itertools
 import logging
 import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from openpanel_ws import protocol
+from openpanel_ws.clock import ConnectionClock, TimerWheel
 from openpanel_ws.config import Settings
 from openpanel_ws.connection import (
     Action,
@@ -33,15 +33,19 @@ from openpanel_ws.connection import (
 )
 from openpanel_ws.gateways.base import Gateway, Session
 from openpanel_ws.hygiene import GatewayRunner, HandshakeGuard
-from openpanel_ws.outbound import ClientWriter
+from openpanel_ws.outbound import OP_PONG, ClientWriter, WriteScheduler, control_frame
 from openpanel_ws.protocol import CloseCode, ErrorCode, ProtocolError
+from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
 
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("services", Services)
 GATEWAYS_KEY = web.AppKey("gateways", dict)
-CLIENTS_KEY = web.AppKey("clients", weakref.WeakSet)
+# Sessions of open connections (added and removed by ClientHandler.handle); a plain set:
+# a WeakSet costs a weakref per connection.
+CLIENTS_KEY = web.AppKey("clients", set)
+SCHEDULER_KEY = web.AppKey("write_scheduler", WriteScheduler)
 GUARD_KEY = web.AppKey("handshake_guard", HandshakeGuard)
 
 _client_ids = itertools.count(1)
@@ -85,52 +89,17 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str],
     return bool(host) and parts.netloc.lower() == (host or "").lower()
 
 
-class _Clock:
-    """Drives `Connection.tick` with one timer handle (cheaper than a task per client)."""
-
-    __slots__ = ("_conn", "_handle", "_loop", "_session")
-
-    def __init__(self, conn: Connection, session: Session) -> None:
-        self._conn = conn
-        self._session = session
-        self._loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = None
-        self._arm()
-
-    def rearm(self) -> None:
-        """The deadline may have moved (a re-auth with another `exp`)."""
-        if self._handle is not None:
-            self._handle.cancel()
-        if self._conn.state is not State.CLOSED and not self._session.closed:
-            self._arm()
-
-    def _arm(self) -> None:
-        delay = max(0.0, self._conn.next_deadline() - time.monotonic())
-        self._handle = self._loop.call_at(self._loop.time() + delay, self._fire)
-
-    def _fire(self) -> None:
-        # tick() yields only Send and Close, both synchronous for the writer.
-        for action in self._conn.tick(time.monotonic()):
-            if isinstance(action, Send):
-                self._session.send(action.message)
-            elif isinstance(action, Close):
-                self._session.close(action.code, action.reason)
-        if self._conn.state is not State.CLOSED and not self._session.closed:
-            self._arm()
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
-    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session]) -> None:
+    def __init__(self, gateway: Gateway, services: Services, clients: set[Session],
+                 scheduler: WriteScheduler | None = None, wheel: TimerWheel | None = None) -> None:
         self.gateway = gateway
         self.services = services
         self.settings: Settings = services.settings
         self.clients = clients
+        self.scheduler = scheduler or new_scheduler(self.settings)
+        self.wheel = wheel or TimerWheel()
         self.lifecycle = LifecycleConfig(
             rate_limit=self.settings.rate_limit_for(gateway.name),
             auth_timeout=self.settings.auth_timeout,
@@ -147,13 +116,15 @@ class ClientHandler:
         ws = web.WebSocketResponse(
             compress=False,
             autoping=False,  # protocol pongs count as heartbeat answers: handle them here
+            # The closing handshake is the writer's (docs/protocol.md, "Outbound path").
+            autoclose=False,
             # aiohttp refuses a message of exactly max_msg_size: the documented limit is
-            # the largest message accepted (docs/protocol.md).
+            # the largest message accepted (docs/protocol.md "Hostile clients").
             max_msg_size=self.settings.max_message_bytes + 1,
         )
         guard = request.app.get(GUARD_KEY)
         try:
-            await ws.prepare(request)
+            stream = await ws.prepare(request)
         except (ConnectionError, OSError):
             # The client reset the connection mid-handshake: one throttled line, no traceback.
             if guard is not None:
@@ -166,27 +137,24 @@ class ClientHandler:
             return ws
         if guard is not None:
             guard.upgraded(request.protocol)
-        writer = ClientWriter(
-            ws,
-            request.transport,
-            max_frames=self.settings.send_queue_max,
-            max_bytes=self.settings.send_queue_max_bytes,
-            send_timeout=self.settings.send_timeout,
-        )
+        # Every frame of ours is written straight to this transport (docs/protocol.md,
+        # "Outbound path"); asyncio sets TCP_NODELAY on accepted TCP sockets.
+        writer = ClientWriter(ws, stream, self.scheduler)  # type: ignore[arg-type]
         client_id = new_client_id()
         session = Session(client_id, writer, request.remote or "")
         conn = Connection(client_id, self.lifecycle, self.services.verifier.verify, time.monotonic())
-        writer.start()
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
-        timer = _Clock(conn, session)
+        clock = ConnectionClock(conn, session)
+        self.wheel.add(clock)
         lanes = _Lanes(lambda message: self._guard(session, self.gateway.dispatch(session, message)))
         try:
-            await self._read_loop(ws, conn, session, timer, lanes, guard, request)
+            await self._read_loop(ws, conn, session, clock, lanes, guard, request)
         except (ConnectionError, OSError):
             pass  # the socket went away under us: nothing to report
         finally:
-            timer.cancel()
+            writer.reader_done()
+            self.wheel.remove(clock)
             # Requests already running finish (bounded by the engine timeout) before the
             # gateway releases the session; queued ones are dropped.
             await lanes.close()
@@ -206,25 +174,29 @@ class ClientHandler:
         return ws
 
     async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection, session: Session,
-                         timer: _Clock, lanes: _Lanes, guard: HandshakeGuard | None,
+                         clock: ConnectionClock, lanes: _Lanes, guard: HandshakeGuard | None,
                          request: web.Request) -> None:
         while not session.closed:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
                 actions = conn.receive_text(msg.data, time.monotonic())
-                await self._perform(actions, conn, session, timer, lanes, guard, request)
+                await self._perform(actions, conn, session, clock, lanes, guard, request)
             elif msg.type is WSMsgType.BINARY:
                 actions = conn.receive_binary(time.monotonic())
-                await self._perform(actions, conn, session, timer, lanes, guard, request)
+                await self._perform(actions, conn, session, clock, lanes, guard, request)
             elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
+                # In order with our data frames, through the same path (never mid-frame).
+                session.writer.send(control_frame(OP_PONG, msg.data))
             elif msg.type is WSMsgType.PONG:
                 conn.receive_pong_frame()
+            elif msg.type is WSMsgType.CLOSE:
+                session.writer.peer_closed(msg.data)
+                return
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
                 return
 
     async def _perform(self, actions: list[Action], conn: Connection, session: Session,
-                       timer: _Clock, lanes: _Lanes, guard: HandshakeGuard | None,
+                       clock: ConnectionClock, lanes: _Lanes, guard: HandshakeGuard | None,
                        request: web.Request) -> None:
         for action in actions:
             if isinstance(action, Send):
@@ -233,7 +205,8 @@ class ClientHandler:
                 session.close(action.code, action.reason)
             elif isinstance(action, Authenticated):
                 session.principal = action.principal
-                timer.rearm()  # the token's expiry is a deadline too
+                if clock.slot != -1:
+                    self.wheel.add(clock)  # the token's expiry is a deadline too
                 if action.first:
                     if guard is not None:
                         guard.authenticated(request.protocol)
@@ -243,7 +216,7 @@ class ClientHandler:
                     await self._guard(session, self.gateway.on_principal_changed(session))
             elif isinstance(action, Dispatch):
                 # Never awaited here: a slow request must not hold up the connection's
-                # other messages. Requests of one lane (e.g. one container) stay in order.
+                # other messages. Requests of one lane (e.g. one subscription) stay in order.
                 lanes.submit(self.gateway.lane(action.message), action.message)
 
     async def _guard(self, session: Session, work: object) -> None:
@@ -313,6 +286,11 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def new_scheduler(settings: Settings) -> WriteScheduler:
+    return WriteScheduler(QueueLimits(settings.send_queue_max, settings.send_queue_max_bytes),
+                          settings.send_timeout)
+
+
 def create_app(settings: Settings, gateways: list[Gateway] | None = None,
                services: Services | None = None) -> web.Application:
     services = services or Services.from_settings(settings)
@@ -320,13 +298,17 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[SERVICES_KEY] = services
     gateway_list = gateways if gateways is not None else default_gateways(services)
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
-    clients: weakref.WeakSet[Session] = weakref.WeakSet()
+    clients: set[Session] = set()
     app[CLIENTS_KEY] = clients
     guard = HandshakeGuard(settings.handshake_timeout, settings.max_unauthenticated,
                            settings.max_unauthenticated_per_ip)
     app[GUARD_KEY] = guard
+    # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
+    scheduler = app[SCHEDULER_KEY] = new_scheduler(settings)
+    wheel = TimerWheel()  # every connection's clock (auth timeout, heartbeat)
     for gateway in gateway_list:
-        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients).handle)
+        app.router.add_get(gateway.path,
+                           ClientHandler(gateway, services, clients, scheduler, wheel).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
@@ -347,6 +329,8 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
 
     async def on_cleanup(app: web.Application) -> None:
         guard.close()
+        scheduler.stop()
+        wheel.stop()
         await services.close()
 
     app.on_startup.append(on_startup)
