@@ -450,6 +450,14 @@ class TerminalGateway(Gateway):
         if isinstance(terminal, Terminal):
             await terminal.close(CONNECTION_CLOSED, notify=False)
 
+    async def on_principal_changed(self, session: Session) -> None:
+        # Re-auth (docs/protocol.md): the shell ends if the new claims no longer allow it.
+        terminal = session.gateway_state
+        if isinstance(terminal, Terminal) and terminal.state.is_open and not (
+                session.user.may_open_terminal
+                and session.user.may_access_container([terminal.state.container_name])):
+            await terminal.close("permission", notify=True)
+
     async def stop(self) -> None:
         self._stopping = True
         for terminal in list(self._terminals):
