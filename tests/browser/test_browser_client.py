@@ -274,3 +274,29 @@ async def test_a_command_without_tty_in_chromium(
     assert closed == {"reason": "Process exited", "exitCode": 3}, closed
     assert seen["term"] == [["stdout", "out\n"], ["stderr", "err\n"]], seen
     assert seen["errors"] == []
+
+
+async def test_get_token_refreshes_before_exp_on_the_open_connection_in_chromium(
+        make_server: Any, page: Any) -> None:
+    """Tokens that live 4 s on a server with 1 s leeway: the client re-authenticates on
+    the open connection before each `exp`, so the connection outlives every token."""
+    srv: RunningServer = await make_server(jwt_leeway=1.0)
+    tokens = [make_token(ttl_seconds=4.0 * (i + 1)) for i in range(6)]
+    await _load_client(page, srv.url)
+    await page.evaluate("""([url, tokens]) => {
+        const s = window.seen
+        let n = 0
+        s.tokens = 0
+        const c = window.client = new window.op.OpenPanelClient({
+            url, getToken: async () => { s.tokens++; return tokens[n++] } })
+        c.addEventListener('state', e => s.states.push(e.detail.state))
+        c.addEventListener('error', e => s.errors.push(e.detail.code))
+        c.subscribeMetrics({ interval: 500 }, () => { s.metrics++ }, e => s.errors.push(e.code))
+    }""", [srv.url.replace("http://", "ws://"), tokens])
+    await asyncio.sleep(10.0)  # past the first two tokens' exp + leeway
+    seen = await page.evaluate("window.seen")
+    await page.evaluate("window.client.close()")
+    assert seen["errors"] == [] and seen["states"] == ["connecting", "authenticated"], seen
+    assert seen["tokens"] >= 3, seen  # re-authenticated on the same connection
+    before = seen["metrics"]
+    assert before >= 15, seen
