@@ -128,3 +128,17 @@ async def test_bad_extension_fields_are_refused(server: RunningServer, container
     assert (await ex.next_other())["type"] == "terminal_error"
     # Nothing changed: a default terminal still opens.
     assert (await ex.open(name))["type"] == "terminal_opened"
+
+
+async def test_container_lost_is_reported(server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    ex = await exec_client(server)
+    assert (await ex.open(name))["type"] == "terminal_opened"
+    await asyncio.to_thread(docker, "restart", "-t", "0", name)
+    closed = await ex.next_other()
+    assert closed.get("containerLost") is True, closed
+    # A program killed by a signal in a running container is not a lost container.
+    assert (await ex.open(name, tty=False, command=["sh", "-c", "kill -9 $$"]))["type"] \
+        == "terminal_opened"
+    closed = await ex.next_other()
+    assert closed == {"type": "terminal_closed", "reason": "Process exited", "exitCode": 137}

@@ -80,6 +80,8 @@ OUTPUT_LOW_WATER = 0.125
 # Bytes queued towards a shell that does not read its stdin before input is refused
 # (input is never buffered without bound).
 INPUT_BACKLOG_LIMIT: Final = 1024 * 1024
+# How long a SIGKILLed program's container is watched for stopping (containerLost).
+LOST_CHECK_WAIT: Final = 0.5
 # How long shutdown waits for every shell to be killed.
 STOP_TIMEOUT: Final = 25.0
 
@@ -130,6 +132,8 @@ class Terminal:
         self.journaled = False
         self._output = ExecOutput(tty=proc.tty)  # text, or per-stream text without a TTY
         self.stdin_open = proc.stdin  # False after `eof` (terminal extensions)
+        self.container_started_at = ""  # State.StartedAt at open: a restart changes it
+        self.container_lost = False
         self._pending_output = b""  # read during start-up, emitted first by the pump
         self._pump: asyncio.Task[None] | None = None
         self._idle: asyncio.Task[None] | None = None
@@ -269,6 +273,8 @@ class Terminal:
             if reason == PROCESS_EXITED:
                 # The pump sent everything the shell printed; it is finishing now.
                 exit_code = await self.proc.wait_exit_code()
+                if exit_code in (None, 137):  # SIGKILL: maybe with its whole container
+                    self.container_lost = await self._container_gone()
             else:
                 # Stop reading and close the attach socket first: an unread socket
                 # blocks the engine's copy of this exec, which was seen to stall the
@@ -300,7 +306,33 @@ class Terminal:
             if binding.session.gateway_state is binding:
                 binding.session.gateway_state = None
             if notify:
-                binding.session.send(closed_message(reason, exit_code))
+                message = closed_message(reason, exit_code)
+                if self.container_lost:
+                    message["containerLost"] = True  # terminal extensions
+                binding.session.send(message)
+
+    async def _container_gone(self, wait: float = LOST_CHECK_WAIT) -> bool:
+        """Whether the container stopped, restarted or was removed under the program.
+
+        The exec ends a moment before the engine marks its container stopped, so look
+        a few times before deciding it still runs.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                info = await self.gateway.services.engine.get(
+                    f"/containers/{self.state.container_id}/json")
+            except EngineNotFound:
+                return True
+            except (EngineError, EngineUnavailable):
+                return False
+            state = info.get("State") or {}
+            if (not state.get("Running") or state.get("Restarting")
+                    or str(state.get("StartedAt", "")) != self.container_started_at):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
 
 
 class TerminalGateway(Gateway):
@@ -484,6 +516,7 @@ class TerminalGateway(Gateway):
             now=time.monotonic(),
         )
         terminal = Terminal(self, session, state, proc, cols=request.cols, rows=request.rows)
+        terminal.container_started_at = str((info.get("State") or {}).get("StartedAt", ""))
         self._terminals.add(terminal)
         self._registry.add(session_id, terminal)
         terminal.attach(session)
