@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -149,6 +150,55 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recordings_dir(args: argparse.Namespace) -> Path:
+    settings = load_settings(config_file=getattr(args, "config", None))
+    if args.dir:
+        return Path(args.dir)
+    if settings.terminal_record_dir is None:
+        raise ConfigError("recordings: no directory; set OPENPANEL_WS_TERMINAL_RECORD_DIR "
+                          "or pass --dir")
+    return settings.terminal_record_dir
+
+
+def cmd_recordings_list(args: argparse.Namespace) -> int:
+    from openpanel_ws.gateways.recording import list_casts
+
+    directory = _recordings_dir(args)
+    if not directory.is_dir():
+        raise ConfigError(f"recordings: {directory} is not a directory")
+    for info in list_casts(directory):
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                time.gmtime(float(info.header.get("timestamp", 0))))
+        size = f"{info.header.get('width')}x{info.header.get('height')}"
+        print(f"{started}  {info.duration:9.1f}s  {size:>9}  {info.path}")
+    return 0
+
+
+def cmd_recordings_play(args: argparse.Namespace) -> int:
+    from openpanel_ws.gateways.recording import CastError, play, read_cast
+
+    if args.speed <= 0:
+        raise ConfigError("recordings play: --speed must be positive")
+    path = Path(args.file)
+    if not path.exists() and not path.is_absolute():
+        with contextlib.suppress(ConfigError):
+            candidate = _recordings_dir(args) / path
+            if candidate.exists():
+                path = candidate
+    try:
+        _head, events = read_cast(path)
+    except CastError as exc:
+        raise ConfigError(str(exc)) from None
+    out = sys.stdout
+
+    def write(text: str) -> None:
+        out.write(text)
+        out.flush()
+
+    play(events, write, time.sleep, speed=args.speed, max_wait=args.max_wait)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openpanel-ws",
                                      description="OpenPanel WebSocket API 1.3.0 gateway")
@@ -170,6 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds")
     token.add_argument("--config", help="TOML settings file")
     token.set_defaults(func=cmd_token)
+
+    recordings = sub.add_parser("recordings", help="terminal recordings (asciicast v2)")
+    rec = recordings.add_subparsers(dest="recordings_command", required=True)
+    rec_list = rec.add_parser("list", help="list the recordings")
+    rec_list.add_argument("--dir", help="directory (default OPENPANEL_WS_TERMINAL_RECORD_DIR)")
+    rec_list.add_argument("--config", help="TOML settings file")
+    rec_list.set_defaults(func=cmd_recordings_list)
+    rec_play = rec.add_parser("play", help="replay a recording in this terminal")
+    rec_play.add_argument("file", help="a .cast file (a bare name is looked up in --dir)")
+    rec_play.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
+    rec_play.add_argument("--max-wait", type=float, default=2.0, metavar="S",
+                          help="longest pause between two outputs, in recorded seconds")
+    rec_play.add_argument("--dir", help="directory (default OPENPANEL_WS_TERMINAL_RECORD_DIR)")
+    rec_play.add_argument("--config", help="TOML settings file")
+    rec_play.set_defaults(func=cmd_recordings_play)
 
     register_client_commands(sub)
     return parser

@@ -300,7 +300,8 @@ class _MetricsSub(_Subscription):
 class _TerminalSub(_Subscription):
     def __init__(self, container: str, shell: str | None, cols: int | None, rows: int | None,
                  *, command: Sequence[str] | None = None, tty: bool = True,
-                 stdin: bool = True) -> None:
+                 stdin: bool = True, resume: bool = True,
+                 on_status: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.container = container
         self.shell = shell
@@ -314,12 +315,31 @@ class _TerminalSub(_Subscription):
         self.exit_code: int | None = None
         self.reason: str | None = None
         self._sent_open = False
+        # Terminal sessions (docs/protocol.md): after a reconnect the same session is
+        # reattached with the `seq` of the last output received, so nothing is lost
+        # or repeated.
+        self.resume = resume
+        self.session_id: str | None = None
+        self.last_seq: int | None = None
+        self.resuming = False
+        self.resumes = 0
+        self._on_status = on_status
+
+    def _status(self, text: str) -> None:
+        if self._on_status is not None:
+            self._on_status(text)
 
     def subscribe_messages(self) -> list[Message]:
-        if self._sent_open:  # a terminal cannot be resumed on another connection
+        if self._sent_open:
+            if self.resuming and self.session_id is not None and not self.ended:
+                msg: Message = {"type": "open_terminal", "containerId": self.container,
+                                "sessionId": self.session_id}
+                if self.last_seq is not None:
+                    msg["lastSeq"] = self.last_seq
+                return [msg]
             return []
         self._sent_open = True
-        msg: Message = {"type": "open_terminal", "containerId": self.container}
+        msg = {"type": "open_terminal", "containerId": self.container}
         if self.shell:
             msg["shell"] = self.shell
         if self.cols and self.rows:
@@ -342,8 +362,20 @@ class _TerminalSub(_Subscription):
         kind = msg.get("type")
         if kind == "terminal_opened":
             if not self.opened.done():
-                self.opened.set_result(str(msg.get("sessionId", "")))
+                self.session_id = str(msg.get("sessionId", ""))
+                self.opened.set_result(self.session_id)
+            elif self.resuming and msg.get("resumed") is True:
+                self.resuming = False
+                self.resumes += 1
+                start = msg.get("seq")
+                lost = (start - self.last_seq if isinstance(start, int)
+                        and self.last_seq is not None and start > self.last_seq else 0)
+                self._status("terminal session resumed" +
+                             (f" ({lost} bytes of output were lost)" if lost else ""))
         elif kind == "terminal_output":
+            seq = msg.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                self.last_seq = seq
             stream = msg.get("stream")
             self.queue.put_nowait(TerminalOutput(str(msg.get("data", "")),
                                                  stream if isinstance(stream, str) else None))
@@ -357,6 +389,10 @@ class _TerminalSub(_Subscription):
             self.end()
         elif kind == "terminal_error":
             text = str(msg.get("message", "terminal error"))
+            if self.resuming:
+                self._fail(TerminalError(
+                    f"the terminal session did not survive the reconnect ({text})"))
+                return True
             if text.lower().startswith("container not found"):
                 text = f"container '{self.container}' not found" + text[len("container not found"):]
             self._fail(TerminalError(text))
@@ -367,12 +403,19 @@ class _TerminalSub(_Subscription):
     def handle_error(self, err: ServerError) -> bool:
         # Before the terminal opened any error is its answer; afterwards only a refusal
         # ends it (a rejected resize must not kill the session: it is just reported).
-        if not self.opened.done() or isinstance(err, PermissionDenied | ContainerNotFound):
-            self._fail(err)
+        if (not self.opened.done() or self.resuming
+                or isinstance(err, PermissionDenied | ContainerNotFound)):
+            self._fail(TerminalError(f"the terminal session did not survive the reconnect ({err})")
+                       if self.resuming else err)
             return True
         return False
 
     def on_disconnect(self, why: str) -> None:
+        if self.resume and self.opened.done() and self.session_id and not self.ended:
+            if not self.resuming:
+                self._status(f"connection to the gateway lost ({why}); reattaching the terminal")
+            self.resuming = True
+            return
         self._fail(TerminalError(f"connection to the gateway lost ({why})"))
 
 
@@ -657,6 +700,11 @@ class TerminalSession:
         return self._sub.reason
 
     @property
+    def resumes(self) -> int:
+        """How many times this terminal was reattached after a lost connection."""
+        return self._sub.resumes
+
+    @property
     def container_lost(self) -> bool:
         """The program ended because its container stopped, restarted or was removed."""
         return self._sub.container_lost
@@ -757,6 +805,9 @@ class OpenPanelClient:
         except Exception as exc:
             raise ClientError(f"cannot obtain a token: {exc}") from exc
 
+    def _status_text(self, text: str) -> None:
+        self._status(text, None)
+
     def _status(self, text: str, code: int | None) -> None:
         log.info("%s", text)
         if self.on_status is not None:
@@ -805,15 +856,22 @@ class OpenPanelClient:
     async def terminal(self, container: str, *, shell: str | None = None,
                        cols: int | None = None, rows: int | None = None,
                        command: Sequence[str] | None = None, tty: bool = True,
-                       stdin: bool = True, timeout: float = 30.0) -> TerminalSession:
-        """Open an interactive terminal. A terminal does not survive a reconnect.
+                       stdin: bool = True, timeout: float = 30.0,
+                       resume: bool = True) -> TerminalSession:
+        """Open an interactive terminal.
+
+        With `resume` (default) a lost connection is re-established and the same shell
+        reattached, its missed output delivered exactly once (docs/protocol.md
+        "Terminal sessions"); when the session did not survive (the gateway restarted,
+        or the grace period is over) the output iterator raises TerminalError saying so.
 
         `command`, `tty=False` and `stdin=False` use the gateway's terminal extensions
         (docs/protocol.md): a program instead of a shell, no TTY (output per stream),
         no standard input.
         """
-        link = self._link("terminal", reconnect=False)
-        sub = _TerminalSub(container, shell, cols, rows, command=command, tty=tty, stdin=stdin)
+        link = self._link("terminal", reconnect=resume)
+        sub = _TerminalSub(container, shell, cols, rows, command=command, tty=tty, stdin=stdin,
+                           resume=resume, on_status=self._status_text)
         link.add(sub)
         try:
             session_id = await asyncio.wait_for(asyncio.shield(sub.opened), timeout)

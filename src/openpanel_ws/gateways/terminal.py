@@ -627,6 +627,7 @@ class TerminalGateway(Gateway):
             raise TerminalError(NO_TTY_RESIZE)
         try:
             await terminal.proc.resize(cols, rows, timeout=10.0)
+            terminal.resized(cols, rows)
         except EngineNotFound:
             pass  # the shell just exited: terminal_closed follows
         except EngineUnavailable:

@@ -1,0 +1,328 @@
+"""Terminal sessions end to end (docs/terminal.md "Sessions"): resume after a dropped
+socket, exactly-once replay by `seq`, grace expiry, crash clean-up, caps, recording."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyte
+
+from helpers import Containers, RunningServer, free_port, make_token
+from openpanel_ws.server import GATEWAYS_KEY
+from test_client_support import PYTHON, ServerProcess, cli_env
+from test_terminal import (
+    TIMEOUT,
+    Term,
+    assert_no_leftovers,
+    leftovers,
+    opened,
+    terminal,
+    wait_for_process,
+)
+
+UNKNOWN = "Terminal session not found or expired"
+
+
+class SeqTerm(Term):
+    """Also keeps every output message's `seq`, and checks they are contiguous."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.seq: int | None = None
+
+    def _take(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "terminal_output":
+            assert isinstance(msg.get("seq"), int), msg
+            size = len(msg["data"].encode())
+            if self.seq is not None:
+                assert msg["seq"] == self.seq + size, (self.seq, msg)
+            self.seq = msg["seq"]
+        elif msg.get("type") == "terminal_opened" and msg.get("resumed"):
+            self.seq = msg["seq"]
+        super()._take(msg)
+
+
+async def seq_terminal(server: RunningServer, token: str | None = None) -> SeqTerm:
+    client = await server.connect("/ws/terminal")
+    await client.auth(token)
+    return SeqTerm(client)
+
+
+def drop(term: Term) -> None:
+    """The TCP connection just goes away (no close handshake): a network blip."""
+    transport = term.client.ws._response.connection.transport  # type: ignore[union-attr]
+    assert transport is not None
+    transport.abort()
+
+
+async def test_resume_keeps_the_shell(server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    term = await seq_terminal(server)
+    first = await term.open(name)
+    session_id = first["sessionId"]
+    assert "resumed" not in first
+    await term.type("KEEP=kept-$((6*7)); cd /tmp\n")
+    await term.type('echo RE""ADY\n')
+    await term.until("READY\r\n")
+    drop(term)
+    again = await seq_terminal(server)
+    reply = await again.open(name, sessionId=session_id, lastSeq=term.seq)
+    assert reply == {"type": "terminal_opened", "containerId": name, "sessionId": session_id,
+                     "resumed": True, "seq": term.seq}
+    await again.type('echo "$KEEP in $(pwd)"\n')
+    await again.until("kept-42 in /tmp\r\n")
+    await again.send({"type": "close_terminal"})
+    assert (await again.closed())["reason"] == "User closed"
+    assert await leftovers(name) == []
+
+
+async def test_missed_output_arrives_exactly_once_in_order(
+        server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    term = await seq_terminal(server)
+    session_id = (await term.open(name))["sessionId"]
+    await term.type("stty -echo; i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); "
+                    "usleep 5000; done; echo EN\"\"D; stty echo\n")
+    await term.until("line-20\r\n")
+    drop(term)
+    await asyncio.sleep(1.0)  # the shell keeps printing while nobody is attached
+    again = await seq_terminal(server)
+    again.seq = term.seq
+    reply = await again.open(name, sessionId=session_id, lastSeq=term.seq)
+    assert reply["resumed"] is True and reply["seq"] == term.seq
+    await again.until("END\r\n")
+    text = term.text + again.text
+    lines = [line for line in text.split("\r\n") if line.startswith("line-")]
+    assert lines == [f"line-{i}" for i in range(400)]
+
+
+async def test_resume_without_last_seq_replays_the_buffer(
+        server: RunningServer, containers: Containers) -> None:
+    """A refreshed page has no screen left: it gets everything still buffered."""
+    name = containers.run()
+    term = await seq_terminal(server)
+    session_id = (await term.open(name))["sessionId"]
+    await term.type('echo MAR""KER-1\n')
+    await term.until("MARKER-1\r\n")
+    await term.client.close()
+    again = await seq_terminal(server)
+    reply = await again.open(name, sessionId=session_id)
+    assert reply["resumed"] is True and reply["seq"] == 0
+    await again.until("MARKER-1\r\n")
+    assert again.text == term.text
+
+
+async def test_other_users_session_is_unknown(server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    owner = await terminal(server, make_token("alice"))
+    session_id = (await owner.open(name))["sessionId"]
+    drop(owner)
+    intruder = await terminal(server, make_token("mallory"))
+    stolen = await intruder.open(name, sessionId=session_id)
+    unknown = await intruder.open(name, sessionId="session-0000000000000000")
+    assert stolen["type"] == unknown["type"] == "terminal_error"
+    assert stolen["message"] == unknown["message"] == UNKNOWN
+    # Bad lastSeq: a clear INVALID_MESSAGE, the session stays resumable.
+    back = await terminal(server, make_token("alice"))
+    bad = await back.open(name, sessionId=session_id, lastSeq=10**9)
+    assert bad["type"] == "error" and bad["code"] == "INVALID_MESSAGE" and bad["field"] == "lastSeq"
+    ok = await back.open(name, sessionId=session_id, lastSeq=0)
+    assert ok["type"] == "terminal_opened" and ok["resumed"] is True
+
+
+async def test_a_second_connection_takes_the_session_over(
+        server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    first = await opened(server, name)
+    session_id = first.others[0]["sessionId"] if first.others else None
+    if session_id is None:
+        await first.type("echo x\n")
+    gateway = server.app[GATEWAYS_KEY]["terminal"]
+    (terminal_obj,) = gateway._terminals
+    session_id = terminal_obj.state.session_id
+    second = await terminal(server)
+    reply = await second.open(name, sessionId=session_id)
+    assert reply["type"] == "terminal_opened" and reply["resumed"] is True
+    assert await first.closed() == {"type": "terminal_closed",
+                                    "reason": "Resumed on another connection"}
+    await second.type('echo ta""ken\n')
+    await second.until("taken\r\n")
+
+
+async def test_grace_expiry_leaves_no_process(make_server: Any, containers: Containers) -> None:
+    srv = await make_server(terminal_grace=3)
+    name = containers.run()
+    term = await opened(srv, name)
+    await term.type("sleep 1010 & top\n")
+    await wait_for_process(name, "top")
+    gateway = srv.app[GATEWAYS_KEY]["terminal"]
+    (session,) = gateway._terminals
+    session_id = session.state.session_id
+    drop(term)
+    await assert_no_leftovers(name)  # after the grace period
+    assert gateway.open_terminals == 0
+    late = await terminal(srv)
+    reply = await late.open(name, sessionId=session_id)
+    assert reply["type"] == "terminal_error" and reply["message"] == UNKNOWN
+
+
+async def test_detached_session_is_alive_until_grace_ends(
+        make_server: Any, containers: Containers) -> None:
+    srv = await make_server(terminal_grace=600)
+    name = containers.run()
+    term = await opened(srv, name)
+    await term.type("sleep 1011\n")
+    await wait_for_process(name, "sleep 1011")
+    await term.client.close()
+    gateway = srv.app[GATEWAYS_KEY]["terminal"]
+    await asyncio.sleep(1.0)
+    assert gateway.detached_terminals == 1
+    assert any("sleep 1011" in row for row in await leftovers(name))
+    await srv.stop()  # a clean shutdown ends detached sessions too
+    await assert_no_leftovers(name)
+
+
+async def test_caps_hold_across_connections(make_server: Any, containers: Containers) -> None:
+    srv = await make_server(terminal_max_per_user=2, terminal_max=3)
+    name = containers.run()
+    alice = make_token("alice")
+    first = await opened_as(srv, name, alice)
+    drop(first)  # detached, still counts
+    await opened_as(srv, name, alice)
+    third = await terminal(srv, alice)
+    refused = await third.open(name)
+    assert refused["type"] == "terminal_error", refused
+    assert "at most 2 live terminal sessions per user" in refused["message"]
+    await opened_as(srv, name, make_token("bob"))  # the third on this server
+    carol = await terminal(srv, make_token("carol"))
+    refused = await carol.open(name)
+    assert refused["type"] == "terminal_error"
+    assert "Too many terminals on this server: at most 3" in refused["message"]
+    # Closing one frees a slot for its owner.
+    await third.open(name)  # still refused, nothing changed
+    fourth = await terminal(srv, alice)
+    gateway = srv.app[GATEWAYS_KEY]["terminal"]
+    detached = next(t for t in gateway._terminals if t.binding is None)
+    reply = await fourth.open(name, sessionId=detached.state.session_id)
+    assert reply["resumed"] is True
+    await fourth.send({"type": "close_terminal"})
+    await fourth.closed()
+    assert (await third.open(name))["type"] == "terminal_opened"
+
+
+async def opened_as(server: RunningServer, name: str, token: str) -> Term:
+    term = await terminal(server, token)
+    reply = await term.open(name)
+    assert reply["type"] == "terminal_opened", reply
+    return term
+
+
+async def test_kill_9_then_restart_leaves_no_process(containers: Containers, engine: None,
+                                                     tmp_path: Path) -> None:
+    from helpers import WsClient
+    import aiohttp
+
+    name = containers.run()
+    proc = ServerProcess(free_port(), tmp_path)
+    await proc.start()
+    try:
+        session = aiohttp.ClientSession()
+        ws = await session.ws_connect(proc.url + "/ws/terminal")
+        client = WsClient(ws, session)
+        await client.expect("connected")
+        await client.auth()
+        term = Term(client)
+        assert (await term.open(name))["type"] == "terminal_opened"
+        await term.type("sleep 1012 & top\n")
+        await wait_for_process(name, "top")
+        await proc.kill()  # SIGKILL: no clean-up at all
+        await client.close()
+        await asyncio.sleep(1.0)
+        assert any("top" in row for row in await leftovers(name)), "the crash left nothing?"
+        journal = tmp_path / "openpanel-ws" / "terminal-sessions.sqlite3"
+        assert journal.exists() and stat.S_IMODE(journal.stat().st_mode) == 0o600
+        await proc.start()
+        await assert_no_leftovers(name)
+    finally:
+        await proc.kill()
+
+
+async def test_recording_replays_to_the_same_screen(
+        make_server: Any, containers: Containers, tmp_path: Path) -> None:
+    record_dir = tmp_path / "casts"
+    audit = tmp_path / "audit.jsonl"
+    srv = await make_server(terminal_record_dir=record_dir, terminal_audit_log=audit)
+    name = containers.run()
+    term = await opened(srv, name, cols=60, rows=12)
+    await term.type("PS1='$ '; printf '\\033[1;31mred\\033[0m plain\\n'; seq 1 30\n")
+    await term.until("30\r\n")
+    await term.send({"type": "resize", "cols": 70, "rows": 14})
+    await term.type("echo top-secret-input-marker > /dev/null; echo d\"\"one\n")
+    await term.until("done\r\n")
+    await term.send({"type": "close_terminal"})
+    await term.closed()
+    (cast,) = record_dir.glob("*.cast")
+    assert stat.S_IMODE(cast.stat().st_mode) == 0o600
+    assert "_tester_" in cast.name and name in cast.name
+    lines = cast.read_bytes().splitlines()
+    head = orjson.loads(lines[0])
+    assert head["version"] == 2 and head["width"] == 60 and head["height"] == 12
+    assert head["env"]["TERM"] == "xterm-256color" and isinstance(head["timestamp"], int)
+    events = [orjson.loads(line) for line in lines[1:]]
+    assert {e[1] for e in events} == {"o", "r"}  # no input events by default
+    assert [e[2] for e in events if e[1] == "r"] == ["70x14"]
+    audit_lines = [orjson.loads(line) for line in audit.read_bytes().splitlines()]
+    assert all(line["recording"] == str(cast) for line in audit_lines)
+
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "openpanel_ws", "recordings", "play", str(cast), "--speed", "50",
+        env=cli_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode == 0, err
+    # The replay (at the recorded final size) draws what the live client saw.
+    assert screen(out.decode(), 70, 14) == screen(term.text, 70, 14)
+    listing = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "openpanel_ws", "recordings", "list",
+        env=cli_env(OPENPANEL_WS_TERMINAL_RECORD_DIR=str(record_dir)),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(listing.communicate(), TIMEOUT)
+    assert listing.returncode == 0 and str(cast) in out.decode() and "60x12" in out.decode(), err
+
+
+def screen(text: str, cols: int, rows: int) -> list[str]:
+    emulated = pyte.Screen(cols, rows)
+    stream = pyte.Stream(emulated)
+    stream.feed(text)
+    return list(emulated.display)
+
+
+async def test_recording_with_input(make_server: Any, containers: Containers,
+                                    tmp_path: Path) -> None:
+    srv = await make_server(terminal_record_dir=tmp_path, terminal_record_input=True)
+    name = containers.run()
+    term = await opened(srv, name)
+    await term.type('echo in""put\n')
+    await term.until("input\r\n")
+    await term.send({"type": "close_terminal"})
+    await term.closed()
+    (cast,) = tmp_path.glob("*.cast")
+    events = [orjson.loads(line) for line in cast.read_bytes().splitlines()[1:]]
+    assert ["echo in\"\"put\n"] == [e[2] for e in events if e[1] == "i"]
+
+
+async def test_recording_directory_unwritable_refuses(make_server: Any, containers: Containers,
+                                                      tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    srv = await make_server(terminal_record_dir=blocked)
+    name = containers.run()
+    term = await terminal(srv)
+    reply = await term.open(name)
+    assert reply["type"] == "terminal_error" and "recording" in reply["message"], reply
+    assert await leftovers(name) == []
+    assert os.listdir(tmp_path) == ["file-not-dir"]
