@@ -9,11 +9,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pyte
-
-from helpers import Containers, RunningServer, free_port, make_token
-from openpanel_ws.server import GATEWAYS_KEY
 from test_client_support import PYTHON, ServerProcess, cli_env
 from test_terminal import (
     TIMEOUT,
@@ -24,6 +22,9 @@ from test_terminal import (
     terminal,
     wait_for_process,
 )
+
+from helpers import Containers, RunningServer, WsClient, free_port, make_token
+from openpanel_ws.server import GATEWAYS_KEY
 
 UNKNOWN = "Terminal session not found or expired"
 
@@ -139,9 +140,6 @@ async def test_a_second_connection_takes_the_session_over(
         server: RunningServer, containers: Containers) -> None:
     name = containers.run()
     first = await opened(server, name)
-    session_id = first.others[0]["sessionId"] if first.others else None
-    if session_id is None:
-        await first.type("echo x\n")
     gateway = server.app[GATEWAYS_KEY]["terminal"]
     (terminal_obj,) = gateway._terminals
     session_id = terminal_obj.state.session_id
@@ -224,9 +222,6 @@ async def opened_as(server: RunningServer, name: str, token: str) -> Term:
 
 async def test_kill_9_then_restart_leaves_no_process(containers: Containers, engine: None,
                                                      tmp_path: Path) -> None:
-    from helpers import WsClient
-    import aiohttp
-
     name = containers.run()
     proc = ServerProcess(free_port(), tmp_path)
     await proc.start()
@@ -266,7 +261,7 @@ async def test_recording_replays_to_the_same_screen(
     await term.until("done\r\n")
     await term.send({"type": "close_terminal"})
     await term.closed()
-    (cast,) = record_dir.glob("*.cast")
+    (cast,) = casts(record_dir)
     assert stat.S_IMODE(cast.stat().st_mode) == 0o600
     assert "_tester_" in cast.name and name in cast.name
     lines = cast.read_bytes().splitlines()
@@ -310,9 +305,13 @@ async def test_recording_with_input(make_server: Any, containers: Containers,
     await term.until("input\r\n")
     await term.send({"type": "close_terminal"})
     await term.closed()
-    (cast,) = tmp_path.glob("*.cast")
+    (cast,) = casts(tmp_path)
     events = [orjson.loads(line) for line in cast.read_bytes().splitlines()[1:]]
-    assert ["echo in\"\"put\n"] == [e[2] for e in events if e[1] == "i"]
+    assert [e[2] for e in events if e[1] == "i"] == ["echo in\"\"put\n"]
+
+
+def casts(directory: Path) -> list[Path]:
+    return list(directory.glob("*.cast"))
 
 
 async def test_recording_directory_unwritable_refuses(make_server: Any, containers: Containers,
