@@ -120,12 +120,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        def reload() -> None:
+            reloading.append(True)
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await stop.wait()
-        log.info("shutting down")
+        if reloading:
+            # Reload (docs/terminal.md): live terminals are handed to the re-executed
+            # gateway instead of being killed.
+            log.info("reloading")
+            handoff.append(await _terminal_hand_off(app))
+        else:
+            log.info("shutting down")
         await runner.cleanup()
 
+    reloading: list[bool] = []
+    handoff: list[Path | None] = []
     asyncio.run(run())
+    if reloading:
+        if handoff and handoff[0] is not None:
+            os.environ["OPENPANEL_WS_TERMINAL_HANDOFF"] = str(handoff[0])
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0
+
+
+async def _terminal_hand_off(app: Any) -> Path | None:
+    from openpanel_ws.gateways.terminal import TerminalGateway
+    from openpanel_ws.server import GATEWAYS_KEY
+
+    gateway = app[GATEWAYS_KEY].get("terminal")
+    if not isinstance(gateway, TerminalGateway):
+        return None
+    try:
+        return await gateway.hand_off()
+    except Exception:
+        log.exception("terminal hand-off failed; the terminals end with this process")
+        return None
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import stat
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from test_terminal import (
     wait_for_process,
 )
 
-from helpers import Containers, RunningServer, WsClient, free_port, make_token
+from helpers import Containers, RunningServer, WsClient, eventually, free_port, make_token
+from openpanel_ws.client import ClientError, OpenPanelClient, TerminalError
+from openpanel_ws.client.aio import TerminalSession
+from openpanel_ws.client.sansio import BackoffPolicy
 from openpanel_ws.server import GATEWAYS_KEY
 
 UNKNOWN = "Terminal session not found or expired"
@@ -325,3 +329,62 @@ async def test_recording_directory_unwritable_refuses(make_server: Any, containe
     assert reply["type"] == "terminal_error" and "recording" in reply["message"], reply
     assert await leftovers(name) == []
     assert os.listdir(tmp_path) == ["file-not-dir"]
+
+
+class Output:
+    """Drains a client TerminalSession into one string, in the background."""
+
+    def __init__(self, session: TerminalSession) -> None:
+        self.text = ""
+        self.error: BaseException | None = None
+        self.task = asyncio.get_running_loop().create_task(self._drain(session))
+
+    async def _drain(self, session: TerminalSession) -> None:
+        try:
+            async for data in session:
+                self.text += data
+        except ClientError as exc:
+            self.error = exc
+
+    async def until(self, needle: str, start: int = 0, timeout: float = TIMEOUT) -> int:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (at := self.text.find(needle, start)) < 0:
+            if self.task.done() or asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{needle!r} not seen ({self.error}); tail {self.text[-200:]!r}")
+            await asyncio.sleep(0.05)
+        return at + len(needle)
+
+
+async def test_python_client_resumes_across_a_reload_not_a_restart(
+        containers: Containers, engine: None, tmp_path: Path) -> None:
+    """A reload (SIGHUP: the gateway re-executes itself and hands its sessions on) keeps
+    the shell; a restart (stop, start) does not, and the client says so."""
+    name = containers.run()
+    server = ServerProcess(free_port(), tmp_path)
+    await server.start()
+    try:
+        async with OpenPanelClient(server.url, make_token(),
+                                   backoff=BackoffPolicy(base=0.2, cap=1.0)) as client:
+            term = await client.terminal(name, cols=80, rows=24)
+            out = Output(term)
+            term.write("KEEP=survived-$((6*7)); echo pid=$$.\n")
+            end = await out.until("\npid=")
+            shell_pid = out.text[end:out.text.index(".", end)]
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGHUP)
+            await eventually(lambda: term.resumes == 1, timeout=TIMEOUT)
+            mark = len(out.text)
+            term.write('echo "$KEEP"; echo pid=$$.\n')
+            end = await out.until("\npid=", start=mark)
+            assert out.text[end:out.text.index(".", end)] == shell_pid
+            assert "survived-42\r\n" in out.text[mark:]
+            assert out.text.count("\npid=") == 2  # nothing replayed twice
+
+            await server.terminate()  # a restart: the session ends with the process
+            await server.start()
+            await out.task
+            assert isinstance(out.error, TerminalError)
+            assert "did not survive" in str(out.error)
+        await assert_no_leftovers(name)
+    finally:
+        await server.kill()

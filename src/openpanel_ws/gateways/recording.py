@@ -72,6 +72,12 @@ class CastRecorder:
             raise OSError(f"cannot write the recording header to {path}")
         return recorder
 
+    @classmethod
+    def reopen(cls, path: str, started: float, *, record_input: bool) -> CastRecorder:
+        """Go on appending to an existing recording (after a reload). Raises OSError."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        return cls(fd, path, started, record_input=record_input)
+
     @property
     def active(self) -> bool:
         return self.fd is not None

@@ -11,14 +11,18 @@ the shell running).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import os
 import shlex
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+
+import orjson
 
 from openpanel_ws.audit import AuditLog, end_record, start_record
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
@@ -32,7 +36,7 @@ from openpanel_ws.engine.exec import (
 from openpanel_ws.gateways.access import DOCKER_UNAVAILABLE_MESSAGE, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.recording import CastRecorder, header, recording_name
-from openpanel_ws.gateways.terminal_journal import JOURNAL_FILE, TerminalJournal
+from openpanel_ws.gateways.terminal_journal import JOURNAL_FILE, JournalEntry, TerminalJournal
 from openpanel_ws.gateways.terminal_sessions import (
     UNKNOWN_SESSION,
     OutputPiece,
@@ -82,6 +86,8 @@ OUTPUT_LOW_WATER = 0.125
 INPUT_BACKLOG_LIMIT: Final = 1024 * 1024
 # How long a SIGKILLed program's container is watched for stopping (containerLost).
 LOST_CHECK_WAIT: Final = 0.5
+# Set by a reloading gateway for its re-executed self: the hand-off file.
+HANDOFF_ENV: Final = "OPENPANEL_WS_TERMINAL_HANDOFF"
 # How long shutdown waits for every shell to be killed.
 STOP_TIMEOUT: Final = 25.0
 
@@ -114,15 +120,15 @@ class Terminal:
     """One terminal session: its exec, output ring, recording, output pump, idle watch,
     grace timer and (single) teardown. Attached to at most one connection at a time."""
 
-    def __init__(self, gateway: TerminalGateway, owner: Session, state: TerminalState,
-                 proc: ExecProcess, *, cols: int, rows: int) -> None:
+    def __init__(self, gateway: TerminalGateway, state: TerminalState, proc: ExecProcess, *,
+                 user: str, client_id: str, remote: str, cols: int, rows: int) -> None:
         self.gateway = gateway
         self.state = state
         self.proc = proc
         # Who opened it, for the audit log and ownership (the `sub`).
-        self.user = owner.user.user_id
-        self.client_id = owner.client_id
-        self.remote = owner.remote
+        self.user = user
+        self.client_id = client_id
+        self.remote = remote
         self.cols = cols
         self.rows = rows
         self.binding: Binding | None = None
@@ -167,11 +173,58 @@ class Terminal:
         if self.binding is not binding:
             return
         self.binding = None
-        if not self.state.is_open:
-            return
-        log.info("terminal %s detached; kept %gs for a resume", self.state.session_id, grace)
+        if self.state.is_open:
+            log.info("terminal %s detached; kept %gs for a resume", self.state.session_id, grace)
+            self.start_grace(grace)
+
+    def start_grace(self, grace: float) -> None:
         self._grace = asyncio.get_running_loop().call_later(
             grace, lambda: self.begin_close(GRACE_EXPIRED, notify=False))
+
+    # --- reload (docs/terminal.md "Reload") ---------------------------------------------
+
+    async def suspend(self) -> dict[str, Any] | None:
+        """Stop every task of this session and describe it for the re-executed gateway
+        (which adopts the attach socket). None when it cannot be handed on."""
+        for task in (self._pump, self._idle):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        binding, self.binding = self.binding, None
+        if binding is not None and binding.session.gateway_state is binding:
+            binding.session.gateway_state = None
+        handed = self.proc.hand_over_socket()
+        if handed is None or not self.state.is_open or self.proc.exec_id is None:
+            return None
+        fd, buffered = handed
+        state = self.state
+        now = time.monotonic()
+        recorder = self.recorder
+        if recorder is not None:
+            recorder_elapsed = now - recorder.started
+            recorder.close()
+        return {
+            "sessionId": state.session_id, "user": self.user, "clientId": self.client_id,
+            "remote": self.remote, "containerRef": state.container_ref,
+            "containerId": state.container_id, "containerName": state.container_name,
+            "containerStartedAt": self.container_started_at, "shell": state.shell,
+            "program": self.proc.program, "args": self.proc.args, "tty": self.proc.tty,
+            "stdin": self.proc.stdin, "stdinOpen": self.stdin_open,
+            "execId": self.proc.exec_id, "fd": fd,
+            "pending": base64.b64encode(self._output.pending_bytes() + buffered).decode(),
+            "startedAt": state.started_at, "idleTimeout": state.idle_timeout,
+            "idleFor": now - state.last_activity, "bytesIn": state.bytes_in,
+            "bytesOut": state.bytes_out, "cols": self.cols, "rows": self.rows,
+            "ring": self.ring.pieces(), "ringSeq": self.ring.seq,
+            "recording": recorder.path if recorder is not None else None,
+            "recordingElapsed": recorder_elapsed if recorder is not None else 0.0,
+            "recordInput": recorder.record_input if recorder is not None else False,
+            "audited": self.audited, "journaled": self.journaled,
+        }
 
     # --- client input --------------------------------------------------------------
 
@@ -515,7 +568,9 @@ class TerminalGateway(Gateway):
             started_at=time.time(), idle_timeout=self.settings.terminal_idle_timeout,
             now=time.monotonic(),
         )
-        terminal = Terminal(self, session, state, proc, cols=request.cols, rows=request.rows)
+        terminal = Terminal(self, state, proc, user=session.user.user_id,
+                            client_id=session.client_id, remote=session.remote,
+                            cols=request.cols, rows=request.rows)
         terminal.container_started_at = str((info.get("State") or {}).get("StartedAt", ""))
         self._terminals.add(terminal)
         self._registry.add(session_id, terminal)
@@ -665,21 +720,123 @@ class TerminalGateway(Gateway):
             await terminal.close(CONNECTION_CLOSED, notify=False)
 
     async def start(self) -> None:
+        handoff = os.environ.pop(HANDOFF_ENV, None)
         try:
             self._journal = await asyncio.to_thread(TerminalJournal, self._journal_path)
         except (sqlite3.Error, OSError) as exc:
             log.error("terminal journal %s unavailable, crash clean-up is off: %s",
                       self._journal_path, exc)
-            return
-        self.track(asyncio.get_running_loop().create_task(self._reap_orphans(),
-                                                          name="terminal-reaper"))
+        adopted: set[str] = set()
+        if handoff:
+            adopted = await self._adopt_all(Path(handoff))
+        if self._journal is not None:
+            stale: list[JournalEntry] = []
+            if handoff is not None:
+                # Rows of this very process (same pid across exec) not handed on.
+                journal = self._journal
+                with contextlib.suppress(sqlite3.Error, OSError):
+                    stale = [e for e in await asyncio.to_thread(journal.entries)
+                             if e.owner_pid == journal.pid and e.session_id not in adopted]
+            self.track(asyncio.get_running_loop().create_task(
+                self._reap_orphans(stale), name="terminal-reaper"))
 
-    async def _reap_orphans(self) -> None:
-        """Kill the shells of sessions whose gateway died (docs/terminal.md)."""
+    # --- reload: hand the live sessions to the re-executed gateway ----------------------
+
+    async def hand_off(self) -> Path | None:
+        """Before a reload (SIGHUP, docs/terminal.md): suspend every live session and
+        write what the next gateway image needs to adopt it; their attach sockets stay
+        open across exec. Returns the hand-off file (None: nothing to hand on)."""
+        self._stopping = True
+        if self.settings.terminal_grace <= 0:
+            return None  # resume off: a reload ends terminals like a restart
+        records: list[dict[str, Any]] = []
+        for terminal in list(self._terminals):
+            if not terminal.state.is_open:
+                continue
+            record = await terminal.suspend()
+            if record is None:
+                continue
+            self._terminals.discard(terminal)
+            self._registry.remove(terminal.state.session_id)
+            records.append(record)
+        if not records:
+            return None
+        path = self.settings.state_dir / f"terminal-handoff-{os.getpid()}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(orjson.dumps({"pid": os.getpid(), "sessions": records}))
+        except OSError as exc:
+            log.error("terminal hand-off file %s: %s; the sessions will be reaped", path, exc)
+            return None
+        log.info("handing %d terminal sessions to the reloaded gateway", len(records))
+        return path
+
+    async def _adopt_all(self, path: Path) -> set[str]:
+        try:
+            data = orjson.loads(await asyncio.to_thread(path.read_bytes))
+            await asyncio.to_thread(path.unlink)
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.error("terminal hand-off file %s unreadable: %s", path, exc)
+            return set()
+        adopted: set[str] = set()
+        for record in data.get("sessions", []):
+            try:
+                await self._adopt(record)
+                adopted.add(str(record["sessionId"]))
+            except Exception:
+                log.exception("terminal %s could not be adopted after the reload",
+                              record.get("sessionId"))
+                with contextlib.suppress(Exception):
+                    os.close(int(record["fd"]))
+        log.info("adopted %d terminal sessions after the reload", len(adopted))
+        return adopted
+
+    async def _adopt(self, record: dict[str, Any]) -> None:
+        session_id = str(record["sessionId"])
+        proc = ExecProcess(self.services.engine, record["containerId"], record["program"],
+                           marker=session_id, args=record["args"], tty=record["tty"],
+                           stdin=record["stdin"])
+        proc.exec_id = record["execId"]
+        await proc.adopt_socket(int(record["fd"]))
+        now = time.monotonic()
+        state = TerminalState(
+            session_id=session_id, container_ref=record["containerRef"],
+            container_id=record["containerId"], container_name=record["containerName"],
+            shell=record["shell"], started_at=record["startedAt"],
+            idle_timeout=self.settings.terminal_idle_timeout,
+            now=now - float(record["idleFor"]))
+        state.bytes_in, state.bytes_out = record["bytesIn"], record["bytesOut"]
+        terminal = Terminal(self, state, proc, user=record["user"], client_id=record["clientId"],
+                            remote=record["remote"], cols=record["cols"], rows=record["rows"])
+        terminal.ring = OutputRing.restore(self.settings.terminal_ring_bytes,
+                                           [(t, st, e) for t, st, e in record["ring"]],
+                                           record["ringSeq"])
+        terminal.stdin_open = record["stdinOpen"]
+        terminal.audited = record["audited"]
+        terminal.journaled = record["journaled"]
+        terminal.container_started_at = record["containerStartedAt"]
+        if record["recording"]:
+            try:
+                terminal.recorder = CastRecorder.reopen(
+                    record["recording"], now - float(record["recordingElapsed"]),
+                    record_input=record["recordInput"])
+            except OSError as exc:
+                log.error("terminal recording %s not continued: %s", record["recording"], exc)
+        self._registry.reserve(session_id, terminal.user, force=True)
+        self._terminals.add(terminal)
+        self._registry.add(session_id, terminal)
+        terminal.start_tasks(base64.b64decode(record["pending"]))
+        terminal.start_grace(self.settings.terminal_grace)
+
+    async def _reap_orphans(self, stale: list[JournalEntry]) -> None:
+        """Kill the shells of sessions whose gateway died (docs/terminal.md), and the
+        `stale` ones of this process that a reload did not hand on."""
         journal = self._journal
         assert journal is not None
         try:
-            orphans = await asyncio.to_thread(journal.claim_orphans)
+            orphans = stale + await asyncio.to_thread(journal.claim_orphans)
         except (sqlite3.Error, OSError) as exc:
             log.error("terminal journal %s: %s", self._journal_path, exc)
             return

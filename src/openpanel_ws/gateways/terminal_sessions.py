@@ -73,6 +73,20 @@ class OutputRing:
                 self.held -= self._pieces.popleft().size
         return piece
 
+    @classmethod
+    def restore(cls, capacity: int, pieces: list[tuple[str, str | None, int]], seq: int) -> OutputRing:
+        """A ring from `pieces()` (a reload hands the ring on)."""
+        ring = cls(capacity)
+        for text, stream, end in pieces:
+            size = utf8_len(text)
+            ring._pieces.append(OutputPiece(text, stream, end, size))
+            ring.held += size
+        ring.seq = seq
+        return ring
+
+    def pieces(self) -> list[tuple[str, str | None, int]]:
+        return [(p.text, p.stream, p.end) for p in self._pieces]
+
     @property
     def first(self) -> int:
         """The `seq` of the oldest byte still held."""
@@ -135,11 +149,12 @@ class SessionRegistry(Generic[T]):
     def count(self, owner: str) -> int:
         return self._count.get(owner, 0)
 
-    def reserve(self, session_id: str, owner: str) -> str | None:
-        """None when a slot was taken; else the refusal text."""
-        if len(self._slots) >= self.max_total:
+    def reserve(self, session_id: str, owner: str, *, force: bool = False) -> str | None:
+        """None when a slot was taken; else the refusal text. `force`: take it anyway
+        (a session that already exists, handed on by a reload)."""
+        if not force and len(self._slots) >= self.max_total:
             return gateway_cap_message(self.max_total)
-        if self._count.get(owner, 0) >= self.max_per_user:
+        if not force and self._count.get(owner, 0) >= self.max_per_user:
             return per_user_cap_message(self.max_per_user)
         self._count[owner] = self._count.get(owner, 0) + 1
         self._slots[session_id] = (owner, None)

@@ -162,6 +162,11 @@ class OutputDecoder:
         """At EOF: an incomplete trailing sequence becomes U+FFFD."""
         return self._decoder.decode(b"", final=True)
 
+    def pending(self) -> bytes:
+        """The start of a character still waiting for its other bytes."""
+        buffered: bytes = self._decoder.getstate()[0]
+        return buffered
+
 
 class ExecOutput:
     """Exec output bytes -> `terminal_output` messages (terminal extensions).
@@ -198,6 +203,14 @@ class ExecOutput:
             if text:
                 out.append(output_message(text, stream))
         return out
+
+    def pending_bytes(self) -> bytes:
+        """Bytes read but not yet turned into text (a reload hands them on; without a
+        TTY a character split across frames is not carried over)."""
+        if self.tty:
+            decoder = self._decoders.get(STDOUT)
+            return decoder.pending() if decoder is not None else b""
+        return bytes(self._buf)
 
     def flush(self) -> list[Message]:
         out: list[Message] = []
