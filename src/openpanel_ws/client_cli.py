@@ -383,8 +383,10 @@ def _isatty(stream: TextIO | None) -> bool:
 
 def _stdin_fd() -> int | None:
     """Standard input's descriptor, or None when it is closed (`<&-`)."""
+    if sys.stdin is None:  # fd 0 was closed at start-up (it may be reused since)
+        return None
     try:
-        fd = sys.stdin.fileno() if sys.stdin is not None else 0
+        fd = sys.stdin.fileno()
         os.fstat(fd)
     except (OSError, ValueError, AttributeError):
         return None
@@ -405,20 +407,23 @@ async def _pump_stdin(fd: int | None, session: TerminalSession, *, tty: bool) ->
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     if fd is not None:
         if _pollable(fd):
-            ready = asyncio.Event()
-            loop.add_reader(fd, ready.set)
+            # Read in the readiness callback itself: only then is a read sure not to block.
+            chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+            def on_readable() -> None:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    loop.remove_reader(fd)
+                chunks.put_nowait(chunk)
+
+            loop.add_reader(fd, on_readable)
             try:
-                while True:
-                    await ready.wait()
-                    ready.clear()
-                    try:
-                        chunk = os.read(fd, 65536)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        chunk = b""
-                    if not chunk:
-                        break
+                while chunk := await chunks.get():
                     session.write(decoder.decode(chunk))
             finally:
                 loop.remove_reader(fd)
@@ -430,8 +435,57 @@ async def _pump_stdin(fd: int | None, session: TerminalSession, *, tty: bool) ->
         session.eof()
 
 
+# Options of our own that may also follow the container (`exec web --url …`): taken
+# as options until the first word that is not one; `--` ends them explicitly.
+_EXEC_TRAILING_OPTIONS: Final = {"--url": "url", "--token": "token", "--shell": "shell",
+                                 "--reconnect-base": "reconnect_base",
+                                 "--reconnect-max": "reconnect_max"}
+
+
+def take_trailing_options(args: argparse.Namespace) -> None:
+    rest = list(args.command)
+    while rest:
+        word = rest[0]
+        if word == "--":
+            rest.pop(0)
+            break
+        name, eq, value = word.partition("=")
+        dest = _EXEC_TRAILING_OPTIONS.get(name)
+        if dest is None:
+            break
+        if not eq:
+            if len(rest) < 2:
+                raise UsageError(f"{name}: expected a value")
+            value = rest[1]
+            rest.pop(0)
+        rest.pop(0)
+        if dest.startswith("reconnect"):
+            try:
+                setattr(args, dest, float(value))
+            except ValueError:
+                raise UsageError(f"{name}: expected seconds, got {value!r}") from None
+        else:
+            setattr(args, dest, value)
+    args.command = rest
+
+
 # Exit status when the container went away under the program, as `docker exec`.
 LOST_EXIT: Final = 137
+
+
+@contextlib.contextmanager
+def _raw_output(fd: int) -> Iterator[None]:
+    """No local output processing (\\n -> \\r\\n) while a remote TTY writes to us."""
+    import termios
+
+    saved = termios.tcgetattr(fd)
+    mode = list(saved)
+    mode[1] &= ~termios.OPOST
+    termios.tcsetattr(fd, termios.TCSANOW, mode)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
@@ -441,6 +495,7 @@ async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
     and stderr kept apart. -i: standard input goes to the program; without it the
     program gets none. Exit status: the program's.
     """
+    take_trailing_options(args)
     stdin_fd = _stdin_fd() if args.interactive else None
     if args.tty and args.interactive and (stdin_fd is None or not os.isatty(stdin_fd)):
         raise UsageError("the input device is not a TTY (drop -t)")
@@ -459,9 +514,11 @@ async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
             if new:
                 session.resize(*new)
 
-        raw_local = args.tty and args.interactive
-        raw = _raw_mode(stdin_fd, status) if raw_local and stdin_fd is not None \
-            else contextlib.nullcontext()
+        raw: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if args.tty and args.interactive and stdin_fd is not None:
+            raw = _raw_mode(stdin_fd, status)
+        elif args.tty and _isatty(sys.stdout):
+            raw = _raw_output(sys.stdout.fileno())  # the remote TTY already wrote \r\n
         feeder: asyncio.Task[None] | None = None
         with raw:
             if args.interactive:
