@@ -46,8 +46,8 @@ def test_replay_cut_inside_a_piece_keeps_whole_characters() -> None:
 
 def test_ring_drops_the_oldest_and_reports_the_gap() -> None:
     ring = OutputRing(10)
-    for text in ("aaaa", "bbbb", "cccc"):
-        ring.append(text)
+    for stream, text in (("a", "aaaa"), ("b", "bbbb"), ("a", "cccc")):
+        ring.append(text, stream)  # alternating streams: never merged
     assert ring.held == 8 and ring.first == 4
     replay = ring.replay(0)  # the client had nothing past 0: 4 bytes are gone
     assert replay.start == 4 and "".join(p.text for p in replay.pieces) == "bbbbcccc"
@@ -203,3 +203,13 @@ def test_settings() -> None:
                        ("OPENPANEL_WS_TERMINAL_MAX_PER_USER", "0")):
         with pytest.raises(ConfigError, match=key):
             load_settings(environ={key: value})
+
+
+def test_small_pieces_share_one_entry_and_still_replay_exactly() -> None:
+    ring = OutputRing(1 << 20)
+    for i in range(1000):
+        ring.append(f"{i % 10}")
+    assert len(ring.pieces()) == 1 and ring.seq == 1000
+    assert "".join(p.text for p in ring.replay(995).pieces) == "56789"
+    ring.append("e", "stderr")  # another stream: its own piece
+    assert [p[1] for p in ring.pieces()] == [None, "stderr"]

@@ -19,6 +19,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
+# Adjacent output pieces of one stream are merged in the ring up to this size.
+MERGE_BELOW: Final = 4096
+
 # Client-facing `terminal_error` texts of this module's rules.
 UNKNOWN_SESSION: Final = "Terminal session not found or expired"
 
@@ -67,7 +70,14 @@ class OutputRing:
         self.seq += size
         piece = OutputPiece(text, stream, self.seq, size)
         if self.capacity > 0:
-            self._pieces.append(piece)
+            last = self._pieces[-1] if self._pieces else None
+            if last is not None and last.stream == stream and last.size + size <= MERGE_BELOW:
+                # Small reads (keystroke echoes) share one piece: memory stays close to
+                # the byte budget; a lastSeq inside a piece is cut exactly on replay.
+                self._pieces[-1] = OutputPiece(last.text + text, stream, self.seq,
+                                               last.size + size)
+            else:
+                self._pieces.append(piece)
             self.held += size
             while self.held > self.capacity and len(self._pieces) > 1:
                 self.held -= self._pieces.popleft().size
