@@ -26,9 +26,9 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from helpers import SECRET, make_token  # noqa: E402
-from openpanel_ws.config import Settings  # noqa: E402
-from openpanel_ws.server import GATEWAYS_KEY, create_app  # noqa: E402
+from helpers import SECRET, make_token
+from openpanel_ws.config import Settings
+from openpanel_ws.server import GATEWAYS_KEY, create_app
 
 IMAGE = "openpanel-ws-test:busybox"
 
