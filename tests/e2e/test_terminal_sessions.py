@@ -388,3 +388,61 @@ async def test_python_client_resumes_across_a_reload_not_a_restart(
         await assert_no_leftovers(name)
     finally:
         await server.kill()
+
+
+async def test_exec_says_when_the_session_did_not_survive(
+        containers: Containers, engine: None, tmp_path: Path) -> None:
+    name = containers.run()
+    server = ServerProcess(free_port(), tmp_path)
+    await server.start()
+    cli = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "openpanel_ws", "exec", "-i", "--url", server.url,
+        "--reconnect-base", "0.2", "--reconnect-max", "1", name, "sh",
+        env=cli_env(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        assert cli.stdin is not None and cli.stdout is not None
+        cli.stdin.write(b"echo first-$((1+1)); sleep 1013\n")
+        await cli.stdin.drain()
+        assert await asyncio.wait_for(cli.stdout.readline(), TIMEOUT) == b"first-2\n"
+        await wait_for_process(name, "sleep 1013")
+        await server.kill()  # crash: the shell is left behind ...
+        await server.start()  # ... and reaped by the next gateway
+        _out, err = await asyncio.wait_for(cli.communicate(), TIMEOUT)
+        assert cli.returncode == 1
+        assert "the terminal session did not survive the reconnect" in err.decode(), err
+        await assert_no_leftovers(name)
+    finally:
+        if cli.returncode is None:
+            cli.kill()
+            await cli.wait()
+        await server.kill()
+
+
+async def test_resume_without_a_tty_keeps_both_streams(
+        server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    client = await server.connect("/ws/terminal", auth=True)
+    script = ("i=0; while [ $i -lt 60 ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); "
+              "usleep 20000; done")
+    await client.send({"type": "open_terminal", "containerId": name, "tty": False,
+                       "command": ["sh", "-c", script]})
+    session_id = (await client.expect("terminal_opened"))["sessionId"]
+    got: list[dict[str, Any]] = []
+    while not any("out-10" in m["data"] for m in got):
+        got.append(await client.expect("terminal_output", timeout=TIMEOUT))
+    last_seq = got[-1]["seq"]
+    client.ws._response.connection.transport.abort()  # type: ignore[union-attr]
+    again = await server.connect("/ws/terminal", auth=True)
+    await again.send({"type": "open_terminal", "containerId": name, "sessionId": session_id,
+                      "lastSeq": last_seq})
+    assert (await again.expect("terminal_opened"))["seq"] == last_seq
+    while True:
+        msg = await again.recv(TIMEOUT)
+        if msg["type"] == "terminal_closed":
+            break
+        if msg["type"] == "terminal_output":
+            got.append(msg)
+    for stream, prefix in (("stdout", "out"), ("stderr", "err")):
+        text = "".join(m["data"] for m in got if m["stream"] == stream)
+        assert text.split() == [f"{prefix}-{i}" for i in range(60)], stream
