@@ -193,18 +193,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# WebSocket close code "Service Restart": clients of a reloading gateway reconnect and
+# resume their terminals (a plain shutdown closes with 1001: the terminals are gone).
+SERVICE_RESTART = 1012
+
+
 async def _terminal_hand_off(app: Any) -> Path | None:
     from openpanel_ws.gateways.terminal import TerminalGateway
-    from openpanel_ws.server import GATEWAYS_KEY
+    from openpanel_ws.server import CLIENTS_KEY, GATEWAYS_KEY
 
     gateway = app[GATEWAYS_KEY].get("terminal")
-    if not isinstance(gateway, TerminalGateway):
-        return None
-    try:
-        return await gateway.hand_off()
-    except Exception:
-        log.exception("terminal hand-off failed; the terminals end with this process")
-        return None
+    path: Path | None = None
+    if isinstance(gateway, TerminalGateway):
+        try:
+            path = await gateway.hand_off()
+        except Exception:
+            log.exception("terminal hand-off failed; the terminals end with this process")
+    for session in list(app[CLIENTS_KEY]):
+        session.close(SERVICE_RESTART, "server reload")
+    return path
 
 
 def cmd_token(args: argparse.Namespace) -> int:

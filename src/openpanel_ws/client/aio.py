@@ -59,6 +59,9 @@ StatusCallback = Callable[[str], None]
 DEFAULT_URL: Final = "ws://127.0.0.1:3001"
 GATEWAYS: Final = ("containers", "logs", "metrics", "terminal")
 _END: Final = object()
+# How long a terminal tries to reattach after its connection was lost (the gateway's
+# default grace period is 60 s; a session cannot outlive it).
+RESUME_TIMEOUT: Final = 90.0
 
 
 def gateway_url(base: str, gateway: str) -> str:
@@ -323,6 +326,9 @@ class _TerminalSub(_Subscription):
         self.last_seq: int | None = None
         self.resuming = False
         self.resumes = 0
+        self.close_code: int | None = None  # of the connection just lost
+        self.resume_timeout = RESUME_TIMEOUT
+        self._give_up: asyncio.TimerHandle | None = None
         self._on_status = on_status
 
     def _status(self, text: str) -> None:
@@ -367,6 +373,9 @@ class _TerminalSub(_Subscription):
             elif self.resuming and msg.get("resumed") is True:
                 self.resuming = False
                 self.resumes += 1
+                if self._give_up is not None:
+                    self._give_up.cancel()
+                    self._give_up = None
                 start = msg.get("seq")
                 lost = (start - self.last_seq if isinstance(start, int)
                         and self.last_seq is not None and start > self.last_seq else 0)
@@ -411,12 +420,27 @@ class _TerminalSub(_Subscription):
         return False
 
     def on_disconnect(self, why: str) -> None:
+        if self.close_code == CloseCode.GOING_AWAY and self.resume and self.opened.done():
+            # A gateway that shuts down (not a reload, 1012) ends its terminals.
+            self._fail(TerminalError(
+                f"the terminal session did not survive: the gateway shut down ({why})"))
+            return
         if self.resume and self.opened.done() and self.session_id and not self.ended:
             if not self.resuming:
                 self._status(f"connection to the gateway lost ({why}); reattaching the terminal")
+                self._give_up = asyncio.get_running_loop().call_later(
+                    self.resume_timeout, self._fail, TerminalError(
+                        "the terminal session did not survive the reconnect (gateway "
+                        f"unreachable for {self.resume_timeout:g}s: {why})"))
             self.resuming = True
             return
         self._fail(TerminalError(f"connection to the gateway lost ({why})"))
+
+    def end(self, item: object = _END) -> None:
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+        super().end(item)
 
 
 def _ended_reason(msg: Message) -> str:
@@ -520,7 +544,11 @@ class _Link:
                 self._fail_all(ClientError(f"internal client error: {exc!r}"))
                 return
             for sub in list(self.subs):
+                if isinstance(sub, _TerminalSub):
+                    sub.close_code = code
                 sub.on_disconnect(why)
+            if self.subs and all(sub.ended for sub in self.subs):
+                return  # nothing left to reconnect for (a terminal that cannot resume)
             if not self.reconnect or (not self.ever_connected and not self.client.wait_for_server):
                 self._fail_all(ConnectionFailed(f"cannot connect to {self.url}: {why}"))
                 return
