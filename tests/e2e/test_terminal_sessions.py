@@ -24,7 +24,15 @@ from test_terminal import (
     wait_for_process,
 )
 
-from helpers import Containers, RunningServer, WsClient, eventually, free_port, make_token
+from helpers import (
+    SECRET,
+    Containers,
+    RunningServer,
+    WsClient,
+    eventually,
+    free_port,
+    make_token,
+)
 from openpanel_ws.client import ClientError, OpenPanelClient, TerminalError
 from openpanel_ws.client.aio import TerminalSession
 from openpanel_ws.client.sansio import BackoffPolicy
@@ -446,3 +454,60 @@ async def test_resume_without_a_tty_keeps_both_streams(
     for stream, prefix in (("stdout", "out"), ("stderr", "err")):
         text = "".join(m["data"] for m in got if m["stream"] == stream)
         assert text.split() == [f"{prefix}-{i}" for i in range(60)], stream
+
+
+class RecordingServer(ServerProcess):
+    """`serve` with recording on (the base class passes no OPENPANEL_WS_* settings)."""
+
+    def __init__(self, port: int, state_dir: Path, record_dir: Path) -> None:
+        super().__init__(port, state_dir)
+        self.record_dir = record_dir
+
+    async def start(self, timeout: float = 30.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPANEL_WS_")}
+        env.update(OPENPANEL_WS_JWT_SECRET=SECRET, XDG_STATE_HOME=str(self.state_dir),
+                   OPENPANEL_WS_TERMINAL_RECORD_DIR=str(self.record_dir), PYTHONUNBUFFERED="1")
+        self.proc = await asyncio.create_subprocess_exec(
+            PYTHON, "-m", "openpanel_ws", "serve", "--port", str(self.port), env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        for _ in range(int(timeout * 10)):
+            try:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return
+        raise AssertionError("server did not start")
+
+
+async def test_reload_keeps_the_recording_going(containers: Containers, engine: None,
+                                                tmp_path: Path) -> None:
+    name = containers.run()
+    record_dir = tmp_path / "casts"
+    server = RecordingServer(free_port(), tmp_path, record_dir)
+    await server.start()
+    try:
+        async with OpenPanelClient(server.url, make_token(),
+                                   backoff=BackoffPolicy(base=0.2, cap=1.0)) as client:
+            term = await client.terminal(name)
+            out = Output(term)
+            term.write('echo be""fore\n')
+            await out.until("before\r\n")
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGHUP)
+            await eventually(lambda: term.resumes == 1, timeout=TIMEOUT)
+            term.write('echo af""ter\n')
+            await out.until("after\r\n")
+            await term.close()
+        (cast,) = casts(record_dir)
+        output = "".join(e[2] for e in (orjson.loads(line)
+                                        for line in cast.read_bytes().splitlines()[1:])
+                         if e[1] == "o")
+        assert "before\r\n" in output and "after\r\n" in output
+        times = [orjson.loads(line)[0] for line in cast.read_bytes().splitlines()[1:]]
+        assert times == sorted(times)
+        await assert_no_leftovers(name)
+    finally:
+        await server.kill()
