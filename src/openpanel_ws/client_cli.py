@@ -425,18 +425,22 @@ async def _pump_stdin(fd: int | None, session: TerminalSession, *, tty: bool) ->
             try:
                 while chunk := await chunks.get():
                     session.write(decoder.decode(chunk))
+                    loop.remove_reader(fd)  # read no faster than input can be sent
+                    await session.drain()
+                    loop.add_reader(fd, on_readable)
             finally:
                 loop.remove_reader(fd)
         else:
             while chunk := await loop.run_in_executor(None, os.read, fd, 65536):
                 session.write(decoder.decode(chunk))
+                await session.drain()
     session.write(decoder.decode(b"", final=True))
     if not tty:
         session.eof()
 
 
 # Options of our own that may also follow the container (`exec web --url …`): taken
-# as options until the first word that is not one; `--` ends them explicitly.
+# as options until the first word that is not one.
 _EXEC_TRAILING_OPTIONS: Final = {"--url": "url", "--token": "token", "--shell": "shell",
                                  "--reconnect-base": "reconnect_base",
                                  "--reconnect-max": "reconnect_max"}
@@ -528,13 +532,10 @@ async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
             try:
                 async for chunk in session.output():
                     data = chunk.data.encode("utf-8", "replace")
-                    if chunk.stream == "stderr":
-                        sys.stderr.buffer.write(data)
-                        sys.stderr.buffer.flush()
-                    else:
-                        sys.stdout.buffer.write(data)
-                        sys.stdout.buffer.flush()
-                        status.output(data)
+                    out = sys.stderr.buffer if chunk.stream == "stderr" else sys.stdout.buffer
+                    out.write(data)
+                    out.flush()
+                    status.output(data)
             finally:
                 if feeder is not None:
                     feeder.cancel()

@@ -87,12 +87,14 @@ async def test_exec_t_allocates_a_tty_and_without_t_there_is_none(
         await cli.close()
 
 
-@pytest.mark.parametrize("command", [("logs", "-f"), ("events",), ("stats",), ("metrics",)])
+@pytest.mark.parametrize("command", [("logs", "-f"), ("events",), ("stats",), ("metrics",), ("exec",)])
 async def test_ctrl_c_exits_130_with_a_newline(
         server: RunningServer, containers: Containers, command: tuple[str, ...]) -> None:
     name = containers.run("echo started; sleep 3600")
-    args = [*command, name] if command[0] in ("logs", "stats") else list(command)
-    cli = await PtyCli.spawn(*args, "--url", ws_url(server.url))
+    url = ws_url(server.url)
+    args = {"logs": [*command, name, "--url", url], "stats": [*command, name, "--url", url],
+            "exec": ["exec", "--url", url, name, "sleep", "600"]}.get(command[0], [*command, "--url", url])
+    cli = await PtyCli.spawn(*args)
     try:
         await asyncio.sleep(2.0)  # streaming (or waiting for the next item)
         cli.write(b"\x03")
@@ -136,11 +138,17 @@ async def test_connection_lost_error_starts_on_a_fresh_line(
         await cli.close()
 
 
-async def test_refused_filter_exits_2_with_one_line(server: RunningServer) -> None:
-    rc, out, err = await run_cli("events", "--filter", "colour=red", "--url", ws_url(server.url),
-                                 timeout=30)
+async def test_refused_arguments_exit_2_with_one_line(
+        server: RunningServer, containers: Containers) -> None:
+    url = ws_url(server.url)
+    rc, out, err = await run_cli("events", "--filter", "colour=red", "--url", url, timeout=30)
     assert rc == 2 and out == "", out[:300]
     assert err.count("\n") == 1 and "colour" in err, err
+    name = containers.run("echo a-line; sleep 3600")
+    rc, out, err = await run_cli("logs", "-f", name, "--since", "2026-13-45T00:00:00Z", "--url", url,
+                                 timeout=30)
+    assert rc == 2 and out == "", out[:300]
+    assert err.count("\n") == 1 and "since" in err, err
 
 
 async def _serve(env: dict[str, str], port: int, *, tty: bool) -> bytes:
@@ -187,3 +195,17 @@ async def test_admin_token_only_on_a_terminal(tmp_path: Path, engine: None) -> N
     out = (await _serve(env, port, tty=True)).decode()
     match = re.search(r"export OPENPANEL_WS_URL=(\S+) OPENPANEL_WS_TOKEN=(eyJ\S+)\r\n", out)
     assert match and match[1] == f"ws://127.0.0.1:{port}", out
+
+
+async def test_exec_i_large_stdin_arrives_intact(
+        server: RunningServer, containers: Containers, tmp_path: Path) -> None:
+    import hashlib
+
+    name = containers.run()
+    data = b"".join(b"line %06d of a large script\n" % i for i in range(4000))  # ~116 kB
+    path = tmp_path / "big.txt"
+    path.write_bytes(data)
+    rc, out, err = await run_cli_stdin("exec", "-i", "--url", ws_url(server.url), name, "md5sum",
+                                       stdin=f"< {path}", timeout=60)
+    assert rc == 0, err
+    assert out.split()[0].decode() == hashlib.md5(data).hexdigest()

@@ -142,3 +142,25 @@ async def test_container_lost_is_reported(server: RunningServer, containers: Con
         == "terminal_opened"
     closed = await ex.next_other()
     assert closed == {"type": "terminal_closed", "reason": "Process exited", "exitCode": 137}
+
+
+async def test_program_that_cannot_start_reports_on_stderr(
+        server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    ex = await exec_client(server)
+    assert (await ex.open(name, tty=False, stdin=False, command=["no-such-program"]))["type"] \
+        == "terminal_opened"
+    closed = await ex.next_other()
+    assert closed["exitCode"] in (126, 127), closed
+    assert "stdout" not in ex.out and "no-such-program" in ex.out["stderr"], ex.out
+
+
+async def test_eof_with_a_tty_is_ctrl_d(server: RunningServer, containers: Containers) -> None:
+    name = containers.run()
+    ex = await exec_client(server)
+    assert (await ex.open(name, command=["sh", "-c", "cat; echo done"]))["type"] == "terminal_opened"
+    await ex.send({"type": "input", "data": "abc\n"})
+    await ex.send({"type": "eof"})
+    closed = await ex.next_other()
+    assert closed == {"type": "terminal_closed", "reason": "Process exited", "exitCode": 0}
+    assert ex.out[None].endswith("abc\r\ndone\r\n"), ex.out

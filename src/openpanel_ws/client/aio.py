@@ -144,6 +144,7 @@ class _LogsSub(_Subscription):
         # Without -f: lines newer than the request (by the server's clock) are not shown.
         self.until_ns: int | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self.confirmed = False  # the server answered our subscribe (ack or a line)
 
     def _base(self) -> Message:
         return {"type": "subscribe_logs", "containerId": self.container}
@@ -165,6 +166,7 @@ class _LogsSub(_Subscription):
         if msg.get("containerId") != self.container:
             return False
         if kind == "log":
+            self.confirmed = True
             line = LogLine.parse(msg)
             if not self.follow and self.until_ns is not None and _nanos(line.timestamp) > self.until_ns:
                 self.end()  # newer than the request: `logs` without -f stops at "now"
@@ -174,6 +176,7 @@ class _LogsSub(_Subscription):
             self._arm_idle()
             return False  # another subscription of the same container may want it too
         if kind == "subscribed_logs":
+            self.confirmed = True
             self._arm_idle()
             return True
         if kind == "subscription_ended" and msg.get("subscription", "logs") == "logs":
@@ -193,10 +196,16 @@ class _LogsSub(_Subscription):
         self._idle = asyncio.get_running_loop().call_later(wait, self.end)
 
     def handle_error(self, err: ServerError) -> bool:
-        if err.container_id == self.container:
+        if err.container_id == self.container or _refuses(err, self.confirmed, ("tail", "since")):
             self.end(err)
             return True
         return False
+
+
+def _refuses(err: ServerError, confirmed: bool, fields: tuple[str, ...]) -> bool:
+    """An INVALID_MESSAGE naming a field of a subscribe not yet answered is its refusal
+    (the server's error carries no containerId then): end it rather than wait forever."""
+    return not confirmed and isinstance(err, InvalidMessage) and err.raw.get("field") in fields
 
 
 class _StatsSub(_Subscription):
@@ -204,6 +213,7 @@ class _StatsSub(_Subscription):
         super().__init__()
         self.containers = containers
         self.interval = interval
+        self.confirmed = False
 
     def subscribe_messages(self) -> list[Message]:
         out: list[Message] = []
@@ -221,6 +231,8 @@ class _StatsSub(_Subscription):
         if msg.get("containerId") not in self.containers:
             return False
         kind = msg.get("type")
+        if kind in ("stats", "subscribed_stats"):
+            self.confirmed = True
         if kind == "stats":
             self.queue.put_nowait(StatsSample.parse(msg))
             return False
@@ -234,7 +246,7 @@ class _StatsSub(_Subscription):
         return kind in ("subscribed_stats", "unsubscribed_stats")
 
     def handle_error(self, err: ServerError) -> bool:
-        if err.container_id in self.containers:
+        if err.container_id in self.containers or _refuses(err, self.confirmed, ("interval",)):
             self.end(err)
             return True
         return False
@@ -741,6 +753,14 @@ class TerminalSession:
         """Queue keystrokes; they are coalesced when the rate-limit mirror runs low."""
         for item in split_input(data):
             self._link.send(item)
+
+    async def drain(self, max_pending: int = 32) -> None:
+        """Wait while more than `max_pending` messages wait for the rate-limit mirror (a
+        producer such as a large file on stdin then reads no faster than input is sent)."""
+        # Polled: the outbox is plain synchronous code with no event to wait on.
+        while (self._link._outbox is not None and len(self._link._outbox) > max_pending  # noqa: ASYNC110
+               and not self._sub.ended):
+            await asyncio.sleep(0.05)
 
     def eof(self) -> None:
         """End the program's standard input after what was written (terminal extension

@@ -247,8 +247,13 @@ class Terminal:
     def close_stdin(self) -> None:
         """`eof` (terminal extensions): the program reads end-of-file after what was sent."""
         if self.stdin_open:
+            if self.proc.tty:
+                # The engine does not pass a closed stdin on to a TTY's reader: type the
+                # terminal's end-of-file character, as a keyboard would.
+                self.write(b"\x04")
+            else:
+                self.proc.close_stdin()
             self.stdin_open = False
-            self.proc.close_stdin()
         self.state.touch(time.monotonic())
 
     # --- output ---------------------------------------------------------------------

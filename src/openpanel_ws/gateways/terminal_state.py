@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any, Final
 
-from openpanel_ws.engine.logs import STDOUT, split_frames
+from openpanel_ws.engine.logs import STDERR, STDOUT, split_frames
 from openpanel_ws.protocol import Message, invalid, optional_int, optional_str, require_int, require_str
 
 DEFAULT_SHELL: Final = "/bin/sh"
@@ -45,6 +45,9 @@ MAX_COMMAND_ARGS: Final = 256
 MAX_COMMAND_ARG_LEN: Final = 4096
 STDIN_CLOSED: Final = "Input not delivered: standard input of this terminal is closed"
 NO_TTY_RESIZE: Final = "Resize needs a terminal opened with tty: true"
+# How the engine's output starts when the runtime could not start the program (as
+# engine.exec.START_FAILURE_PREFIX; not imported, this module stays free of I/O code).
+START_FAILURE_PREFIX: Final = b"OCI runtime exec failed"
 
 
 class TerminalError(Exception):
@@ -177,12 +180,13 @@ class ExecOutput:
     its messages carry `stream`.
     """
 
-    __slots__ = ("_buf", "_decoders", "tty")
+    __slots__ = ("_buf", "_decoders", "_first", "tty")
 
     def __init__(self, *, tty: bool) -> None:
         self.tty = tty
         self._buf = bytearray()
         self._decoders: dict[str, OutputDecoder] = {}
+        self._first = True
 
     def _decoder(self, stream: str) -> OutputDecoder:
         decoder = self._decoders.get(stream)
@@ -199,6 +203,12 @@ class ExecOutput:
         del self._buf[:used]
         out: list[Message] = []
         for stream, payload in frames:
+            if self._first:
+                self._first = False
+                # A program that could not start: the engine writes the runtime's error
+                # as stdout; it is an error message (docker exec prints it on stderr).
+                if payload.startswith(START_FAILURE_PREFIX):
+                    stream = STDERR
             text = self._decoder(stream).feed(payload)
             if text:
                 out.append(output_message(text, stream))
