@@ -380,9 +380,11 @@ async def test_python_client_resumes_across_a_reload_not_a_restart(
             shell_pid = out.text[end:out.text.index(".", end)]
             assert server.proc is not None
             server.proc.send_signal(signal.SIGHUP)
-            await eventually(lambda: term.resumes == 1, timeout=TIMEOUT)
+            await eventually(lambda: term._sub.resuming or term.resumes == 1, timeout=TIMEOUT)
             mark = len(out.text)
+            # Typed while reattaching: held, sent right after the resume.
             term.write('echo "$KEEP"; echo pid=$$.\n')
+            await eventually(lambda: term.resumes == 1, timeout=TIMEOUT)
             end = await out.until("\npid=", start=mark)
             assert out.text[end:out.text.index(".", end)] == shell_pid
             assert "survived-42\r\n" in out.text[mark:]

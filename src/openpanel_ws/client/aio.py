@@ -62,6 +62,8 @@ _END: Final = object()
 # How long a terminal tries to reattach after its connection was lost (the gateway's
 # default grace period is 60 s; a session cannot outlive it).
 RESUME_TIMEOUT: Final = 90.0
+# Characters typed while a terminal is being reattached that are kept to send after it.
+HELD_INPUT_LIMIT: Final = 65536
 
 
 def gateway_url(base: str, gateway: str) -> str:
@@ -339,6 +341,11 @@ class _TerminalSub(_Subscription):
         self.resuming = False
         self.resumes = 0
         self.close_code: int | None = None  # of the connection just lost
+        # Typed while reattaching: sent right after the resume (bounded), and the last
+        # size asked for, re-applied after a resume.
+        self.held: list[Outgoing] = []
+        self.held_chars = 0
+        self.size: tuple[int, int] | None = None
         self.resume_timeout = RESUME_TIMEOUT
         self._give_up: asyncio.TimerHandle | None = None
         self._on_status = on_status
@@ -346,6 +353,23 @@ class _TerminalSub(_Subscription):
     def _status(self, text: str) -> None:
         if self._on_status is not None:
             self._on_status(text)
+
+    def hold(self, items: list[Outgoing]) -> None:
+        for item in items:
+            size = len(item.data) if isinstance(item, Input) else 1
+            if self.held_chars + size > HELD_INPUT_LIMIT:
+                return  # beyond the bound typed input is dropped while disconnected
+            self.held.append(item)
+            self.held_chars += size
+
+    def resume_items(self) -> list[Outgoing]:
+        """After the resume request: the size, then what was typed meanwhile."""
+        items: list[Outgoing] = []
+        if self.size is not None:
+            items.append({"type": "resize", "cols": self.size[0], "rows": self.size[1]})
+        items.extend(self.held)
+        self.held, self.held_chars = [], 0
+        return items
 
     def subscribe_messages(self) -> list[Message]:
         if self._sent_open:
@@ -608,6 +632,9 @@ class _Link:
                 self._stamp(sub)
                 for msg in sub.subscribe_messages():
                     outbox.push(msg)
+                if isinstance(sub, _TerminalSub) and sub.resuming:
+                    for item in sub.resume_items():
+                        outbox.push(item)
             self._wake.set()
             await self._read_loop(ws)
         finally:
@@ -750,7 +777,12 @@ class TerminalSession:
         return self._sub.container_lost
 
     def write(self, data: str) -> None:
-        """Queue keystrokes; they are coalesced when the rate-limit mirror runs low."""
+        """Queue keystrokes; they are coalesced when the rate-limit mirror runs low.
+        While the terminal is being reattached they are held (up to 64 KiB) and sent
+        right after the resume."""
+        if self._sub.resuming or not self._link.connected.is_set():
+            self._sub.hold(list(split_input(data)))
+            return
         for item in split_input(data):
             self._link.send(item)
 
@@ -771,6 +803,9 @@ class TerminalSession:
         def clamp(n: int) -> int:
             return max(1, min(1000, n))  # the gateway's accepted range
 
+        self._sub.size = (clamp(cols), clamp(rows))
+        if self._sub.resuming or not self._link.connected.is_set():
+            return  # applied after the resume
         self._link.send({"type": "resize", "cols": clamp(cols), "rows": clamp(rows)})
 
     async def close(self) -> None:
