@@ -1,11 +1,18 @@
 """`/ws/terminal`: An interactive shell in a container through Docker exec.
 
 One terminal per connection. The rules (validation, decoding, the single close decision,
-idle clock) live in `terminal_state` as plain code; this module is the I/O around them:
+idle clock) live in `terminal_state`, and those of sessions (output ring and `seq`, caps,
+ownership) in `terminal_sessions`, as plain code; this module is the I/O around them:
 the exec (`engine.exec`), an output pump task per terminal, an idle watch task, and a
 teardown that always kills the shell and its children through the engine before it
-reports `terminal_closed` (FIELD-NOTES: with a TTY, closing the attach socket leaves
-the shell running).
+reports `terminal_closed` (with a TTY, closing the attach socket leaves the shell
+running; docs/terminal.md).
+
+A `Terminal` (the session) outlives its connection: a `Binding` is one connection's
+hold on it. A dropped connection detaches the terminal for the grace period, a resume
+binds it again (docs/protocol.md "Terminal sessions"). Live sessions are journaled
+(`terminal_journal`) so a gateway that died leaves nothing running for long, may be
+recorded (`recording`), and are handed on across a reload (SIGHUP, `hand_off`).
 """
 
 from __future__ import annotations
