@@ -793,6 +793,10 @@ class TerminalGateway(Gateway):
             log.error("terminal hand-off file %s unreadable: %s", path, exc)
             return set()
         adopted: set[str] = set()
+        if not isinstance(data, dict) or data.get("pid") != os.getpid():
+            # Only this very process (re-executed: same pid) may adopt the descriptors.
+            log.error("terminal hand-off file %s is not this process's; ignored", path)
+            return adopted
         for record in data.get("sessions", []):
             try:
                 await self._adopt(record)
