@@ -190,8 +190,7 @@ async def test_detached_session_is_alive_until_grace_ends(
     await wait_for_process(name, "sleep 1011")
     await term.client.close()
     gateway = srv.app[GATEWAYS_KEY]["terminal"]
-    await asyncio.sleep(1.0)
-    assert gateway.detached_terminals == 1
+    await eventually(lambda: gateway.detached_terminals == 1, timeout=TIMEOUT)
     assert any("sleep 1011" in row for row in await leftovers(name))
     await srv.stop()  # a clean shutdown ends detached sessions too
     await assert_no_leftovers(name)
