@@ -512,3 +512,31 @@ async def test_reload_keeps_the_recording_going(containers: Containers, engine: 
         await assert_no_leftovers(name)
     finally:
         await server.kill()
+
+
+async def test_a_client_that_went_silent_can_resume(make_server: Any, containers: Containers) -> None:
+    """A half-open connection (the client neither reads nor answers pings) is closed by
+    the heartbeat (4002): the shell waits, detached, and a resume on a new connection
+    gets everything, including what was stuck behind the dead connection."""
+    srv = await make_server(heartbeat_interval=1.0)
+    name = containers.run()
+    term = await opened(srv, name)
+    gateway = srv.app[GATEWAYS_KEY]["terminal"]
+    session_id = next(iter(gateway._terminals)).state.session_id
+    await term.type("yes 0123456789012345678901234567890123456789 | head -n 20000; "
+                    "echo FIN\"\"ISHED\n")
+    await eventually(lambda: gateway.detached_terminals == 1, timeout=TIMEOUT)  # never read
+    again = await seq_terminal(srv)
+    reply = await again.open(name, sessionId=session_id, lastSeq=0)
+    assert reply["type"] == "terminal_opened" and reply["resumed"] is True
+    await again.until("FINISHED\r\n", timeout=60)
+    # 820 kB printed, the ring keeps 256 KiB: the replay says where it starts, and from
+    # there every byte arrives once (SeqTerm checks each seq) up to the live end.
+    assert reply["seq"] > 0
+    assert again.seq is not None and again.seq - reply["seq"] == len(again.text.encode())
+    line = "0123456789012345678901234567890123456789"
+    rows = again.text.split("\r\n")
+    assert set(rows[1:-2]) == {line} and rows[-2].endswith("FINISHED"), rows[-3:]
+    await again.send({"type": "close_terminal"})
+    await again.closed(timeout=60)
+    assert await leftovers(name) == []
