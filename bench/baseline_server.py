@@ -30,7 +30,7 @@ from aiohttp import WSMsgType, web
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_server import bench_message
-from common import raise_nofile
+from common import raise_nofile, use_loop_from_env
 
 CLIENTS = web.AppKey("clients", set)
 
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     raise_nofile()
+    use_loop_from_env()
     app = web.Application()
     app[CLIENTS] = set()
     app.router.add_get("/ws/bench", ws_handler)

@@ -5,10 +5,10 @@
 `create_app(settings, gateways=default_gateways(services) + [BenchPublisherGateway])`:
 the four real gateways unchanged, and `/ws/bench`, a gateway whose only job is to fan
 messages out exactly like the events fan-out of `/ws/logs` does: every message is
-encoded once (`protocol.encode`) and the same bytes are queued to every authenticated
-session (`Session.send_encoded`), through each client's own bounded queue and writer
-task (`openpanel_ws.outbound.ClientWriter`). The lifecycle (welcome, JWT auth,
-heartbeat, rate limit) is the shared one of every gateway.
+encoded once (`protocol.encode`), framed once, and the same bytes are queued to every
+authenticated session (`Session.send_encoded`), through each client's own bounded
+queue (`openpanel_ws.outbound.ClientWriter`, written through once per loop turn). The
+lifecycle (welcome, JWT auth, heartbeat, rate limit) is the shared one of every gateway.
 
 `POST /bench/publish?count=N&size=200&burst=B` publishes N messages of `size` bytes
 each to every authenticated `/ws/bench` client and answers when all are queued. After
@@ -37,7 +37,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import raise_nofile
+from common import raise_nofile, use_loop_from_env
 
 from openpanel_ws import protocol
 from openpanel_ws.config import load_settings
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     raise_nofile()
+    use_loop_from_env()
     settings = load_settings(overrides={"host": "127.0.0.1", "port": args.port})
     # Settings.rate_limit_for() is looked up by gateway name; the bench clients only
     # authenticate and answer heartbeats, so the limit is that of the logs gateway.

@@ -71,6 +71,17 @@ def raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def use_loop_from_env() -> str:
+    """BENCH_LOOP=uvloop: the server under test and its baselines on uvloop (if installed;
+    it is not a dependency of the project, see docs/bench.md)."""
+    if os.environ.get("BENCH_LOOP") == "uvloop":
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+        uvloop.install()
+        return "uvloop"
+    return "asyncio"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -230,7 +241,7 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-CONTAINER_PREFIXES = ("opws-bench-stats-", "opws-bench-logs-", "opws-bench-term-")
+CONTAINER_PREFIXES = ("opws-bench-stats-", "opws-bench-logs-", "opws-bench-term-", "opws-bench-ev-")
 
 
 def remove_stale_containers() -> None:

@@ -1,4 +1,4 @@
-"""`make bench`: run the six scenarios, print one table, write bench/results/latest.json.
+"""`make bench`: run the scenarios, print one table, write bench/results/latest.json.
 
     .venv/bin/python bench/run.py [--quick] [--only fanout,memory,...] [--output PATH]
 
@@ -42,16 +42,20 @@ class Scenario:
 SCENARIOS = [
     Scenario("fanout", "1. fan-out, 200 B messages", "fanout.py",
              ["--clients", "100,1000", "--deliveries", "200000", "--repeats", "3"],
-             ["--clients", "100,1000", "--deliveries", "100000", "--repeats", "1"], 300),
+             ["--clients", "1000", "--deliveries", "100000", "--repeats", "1"], 360),
     Scenario("memory", "2. memory per idle connection", "memory.py",
              ["--counts", "1000,5000"], ["--counts", "1000,5000", "--no-baseline"], 300),
     Scenario("upstream_sharing", "3. upstream sharing (stats)", "upstream.py",
              ["--seconds", "20", "--idle-seconds", "10"], ["--seconds", "6", "--idle-seconds", "3"], 240),
-    Scenario("log_latency", "4. log latency, 1,000 lines/s", "loglatency.py",
-             ["--seconds", "8"], ["--seconds", "4"], 150),
-    Scenario("terminal", "5. terminal keystroke echo", "terminal_rtt.py",
+    Scenario("log_latency", "4. log latency, 100 subscribers x 200 lines/s", "loglatency.py",
+             ["--seconds", "8", "--rate", "200"], ["--seconds", "4", "--rate", "200"], 150),
+    Scenario("log_latency_1000", "4b. log latency, 1,000 lines/s", "loglatency.py",
+             ["--seconds", "8", "--rate", "1000"], ["--seconds", "4", "--rate", "1000"], 150),
+    Scenario("events", "5. Docker events to 500 clients on /ws/logs", "events.py",
+             ["--clients", "500", "--containers", "50"], ["--clients", "500", "--containers", "20"], 240),
+    Scenario("terminal", "6. terminal keystroke echo", "terminal_rtt.py",
              ["--keystrokes", "1000"], ["--keystrokes", "300"], 150),
-    Scenario("metrics", "6. metrics, 1,000 subscribers at 1 s", "metrics_cpu.py",
+    Scenario("metrics", "7. metrics, 1,000 subscribers at 1 s", "metrics_cpu.py",
              ["--seconds", "20"], ["--seconds", "8", "--idle-seconds", "2"], 150),
 ]
 
@@ -59,17 +63,23 @@ SCENARIOS = [
 # run once more while the whole run is still short enough to stay under 10 minutes.
 RETRY_BEFORE_S = 300.0
 
-# The keys of issue #8 (dotted path into the JSON) and their targets.
+# The keys of issues #8 and #11 (dotted path into the JSON) and their targets.
 HEADLINES: list[tuple[str, str, str | None]] = [
     # (dotted key, label, target as "<= x" / ">= x" or None)
-    ("fanout.ratio_to_ceiling", "fan-out, CPU efficiency vs bare aiohttp (1,000 clients)", ">= 0.8"),
-    ("fanout.ratio_to_ceiling_burst64", "the same, source handing over 64 messages per loop turn", ">= 0.8"),
+    ("fanout.ratio_to_raw", "fan-out, CPU/delivery raw asyncio / gateway (burst 1)", ">= 0.85"),
+    ("fanout.ratio_to_ceiling", "fan-out, CPU/delivery bare aiohttp / gateway (burst 1)", ">= 1.0"),
+    ("fanout.server_us_per_delivery", "fan-out, server CPU us per delivery (burst 1)", "<= 10"),
+    ("fanout.burst64_ratio_to_ceiling", "the same ratio, 64 messages per loop turn", ">= 2.0"),
+    ("fanout.client_us_per_delivery", "fan-out, load generator CPU us per delivery (burst 1)", None),
     ("fanout.deliveries_per_s", "fan-out, deliveries/s (1,000 clients)", None),
-    ("memory.kib_per_connection", "memory, KiB per connection (5,000 idle)", "<= 32"),
+    ("memory.kib_per_connection", "memory, KiB per connection (5,000 idle)", "<= 16"),
     ("upstream_sharing.engine_cpu_ratio", "upstream sharing, engine CPU 100 vs 1 client", "<= 1.2"),
-    ("log_latency.p99_ms", "log latency p99 ms (100 subscribers)", "<= 50"),
+    ("log_latency.p99_ms", "log latency p99 ms (100 subscribers x 200 lines/s)", "<= 10"),
+    ("log_latency_1000.p99_ms", "log latency p99 ms (100 subscribers x 1,000 lines/s)", None),
+    ("events.p50_ms", "Docker event to 500 clients, p50 ms", None),
+    ("events.p99_ms", "Docker event to 500 clients, p99 ms", "<= 100"),
     ("terminal.median_ratio", "terminal echo, median gateway / direct", "<= 1.5"),
-    ("terminal.p99_ratio", "terminal echo, p99 gateway / direct", "<= 1.5"),
+    ("terminal.p99_ratio", "terminal echo, p99 gateway / direct", None),
     ("metrics.server_cpu_percent", "metrics, server CPU % of one core (1,000 subs)", None),
 ]
 
@@ -143,11 +153,12 @@ def details(results: dict[str, Any]) -> str:
     for clients, r in (f.get("by_clients") or {}).items():
         for burst_key in sorted(k for k in r if k.startswith("burst_")):
             b = r[burst_key]
-            out.append(
-                f"fanout {clients:>4} clients {burst_key.replace('_', ' '):>8}: gateway "
-                f"{b['gateway']['deliveries_per_s']:,.0f}/s {b['gateway']['cpu_s_per_million']} CPU-s/M, "
-                f"aiohttp {b['baseline']['deliveries_per_s']:,.0f}/s {b['baseline']['cpu_s_per_million']} "
-                f"CPU-s/M -> CPU ratio {b['ratio_to_ceiling']}, throughput ratio {b['throughput_ratio']}")
+            parts = [f"{name} {b[name]['deliveries_per_s']:,.0f}/s {b[name]['cpu_s_per_million']} us "
+                     f"(clients {b[name].get('client_us_per_delivery')} us)"
+                     for name in ("gateway", "baseline", "raw") if name in b]
+            out.append(f"fanout {clients:>4} clients {burst_key.replace('_', ' '):>8}: CPU/delivery "
+                       + ", ".join(parts) + f" -> vs aiohttp {b['ratio_to_ceiling']}, "
+                       f"vs raw {b.get('ratio_to_raw')}")
     m = results.get("memory") or {}
     if m.get("gateway"):
         g = m["gateway"]
@@ -159,11 +170,21 @@ def details(results: dict[str, Any]) -> str:
     if u.get("engine_cpu_s"):
         out.append(f"upstream: engine CPU-s over {u['window_s']:g} s {u['engine_cpu_s']}, "
                    f"server CPU-s {u['server_cpu_s']}, stats frames {u['stats_frames']}")
-    lg = results.get("log_latency") or {}
-    for n, r in (lg.get("by_subscribers") or {}).items():
-        out.append(f"log latency {n:>3} subscribers: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
-                   f"max {r['max_ms']} ms, {r['lines_per_s_per_subscriber']} lines/s each, "
-                   f"server CPU {r.get('server_cpu_percent')} %")
+    for key in ("log_latency", "log_latency_1000"):
+        lg = results.get(key) or {}
+        for n, r in (lg.get("by_subscribers") or {}).items():
+            out.append(f"{key} {n:>3} subscribers: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+                       f"max {r['max_ms']} ms, {r['lines_per_s_per_subscriber']} lines/s each, "
+                       f"server CPU {r.get('server_cpu_percent')} %, clients "
+                       f"{r.get('client_cpu_us_per_delivery')} us/delivery")
+    ev = results.get("events") or {}
+    if ev.get("p99_ms") is not None:
+        out.append(f"events: p50 {ev['p50_ms']} ms, p99 {ev['p99_ms']} ms, max {ev['max_ms']} ms "
+                   f"(engine's own stream: p50 {ev.get('engine_direct_p50_ms')} ms, p99 "
+                   f"{ev.get('engine_direct_p99_ms')} ms), "
+                   f"{ev['events_per_client']} events x {ev['clients']} clients, server "
+                   f"{ev['server_cpu_us_per_delivery']} us/delivery, clients "
+                   f"{ev['client_cpu_us_per_delivery']} us/delivery")
     t = results.get("terminal") or {}
     if t.get("gateway"):
         g, d = t["gateway"], t["direct"]

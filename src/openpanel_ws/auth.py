@@ -121,6 +121,18 @@ class TokenVerifier:
         return principal_from_claims(claims)
 
 
+# Role and permission sets repeat across connections: one shared copy of each (memory
+# per connection); bounded, since every distinct set comes from a signed token.
+_SHARED_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared(values: Any) -> frozenset[str]:
+    value = frozenset(values)
+    if len(_SHARED_SETS) < 1024:
+        return _SHARED_SETS.setdefault(value, value)
+    return _SHARED_SETS.get(value, value)
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     user = claims.get("sub", claims.get("userId"))
     if isinstance(user, int) and not isinstance(user, bool):
@@ -139,8 +151,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     exp = claims.get("exp")
     return Principal(
         user_id=user,
-        roles=frozenset(roles),
-        permissions=frozenset(_string_list(claims.get("permissions"))),
+        roles=_shared(roles),
+        permissions=_shared(_string_list(claims.get("permissions"))),
         container_scopes=scopes,
         expires_at=float(exp) if isinstance(exp, int | float) else None,
         claims=claims,

@@ -65,6 +65,9 @@ class LifecycleConfig:
 
 
 class Connection:
+    __slots__ = ("_auth_deadline", "_awaiting_pong", "_bucket", "_config", "_flood", "_next_ping",
+                 "_verify", "client_id", "principal", "state")
+
     def __init__(
         self,
         client_id: str,

@@ -12,13 +12,13 @@ import itertools
 import logging
 import os
 import time
-import weakref
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
 from openpanel_ws import protocol
+from openpanel_ws.clock import ConnectionClock, TimerWheel
 from openpanel_ws.config import Settings
 from openpanel_ws.connection import (
     Action,
@@ -31,15 +31,19 @@ from openpanel_ws.connection import (
     State,
 )
 from openpanel_ws.gateways.base import Gateway, Session
-from openpanel_ws.outbound import ClientWriter
+from openpanel_ws.outbound import OP_PONG, ClientWriter, WriteScheduler, control_frame
 from openpanel_ws.protocol import CloseCode, ErrorCode, ProtocolError
+from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
 
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("services", Services)
 GATEWAYS_KEY = web.AppKey("gateways", dict)
-CLIENTS_KEY = web.AppKey("clients", weakref.WeakSet)
+# Sessions of open connections (added and removed by ClientHandler.handle); a plain set:
+# a WeakSet costs a weakref per connection.
+CLIENTS_KEY = web.AppKey("clients", set)
+SCHEDULER_KEY = web.AppKey("write_scheduler", WriteScheduler)
 
 _client_ids = itertools.count(1)
 
@@ -74,45 +78,17 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     return bool(host) and parts.netloc.lower() == (host or "").lower()
 
 
-class _Clock:
-    """Drives `Connection.tick` with one timer handle (cheaper than a task per client)."""
-
-    __slots__ = ("_conn", "_handle", "_loop", "_session")
-
-    def __init__(self, conn: Connection, session: Session) -> None:
-        self._conn = conn
-        self._session = session
-        self._loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = None
-        self._arm()
-
-    def _arm(self) -> None:
-        delay = max(0.0, self._conn.next_deadline() - time.monotonic())
-        self._handle = self._loop.call_at(self._loop.time() + delay, self._fire)
-
-    def _fire(self) -> None:
-        # tick() yields only Send and Close, both synchronous for the writer.
-        for action in self._conn.tick(time.monotonic()):
-            if isinstance(action, Send):
-                self._session.send(action.message)
-            elif isinstance(action, Close):
-                self._session.close(action.code, action.reason)
-        if self._conn.state is not State.CLOSED and not self._session.closed:
-            self._arm()
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
-    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session]) -> None:
+    def __init__(self, gateway: Gateway, services: Services, clients: set[Session],
+                 scheduler: WriteScheduler | None = None, wheel: TimerWheel | None = None) -> None:
         self.gateway = gateway
         self.services = services
         self.settings: Settings = services.settings
         self.clients = clients
+        self.scheduler = scheduler or new_scheduler(self.settings)
+        self.wheel = wheel or TimerWheel()
         self.lifecycle = LifecycleConfig(
             rate_limit=self.settings.rate_limit_for(gateway.name),
             auth_timeout=self.settings.auth_timeout,
@@ -128,27 +104,26 @@ class ClientHandler:
         ws = web.WebSocketResponse(
             compress=False,
             autoping=False,  # protocol pongs count as heartbeat answers: handle them here
+            # The closing handshake is the writer's (docs/protocol.md, "Outbound path").
+            autoclose=False,
             max_msg_size=self.settings.max_message_bytes,
         )
-        await ws.prepare(request)
-        writer = ClientWriter(
-            ws,
-            request.transport,
-            max_frames=self.settings.send_queue_max,
-            max_bytes=self.settings.send_queue_max_bytes,
-            send_timeout=self.settings.send_timeout,
-        )
+        stream = await ws.prepare(request)
+        # Every frame of ours is written straight to this transport (docs/protocol.md,
+        # "Outbound path"); asyncio sets TCP_NODELAY on accepted TCP sockets.
+        writer = ClientWriter(ws, stream, self.scheduler)  # type: ignore[arg-type]
         client_id = new_client_id()
         session = Session(client_id, writer, request.remote or "")
         conn = Connection(client_id, self.lifecycle, self.services.verifier.verify, time.monotonic())
-        writer.start()
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
-        timer = _Clock(conn, session)
+        clock = ConnectionClock(conn, session)
+        self.wheel.add(clock)
         try:
             await self._read_loop(ws, conn, session)
         finally:
-            timer.cancel()
+            writer.reader_done()
+            self.wheel.remove(clock)
             self.clients.discard(session)
             if conn.state is State.OPEN or session.principal is not None:
                 try:
@@ -172,9 +147,13 @@ class ClientHandler:
             elif msg.type is WSMsgType.BINARY:
                 await self._perform(conn.receive_binary(time.monotonic()), conn, session)
             elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
+                # In order with our data frames, through the same path (never mid-frame).
+                session.writer.send(control_frame(OP_PONG, msg.data))
             elif msg.type is WSMsgType.PONG:
                 conn.receive_pong_frame()
+            elif msg.type is WSMsgType.CLOSE:
+                session.writer.peer_closed(msg.data)
+                return
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
                 return
 
@@ -220,6 +199,11 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def new_scheduler(settings: Settings) -> WriteScheduler:
+    return WriteScheduler(QueueLimits(settings.send_queue_max, settings.send_queue_max_bytes),
+                          settings.send_timeout)
+
+
 def create_app(settings: Settings, gateways: list[Gateway] | None = None,
                services: Services | None = None) -> web.Application:
     services = services or Services.from_settings(settings)
@@ -227,10 +211,14 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[SERVICES_KEY] = services
     gateway_list = gateways if gateways is not None else default_gateways(services)
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
-    clients: weakref.WeakSet[Session] = weakref.WeakSet()
+    clients: set[Session] = set()
     app[CLIENTS_KEY] = clients
+    # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
+    scheduler = app[SCHEDULER_KEY] = new_scheduler(settings)
+    wheel = TimerWheel()  # every connection's clock (auth timeout, heartbeat)
     for gateway in gateway_list:
-        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients).handle)
+        app.router.add_get(gateway.path,
+                           ClientHandler(gateway, services, clients, scheduler, wheel).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
@@ -250,6 +238,8 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
                 await gateway.stop()
 
     async def on_cleanup(app: web.Application) -> None:
+        scheduler.stop()
+        wheel.stop()
         await services.close()
 
     app.on_startup.append(on_startup)

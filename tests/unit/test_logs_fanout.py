@@ -5,31 +5,22 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType
 
+from fakes import Sink
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.logs import EventFilter, Fanout
-from openpanel_ws.outbound import ClientWriter
+from openpanel_ws.outbound import ClientWriter, WriteScheduler
+from openpanel_ws.sendqueue import QueueLimits
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
 EVENTS: list[dict[str, Any]] = [orjson.loads(line) for line in FIXTURE.read_bytes().splitlines() if line]
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    async def send_frame(self, message: bytes, opcode: WSMsgType, compress: int | None = None) -> None:
-        self.frames.append(message)
-
-    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-        return True
+SCHEDULER = WriteScheduler(QueueLimits(1000, 10_000_000), 1.0)
 
 
 def session(name: str) -> tuple[Session, Sink]:
     sink = Sink()
-    writer = ClientWriter(sink, None, max_frames=1000, max_bytes=10_000_000, send_timeout=1.0)
-    writer.start()
+    writer = ClientWriter(sink.ws, sink, SCHEDULER)
+    sink.peer = writer
     return Session(name, writer), sink
 
 

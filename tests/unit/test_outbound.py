@@ -1,27 +1,12 @@
-"""The per-client writer: ordering, conflation, the slow-consumer bound."""
+"""The per-client writer: ordering, conflation, the slow-consumer bound (fake socket:
+tests/fakes.py; the real one: tests/e2e/test_lifecycle.py)."""
 
 import asyncio
 from typing import Any
 
-from aiohttp import WSMsgType
-
-from openpanel_ws.outbound import ClientWriter
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.closed: tuple[int, bytes] | None = None
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def send_frame(self, message: bytes, opcode: WSMsgType, compress: int | None = None) -> None:
-        await self.gate.wait()
-        self.frames.append(message)
-
-    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-        self.closed = (code, message)
-        return True
+from fakes import Sink
+from openpanel_ws.outbound import ClientWriter, WriteScheduler, text_frame
+from openpanel_ws.sendqueue import QueueLimits
 
 
 class Transport:
@@ -35,10 +20,24 @@ class Transport:
         return 0
 
 
+class PayloadWriter(ClientWriter):
+    """The writer, fed payloads (it is fed complete frames in the server)."""
+
+    def send(self, frame: bytes) -> bool:
+        return super().send(text_frame(frame))
+
+    def send_latest(self, key: str, frame: bytes) -> None:
+        super().send_latest(key, text_frame(frame))
+
+
 def writer(sink: Sink, transport: Any = None, **kw: Any) -> ClientWriter:
     opts = {"max_frames": 10, "max_bytes": 10_000, "send_timeout": 1.0} | kw
-    w = ClientWriter(sink, transport, **opts)
-    w.start()
+    if transport is not None:
+        sink.on_abort = transport.abort
+    scheduler = WriteScheduler(QueueLimits(opts["max_frames"], opts["max_bytes"]), opts["send_timeout"],
+                               watch_period=0.05)
+    w = PayloadWriter(sink.ws, sink, scheduler)
+    sink.peer = w
     return w
 
 

@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from openpanel_ws import protocol
 from openpanel_ws.auth import Principal
-from openpanel_ws.outbound import ClientWriter
+from openpanel_ws.outbound import ClientWriter, text_frame, text_frame_once
 from openpanel_ws.protocol import ErrorCode, Message
 
 if TYPE_CHECKING:
     from openpanel_ws.services import Services
 
 log = logging.getLogger(__name__)
+
+# [payload, its frame]: the last payload framed by `Session.send_encoded` (kept alive
+# by this reference, so identity means the same content).
+_LAST_FRAME: list[bytes] = [b"", text_frame(b"")]
 
 
 class Session:
@@ -45,14 +49,24 @@ class Session:
         return self.writer.closed
 
     def send(self, message: Mapping[str, Any]) -> bool:
-        return self.writer.send(protocol.encode(message))
+        return self.writer.send(text_frame(protocol.encode(message)))
 
-    def send_encoded(self, frame: bytes) -> bool:
-        """Send bytes encoded once for many recipients."""
+    def send_encoded(self, payload: bytes) -> bool:
+        """Send a JSON payload encoded once for many recipients: the frame around it is
+        built once too, when the same `bytes` object goes to one session after another
+        (`outbound.text_frame_once`, inlined: this runs once per delivery)."""
+        last = _LAST_FRAME
+        if payload is not last[0]:
+            last[0], last[1] = payload, text_frame(payload)
+        return self.writer.send(last[1])
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Send a complete frame built by `outbound.text_frame` (once for all recipients)."""
         return self.writer.send(frame)
 
-    def send_latest(self, key: str, frame: bytes) -> None:
-        self.writer.send_latest(key, frame)
+    def send_latest(self, key: str, payload: bytes) -> None:
+        """Latest-value (conflated by `key`) JSON payload: stats, metrics."""
+        self.writer.send_latest(key, text_frame_once(payload))
 
     def error(self, code: ErrorCode, message: str, **context: Any) -> None:
         self.send(protocol.error_message(code, message, **context))

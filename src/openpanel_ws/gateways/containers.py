@@ -38,7 +38,9 @@ from openpanel_ws.engine.logs import HandoverFilter, LogCursor, LogLine, LogPars
 from openpanel_ws.engine.stats import ContainerStats, Pacer, compute, is_running_sample
 from openpanel_ws.gateways.access import resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
+from openpanel_ws.outbound import text_frame
 from openpanel_ws.protocol import CloseCode, Message, invalid
+from openpanel_ws.sendqueue import QueueLimits
 
 if TYPE_CHECKING:
     from openpanel_ws.services import Services
@@ -242,7 +244,9 @@ class LogUpstream(Upstream):
         self._first_tail = tail
         self._first_since = since
         self.max_line = gateway.settings.log_line_max_bytes
-        self.pending_max = gateway.settings.send_queue_max
+        # Lines held for a late subscriber while its history is fetched count against
+        # the one send-queue bound (`QueueLimits`): past it, 1013 as for queued frames.
+        self.held_limits = QueueLimits(gateway.settings.send_queue_max, 1 << 62)
 
     async def run(self) -> None:
         params: dict[str, Any] = {**LOGS_PARAMS, "follow": True, "tail": self._first_tail}
@@ -287,7 +291,7 @@ class LogUpstream(Upstream):
             frames: dict[str, bytes] = {}
             for sub in list(self.subs):
                 if sub.pending is not None:
-                    if len(sub.pending) >= self.pending_max:
+                    if self.held_limits.exceeded(len(sub.pending) + 1, 0):
                         sub.session.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: log backlog")
                         sub.pending = []
                     sub.pending.append(line)
@@ -356,18 +360,18 @@ def _by_time(line: LogLine) -> int:
 
 
 def send_line(sub: LogSub, line: LogLine, frames: dict[str, bytes]) -> None:
-    """Encode once per distinct `containerId` text, send the same bytes to each."""
+    """Encode and frame once per distinct `containerId` text, send the same bytes to each."""
     frame = frames.get(sub.ref)
     if frame is None:
-        frame = orjson.dumps({
+        frame = text_frame(orjson.dumps({
             "type": "log",
             "containerId": sub.ref,
             "timestamp": line.timestamp,
             "stream": line.stream,
             "data": line.data,
-        })
+        }))
         frames[sub.ref] = frame
-    sub.session.send_encoded(frame)
+    sub.session.send_frame(frame)
 
 
 class StatsUpstream(Upstream):

@@ -32,7 +32,9 @@ from openpanel_ws.engine.events import EngineEvent, LineSplitter, event_key, eve
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.event_text import describe
 from openpanel_ws.host.logfiles import HostLogTailer, guess_level
+from openpanel_ws.outbound import text_frame
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
+from openpanel_ws.sendqueue import QueueLimits, SendQueue
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +187,14 @@ def event_frames(event: EngineEvent) -> tuple[bytes, bytes | None]:
     return protocol.encode(message), readable
 
 
+def framed(frame: bytes, readable: bytes | None) -> tuple[bytes, bytes | None]:
+    return text_frame(frame), None if readable is None else text_frame(readable)
+
+
 # Live frames held for one client while its `since` replay is fetched; past this the
 # client is a slow consumer (the same rule as the outbound queue).
 MAX_HELD_FRAMES: Final = 10_000
+HELD_LIMITS: Final = QueueLimits(MAX_HELD_FRAMES, 16 * 1024 * 1024)
 # The engine holds at most 256 events; a replay never needs more than this.
 MAX_REPLAY_EVENTS: Final = 4096
 REPLAY_TIMEOUT: Final = 15.0
@@ -204,7 +211,7 @@ class ClientState:
         # joined; a replay up to `joined_nanos` must not send them again.
         self.joined_nanos = joined_nanos
         self.early_keys: set[tuple[Any, ...]] = set()
-        self.held: list[bytes] | None = None  # live frames held during a replay
+        self.held: SendQueue | None = None  # live frames held during a replay
 
 
 class Fanout:
@@ -237,8 +244,9 @@ class Fanout:
             state.filter = None if flt.empty else flt
 
     def publish_event(self, event: EngineEvent) -> None:
-        """`docker_event` (+ its `docker` line) to every client whose filter matches."""
-        frame, readable = event_frames(event)
+        """`docker_event` (+ its `docker` line) to every client whose filter matches; each
+        frame is built once (docs/protocol.md, "Outbound path")."""
+        frame, readable = framed(*event_frames(event))
         nanos = event_nanos(event)
         for session, state in list(self._clients.items()):
             if state.filter is not None and not state.filter.matches(event):
@@ -250,17 +258,14 @@ class Fanout:
                 self._deliver(session, state, readable)
 
     def broadcast(self, message: Message) -> None:
-        frame = protocol.encode(message)
+        frame = text_frame(protocol.encode(message))
         for session, state in list(self._clients.items()):
             self._deliver(session, state, frame)
 
     def _deliver(self, session: Session, state: ClientState, frame: bytes) -> None:
         if state.held is None:
-            session.send_encoded(frame)
-        elif len(state.held) < MAX_HELD_FRAMES:
-            state.held.append(frame)
-        else:
-            state.held = []
+            session.send_frame(frame)
+        elif state.held.push(frame) is not None:  # the send-queue bound (it drops the backlog)
             session.close(protocol.CloseCode.TRY_AGAIN_LATER, "slow consumer: replay backlog overflow")
 
     # --- `since` replay: events from before the client joined ------------------------
@@ -271,7 +276,7 @@ class Fanout:
         state = self._clients.get(session)
         if state is None or state.held is not None:
             return None
-        state.held = []
+        state.held = SendQueue(HELD_LIMITS)
         return state.joined_nanos
 
     def finish_replay(self, session: Session, events: Iterable[EngineEvent],
@@ -281,7 +286,7 @@ class Fanout:
         state = self._clients.get(session)
         if state is None:
             return 0
-        held, state.held = state.held or [], None
+        held, state.held = state.held.pop_all() if state.held is not None else [], None
         frames: list[bytes] = []
         count = 0
         for event in events:
@@ -289,7 +294,7 @@ class Fanout:
                 continue
             if event_key(event) in state.early_keys:
                 continue
-            frame, readable = event_frames(event)
+            frame, readable = framed(*event_frames(event))
             frames.append(frame)
             if readable is not None:
                 frames.append(readable)
@@ -297,7 +302,7 @@ class Fanout:
         if ack is not None:
             session.send({**ack, "replayed": count})
         for frame in frames + held:
-            session.send_encoded(frame)
+            session.send_frame(frame)
         return count
 
 

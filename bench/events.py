@@ -1,0 +1,145 @@
+"""Scenario 7, events: a Docker event's time in the engine to its arrival at 500 clients.
+
+    .venv/bin/python bench/events.py [--clients 500] [--containers 50] [--workers 5]
+
+`--clients` authenticated clients on `/ws/logs` (no filter: every engine event), in
+client processes (`wsclient.py`). Then `--containers` containers are created, started
+and removed (`docker run -d` then `docker rm -f`, `--workers` at a time, as a busy host
+does), each giving create/start/kill/die/destroy and network events. For every
+`docker_event` frame each client records time.time() when its bytes arrived minus the
+frame's `timestamp`, which is the engine's own `timeNano` of the event (same host, same
+clock). p50/p99 over every delivery; the server's and the clients' CPU per delivery
+beside them. Target: p99 <= 100 ms.
+
+For reference, the engine's own delay is measured in the same window: one direct
+reader of the engine's `/events` stream (a thread on the Unix socket) records its
+receipt time minus `timeNano` (`engine_direct_p50_ms`, `engine_direct_p99_ms`). What
+the gateway adds is the difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from common import IMAGE, cpu_seconds, emit, exit_on_sigterm, log, percentile, rnd, server, token
+from wsclient import TargetSpec, close_fleets, split, start_fleets
+
+
+class DirectEvents(threading.Thread):
+    """time.time() at receipt - timeNano for every event on the engine's own stream."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.latencies: list[float] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+        self.sock.connect(path)
+        self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: docker\r\n\r\n")
+
+    def run(self) -> None:
+        pending = b""
+        nano = re.compile(rb'"timeNano":(\d+)')
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            now = time.time()
+            pending += data
+            lines = pending.split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                found = nano.search(line)
+                if found:
+                    self.latencies.append(now - int(found.group(1)) / 1e9)
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+def churn(prefix: str, index: int) -> None:
+    name = f"{prefix}{index}"
+    subprocess.run(["docker", "run", "-d", "--name", name, IMAGE, "sleep", "30"],
+                   capture_output=True, timeout=60, check=True)
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def main() -> None:
+    exit_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--containers", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--procs", type=int, default=4)
+    args = parser.parse_args()
+    prefix = f"opws-bench-ev-{uuid.uuid4().hex[:6]}-"
+    with server("bench_server.py") as srv:
+        specs = [[TargetSpec("events", srv.port, "/ws/logs", k, token(), latency_type=b"docker_event")]
+                 for k in split(args.clients, args.procs)]
+        fleets, ready, errors = start_fleets(specs)
+        try:
+            if ready.get("events") != args.clients:
+                raise RuntimeError(f"only {ready} of {args.clients} clients authenticated: {errors[:3]}")
+            time.sleep(1.0)  # the gateway's engine event stream is attached
+            for fleet in fleets:
+                fleet.collect("events", reset=True)
+            pids = [f.pid for f in fleets]
+            direct = DirectEvents()
+            direct.start()
+            client0, cpu0, started = sum(cpu_seconds(p) for p in pids), cpu_seconds(srv.pid), time.monotonic()
+            try:
+                with ThreadPoolExecutor(args.workers) as pool:
+                    list(pool.map(lambda i: churn(prefix, i), range(args.containers)))
+            finally:
+                subprocess.run(["docker", "rm", "-f", *(f"{prefix}{i}" for i in range(args.containers))],
+                               capture_output=True, timeout=120)
+            time.sleep(1.0)  # the last events through
+            direct.stop()
+            cpu = cpu_seconds(srv.pid) - cpu0
+            client_cpu = sum(cpu_seconds(p) for p in pids) - client0
+            elapsed = time.monotonic() - started
+            data = [fleet.collect("events", reset=True) for fleet in fleets]
+        finally:
+            close_fleets(fleets)
+    latencies = [x * 1000.0 for d in data for x in d["latencies"]]
+    deliveries = sum(sum(d["counts"].values()) for d in data)
+    errs = [e for d in data for e in d["errors"]]
+    if not latencies:
+        raise RuntimeError(f"no docker_event frames received: {errs[:3]}")
+    out: dict[str, Any] = {
+        "p50_ms": rnd(percentile(latencies, 50), 2),
+        "p99_ms": rnd(percentile(latencies, 99), 2),
+        "max_ms": rnd(max(latencies), 2),
+        "engine_direct_p50_ms": rnd(percentile([x * 1000.0 for x in direct.latencies], 50), 2)
+        if direct.latencies else None,
+        "engine_direct_p99_ms": rnd(percentile([x * 1000.0 for x in direct.latencies], 99), 2)
+        if direct.latencies else None,
+        "clients": args.clients,
+        "containers": args.containers,
+        "events_per_client": rnd(len(latencies) / args.clients, 1),
+        "deliveries": deliveries,
+        "window_s": rnd(elapsed, 2),
+        "server_cpu_us_per_delivery": rnd(cpu / deliveries * 1e6, 2),
+        "client_cpu_us_per_delivery": rnd(client_cpu / deliveries * 1e6, 2),
+        "errors": errs[:3],
+    }
+    log(f"  events {args.clients} clients: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "
+        f"max {out['max_ms']} ms (engine direct p50 {out['engine_direct_p50_ms']}, p99 "
+        f"{out['engine_direct_p99_ms']} ms), {out['events_per_client']} events each, server "
+        f"{out['server_cpu_us_per_delivery']} us/delivery, clients {out['client_cpu_us_per_delivery']}")
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""One timer for every connection's clock (`Connection.tick` / `next_deadline`).
+
+A connection's deadlines (auth timeout, heartbeat) are far apart and need no sub-tick
+precision, so each connection sits in the slot of a shared wheel that its next deadline
+rounds up to (`resolution` seconds); one loop `TimerHandle` is armed for the earliest
+non-empty slot. No timer, task or context object per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import time
+from collections.abc import Callable
+
+from openpanel_ws.connection import Close, Connection, Send, State
+from openpanel_ws.gateways.base import Session
+
+
+class ConnectionClock:
+    """Drives one `Connection.tick`: Send and Close are synchronous for the writer."""
+
+    __slots__ = ("conn", "session", "slot")
+
+    def __init__(self, conn: Connection, session: Session) -> None:
+        self.conn = conn
+        self.session = session
+        self.slot = -1
+
+    def fire(self, now: float) -> bool:
+        """Run the tick; True while the connection still needs its clock."""
+        for action in self.conn.tick(now):
+            if isinstance(action, Send):
+                self.session.send(action.message)
+            elif isinstance(action, Close):
+                self.session.close(action.code, action.reason)
+        return self.conn.state is not State.CLOSED and not self.session.closed
+
+
+class TimerWheel:
+    __slots__ = ("_armed", "_handle", "_heap", "_slots", "monotonic", "resolution")
+
+    def __init__(self, resolution: float = 0.1, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.resolution = resolution
+        self.monotonic = monotonic
+        self._slots: dict[int, dict[ConnectionClock, None]] = {}
+        self._heap: list[int] = []  # slot numbers that have (or had) clocks
+        self._armed = -1  # the slot the loop timer is armed for
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, clock: ConnectionClock, min_slot: int = 0) -> None:
+        """(Re)schedule `clock` at its connection's next deadline."""
+        self.remove(clock)
+        slot = max(min_slot, math.ceil(clock.conn.next_deadline() / self.resolution))
+        members = self._slots.get(slot)
+        if members is None:
+            members = self._slots[slot] = {}
+            heapq.heappush(self._heap, slot)
+        members[clock] = None
+        clock.slot = slot
+        if self._handle is None or slot < self._armed:
+            self._arm(slot)
+
+    def remove(self, clock: ConnectionClock) -> None:
+        members = self._slots.get(clock.slot)
+        if members is not None:
+            members.pop(clock, None)
+        clock.slot = -1
+
+    def __len__(self) -> int:
+        return sum(len(m) for m in self._slots.values())
+
+    def _arm(self, slot: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, slot * self.resolution - self.monotonic())
+        self._armed = slot
+        self._handle = loop.call_at(loop.time() + delay, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        now = self.monotonic()
+        due_slot = math.floor(now / self.resolution)
+        heap = self._heap
+        while heap and heap[0] <= due_slot:
+            slot = heapq.heappop(heap)
+            members = self._slots.pop(slot, None)
+            for clock in members or ():
+                clock.slot = -1
+                if clock.fire(now):
+                    self.add(clock, due_slot + 1)  # never a slot being fired (float rounding)
+        while heap and not self._slots.get(heap[0]):
+            self._slots.pop(heapq.heappop(heap), None)  # emptied by remove()
+        if heap and (self._handle is None or heap[0] < self._armed):
+            self._arm(heap[0])
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
