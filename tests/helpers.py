@@ -19,7 +19,7 @@ from aiohttp import web
 
 from openpanel_ws.auth import issue_token
 from openpanel_ws.config import Settings
-from openpanel_ws.server import SERVICES_KEY, create_app
+from openpanel_ws.server import SERVICES_KEY, create_app, create_runner
 from openpanel_ws.services import Services
 
 SECRET = "test-secret-" + "x" * 32
@@ -168,7 +168,7 @@ def test_settings(**overrides: Any) -> Settings:
 async def start_server(**overrides: Any) -> RunningServer:
     settings = test_settings(**overrides)
     app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=2)
+    runner = create_runner(app, shutdown_timeout=2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

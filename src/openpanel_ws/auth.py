@@ -71,6 +71,8 @@ class JwtSettings:
     audience: str | None = None
     issuer: str | None = None
     leeway_seconds: float = 30.0
+    # Tokens without `exp` are refused unless this is False (docs/protocol.md).
+    require_exp: bool = True
 
 
 class TokenVerifier:
@@ -103,6 +105,7 @@ class TokenVerifier:
         options: dict[str, Any] = {
             "verify_aud": s.audience is not None,
             "verify_iss": s.issuer is not None,
+            "require": ["exp"] if s.require_exp else [],
         }
         try:
             claims = jwt.decode(

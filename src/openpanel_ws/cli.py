@@ -129,7 +129,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from openpanel_ws.server import create_app
+    from openpanel_ws.hygiene import raise_nofile_limit
+    from openpanel_ws.server import create_app, create_runner
 
     settings = _settings_from(args)
     configure_logging(settings)
@@ -140,7 +141,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot start: {exc}") from None
 
     async def run() -> None:
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+        raise_nofile_limit()
+        runner = create_runner(app, handle_signals=False, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         try:

@@ -38,7 +38,15 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway: float = 30.0
+    jwt_require_exp: bool = True  # tokens without `exp` are refused
     # Connection lifecycle
+    # TCP accept -> completed WebSocket upgrade; past it the socket is closed.
+    handshake_timeout: float = 10.0
+    # Sockets not yet authenticated (mid-handshake or awaiting `auth`): past the total,
+    # new sockets are refused at once. Per client IP: 0 = off (behind a reverse proxy
+    # every client has the proxy's address).
+    max_unauthenticated: int = 4096
+    max_unauthenticated_per_ip: int = 0
     auth_timeout: float = 30.0
     heartbeat_interval: float = 30.0
     allowed_origins: list[str] = field(default_factory=list)
@@ -56,6 +64,8 @@ class Settings:
     send_timeout: float = 10.0
     # Engine
     docker_host: str = "unix:///var/run/docker.sock"
+    # Connect + response-header timeout of engine requests (DOCKER_UNAVAILABLE past it).
+    engine_timeout: float = 5.0
     # Metrics gateway
     metrics_disk_path: str = "/"
     metrics_include_virtual_interfaces: bool = False
@@ -87,6 +97,7 @@ class Settings:
             audience=self.jwt_audience,
             issuer=self.jwt_issuer,
             leeway_seconds=self.jwt_leeway,
+            require_exp=self.jwt_require_exp,
         )
 
     def rate_limit_for(self, gateway: str) -> RateLimit:
@@ -97,7 +108,8 @@ class Settings:
 _POSITIVE = {
     "auth_timeout", "heartbeat_interval", "max_message_bytes", "flood_threshold",
     "flood_window", "send_queue_max", "send_queue_max_bytes", "send_timeout",
-    "log_line_max_bytes", "terminal_idle_timeout", "terminal_ring_bytes",
+    "log_line_max_bytes", "terminal_idle_timeout", "handshake_timeout",
+    "max_unauthenticated", "engine_timeout", "terminal_ring_bytes",
     "terminal_max_per_user", "terminal_max",
 }
 _NON_NEGATIVE = {"terminal_grace"}
@@ -221,6 +233,9 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"invalid value for {ENV_PREFIX}LOG_LEVEL: expected debug, info, warning or error"
         )
+    if settings.max_unauthenticated_per_ip < 0:
+        raise ConfigError(
+            f"invalid value for {ENV_PREFIX}MAX_UNAUTHENTICATED_PER_IP: must be 0 (off) or more")
     if not 0 <= settings.port < 65536:
         raise ConfigError(f"invalid value for {ENV_PREFIX}PORT: must be 0 to 65535")
     if not settings.docker_host.startswith(("unix://", "tcp://", "http://")):

@@ -8,6 +8,7 @@ with plain function calls.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
@@ -62,11 +63,13 @@ class LifecycleConfig:
     heartbeat_interval: float = 30.0
     flood_threshold: int = 50
     flood_window: float = 10.0
+    # A token's `exp` holds for the whole session, plus this leeway (docs/protocol.md).
+    jwt_leeway: float = 30.0
 
 
 class Connection:
-    __slots__ = ("_auth_deadline", "_awaiting_pong", "_bucket", "_config", "_flood", "_next_ping",
-                 "_verify", "client_id", "principal", "state")
+    __slots__ = ("_auth_deadline", "_awaiting_pong", "_bucket", "_config", "_expiry", "_flood",
+                 "_next_ping", "_verify", "_wall", "client_id", "principal", "state")
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class Connection:
         config: LifecycleConfig,
         verify_token: Callable[[Any], Principal],
         now: float,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.client_id = client_id
         self.state = State.AWAITING_AUTH
@@ -83,6 +87,9 @@ class Connection:
         self._bucket = TokenBucket(config.rate_limit, now)
         self._flood = FloodDetector(config.flood_threshold, config.flood_window)
         self._auth_deadline = now + config.auth_timeout
+        self._wall = wall_clock
+        # When the current token (plus leeway) expires, on the `now` clock; None: never.
+        self._expiry: float | None = None
         self._next_ping = now + config.heartbeat_interval
         # True while a server ping is outstanding (sent and not yet answered).
         self._awaiting_pong = False
@@ -92,6 +99,8 @@ class Connection:
     def next_deadline(self) -> float:
         if self.state is State.AWAITING_AUTH:
             return min(self._auth_deadline, self._next_ping)
+        if self._expiry is not None:
+            return min(self._expiry, self._next_ping)
         return self._next_ping
 
     def tick(self, now: float) -> list[Action]:
@@ -99,6 +108,8 @@ class Connection:
             return []
         if self.state is State.AWAITING_AUTH and now >= self._auth_deadline:
             return self._close_auth(ErrorCode.AUTH_TIMEOUT, "Authentication timeout")
+        if self.state is State.OPEN and self._expiry is not None and now >= self._expiry:
+            return self._close_auth(ErrorCode.AUTH_FAILED, protocol.EXPIRED_TOKEN_MESSAGE)
         if now >= self._next_ping:
             if self._awaiting_pong:
                 self.state = State.CLOSED
@@ -139,7 +150,7 @@ class Connection:
         if not self._bucket.try_take(now):
             return self._reject_rate(now)
         if kind == "auth":
-            return self._authenticate(message)
+            return self._authenticate(message, now)
         if self.state is State.AWAITING_AUTH:
             return [Send(protocol.error_message(ErrorCode.AUTH_REQUIRED, "Authentication required"))]
         if kind == "ping":
@@ -148,7 +159,7 @@ class Connection:
 
     # --- internals ------------------------------------------------------------------
 
-    def _authenticate(self, message: Message) -> list[Action]:
+    def _authenticate(self, message: Message, now: float) -> list[Action]:
         token = message.get("token")
         if not isinstance(token, str):
             # Malformed auth is invalid input, not a failed login: nothing changes.
@@ -159,8 +170,15 @@ class Connection:
         except AuthError as exc:
             return self._close_auth(ErrorCode.AUTH_FAILED, str(exc))
         first = self.state is State.AWAITING_AUTH
+        if not first and self.principal is not None and principal.user_id != self.principal.user_id:
+            # A re-auth refreshes the token of the same user; it never switches users.
+            return self._close_auth(ErrorCode.AUTH_FAILED, "Token subject does not match this connection")
         self.state = State.OPEN
         self.principal = principal
+        self._expiry = None
+        if principal.expires_at is not None:
+            left = principal.expires_at + self._config.jwt_leeway - self._wall()
+            self._expiry = now + left
         return [
             Send(protocol.authenticated_message(self.client_id, principal.user_id)),
             Authenticated(principal, first),

@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
@@ -152,6 +153,55 @@ def parse_timestamp_nanos(text: str) -> int:
         dt = dt.replace(tzinfo=UTC)
     whole = int(dt.timestamp())
     return whole * 1_000_000_000 + int((digits + "000000000")[:9])
+
+
+# The one `since` rule of the protocol (docs/protocol.md "Hostile input"): RFC 3339 text
+# (any fraction length, kept to the nanosecond) or unix seconds (number or numeric text,
+# kept exactly as written), from 1970 up to the end of year 9999.
+SINCE_MIN_NANOS: Final = 0
+SINCE_MAX_NANOS: Final = 253402300800 * 1_000_000_000 - 1  # 9999-12-31T23:59:59.999999999Z
+_SINCE_MAX_TEXT: Final = 64
+_SINCE_MAX_SECONDS: Final = Decimal(253402300800)
+
+
+def parse_since(value: Any, field: str = "since") -> int:
+    """`since` as nanoseconds since the epoch; raises INVALID_MESSAGE naming `field`."""
+    error = invalid(
+        f"Field '{field}' must be an RFC 3339 time or unix seconds between 1970 and 9999", field)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise error
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > _SINCE_MAX_TEXT:
+            raise error
+        number: Decimal | None
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            number = None
+        if number is None:
+            try:
+                nanos = parse_timestamp_nanos(text)
+            except (ValueError, OverflowError):
+                raise error from None
+        else:
+            nanos = _seconds_to_nanos(number, error)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise error
+        nanos = _seconds_to_nanos(Decimal(repr(value)), error)
+    else:
+        nanos = _seconds_to_nanos(Decimal(value), error)
+    if not SINCE_MIN_NANOS <= nanos <= SINCE_MAX_NANOS:
+        raise error
+    return nanos
+
+
+def _seconds_to_nanos(seconds: Decimal, error: ProtocolError) -> int:
+    # Range first: int() of "1e999999999" would build a billion-digit number.
+    if not seconds.is_finite() or not 0 <= seconds < _SINCE_MAX_SECONDS:
+        raise error
+    return int(seconds.scaleb(9))
 
 
 # --- encoding -----------------------------------------------------------------------

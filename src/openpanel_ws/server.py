@@ -12,7 +12,8 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -31,6 +32,7 @@ from openpanel_ws.connection import (
     State,
 )
 from openpanel_ws.gateways.base import Gateway, Session
+from openpanel_ws.hygiene import GatewayRunner, HandshakeGuard
 from openpanel_ws.outbound import OP_PONG, ClientWriter, WriteScheduler, control_frame
 from openpanel_ws.protocol import CloseCode, ErrorCode, ProtocolError
 from openpanel_ws.sendqueue import QueueLimits
@@ -44,6 +46,7 @@ GATEWAYS_KEY = web.AppKey("gateways", dict)
 # a WeakSet costs a weakref per connection.
 CLIENTS_KEY = web.AppKey("clients", set)
 SCHEDULER_KEY = web.AppKey("write_scheduler", WriteScheduler)
+GUARD_KEY = web.AppKey("handshake_guard", HandshakeGuard)
 
 _client_ids = itertools.count(1)
 
@@ -67,14 +70,22 @@ def default_gateways(services: Services) -> list[Gateway]:
     ]
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str]) -> bool:
-    """OWASP CSWSH: no Origin (non-browser) and same-origin pass; others need the list."""
+def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str],
+                   scheme: str | None = None) -> bool:
+    """OWASP CSWSH: no Origin (non-browser) and same-origin pass; others need the list.
+
+    Same origin means same host and, when `scheme` (the server's: http/https) is given,
+    the matching scheme: an https:// page is not the origin of an http:// server."""
     if origin is None:
         return True
     allowed = list(allowed)
     if "*" in allowed or origin in allowed:
         return True
     parts = urlsplit(origin)
+    if scheme is not None:
+        expected = {"http": "http", "https": "https", "ws": "http", "wss": "https"}.get(scheme.lower())
+        if parts.scheme.lower() != expected:
+            return False
     return bool(host) and parts.netloc.lower() == (host or "").lower()
 
 
@@ -95,20 +106,37 @@ class ClientHandler:
             heartbeat_interval=self.settings.heartbeat_interval,
             flood_threshold=self.settings.flood_threshold,
             flood_window=self.settings.flood_window,
+            jwt_leeway=self.settings.jwt_leeway,
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not origin_allowed(request.headers.get("Origin"), request.host,
-                              self.settings.allowed_origins):
+                              self.settings.allowed_origins, request.scheme):
             return web.json_response({"error": "origin not allowed"}, status=403)
         ws = web.WebSocketResponse(
             compress=False,
             autoping=False,  # protocol pongs count as heartbeat answers: handle them here
             # The closing handshake is the writer's (docs/protocol.md, "Outbound path").
             autoclose=False,
-            max_msg_size=self.settings.max_message_bytes,
+            # aiohttp refuses a message of exactly max_msg_size: the documented limit is
+            # the largest message accepted (docs/protocol.md "Hostile clients").
+            max_msg_size=self.settings.max_message_bytes + 1,
         )
-        stream = await ws.prepare(request)
+        guard = request.app.get(GUARD_KEY)
+        try:
+            stream = await ws.prepare(request)
+        except (ConnectionError, OSError):
+            # The client reset the connection mid-handshake: one throttled line, no traceback.
+            if guard is not None:
+                guard.note("reset")
+            # A plain response: aiohttp's own write of it fails quietly on the dead socket.
+            return web.Response(status=400)
+        if request.transport is None or request.transport.is_closing():
+            if guard is not None:
+                guard.note("reset")
+            return ws
+        if guard is not None:
+            guard.upgraded(request.protocol)
         # Every frame of ours is written straight to this transport (docs/protocol.md,
         # "Outbound path"); asyncio sets TCP_NODELAY on accepted TCP sockets.
         writer = ClientWriter(ws, stream, self.scheduler)  # type: ignore[arg-type]
@@ -119,11 +147,17 @@ class ClientHandler:
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
         clock = ConnectionClock(conn, session)
         self.wheel.add(clock)
+        lanes = _Lanes(lambda message: self._guard(session, self.gateway.dispatch(session, message)))
         try:
-            await self._read_loop(ws, conn, session)
+            await self._read_loop(ws, conn, session, clock, lanes, guard, request)
+        except (ConnectionError, OSError):
+            pass  # the socket went away under us: nothing to report
         finally:
             writer.reader_done()
             self.wheel.remove(clock)
+            # Requests already running finish (bounded by the engine timeout) before the
+            # gateway releases the session; queued ones are dropped.
+            await lanes.close()
             self.clients.discard(session)
             if conn.state is State.OPEN or session.principal is not None:
                 try:
@@ -139,13 +173,17 @@ class ClientHandler:
                 writer.cancel()
         return ws
 
-    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection, session: Session) -> None:
+    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection, session: Session,
+                         clock: ConnectionClock, lanes: _Lanes, guard: HandshakeGuard | None,
+                         request: web.Request) -> None:
         while not session.closed:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
-                await self._perform(conn.receive_text(msg.data, time.monotonic()), conn, session)
+                actions = conn.receive_text(msg.data, time.monotonic())
+                await self._perform(actions, conn, session, clock, lanes, guard, request)
             elif msg.type is WSMsgType.BINARY:
-                await self._perform(conn.receive_binary(time.monotonic()), conn, session)
+                actions = conn.receive_binary(time.monotonic())
+                await self._perform(actions, conn, session, clock, lanes, guard, request)
             elif msg.type is WSMsgType.PING:
                 # In order with our data frames, through the same path (never mid-frame).
                 session.writer.send(control_frame(OP_PONG, msg.data))
@@ -157,7 +195,9 @@ class ClientHandler:
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
                 return
 
-    async def _perform(self, actions: list[Action], conn: Connection, session: Session) -> None:
+    async def _perform(self, actions: list[Action], conn: Connection, session: Session,
+                       clock: ConnectionClock, lanes: _Lanes, guard: HandshakeGuard | None,
+                       request: web.Request) -> None:
         for action in actions:
             if isinstance(action, Send):
                 session.send(action.message)
@@ -165,10 +205,19 @@ class ClientHandler:
                 session.close(action.code, action.reason)
             elif isinstance(action, Authenticated):
                 session.principal = action.principal
+                if clock.slot != -1:
+                    self.wheel.add(clock)  # the token's expiry is a deadline too
                 if action.first:
+                    if guard is not None:
+                        guard.authenticated(request.protocol)
                     await self._guard(session, self.gateway.on_authenticated(session))
+                else:
+                    # Same user, new claims: what they no longer allow ends now.
+                    await self._guard(session, self.gateway.on_principal_changed(session))
             elif isinstance(action, Dispatch):
-                await self._guard(session, self.gateway.dispatch(session, action.message))
+                # Never awaited here: a slow request must not hold up the connection's
+                # other messages. Requests of one lane (e.g. one subscription) stay in order.
+                lanes.submit(self.gateway.lane(action.message), action.message)
 
     async def _guard(self, session: Session, work: object) -> None:
         """Run gateway code: a ProtocolError becomes an error message, anything else
@@ -182,6 +231,44 @@ class ClientHandler:
         except Exception:
             log.exception("%s: unexpected error handling a message", self.gateway.name)
             session.error(ErrorCode.INTERNAL_ERROR, "Internal error")
+
+
+class _Lanes:
+    """Serial lanes of one connection: messages of one lane run in arrival order, lanes
+    run concurrently (docs/protocol.md "Hostile clients")."""
+
+    __slots__ = ("_closed", "_queues", "_run", "_tasks")
+
+    def __init__(self, run: Callable[[dict[str, object]], Awaitable[None]]) -> None:
+        self._run = run
+        self._queues: dict[str, deque[dict[str, object]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def submit(self, lane: str, message: dict[str, object]) -> None:
+        if self._closed:
+            return
+        queue = self._queues.get(lane)
+        if queue is not None:
+            queue.append(message)
+            return
+        queue = self._queues[lane] = deque([message])
+        task = asyncio.get_running_loop().create_task(self._drain(lane, queue))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, lane: str, queue: deque[dict[str, object]]) -> None:
+        try:
+            while queue and not self._closed:
+                await self._run(queue[0])
+                queue.popleft()
+        finally:
+            self._queues.pop(lane, None)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -213,6 +300,9 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
     clients: set[Session] = set()
     app[CLIENTS_KEY] = clients
+    guard = HandshakeGuard(settings.handshake_timeout, settings.max_unauthenticated,
+                           settings.max_unauthenticated_per_ip)
+    app[GUARD_KEY] = guard
     # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
     scheduler = app[SCHEDULER_KEY] = new_scheduler(settings)
     wheel = TimerWheel()  # every connection's clock (auth timeout, heartbeat)
@@ -238,6 +328,7 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
                 await gateway.stop()
 
     async def on_cleanup(app: web.Application) -> None:
+        guard.close()
         scheduler.stop()
         wheel.stop()
         await services.close()
@@ -246,3 +337,8 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return app
+
+
+def create_runner(app: web.Application, **kwargs: object) -> web.AppRunner:
+    """The runner to serve `app` with: its server carries the handshake guard."""
+    return GatewayRunner(app, app.get(GUARD_KEY), **kwargs)

@@ -25,7 +25,7 @@ class Services:
         return cls(
             settings=settings,
             verifier=TokenVerifier(settings.jwt()),
-            engine=DockerEngine(settings.docker_host),
+            engine=DockerEngine(settings.docker_host, settings.engine_timeout),
         )
 
     async def close(self) -> None:

@@ -94,8 +94,9 @@ async def test_messages_before_auth_are_refused_and_not_processed(server: Runnin
 
 async def test_reauth_on_an_open_connection(server: RunningServer) -> None:
     client = await server.connect("/ws/containers", auth=True)
-    await client.send({"type": "auth", "token": make_token("user-2")})
-    assert (await client.expect("authenticated"))["userId"] == "user-2"
+    # A refresh is for the same user (`sub`); another user is refused (test_security.py).
+    await client.send({"type": "auth", "token": make_token("tester", ttl_seconds=7200)})
+    assert (await client.expect("authenticated"))["userId"] == "tester"
     await client.send({"type": "auth", "token": "bad"})
     assert (await client.expect("error"))["code"] == "AUTH_FAILED"
     assert await client.wait_closed() == 4001

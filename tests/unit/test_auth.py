@@ -47,7 +47,7 @@ def test_exp_and_nbf_have_a_small_leeway() -> None:
     now = int(time.time())
     v = verifier(leeway_seconds=30)
     assert v.verify(jwt.encode({"sub": "u", "exp": now - 5}, SECRET, algorithm="HS256"))
-    assert v.verify(jwt.encode({"sub": "u", "nbf": now + 5}, SECRET, algorithm="HS256"))
+    assert v.verify(jwt.encode({"sub": "u", "nbf": now + 5, "exp": now + 60}, SECRET, algorithm="HS256"))
     with pytest.raises(AuthError):
         v.verify(jwt.encode({"sub": "u", "nbf": now + 600}, SECRET, algorithm="HS256"))
 
@@ -101,7 +101,7 @@ def rsa_keys(tmp_path: Path) -> tuple[rsa.RSAPrivateKey, Path]:
 def test_rs256_with_a_public_key(rsa_keys: tuple[rsa.RSAPrivateKey, Path]) -> None:
     key, path = rsa_keys
     v = TokenVerifier(JwtSettings(algorithm="RS256", public_key_file=path))
-    assert v.verify(jwt.encode({"sub": "r"}, key, algorithm="RS256")).user_id == "r"
+    assert v.verify(jwt.encode({"sub": "r", "exp": time.time() + 60}, key, algorithm="RS256")).user_id == "r"
 
 
 def test_algorithm_confusion_hs256_signed_with_the_public_key_is_refused(
@@ -126,7 +126,7 @@ def test_es256(tmp_path: Path) -> None:
     path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
     v = TokenVerifier(JwtSettings(algorithm="ES256", public_key_file=path))
-    assert v.verify(jwt.encode({"sub": "e"}, key, algorithm="ES256")).user_id == "e"
+    assert v.verify(jwt.encode({"sub": "e", "exp": time.time() + 60}, key, algorithm="ES256")).user_id == "e"
 
 
 def test_container_scopes() -> None:
@@ -141,7 +141,7 @@ def test_container_scopes() -> None:
 
 
 def test_a_malformed_scope_claim_restricts() -> None:
-    token = jwt.encode({"sub": "u", "containers": 5}, SECRET, algorithm="HS256")
+    token = jwt.encode({"sub": "u", "containers": 5, "exp": time.time() + 60}, SECRET, algorithm="HS256")
     p = verifier().verify(token)
     assert p.container_scopes == ()
     assert not p.may_access_container(["web"])
@@ -151,3 +151,10 @@ def test_terminal_needs_admin_or_the_permission() -> None:
     assert Principal("u", roles=frozenset({"admin"})).may_open_terminal
     assert Principal("u", permissions=frozenset({"terminal"})).may_open_terminal
     assert not Principal("u", roles=frozenset({"viewer"})).may_open_terminal
+
+
+def test_a_token_without_exp_is_refused_unless_configured() -> None:
+    token = jwt.encode({"sub": "u"}, SECRET, algorithm="HS256")
+    with pytest.raises(AuthError, match="Invalid token"):
+        verifier().verify(token)
+    assert verifier(require_exp=False).verify(token).user_id == "u"

@@ -19,8 +19,11 @@ import orjson
 log = logging.getLogger(__name__)
 
 # Requests that answer at once; streams (logs, stats, events) have no total timeout.
+# Either way the engine must connect and send its response headers within
+# `DockerEngine.timeout` (OPENPANEL_WS_ENGINE_TIMEOUT), else EngineUnavailable.
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
+DEFAULT_ENGINE_TIMEOUT = 5.0
 
 
 class EngineError(Exception):
@@ -41,8 +44,10 @@ class EngineUnavailable(Exception):
 
 
 class DockerEngine:
-    def __init__(self, docker_host: str = "unix:///var/run/docker.sock") -> None:
+    def __init__(self, docker_host: str = "unix:///var/run/docker.sock",
+                 timeout: float = DEFAULT_ENGINE_TIMEOUT) -> None:
         self.docker_host = docker_host
+        self.timeout = timeout  # connect + response headers
         parts = urlsplit(docker_host)
         self._unix_path: str | None = None
         if parts.scheme == "unix":
@@ -113,12 +118,21 @@ class DockerEngine:
             kwargs["headers"] = {"Content-Type": "application/json"}
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        # An explicit `timeout` (e.g. a start that answers when the exec ends) is the
+        # caller's bound for everything; otherwise headers must come within `self.timeout`.
+        header_timeout = timeout if timeout is not None else self.timeout
         try:
-            async with self._http().request(method, self._base + path, **kwargs) as resp:
+            async with asyncio.timeout(header_timeout):
+                resp = await self._http().request(method, self._base + path, **kwargs)
+            try:
                 data = await resp.read()
-                if resp.status >= 400:
-                    raise _error(resp.status, data)
-        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+            finally:
+                resp.release()
+            if resp.status >= 400:
+                raise _error(resp.status, data)
+        except TimeoutError:
+            raise EngineUnavailable(f"no answer within {header_timeout:g} s") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from None
         if not data:
             return None
@@ -151,10 +165,14 @@ class DockerEngine:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A streaming response (logs, stats, events); closed when the block exits."""
         try:
-            resp = await self._http().request(
-                method, self._base + path, params=self._url_params(params), timeout=STREAM_TIMEOUT
-            )
-        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+            async with asyncio.timeout(self.timeout):
+                resp = await self._http().request(
+                    method, self._base + path, params=self._url_params(params),
+                    timeout=STREAM_TIMEOUT,
+                )
+        except TimeoutError:
+            raise EngineUnavailable(f"no answer within {self.timeout:g} s") from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from None
         self.open_streams += 1
         try:
@@ -175,13 +193,16 @@ class DockerEngine:
         """
         payload = orjson.dumps(body)
         try:
-            if self._unix_path is not None:
-                reader, writer = await asyncio.open_unix_connection(self._unix_path)
-                host = "docker"
-            else:
-                assert self._tcp is not None
-                reader, writer = await asyncio.open_connection(*self._tcp)
-                host = f"{self._tcp[0]}:{self._tcp[1]}"
+            async with asyncio.timeout(self.timeout):
+                if self._unix_path is not None:
+                    reader, writer = await asyncio.open_unix_connection(self._unix_path)
+                    host = "docker"
+                else:
+                    assert self._tcp is not None
+                    reader, writer = await asyncio.open_connection(*self._tcp)
+                    host = f"{self._tcp[0]}:{self._tcp[1]}"
+        except TimeoutError:
+            raise EngineUnavailable(f"no answer within {self.timeout:g} s") from None
         except OSError as exc:
             raise EngineUnavailable(str(exc)) from None
         head = (
@@ -191,7 +212,7 @@ class DockerEngine:
         writer.write(head + payload)
         try:
             await writer.drain()
-            header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             writer.close()
             raise EngineUnavailable(f"exec attach failed: {exc}") from None

@@ -22,6 +22,14 @@ def container_names(info: dict[str, Any]) -> list[str]:
     return names
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def could_be_id(ref: str) -> bool:
+    """True when the engine might resolve `ref` as a (prefix of a) container id."""
+    return bool(ref) and all(ch in _HEX for ch in ref)
+
+
 async def resolve_container(
     engine: DockerEngine, principal: Principal, container_ref: str
 ) -> dict[str, Any]:
@@ -32,6 +40,12 @@ async def resolve_container(
     """
     context = {"containerId": container_ref}
     scoped = principal.container_scopes is not None
+    if scoped and not could_be_id(container_ref) and not principal.may_access_container(
+            [container_ref]):
+        # Not an id, so the engine could only resolve it as this exact name, which is out
+        # of scope: refused without asking the engine, so an existing and a missing
+        # container take the same time (docs/protocol.md "Hostile clients").
+        raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied", context=context)
     try:
         info = await engine.inspect_container(container_ref)
     except EngineNotFound:

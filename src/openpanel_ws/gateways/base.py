@@ -108,6 +108,15 @@ class Gateway:
     async def on_disconnect(self, session: Session) -> None:
         """The connection is gone: release everything the session held."""
 
+    async def on_principal_changed(self, session: Session) -> None:
+        """A re-auth (same user) replaced the session's claims: end what they no longer
+        allow (`subscription_ended` / `terminal_closed` with reason `permission`)."""
+
+    def lane(self, message: Message) -> str:
+        """Messages of one lane are handled in order, lanes concurrently. Default: one
+        lane per connection (strictly serial)."""
+        return ""
+
     async def dispatch(self, session: Session, message: Message) -> None:
         kind = message["type"]
         handler = self._handlers.get(kind)

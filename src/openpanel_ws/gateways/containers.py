@@ -1,12 +1,13 @@
 """`/ws/containers`: container logs and live stats, one shared engine stream each.
 
 Logs: one engine `logs?follow=1` stream per container (fixed stream options), fanned
-out to every subscriber. The first subscriber's `tail`/`since` open the stream; a later
-subscriber is attached to the live stream at once (its lines held back), its history is
-fetched by a separate non-follow request, and `HandoverFilter` joins the two with no
-gap and no duplicate. When the stream ends (container stopped, engine restarted) the
-upstream waits for the container's next `start` and re-opens with `since` = its
-`LogCursor`, dropping what was already delivered. When the container is removed every
+out to every subscriber. The stream belongs to no subscriber: it starts at "now" and
+never uses a client's `tail`/`since` (docs/protocol.md). Every subscriber is attached to
+the live stream at once (its lines held back), its own history is fetched by a separate
+non-follow request, and `HandoverFilter` joins the two with no gap and no duplicate.
+When the stream ends (container stopped, engine restarted) the upstream waits for the
+container's next `start` and re-opens with `since` = its `LogCursor`, dropping what was
+already delivered; a failing stream backs off (capped exponential). When the container is removed every
 subscriber gets `subscription_ended` and the subscription is gone.
 
 Stats: one engine `stats?stream=1` stream per container (~1 sample/s), turned into the
@@ -24,7 +25,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -36,10 +36,10 @@ from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound
 from openpanel_ws.engine.events import EngineEvent
 from openpanel_ws.engine.logs import HandoverFilter, LogCursor, LogLine, LogParser, nanos_param
 from openpanel_ws.engine.stats import ContainerStats, Pacer, compute, is_running_sample
-from openpanel_ws.gateways.access import resolve_container
+from openpanel_ws.gateways.access import container_names, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.outbound import text_frame
-from openpanel_ws.protocol import CloseCode, Message, invalid
+from openpanel_ws.protocol import CloseCode, ErrorCode, Message, ProtocolError, invalid
 from openpanel_ws.sendqueue import QueueLimits
 
 if TYPE_CHECKING:
@@ -57,21 +57,28 @@ HANDOVER_WINDOW: Final = 100
 RECHECK_SECONDS: Final = 5.0
 BACKOFF_INITIAL: Final = 0.25
 BACKOFF_MAX: Final = 5.0
+# A logs stream that keeps failing is retried at most this often.
+STREAM_BACKOFF_MAX: Final = 30.0
+# A logs stream that lived at least this long was healthy: the backoff starts over.
+HEALTHY_STREAM_SECONDS: Final = 5.0
+# The shared logs stream starts this long before it was created (see LogUpstream).
+START_MARGIN_NANOS: Final = 1_000_000_000
 # A stats sample this recent is sent at once to a new subscriber.
 FRESH_SAMPLE_SECONDS: Final = 2.0
 
 LOGS_PARAMS: Final = {"stdout": True, "stderr": True, "timestamps": True}
 REMOVED_REASON: Final = "container_removed"
+PERMISSION_REASON: Final = "permission"
 
 
-def ended_message(kind: str, container_ref: str) -> Message:
+def ended_message(kind: str, container_ref: str, reason: str = REMOVED_REASON) -> Message:
     """The end of a subscription the client did not ask for (documented in docs/containers.md)."""
     return {
         "type": "subscription_ended",
         "subscription": kind,
         "containerId": container_ref,
-        "reason": REMOVED_REASON,
-        "message": "Container removed",
+        "reason": reason,
+        "message": "Container removed" if reason == REMOVED_REASON else "Permission denied",
         "timestamp": protocol.rfc3339(),
     }
 
@@ -93,28 +100,9 @@ def parse_tail(msg: Message) -> int | str:
 
 
 def parse_since(msg: Message) -> int | None:
-    """`since` as nanoseconds since the epoch (RFC 3339 text or unix seconds)."""
+    """`since` as nanoseconds since the epoch: the protocol's one rule (`protocol.parse_since`)."""
     value = msg.get("since")
-    if value is None:
-        return None
-    error = invalid("Field 'since' must be an RFC 3339 time or unix seconds", "since")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise error
-    try:
-        protocol.parse_timestamp(value)  # validates the form
-        if isinstance(value, str):
-            text = value.strip()
-            try:
-                nanos = int(Decimal(text) * 1_000_000_000)
-            except InvalidOperation:
-                nanos = protocol.parse_timestamp_nanos(text)
-        else:
-            nanos = int(Decimal(str(value)) * 1_000_000_000)
-    except (ValueError, InvalidOperation, OverflowError):
-        raise error from None
-    if nanos < 0:
-        raise error
-    return nanos
+    return None if value is None else protocol.parse_since(value)
 
 
 # --- subscriptions --------------------------------------------------------------------
@@ -129,6 +117,8 @@ class LogSub:
     pending: list[LogLine] | None = None
     handover: HandoverFilter | None = None
     history_task: asyncio.Task[None] | None = None
+    joined_nanos: int = 0
+    names: tuple[str, ...] = ()  # the container's names when subscribed (scope re-checks)
 
 
 @dataclass(eq=False)
@@ -137,6 +127,7 @@ class StatsSub:
     ref: str
     upstream: StatsUpstream
     pacer: Pacer
+    names: tuple[str, ...] = ()  # the container's names when subscribed (scope re-checks)
 
     @property
     def key(self) -> str:
@@ -147,6 +138,25 @@ class StatsSub:
 class SessionState:
     logs: dict[str, LogSub] = field(default_factory=dict)
     stats: dict[str, StatsSub] = field(default_factory=dict)
+
+
+class Backoff:
+    """Capped exponential delays (sans-I/O): 0.25, 0.5, 1, ... up to `maximum`."""
+
+    __slots__ = ("_delay", "initial", "maximum")
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._delay = initial
+
+    def next_delay(self) -> float:
+        delay = self._delay
+        self._delay = min(self._delay * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self.initial
 
 
 # --- shared upstream machinery ----------------------------------------------------------
@@ -200,8 +210,11 @@ class Upstream:
     async def run(self) -> None:
         raise NotImplementedError
 
-    async def wait_running(self, *, after_stream: bool) -> bool:
-        """Until the container runs: True; removed: False. Engine outages are waited out."""
+    async def wait_running(self, *, after_stream: bool, quick_delay: float = BACKOFF_INITIAL) -> bool:
+        """Until the container runs: True; removed: False. Engine outages are waited out.
+
+        `after_stream`: a stream just ended; if the container still runs, wait
+        `quick_delay` first so that a failing stream cannot spin."""
         delay = BACKOFF_INITIAL
         quick_end = after_stream
         while True:
@@ -224,8 +237,8 @@ class Upstream:
             if state.get("Running"):
                 if quick_end:
                     # The stream ended while the container still runs (engine hiccup):
-                    # back off a little so a failing stream cannot spin.
-                    await asyncio.sleep(delay)
+                    # back off so a failing stream cannot spin.
+                    await asyncio.sleep(quick_delay)
                     quick_end = False
                 return True
             with contextlib.suppress(TimeoutError):
@@ -235,24 +248,27 @@ class Upstream:
 class LogUpstream(Upstream):
     kind = "logs"
 
-    def __init__(self, gateway: ContainersGateway, container_id: str, tty: bool,
-                 tail: int | str, since: int | None) -> None:
+    def __init__(self, gateway: ContainersGateway, container_id: str, tty: bool) -> None:
         super().__init__(gateway, container_id)
         self.tty = tty
         self.subs: dict[LogSub, None] = {}  # insertion-ordered set
         self.cursor = LogCursor()
-        self._first_tail = tail
-        self._first_since = since
+        # The shared stream belongs to no subscriber: it starts at "now" (a little before,
+        # so nothing falls between it and a subscriber's history request) and resumes by
+        # its own cursor. A subscriber's `tail`/`since` shape only its own history.
+        self.start_nanos = time.time_ns() - START_MARGIN_NANOS
+        self.backoff = Backoff(BACKOFF_INITIAL, STREAM_BACKOFF_MAX)
         self.max_line = gateway.settings.log_line_max_bytes
         # Lines held for a late subscriber while its history is fetched count against
         # the one send-queue bound (`QueueLimits`): past it, 1013 as for queued frames.
         self.held_limits = QueueLimits(gateway.settings.send_queue_max, 1 << 62)
 
     async def run(self) -> None:
-        params: dict[str, Any] = {**LOGS_PARAMS, "follow": True, "tail": self._first_tail}
-        if self._first_since is not None:
-            params["since"] = nanos_param(self._first_since)
+        params: dict[str, Any] = {**LOGS_PARAMS, "follow": True, "tail": "all",
+                                  "since": nanos_param(self.start_nanos)}
         while self.subs:
+            failed = False
+            opened_at = time.monotonic()
             try:
                 async with self.engine.stream(self.path + "/logs", params) as resp:
                     parser = LogParser(tty=self.tty, max_line_bytes=self.max_line)
@@ -265,8 +281,16 @@ class LogUpstream(Upstream):
                 pass  # removed, or about to be: wait_running decides
             except (EngineUnavailable, EngineError, aiohttp.ClientError, ConnectionError,
                     TimeoutError) as exc:
+                failed = True
                 log.info("logs stream of %s interrupted: %s", self.container_id[:12], exc)
-            if not await self.wait_running(after_stream=True):
+            # A failing upstream (engine error, or a stream that ends at once while the
+            # container runs) backs off exponentially, capped, instead of spinning.
+            if time.monotonic() - opened_at >= HEALTHY_STREAM_SECONDS and not failed:
+                self.backoff.reset()
+            if failed:
+                await asyncio.sleep(self.backoff.next_delay())
+            quick = 0.0 if failed else self.backoff.next_delay()
+            if not await self.wait_running(after_stream=not failed, quick_delay=quick):
                 self.gateway._end_removed(self)
                 return
             # Resume right after the last delivered line; never-seen output of a new run
@@ -275,11 +299,10 @@ class LogUpstream(Upstream):
             params = {**LOGS_PARAMS, "follow": True, "tail": "all"}
             since = self.cursor.since_param()
             if since is None:
-                # Nothing delivered yet: the new run, but not before the first `since`.
-                floors = [n for n in (self.finished_at, self._first_since) if n is not None]
-                since = nanos_param(max(floors)) if floors else None
-            if since is not None:
-                params["since"] = since
+                # Nothing delivered yet: the new run, but not before the stream began.
+                floors = [n for n in (self.finished_at, self.start_nanos) if n is not None]
+                since = nanos_param(max(floors))
+            params["since"] = since
 
     def deliver(self, lines: list[LogLine]) -> None:
         # stdout and stderr are logged in arrival order, each line stamped when read:
@@ -303,8 +326,11 @@ class LogUpstream(Upstream):
                         sub.handover = None
                 send_line(sub, line, frames)
 
-    def add_late(self, sub: LogSub, tail: int | str, since: int | None) -> None:
+    def add(self, sub: LogSub, tail: int | str, since: int | None) -> None:
+        """Attach a subscriber to the live stream at once (its lines held) and fetch its
+        own history by a separate request."""
         sub.pending = []
+        sub.joined_nanos = time.time_ns()
         self.subs[sub] = None
         sub.history_task = asyncio.get_running_loop().create_task(
             self._history(sub, tail, since), name=f"logs-history-{self.container_id[:12]}"
@@ -339,7 +365,10 @@ class LogUpstream(Upstream):
                 await asyncio.sleep(0)  # let the writer drain a big backlog
                 if sub not in self.subs:
                     return
-        handover = HandoverFilter(history, since)
+        # A `since` in the future gives an empty history, then the live lines: the
+        # handover floor is never later than the moment the subscriber joined.
+        floor = None if since is None else min(since, sub.joined_nanos)
+        handover = HandoverFilter(history, floor)
         held, sub.pending = sub.pending or [], None
         for line in held:
             if handover.admit(line):
@@ -464,6 +493,16 @@ class ContainersGateway(Gateway):
             "unsubscribe_stats": self.unsubscribe_stats,
         }
 
+    def lane(self, message: Message) -> str:
+        # One lane per subscription (kind + container): a hung request for one container
+        # never holds up the others, nor the other kind of the same container; replies
+        # for one subscription stay in order (docs/protocol.md "Hostile clients").
+        ref = message.get("containerId")
+        if not isinstance(ref, str):
+            return ""
+        kind = str(message.get("type", "")).rpartition("_")[2]
+        return f"{kind}\0{ref}"
+
     @staticmethod
     def state(session: Session) -> SessionState:
         if not isinstance(session.gateway_state, SessionState):
@@ -483,18 +522,22 @@ class ContainersGateway(Gateway):
         info = await resolve_container(self.services.engine, session.user, ref)
         if session.closed or ref in state.logs:
             return
+        names = tuple(container_names(info))
+        if not session.user.may_access_container(names):
+            # The claims changed (re-auth) while the engine answered.
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied",
+                                context={"containerId": ref})
         container_id = str(info["Id"])
         tty = bool((info.get("Config") or {}).get("Tty"))
         session.send({"type": "subscribed_logs", "containerId": ref})
         upstream = self.log_upstreams.get(container_id)
+        created = upstream is None
         if upstream is None:
-            upstream = LogUpstream(self, container_id, tty, tail, since)
-            sub = LogSub(session, ref, upstream)
-            upstream.subs[sub] = None
+            upstream = LogUpstream(self, container_id, tty)
+        sub = LogSub(session, ref, upstream, names=names)
+        upstream.add(sub, tail, since)
+        if created:
             self._register(self.log_upstreams, upstream)
-        else:
-            sub = LogSub(session, ref, upstream)
-            upstream.add_late(sub, tail, since)
         state.logs[ref] = sub
 
     async def unsubscribe_logs(self, session: Session, msg: Message) -> None:
@@ -525,13 +568,17 @@ class ContainersGateway(Gateway):
         info = await resolve_container(self.services.engine, session.user, ref)
         if session.closed or ref in state.stats:
             return
+        names = tuple(container_names(info))
+        if not session.user.may_access_container(names):
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied",
+                                context={"containerId": ref})
         container_id = str(info["Id"])
         session.send({"type": "subscribed_stats", "containerId": ref, "interval": interval})
         upstream = self.stats_upstreams.get(container_id)
         created = upstream is None
         if upstream is None:
             upstream = StatsUpstream(self, container_id)
-        sub = StatsSub(session, ref, upstream, Pacer(interval / 1000))
+        sub = StatsSub(session, ref, upstream, Pacer(interval / 1000), names=names)
         upstream.add(sub)
         if created:
             self._register(self.stats_upstreams, upstream)
@@ -624,6 +671,23 @@ class ContainersGateway(Gateway):
             await self._drop_log_sub(log_sub)
         for stats_sub in stats:
             await self._drop_stats_sub(stats_sub)
+
+    async def on_principal_changed(self, session: Session) -> None:
+        """Re-auth: every live subscription is checked against the new claims."""
+        state = session.gateway_state
+        if not isinstance(state, SessionState):
+            return
+        user = session.user
+        for ref, log_sub in list(state.logs.items()):
+            if not user.may_access_container(log_sub.names):
+                del state.logs[ref]
+                await self._drop_log_sub(log_sub)
+                session.send(ended_message("logs", ref, PERMISSION_REASON))
+        for ref, stats_sub in list(state.stats.items()):
+            if not user.may_access_container(stats_sub.names):
+                del state.stats[ref]
+                await self._drop_stats_sub(stats_sub)
+                session.send(ended_message("stats", ref, PERMISSION_REASON))
 
     async def stop(self) -> None:
         upstreams: list[Upstream] = [*self.log_upstreams.values(), *self.stats_upstreams.values()]

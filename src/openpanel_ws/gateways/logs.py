@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 
 from openpanel_ws import protocol
+from openpanel_ws.auth import Principal
 from openpanel_ws.engine.client import EngineError, EngineUnavailable
 from openpanel_ws.engine.events import EngineEvent, LineSplitter, event_key, event_nanos, since_param
 from openpanel_ws.gateways.base import Gateway, Handler, Session
@@ -202,10 +203,27 @@ REPLAY_TIMEOUT: Final = 15.0
 MAX_EARLY_KEYS: Final = 1024
 
 
-class ClientState:
-    __slots__ = ("early_keys", "filter", "held", "joined_nanos")
+def scope_allows(scopes: tuple[str, ...] | None, event: Mapping[str, Any]) -> bool:
+    """A principal's `containers` scope over engine events (docs/protocol.md): unscoped
+    sees everything; scoped sees only container events of containers its globs match by
+    name (the rule of /ws/containers), and no image/network/volume/daemon events."""
+    if scopes is None:
+        return True
+    if event.get("Type") != "container":
+        return False
+    actor = event.get("Actor")
+    attrs = actor.get("Attributes") if isinstance(actor, Mapping) else None
+    name = attrs.get("name") if isinstance(attrs, Mapping) else None
+    if not isinstance(name, str) or not name:
+        return False
+    return Principal("scope", container_scopes=scopes).may_access_container([name])
 
-    def __init__(self, joined_nanos: int) -> None:
+
+class ClientState:
+    __slots__ = ("early_keys", "filter", "held", "joined_nanos", "scopes")
+
+    def __init__(self, joined_nanos: int, scopes: tuple[str, ...] | None = None) -> None:
+        self.scopes = scopes  # the principal's `containers` globs; None: everything
         self.filter: EventFilter | None = None  # None: everything
         # Live events with a time before `joined_nanos` were in flight when the client
         # joined; a replay up to `joined_nanos` must not send them again.
@@ -230,7 +248,15 @@ class Fanout:
 
     def add(self, session: Session, now_nanos: int | None = None) -> None:
         if session not in self._clients:
-            self._clients[session] = ClientState(time.time_ns() if now_nanos is None else now_nanos)
+            principal = session.principal
+            scopes = principal.container_scopes if principal is not None else None
+            self._clients[session] = ClientState(
+                time.time_ns() if now_nanos is None else now_nanos, scopes)
+
+    def set_scopes(self, session: Session, scopes: tuple[str, ...] | None) -> None:
+        state = self._clients.get(session)
+        if state is not None:
+            state.scopes = scopes
 
     def discard(self, session: Session) -> None:
         self._clients.pop(session, None)
@@ -249,6 +275,8 @@ class Fanout:
         frame, readable = framed(*event_frames(event))
         nanos = event_nanos(event)
         for session, state in list(self._clients.items()):
+            if not scope_allows(state.scopes, event):
+                continue
             if state.filter is not None and not state.filter.matches(event):
                 continue
             if nanos < state.joined_nanos and len(state.early_keys) < MAX_EARLY_KEYS:
@@ -257,9 +285,12 @@ class Fanout:
             if readable is not None:
                 self._deliver(session, state, readable)
 
-    def broadcast(self, message: Message) -> None:
+    def broadcast(self, message: Message, *, scoped: bool = True) -> None:
+        """To every client; `scoped=False`: not to principals with a `containers` scope."""
         frame = text_frame(protocol.encode(message))
         for session, state in list(self._clients.items()):
+            if not scoped and state.scopes is not None:
+                continue
             self._deliver(session, state, frame)
 
     def _deliver(self, session: Session, state: ClientState, frame: bytes) -> None:
@@ -290,6 +321,8 @@ class Fanout:
         frames: list[bytes] = []
         count = 0
         for event in events:
+            if not scope_allows(state.scopes, event):
+                continue
             if state.filter is not None and not state.filter.matches(event):
                 continue
             if event_key(event) in state.early_keys:
@@ -307,28 +340,8 @@ class Fanout:
 
 
 def since_nanos(value: Any) -> int:
-    """`since`: RFC 3339 text or unix seconds (number or numeric text) -> epoch nanos."""
-    error = protocol.invalid("Field 'since' must be an RFC 3339 time or unix seconds", "since")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise error
-    try:
-        if isinstance(value, str) and not _is_number(value):
-            nanos = protocol.parse_timestamp_nanos(value)
-        else:
-            nanos = int(protocol.parse_timestamp(value) * 1_000_000_000)
-    except (ValueError, OverflowError):
-        raise error from None
-    if nanos < 0:
-        raise error
-    return nanos
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    """`since` -> epoch nanos: the protocol's one rule (`protocol.parse_since`)."""
+    return protocol.parse_since(value)
 
 
 # --- the gateway --------------------------------------------------------------------
@@ -357,6 +370,9 @@ class LogsGateway(Gateway):
             self._attach()
         if self._engine_down is not None:
             session.send(system_log(protocol.rfc3339(), "error", self._engine_down, SOURCE_GATEWAY))
+
+    async def on_principal_changed(self, session: Session) -> None:
+        self.clients.set_scopes(session, session.user.container_scopes)
 
     async def on_disconnect(self, session: Session) -> None:
         self.clients.discard(session)
@@ -441,4 +457,6 @@ class LogsGateway(Gateway):
         self.clients.broadcast(system_log(protocol.rfc3339(), level, detail, SOURCE_GATEWAY))
 
     def _on_host_line(self, source: str, line: str) -> None:
-        self.clients.broadcast(system_log(protocol.rfc3339(), guess_level(line), line, source))
+        # Host log files are about the whole host: never for a scoped principal.
+        self.clients.broadcast(system_log(protocol.rfc3339(), guess_level(line), line, source),
+                               scoped=False)

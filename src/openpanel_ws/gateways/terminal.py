@@ -731,6 +731,15 @@ class TerminalGateway(Gateway):
         else:
             await terminal.close(CONNECTION_CLOSED, notify=False)
 
+    async def on_principal_changed(self, session: Session) -> None:
+        # Re-auth (docs/protocol.md): the shell ends if the new claims no longer allow it.
+        binding = session.gateway_state
+        if isinstance(binding, Binding) and binding.current:
+            terminal = binding.terminal
+            if not (session.user.may_open_terminal
+                    and session.user.may_access_container([terminal.state.container_name])):
+                await terminal.close("permission", notify=True)
+
     async def start(self) -> None:
         handoff = os.environ.pop(HANDOFF_ENV, None)
         try:

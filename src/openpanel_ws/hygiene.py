@@ -1,0 +1,249 @@
+"""Handshake hygiene: sockets that never finish the upgrade, too many unauthenticated
+sockets, file-descriptor exhaustion and handshake resets (docs/protocol.md "Hostile
+clients").
+
+`PendingSockets` and `LogThrottle` are plain synchronous code (tested with a fake clock);
+`HandshakeGuard` wires them to aiohttp's per-connection hooks and the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger(__name__)
+
+LOG_EVERY_SECONDS = 10.0
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class PendingSockets:
+    """Counts sockets not yet authenticated, in total and per client address."""
+
+    __slots__ = ("_by_ip", "count", "per_ip", "total")
+
+    def __init__(self, total: int, per_ip: int = 0) -> None:
+        self.total = total
+        self.per_ip = per_ip  # 0: no per-address cap
+        self.count = 0
+        self._by_ip: dict[str, int] = {}
+
+    def admit(self, ip: str) -> bool:
+        if self.count >= self.total:
+            return False
+        if self.per_ip and self._by_ip.get(ip, 0) >= self.per_ip:
+            return False
+        self.count += 1
+        self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.count -= 1
+        left = self._by_ip.get(ip, 0) - 1
+        if left > 0:
+            self._by_ip[ip] = left
+        else:
+            self._by_ip.pop(ip, None)
+
+
+class LogThrottle:
+    """At most one line per `every` seconds per kind, carrying how many were folded in."""
+
+    __slots__ = ("_counts", "_last", "every")
+
+    def __init__(self, every: float = LOG_EVERY_SECONDS) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def note(self, kind: str, now: float) -> int:
+        """Record one occurrence; returns the count to log now, or 0 (folded)."""
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        last = self._last.get(kind)
+        if last is not None and now - last < self.every:
+            return 0
+        return self.take(kind, now)
+
+    def take(self, kind: str, now: float) -> int:
+        """The folded count (resets it); call when the window ends."""
+        count = self._counts.pop(kind, 0)
+        if count:
+            self._last[kind] = now
+        return count
+
+    def due(self, kind: str) -> float | None:
+        """When the folded count of `kind` may be logged, or None when nothing is folded."""
+        if not self._counts.get(kind):
+            return None
+        return self._last.get(kind, 0.0) + self.every
+
+
+MESSAGES = {
+    "refused": "refused %d new socket(s): too many unauthenticated connections",
+    "handshake_timeout": "closed %d socket(s) that did not finish the WebSocket upgrade in time",
+    "emfile": "out of file descriptors (%d time(s)): new connections wait; "
+              "raise the open-files limit (ulimit -n)",
+    "reset": "%d client(s) reset the connection during the handshake",
+}
+
+
+class _Pending:
+    __slots__ = ("authenticated", "ip", "timer", "upgraded")
+
+    def __init__(self, ip: str, timer: asyncio.TimerHandle | None) -> None:
+        self.ip = ip
+        self.timer = timer
+        self.upgraded = False
+        self.authenticated = False
+
+
+class HandshakeGuard:
+    """Per-connection hooks: cap unauthenticated sockets, time out unfinished upgrades."""
+
+    def __init__(self, handshake_timeout: float, max_total: int, max_per_ip: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.handshake_timeout = handshake_timeout
+        self.pending = PendingSockets(max_total, max_per_ip)
+        self.throttle = LogThrottle()
+        self._clock = clock
+        self._conns: dict[Any, _Pending] = {}
+        self._flush: dict[str, asyncio.TimerHandle] = {}
+        self.refused = 0
+        self.timed_out = 0
+
+    # --- aiohttp hooks ----------------------------------------------------------------
+
+    def install(self, server: web.Server) -> None:
+        """Wrap the server's per-connection hooks (called by `GatewayRunner`)."""
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+            if self.on_made(handler, transport):
+                made(handler, transport)
+
+        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+            self.on_lost(handler)
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    def on_made(self, handler: Any, transport: asyncio.Transport) -> bool:
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self.pending.admit(ip):
+            self.refused += 1
+            self.note("refused")
+            transport.abort()
+            return False
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.handshake_timeout, self._expire, handler, transport)
+        self._conns[handler] = _Pending(ip, timer)
+        return True
+
+    def on_lost(self, handler: Any) -> None:
+        state = self._conns.pop(handler, None)
+        if state is None:
+            return
+        if state.timer is not None:
+            state.timer.cancel()
+        if not state.authenticated:
+            self.pending.release(state.ip)
+
+    def upgraded(self, handler: Any) -> None:
+        """The WebSocket upgrade completed: the handshake clock stops (auth has its own)."""
+        state = self._conns.get(handler)
+        if state is not None and state.timer is not None:
+            state.upgraded = True
+            state.timer.cancel()
+            state.timer = None
+
+    def authenticated(self, handler: Any) -> None:
+        """First successful auth: the socket no longer counts as unauthenticated."""
+        state = self._conns.get(handler)
+        if state is not None and not state.authenticated:
+            state.authenticated = True
+            self.pending.release(state.ip)
+
+    def _expire(self, handler: Any, transport: asyncio.Transport) -> None:
+        state = self._conns.get(handler)
+        if state is None or state.upgraded:
+            return
+        state.timer = None
+        self.timed_out += 1
+        self.note("handshake_timeout")
+        transport.abort()
+
+    # --- throttled log lines -----------------------------------------------------------
+
+    def note(self, kind: str) -> None:
+        count = self.throttle.note(kind, self._clock())
+        if count:
+            log.warning(MESSAGES[kind], count)
+        elif kind not in self._flush:
+            due = self.throttle.due(kind)
+            if due is not None:
+                loop = asyncio.get_running_loop()
+                self._flush[kind] = loop.call_later(max(0.0, due - self._clock()),
+                                                    self._flush_kind, kind)
+
+    def _flush_kind(self, kind: str) -> None:
+        self._flush.pop(kind, None)
+        count = self.throttle.take(kind, self._clock())
+        if count:
+            log.warning(MESSAGES[kind], count)
+
+    def close(self) -> None:
+        for handle in self._flush.values():
+            handle.cancel()
+        self._flush.clear()
+
+    # --- the event loop's exception handler ---------------------------------------------
+
+    def exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """EMFILE and handshake resets: one throttled line, never a traceback."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+            self.note("emfile")
+            return
+        if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+            self.note("reset")
+            return
+        loop.default_exception_handler(context)
+
+
+class GatewayRunner(web.AppRunner):
+    """An AppRunner whose server carries the `HandshakeGuard` of the application."""
+
+    def __init__(self, app: web.Application, guard: HandshakeGuard | None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._guard = guard
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        if self._guard is not None:
+            self._guard.install(server)
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(self._guard.exception_handler)
+        return server
+
+
+def raise_nofile_limit() -> tuple[int, int]:
+    """Raise the soft open-files limit to the hard one; returns (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    log.info("open-files limit: %d (hard %d)", soft, hard)
+    return soft, hard

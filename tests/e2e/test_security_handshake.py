@@ -1,0 +1,192 @@
+"""Handshake hygiene (issue 12, F4 and F5): slowloris, caps, resets, fd exhaustion."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import re
+import resource
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import SECRET, RunningServer, free_port, make_token
+
+pytestmark = pytest.mark.timeout(120)
+
+UPGRADE = (
+    "GET /ws/containers HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+)
+
+
+def upgrade_request() -> bytes:
+    return UPGRADE.format(key=base64.b64encode(os.urandom(16)).decode()).encode()
+
+
+async def open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    """True when the server ends the socket (EOF or reset) within `within` seconds."""
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            data = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
+            if not data:
+                return True
+    except TimeoutError:  # (an OSError subclass: first)
+        return False
+    except (ConnectionError, OSError):
+        return True
+    return False
+
+
+async def test_f4_sockets_that_never_finish_the_upgrade_are_closed(make_server: Any) -> None:
+    srv: RunningServer = await make_server(handshake_timeout=1.0)
+    silent = [await open_raw(srv.port) for _ in range(20)]
+    request_line = [await open_raw(srv.port) for _ in range(20)]
+    for _, w in request_line:
+        w.write(b"GET /ws/containers HTTP/1.1\r\n")
+    slow = [await open_raw(srv.port) for _ in range(20)]
+
+    async def slowloris(writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(b"GET /ws/containers HTTP/1.1\r\n")
+            for i in range(20):
+                writer.write(f"X-Slow-{i}: a\r\n".encode())
+                await writer.drain()
+                await asyncio.sleep(0.3)
+
+    trickle = [asyncio.ensure_future(slowloris(w)) for _, w in slow]
+    results = await asyncio.gather(
+        *(closed_by_server(r, 6.0) for r, _ in silent + request_line + slow))
+    for task in trickle:
+        task.cancel()
+    for _, w in silent + request_line + slow:
+        w.close()
+    assert sum(results) == 60
+    # An upgraded socket is not cut by the handshake clock (auth has its own).
+    client = await srv.connect("/ws/containers")
+    await asyncio.sleep(1.5)
+    await client.auth()
+
+
+async def test_f4_unauthenticated_sockets_are_capped(make_server: Any) -> None:
+    srv: RunningServer = await make_server(handshake_timeout=30.0, max_unauthenticated=10)
+    authed = [await srv.connect("/ws/containers", auth=True) for _ in range(3)]
+    idle = [await open_raw(srv.port) for _ in range(10)]
+    await asyncio.sleep(0.2)
+    extra_reader, extra_writer = await open_raw(srv.port)
+    assert await closed_by_server(extra_reader, 2.0)  # refused at once
+    extra_writer.close()
+    for _, w in idle:
+        w.close()
+    await asyncio.sleep(0.3)
+    client = await srv.connect("/ws/containers", auth=True)  # room again
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    for c in authed:
+        await c.send({"type": "ping"})
+        await c.expect("pong")
+
+
+async def test_f4_per_ip_cap_when_enabled(make_server: Any) -> None:
+    srv: RunningServer = await make_server(handshake_timeout=30.0, max_unauthenticated_per_ip=3)
+    idle = [await open_raw(srv.port) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    reader, writer = await open_raw(srv.port)
+    assert await closed_by_server(reader, 2.0)
+    writer.close()
+    for _, w in idle:
+        w.close()
+
+
+async def test_f5_handshake_resets_log_no_traceback(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for _ in range(100):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(upgrade_request())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(1.0)
+    client = await server.connect("/ws/containers", auth=True)  # still serving
+    await client.close()
+    tracebacks = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert tracebacks == [], [r.getMessage() for r in tracebacks][:3]
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(noisy) <= 2, [r.getMessage() for r in noisy]
+
+
+def _serve(port: int, nofile: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OPENPANEL_WS_JWT_SECRET": SECRET, "OPENPANEL_WS_PORT": str(port),
+           "OPENPANEL_WS_HANDSHAKE_TIMEOUT": "3"}
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile // 2, nofile))
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "openpanel_ws", "serve"], env=env, stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"), preexec_fn=limit)
+
+
+async def test_f4_f5_fd_exhaustion_is_logged_once_without_tracebacks(
+    engine: None, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = _serve(port, 128, log)
+    socks: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 20
+        while "listening" not in log.read_text() and "open-files" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        text = log.read_text()
+        assert re.search(r"open-files limit: 128 \(hard 128\)", text), text
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                s = socket.socket()
+                s.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    s.connect(("127.0.0.1", port))
+                socks.append(s)
+        await asyncio.sleep(2.0)
+        for s in socks:
+            s.close()
+        socks.clear()
+        await asyncio.sleep(4.0)  # the idle ones are cut by the handshake timeout
+        # Serving again: a real client authenticates.
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                f"http://127.0.0.1:{port}/ws/containers") as ws:
+            await ws.receive_json(timeout=5)
+            await ws.send_json({"type": "auth", "token": make_token()})
+            assert (await ws.receive_json(timeout=5))["type"] == "authenticated"
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text, text[:3000]
+    assert len(text) < 20_000, len(text)
+    assert text.count("out of file descriptors") <= 3
