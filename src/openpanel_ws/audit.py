@@ -1,7 +1,8 @@
 """Terminal audit log: one JSON line when a session starts and one when it ends.
 
-Records carry who, where, which shell, when, how it ended and how many bytes went each
-way; never the typed content or the output. Each line is written with a single
+Records carry who, where, which shell, when, how it ended, how many bytes went each
+way and, when the session is recorded, the recording's path; never the typed content or
+the output. Each line is written with a single
 `write()` on an O_APPEND descriptor, so lines from concurrent sessions (or processes)
 never interleave.
 """
@@ -35,13 +36,19 @@ def _base(state: TerminalState, user: str, client_id: str, remote: str) -> dict[
     }
 
 
-def start_record(state: TerminalState, *, user: str, client_id: str, remote: str) -> dict[str, Any]:
-    return {"event": "terminal_start", "timestamp": rfc3339(state.started_at),
-            **_base(state, user, client_id, remote)}
+def start_record(state: TerminalState, *, user: str, client_id: str, remote: str,
+                 recording: str | None = None) -> dict[str, Any]:
+    record = {"event": "terminal_start", "timestamp": rfc3339(state.started_at),
+              **_base(state, user, client_id, remote)}
+    if recording is not None:
+        record["recording"] = recording
+    return record
 
 
-def end_record(state: TerminalState, *, user: str, client_id: str, remote: str) -> dict[str, Any]:
+def end_record(state: TerminalState, *, user: str, client_id: str, remote: str,
+               recording: str | None = None) -> dict[str, Any]:
     ended = state.ended_at if state.ended_at is not None else state.started_at
+    extra = {"recording": recording} if recording is not None else {}
     return {
         "event": "terminal_end",
         "timestamp": rfc3339(ended),
@@ -52,6 +59,7 @@ def end_record(state: TerminalState, *, user: str, client_id: str, remote: str) 
         "exitCode": state.exit_code,
         "bytesIn": state.bytes_in,
         "bytesOut": state.bytes_out,
+        **extra,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -167,12 +168,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        def reload() -> None:
+            reloading.append(True)
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await stop.wait()
-        log.info("shutting down")
+        if reloading:
+            # Reload (docs/terminal.md): live terminals are handed to the re-executed
+            # gateway instead of being killed.
+            log.info("reloading")
+            handoff.append(await _terminal_hand_off(app))
+        else:
+            log.info("shutting down")
         await runner.cleanup()
 
+    reloading: list[bool] = []
+    handoff: list[Path | None] = []
     asyncio.run(run())
+    if reloading:
+        if handoff and handoff[0] is not None:
+            os.environ["OPENPANEL_WS_TERMINAL_HANDOFF"] = str(handoff[0])
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0
+
+
+# WebSocket close code "Service Restart": clients of a reloading gateway reconnect and
+# resume their terminals (a plain shutdown closes with 1001: the terminals are gone).
+SERVICE_RESTART = 1012
+
+
+async def _terminal_hand_off(app: Any) -> Path | None:
+    from openpanel_ws.gateways.terminal import TerminalGateway
+    from openpanel_ws.server import CLIENTS_KEY, GATEWAYS_KEY
+
+    gateway = app[GATEWAYS_KEY].get("terminal")
+    path: Path | None = None
+    if isinstance(gateway, TerminalGateway):
+        try:
+            path = await gateway.hand_off()
+        except Exception:
+            log.exception("terminal hand-off failed; the terminals end with this process")
+    for session in list(app[CLIENTS_KEY]):
+        session.close(SERVICE_RESTART, "server reload")
+    return path
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -197,6 +240,55 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recordings_dir(args: argparse.Namespace) -> Path:
+    settings = load_settings(config_file=getattr(args, "config", None))
+    if args.dir:
+        return Path(args.dir)
+    if settings.terminal_record_dir is None:
+        raise ConfigError("recordings: no directory; set OPENPANEL_WS_TERMINAL_RECORD_DIR "
+                          "or pass --dir")
+    return settings.terminal_record_dir
+
+
+def cmd_recordings_list(args: argparse.Namespace) -> int:
+    from openpanel_ws.gateways.recording import list_casts
+
+    directory = _recordings_dir(args)
+    if not directory.is_dir():
+        raise ConfigError(f"recordings: {directory} is not a directory")
+    for info in list_casts(directory):
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                time.gmtime(float(info.header.get("timestamp", 0))))
+        size = f"{info.header.get('width')}x{info.header.get('height')}"
+        print(f"{started}  {info.duration:9.1f}s  {size:>9}  {info.path}")
+    return 0
+
+
+def cmd_recordings_play(args: argparse.Namespace) -> int:
+    from openpanel_ws.gateways.recording import CastError, play, read_cast
+
+    if args.speed <= 0:
+        raise ConfigError("recordings play: --speed must be positive")
+    path = Path(args.file)
+    if not path.exists() and not path.is_absolute():
+        with contextlib.suppress(ConfigError):
+            candidate = _recordings_dir(args) / path
+            if candidate.exists():
+                path = candidate
+    try:
+        _head, events = read_cast(path)
+    except CastError as exc:
+        raise ConfigError(str(exc)) from None
+    out = sys.stdout
+
+    def write(text: str) -> None:
+        out.write(text)
+        out.flush()
+
+    play(events, write, time.sleep, speed=args.speed, max_wait=args.max_wait)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openpanel-ws",
                                      description="OpenPanel WebSocket API 1.3.0 gateway")
@@ -218,6 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds")
     token.add_argument("--config", help="TOML settings file")
     token.set_defaults(func=cmd_token)
+
+    recordings = sub.add_parser("recordings", help="terminal recordings (asciicast v2)")
+    rec = recordings.add_subparsers(dest="recordings_command", required=True)
+    rec_list = rec.add_parser("list", help="list the recordings")
+    rec_list.add_argument("--dir", help="directory (default OPENPANEL_WS_TERMINAL_RECORD_DIR)")
+    rec_list.add_argument("--config", help="TOML settings file")
+    rec_list.set_defaults(func=cmd_recordings_list)
+    rec_play = rec.add_parser("play", help="replay a recording in this terminal")
+    rec_play.add_argument("file", help="a .cast file (a bare name is looked up in --dir)")
+    rec_play.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
+    rec_play.add_argument("--max-wait", type=float, default=2.0, metavar="S",
+                          help="longest pause between two outputs, in recorded seconds")
+    rec_play.add_argument("--dir", help="directory (default OPENPANEL_WS_TERMINAL_RECORD_DIR)")
+    rec_play.add_argument("--config", help="TOML settings file")
+    rec_play.set_defaults(func=cmd_recordings_play)
 
     register_client_commands(sub)
     return parser

@@ -77,6 +77,14 @@ class Settings:
     # Terminal gateway
     terminal_idle_timeout: float = 1800.0
     terminal_audit_log: Path | None = None
+    # Terminal sessions (docs/terminal.md): resume grace (0 = off), output ring, caps
+    terminal_grace: float = 60.0
+    terminal_ring_bytes: int = 256 * 1024
+    terminal_max_per_user: int = 8
+    terminal_max: int = 256
+    # Recording (asciicast v2), off unless a directory is set; input only when asked
+    terminal_record_dir: Path | None = None
+    terminal_record_input: bool = False
     # Process
     log_format: str = "text"
     log_level: str = "info"
@@ -102,8 +110,10 @@ _POSITIVE = {
     "auth_timeout", "heartbeat_interval", "max_message_bytes", "flood_threshold",
     "flood_window", "send_queue_max", "send_queue_max_bytes", "send_timeout",
     "log_line_max_bytes", "terminal_idle_timeout", "handshake_timeout",
-    "max_unauthenticated", "engine_timeout",
+    "max_unauthenticated", "engine_timeout", "terminal_ring_bytes",
+    "terminal_max_per_user", "terminal_max",
 }
+_NON_NEGATIVE = {"terminal_grace"}
 
 
 def _convert(name: str, hint: Any, raw: Any) -> Any:
@@ -143,6 +153,8 @@ def _convert(name: str, hint: Any, raw: Any) -> Any:
         value = str(raw)
     if name in _POSITIVE and value <= 0:
         raise ValueError("must be positive")
+    if name in _NON_NEGATIVE and value < 0:
+        raise ValueError("must be 0 or more")
     return value
 
 

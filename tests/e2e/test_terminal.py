@@ -226,8 +226,11 @@ async def test_close_terminal_leaves_no_process(server: RunningServer, container
 
 
 @pytest.mark.parametrize("how", ["close frame", "dropped"])
-async def test_socket_gone_leaves_no_process(server: RunningServer, containers: Containers,
+async def test_socket_gone_leaves_no_process(make_server: Any, containers: Containers,
                                              how: str) -> None:
+    # Resume off (grace 0): the shell goes with the socket. With resume on, see
+    # test_terminal_sessions.py (grace expiry).
+    server = await make_server(terminal_grace=0)
     name = containers.run()
     term = await opened(server, name)
     await term.type("sleep 1004 & top\n")
@@ -423,7 +426,7 @@ async def test_audit_log_unwritable_refuses_the_terminal(
 
 async def test_slow_consumer_is_cut_off_and_its_shell_killed(
         make_server: Any, containers: Containers) -> None:
-    srv = await make_server(send_queue_max=64, send_timeout=2.0)
+    srv = await make_server(send_queue_max=64, send_timeout=2.0, terminal_grace=0)
     name = containers.run()
     term = await opened(srv, name)
     await term.type("yes 0123456789012345678901234567890123456789\n")

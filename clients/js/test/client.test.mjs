@@ -230,17 +230,18 @@ test('a dropped terminal connection is reconnected and the session reattached af
   ws.push({ type: 'terminal_opened', containerId: 'web', sessionId: 's-1' })
   ws.push({ type: 'terminal_output', data: 'abc', seq: 3 })
   ws.drop(1006)
-  term.write('lost keys')           // typed while disconnected: dropped
+  term.write('typed meanwhile')     // sent after the resume
   await tick()
   const again = FakeSocket.all.at(-1)
   assert.equal(FakeSocket.all.length, 2)
   await authenticate(again)
   assert.deepEqual(again.sent[1], { type: 'open_terminal', containerId: 'web', sessionId: 's-1', lastSeq: 3 })
+  assert.ok(!again.sent.some(m => m.type === 'input')) // not before the session is back
   again.push({ type: 'terminal_opened', containerId: 'web', sessionId: 's-1', resumed: true, seq: 3 })
+  assert.deepEqual(again.sent.at(-1), { type: 'input', data: 'typed meanwhile' })
   again.push({ type: 'terminal_output', data: 'def', seq: 6 })
   term.write('x')
   assert.deepEqual(again.sent.at(-1), { type: 'input', data: 'x' })
-  assert.ok(!again.sent.some(m => m.data === 'lost keys'))
   assert.deepEqual(events, [
     ['output', { data: 'abc' }],
     ['resuming', { closeCode: 1006 }],

@@ -59,6 +59,11 @@ StatusCallback = Callable[[str], None]
 DEFAULT_URL: Final = "ws://127.0.0.1:3001"
 GATEWAYS: Final = ("containers", "logs", "metrics", "terminal")
 _END: Final = object()
+# How long a terminal tries to reattach after its connection was lost (the gateway's
+# default grace period is 60 s; a session cannot outlive it).
+RESUME_TIMEOUT: Final = 90.0
+# Characters typed while a terminal is being reattached that are kept to send after it.
+HELD_INPUT_LIMIT: Final = 65536
 
 
 def gateway_url(base: str, gateway: str) -> str:
@@ -312,7 +317,8 @@ class _MetricsSub(_Subscription):
 class _TerminalSub(_Subscription):
     def __init__(self, container: str, shell: str | None, cols: int | None, rows: int | None,
                  *, command: Sequence[str] | None = None, tty: bool = True,
-                 stdin: bool = True) -> None:
+                 stdin: bool = True, resume: bool = True,
+                 on_status: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.container = container
         self.shell = shell
@@ -326,12 +332,56 @@ class _TerminalSub(_Subscription):
         self.exit_code: int | None = None
         self.reason: str | None = None
         self._sent_open = False
+        # Terminal sessions (docs/protocol.md): after a reconnect the same session is
+        # reattached with the `seq` of the last output received, so nothing is lost
+        # or repeated.
+        self.resume = resume
+        self.session_id: str | None = None
+        self.last_seq: int | None = None
+        self.resuming = False
+        self.resumes = 0
+        self.close_code: int | None = None  # of the connection just lost
+        # Typed while reattaching: sent right after the resume (bounded), and the last
+        # size asked for, re-applied after a resume.
+        self.held: list[Outgoing] = []
+        self.held_chars = 0
+        self.size: tuple[int, int] | None = None
+        self.resume_timeout = RESUME_TIMEOUT
+        self._give_up: asyncio.TimerHandle | None = None
+        self._on_status = on_status
+
+    def _status(self, text: str) -> None:
+        if self._on_status is not None:
+            self._on_status(text)
+
+    def hold(self, items: list[Outgoing]) -> None:
+        for item in items:
+            size = len(item.data) if isinstance(item, Input) else 1
+            if self.held_chars + size > HELD_INPUT_LIMIT:
+                return  # beyond the bound typed input is dropped while disconnected
+            self.held.append(item)
+            self.held_chars += size
+
+    def resume_items(self) -> list[Outgoing]:
+        """After the resume request: the size, then what was typed meanwhile."""
+        items: list[Outgoing] = []
+        if self.size is not None:
+            items.append({"type": "resize", "cols": self.size[0], "rows": self.size[1]})
+        items.extend(self.held)
+        self.held, self.held_chars = [], 0
+        return items
 
     def subscribe_messages(self) -> list[Message]:
-        if self._sent_open:  # a terminal cannot be resumed on another connection
+        if self._sent_open:
+            if self.resuming and self.session_id is not None and not self.ended:
+                msg: Message = {"type": "open_terminal", "containerId": self.container,
+                                "sessionId": self.session_id}
+                if self.last_seq is not None:
+                    msg["lastSeq"] = self.last_seq
+                return [msg]
             return []
         self._sent_open = True
-        msg: Message = {"type": "open_terminal", "containerId": self.container}
+        msg = {"type": "open_terminal", "containerId": self.container}
         if self.shell:
             msg["shell"] = self.shell
         if self.cols and self.rows:
@@ -354,8 +404,23 @@ class _TerminalSub(_Subscription):
         kind = msg.get("type")
         if kind == "terminal_opened":
             if not self.opened.done():
-                self.opened.set_result(str(msg.get("sessionId", "")))
+                self.session_id = str(msg.get("sessionId", ""))
+                self.opened.set_result(self.session_id)
+            elif self.resuming and msg.get("resumed") is True:
+                self.resuming = False
+                self.resumes += 1
+                if self._give_up is not None:
+                    self._give_up.cancel()
+                    self._give_up = None
+                start = msg.get("seq")
+                lost = (start - self.last_seq if isinstance(start, int)
+                        and self.last_seq is not None and start > self.last_seq else 0)
+                self._status("terminal session resumed" +
+                             (f" ({lost} bytes of output were lost)" if lost else ""))
         elif kind == "terminal_output":
+            seq = msg.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                self.last_seq = seq
             stream = msg.get("stream")
             self.queue.put_nowait(TerminalOutput(str(msg.get("data", "")),
                                                  stream if isinstance(stream, str) else None))
@@ -369,6 +434,10 @@ class _TerminalSub(_Subscription):
             self.end()
         elif kind == "terminal_error":
             text = str(msg.get("message", "terminal error"))
+            if self.resuming:
+                self._fail(TerminalError(
+                    f"the terminal session did not survive the reconnect ({text})"))
+                return True
             if text.lower().startswith("container not found"):
                 text = f"container '{self.container}' not found" + text[len("container not found"):]
             self._fail(TerminalError(text))
@@ -379,13 +448,35 @@ class _TerminalSub(_Subscription):
     def handle_error(self, err: ServerError) -> bool:
         # Before the terminal opened any error is its answer; afterwards only a refusal
         # ends it (a rejected resize must not kill the session: it is just reported).
-        if not self.opened.done() or isinstance(err, PermissionDenied | ContainerNotFound):
-            self._fail(err)
+        if (not self.opened.done() or self.resuming
+                or isinstance(err, PermissionDenied | ContainerNotFound)):
+            self._fail(TerminalError(f"the terminal session did not survive the reconnect ({err})")
+                       if self.resuming else err)
             return True
         return False
 
     def on_disconnect(self, why: str) -> None:
+        if self.close_code == CloseCode.GOING_AWAY and self.resume and self.opened.done():
+            # A gateway that shuts down (not a reload, 1012) ends its terminals.
+            self._fail(TerminalError(
+                f"the terminal session did not survive: the gateway shut down ({why})"))
+            return
+        if self.resume and self.opened.done() and self.session_id and not self.ended:
+            if not self.resuming:
+                self._status(f"connection to the gateway lost ({why}); reattaching the terminal")
+                self._give_up = asyncio.get_running_loop().call_later(
+                    self.resume_timeout, self._fail, TerminalError(
+                        "the terminal session did not survive the reconnect (gateway "
+                        f"unreachable for {self.resume_timeout:g}s: {why})"))
+            self.resuming = True
+            return
         self._fail(TerminalError(f"connection to the gateway lost ({why})"))
+
+    def end(self, item: object = _END) -> None:
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+        super().end(item)
 
 
 def _ended_reason(msg: Message) -> str:
@@ -489,7 +580,11 @@ class _Link:
                 self._fail_all(ClientError(f"internal client error: {exc!r}"))
                 return
             for sub in list(self.subs):
+                if isinstance(sub, _TerminalSub):
+                    sub.close_code = code
                 sub.on_disconnect(why)
+            if self.subs and all(sub.ended for sub in self.subs):
+                return  # nothing left to reconnect for (a terminal that cannot resume)
             if not self.reconnect or (not self.ever_connected and not self.client.wait_for_server):
                 self._fail_all(ConnectionFailed(f"cannot connect to {self.url}: {why}"))
                 return
@@ -537,6 +632,9 @@ class _Link:
                 self._stamp(sub)
                 for msg in sub.subscribe_messages():
                     outbox.push(msg)
+                if isinstance(sub, _TerminalSub) and sub.resuming:
+                    for item in sub.resume_items():
+                        outbox.push(item)
             self._wake.set()
             await self._read_loop(ws)
         finally:
@@ -669,12 +767,22 @@ class TerminalSession:
         return self._sub.reason
 
     @property
+    def resumes(self) -> int:
+        """How many times this terminal was reattached after a lost connection."""
+        return self._sub.resumes
+
+    @property
     def container_lost(self) -> bool:
         """The program ended because its container stopped, restarted or was removed."""
         return self._sub.container_lost
 
     def write(self, data: str) -> None:
-        """Queue keystrokes; they are coalesced when the rate-limit mirror runs low."""
+        """Queue keystrokes; they are coalesced when the rate-limit mirror runs low.
+        While the terminal is being reattached they are held (up to 64 KiB) and sent
+        right after the resume."""
+        if self._sub.resuming or not self._link.connected.is_set():
+            self._sub.hold(list(split_input(data)))
+            return
         for item in split_input(data):
             self._link.send(item)
 
@@ -695,6 +803,9 @@ class TerminalSession:
         def clamp(n: int) -> int:
             return max(1, min(1000, n))  # the gateway's accepted range
 
+        self._sub.size = (clamp(cols), clamp(rows))
+        if self._sub.resuming or not self._link.connected.is_set():
+            return  # applied after the resume
         self._link.send({"type": "resize", "cols": clamp(cols), "rows": clamp(rows)})
 
     async def close(self) -> None:
@@ -777,6 +888,9 @@ class OpenPanelClient:
         except Exception as exc:
             raise ClientError(f"cannot obtain a token: {exc}") from exc
 
+    def _status_text(self, text: str) -> None:
+        self._status(text, None)
+
     def _status(self, text: str, code: int | None) -> None:
         log.info("%s", text)
         if self.on_status is not None:
@@ -825,15 +939,22 @@ class OpenPanelClient:
     async def terminal(self, container: str, *, shell: str | None = None,
                        cols: int | None = None, rows: int | None = None,
                        command: Sequence[str] | None = None, tty: bool = True,
-                       stdin: bool = True, timeout: float = 30.0) -> TerminalSession:
-        """Open an interactive terminal. A terminal does not survive a reconnect.
+                       stdin: bool = True, timeout: float = 30.0,
+                       resume: bool = True) -> TerminalSession:
+        """Open an interactive terminal.
+
+        With `resume` (default) a lost connection is re-established and the same shell
+        reattached, its missed output delivered exactly once (docs/protocol.md
+        "Terminal sessions"); when the session did not survive (the gateway restarted,
+        or the grace period is over) the output iterator raises TerminalError saying so.
 
         `command`, `tty=False` and `stdin=False` use the gateway's terminal extensions
         (docs/protocol.md): a program instead of a shell, no TTY (output per stream),
         no standard input.
         """
-        link = self._link("terminal", reconnect=False)
-        sub = _TerminalSub(container, shell, cols, rows, command=command, tty=tty, stdin=stdin)
+        link = self._link("terminal", reconnect=resume)
+        sub = _TerminalSub(container, shell, cols, rows, command=command, tty=tty, stdin=stdin,
+                           resume=resume, on_status=self._status_text)
         link.add(sub)
         try:
             session_id = await asyncio.wait_for(asyncio.shield(sub.opened), timeout)

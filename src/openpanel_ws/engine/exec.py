@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -195,6 +197,32 @@ class ExecProcess:
     def close_socket(self) -> None:
         if self.writer is not None and not self.writer.is_closing():
             self.writer.close()
+
+    def hand_over_socket(self) -> tuple[int, bytes] | None:
+        """For a reload (docs/terminal.md): stop reading, and return an inheritable
+        duplicate of the attach socket with the bytes already read but not consumed.
+        The original descriptor may then be closed: the connection lives on in the
+        duplicate. None when there is no open attach socket."""
+        if self.writer is None or self.reader is None or self.writer.is_closing():
+            return None
+        transport = self.writer.transport
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return None
+        with contextlib.suppress(RuntimeError, AttributeError):
+            transport.pause_reading()  # type: ignore[attr-defined]
+        buffered: bytearray = getattr(self.reader, "_buffer", bytearray())
+        pending = bytes(buffered)
+        buffered.clear()
+        fd = os.dup(sock.fileno())
+        os.set_inheritable(fd, True)
+        return fd, pending
+
+    async def adopt_socket(self, fd: int) -> None:
+        """The other half of `hand_over_socket`, in the re-executed gateway."""
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        self.reader, self.writer = await asyncio.open_connection(sock=sock)
 
     async def kill(self, timeout: float = 20.0) -> bool:
         """End the shell and everything it started, through a second exec.

@@ -1,36 +1,66 @@
 """`/ws/terminal`: An interactive shell in a container through Docker exec.
 
 One terminal per connection. The rules (validation, decoding, the single close decision,
-idle clock) live in `terminal_state` as plain code; this module is the I/O around them:
+idle clock) live in `terminal_state`, and those of sessions (output ring and `seq`, caps,
+ownership) in `terminal_sessions`, as plain code; this module is the I/O around them:
 the exec (`engine.exec`), an output pump task per terminal, an idle watch task, and a
 teardown that always kills the shell and its children through the engine before it
-reports `terminal_closed` (FIELD-NOTES: with a TTY, closing the attach socket leaves
-the shell running).
+reports `terminal_closed` (with a TTY, closing the attach socket leaves the shell
+running; docs/terminal.md).
+
+A `Terminal` (the session) outlives its connection: a `Binding` is one connection's
+hold on it. A dropped connection detaches the terminal for the grace period, a resume
+binds it again (docs/protocol.md "Terminal sessions"). Live sessions are journaled
+(`terminal_journal`) so a gateway that died leaves nothing running for long, may be
+recorded (`recording`), and are handed on across a reload (SIGHUP, `hand_off`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import os
 import shlex
+import sqlite3
 import time
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
 
 from openpanel_ws.audit import AuditLog, end_record, start_record
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
-from openpanel_ws.engine.exec import ExecProcess, path_exists, start_failure_message
+from openpanel_ws.engine.exec import (
+    MARKER_ENV,
+    TERM_ENV,
+    ExecProcess,
+    path_exists,
+    start_failure_message,
+)
 from openpanel_ws.gateways.access import DOCKER_UNAVAILABLE_MESSAGE, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
+from openpanel_ws.gateways.recording import CastRecorder, header, recording_name
+from openpanel_ws.gateways.terminal_journal import JOURNAL_FILE, JournalEntry, TerminalJournal
+from openpanel_ws.gateways.terminal_sessions import (
+    UNKNOWN_SESSION,
+    OutputPiece,
+    OutputRing,
+    SessionRegistry,
+)
 from openpanel_ws.gateways.terminal_state import (
     ALREADY_OPEN,
     CONNECTION_CLOSED,
+    GRACE_EXPIRED,
     IDLE_TIMEOUT,
     NO_TERMINAL,
     NO_TTY_RESIZE,
     NOT_FOUND_OR_NOT_RUNNING,
     PERMISSION_REVOKED,
     PROCESS_EXITED,
+    RESUMED_ELSEWHERE,
     SERVER_SHUTDOWN,
     STDIN_CLOSED,
     USER_CLOSED,
@@ -41,11 +71,12 @@ from openpanel_ws.gateways.terminal_state import (
     closed_message,
     new_session_id,
     opened_message,
+    output_message,
     parse_input,
     parse_open,
     parse_resize,
 )
-from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
+from openpanel_ws.protocol import ErrorCode, Message, ProtocolError, invalid
 
 if TYPE_CHECKING:
     from openpanel_ws.services import Services
@@ -62,6 +93,8 @@ OUTPUT_LOW_WATER = 0.125
 INPUT_BACKLOG_LIMIT: Final = 1024 * 1024
 # How long a SIGKILLed program's container is watched for stopping (containerLost).
 LOST_CHECK_WAIT: Final = 0.5
+# Set by a reloading gateway for its re-executed self: the hand-off file.
+HANDOFF_ENV: Final = "OPENPANEL_WS_TERMINAL_HANDOFF"
 # How long shutdown waits for every shell to be killed.
 STOP_TIMEOUT: Final = 25.0
 
@@ -72,16 +105,44 @@ def _permission_denied() -> ProtocolError:
                          "'terminal' permission")
 
 
-class Terminal:
-    """One open terminal: its exec, output pump, idle watch and (single) teardown."""
+class Binding:
+    """One connection's hold on a terminal (`Session.gateway_state`). The terminal
+    outlives it: a dropped connection detaches, another one may attach again."""
 
-    def __init__(self, gateway: TerminalGateway, session: Session, state: TerminalState,
-                 proc: ExecProcess) -> None:
-        self.gateway = gateway
+    __slots__ = ("session", "terminal")
+
+    def __init__(self, session: Session, terminal: Terminal) -> None:
         self.session = session
+        self.terminal = terminal
+
+    @property
+    def current(self) -> bool:
+        return self.terminal.binding is self and self.terminal.state.is_open
+
+    def deliver(self, piece: OutputPiece) -> bool:
+        return self.session.send(output_message(piece.text, piece.stream, piece.end))
+
+
+class Terminal:
+    """One terminal session: its exec, output ring, recording, output pump, idle watch,
+    grace timer and (single) teardown. Attached to at most one connection at a time."""
+
+    def __init__(self, gateway: TerminalGateway, state: TerminalState, proc: ExecProcess, *,
+                 user: str, client_id: str, remote: str, cols: int, rows: int) -> None:
+        self.gateway = gateway
         self.state = state
         self.proc = proc
+        # Who opened it, for the audit log and ownership (the `sub`).
+        self.user = user
+        self.client_id = client_id
+        self.remote = remote
+        self.cols = cols
+        self.rows = rows
+        self.binding: Binding | None = None
+        self.ring = OutputRing(gateway.settings.terminal_ring_bytes)
+        self.recorder: CastRecorder | None = None
         self.audited = False  # a start line was written, so an end line follows
+        self.journaled = False
         self._output = ExecOutput(tty=proc.tty)  # text, or per-stream text without a TTY
         self.stdin_open = proc.stdin  # False after `eof` (terminal extensions)
         self.container_started_at = ""  # State.StartedAt at open: a restart changes it
@@ -89,6 +150,7 @@ class Terminal:
         self._pending_output = b""  # read during start-up, emitted first by the pump
         self._pump: asyncio.Task[None] | None = None
         self._idle: asyncio.Task[None] | None = None
+        self._grace: asyncio.TimerHandle | None = None
         self._teardown: asyncio.Task[None] | None = None
 
     def start_tasks(self, pending_output: bytes = b"") -> None:
@@ -96,6 +158,80 @@ class Terminal:
         loop = asyncio.get_running_loop()
         self._pump = loop.create_task(self._pump_output(), name=f"{self.state.session_id}-pump")
         self._idle = loop.create_task(self._watch_idle(), name=f"{self.state.session_id}-idle")
+
+    # --- connections ------------------------------------------------------------------
+
+    def attach(self, session: Session) -> Binding:
+        """Bind to `session` (cancelling the grace timer); the caller sends the replay."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        old = self.binding
+        binding = self.binding = Binding(session, self)
+        session.gateway_state = binding
+        if old is not None and old.session is not session:
+            if old.session.gateway_state is old:
+                old.session.gateway_state = None
+            old.session.send(closed_message(RESUMED_ELSEWHERE, None))
+        return binding
+
+    def detach(self, binding: Binding, grace: float) -> None:
+        """The connection is gone: keep the shell `grace` seconds for a resume."""
+        if self.binding is not binding:
+            return
+        self.binding = None
+        if self.state.is_open:
+            log.info("terminal %s detached; kept %gs for a resume", self.state.session_id, grace)
+            self.start_grace(grace)
+
+    def start_grace(self, grace: float) -> None:
+        self._grace = asyncio.get_running_loop().call_later(
+            grace, lambda: self.begin_close(GRACE_EXPIRED, notify=False))
+
+    # --- reload (docs/terminal.md "Reload") ---------------------------------------------
+
+    async def suspend(self) -> dict[str, Any] | None:
+        """Stop every task of this session and describe it for the re-executed gateway
+        (which adopts the attach socket). None when it cannot be handed on."""
+        for task in (self._pump, self._idle):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        binding, self.binding = self.binding, None
+        if binding is not None and binding.session.gateway_state is binding:
+            binding.session.gateway_state = None
+        handed = self.proc.hand_over_socket()
+        if handed is None or not self.state.is_open or self.proc.exec_id is None:
+            return None
+        fd, buffered = handed
+        state = self.state
+        now = time.monotonic()
+        recorder = self.recorder
+        if recorder is not None:
+            recorder_elapsed = now - recorder.started
+            recorder.close()
+        return {
+            "sessionId": state.session_id, "user": self.user, "clientId": self.client_id,
+            "remote": self.remote, "containerRef": state.container_ref,
+            "containerId": state.container_id, "containerName": state.container_name,
+            "containerStartedAt": self.container_started_at, "shell": state.shell,
+            "program": self.proc.program, "args": self.proc.args, "tty": self.proc.tty,
+            "stdin": self.proc.stdin, "stdinOpen": self.stdin_open,
+            "execId": self.proc.exec_id, "fd": fd,
+            "pending": base64.b64encode(self._output.pending_bytes() + buffered).decode(),
+            "startedAt": state.started_at, "idleTimeout": state.idle_timeout,
+            "idleFor": now - state.last_activity, "bytesIn": state.bytes_in,
+            "bytesOut": state.bytes_out, "cols": self.cols, "rows": self.rows,
+            "ring": self.ring.pieces(), "ringSeq": self.ring.seq,
+            "recording": recorder.path if recorder is not None else None,
+            "recordingElapsed": recorder_elapsed if recorder is not None else 0.0,
+            "recordInput": recorder.record_input if recorder is not None else False,
+            "audited": self.audited, "journaled": self.journaled,
+        }
 
     # --- client input --------------------------------------------------------------
 
@@ -105,7 +241,15 @@ class Terminal:
         if self.proc.backlog > INPUT_BACKLOG_LIMIT:
             raise TerminalError("Input not delivered: the shell is not reading its input")
         self.proc.write(data)
-        self.state.record_input(len(data), time.monotonic())
+        now = time.monotonic()
+        self.state.record_input(len(data), now)
+        if self.recorder is not None:
+            self.recorder.input(data.decode("utf-8", "replace"), now)
+
+    def resized(self, cols: int, rows: int) -> None:
+        self.cols, self.rows = cols, rows
+        if self.recorder is not None:
+            self.recorder.resize(cols, rows, time.monotonic())
 
     def close_stdin(self) -> None:
         """`eof` (terminal extensions): the program reads end-of-file after what was sent."""
@@ -121,26 +265,37 @@ class Terminal:
 
     # --- output ---------------------------------------------------------------------
 
+    def _emit(self, messages: list[Message]) -> None:
+        now = time.monotonic()
+        for message in messages:
+            text = str(message["data"])
+            stream = message.get("stream")
+            piece = self.ring.append(text, stream if isinstance(stream, str) else None)
+            if self.recorder is not None:
+                self.recorder.output(text, now)
+            binding = self.binding
+            if binding is not None:
+                binding.deliver(piece)  # a gone client detaches through on_disconnect
+
     async def _pump_output(self) -> None:
-        """Shell output -> terminal_output, in order, each chunk as soon as it is read."""
+        """Shell output -> ring (and recording) -> the attached client, in order, each
+        chunk as soon as it is read. Detached, the shell keeps running into the ring."""
         try:
             chunk = self._pending_output
             self._pending_output = b""
             while True:
                 if chunk:
                     self.state.record_output(len(chunk))
-                    for message in self._output.feed(chunk):
-                        if not self.session.send(message):
-                            return  # client gone or cut off: on_disconnect tears down
+                    self._emit(self._output.feed(chunk))
                     # Backpressure: a client on a slow link pauses the shell's output (the
                     # engine and the TTY buffer it) instead of being cut off with 1013.
-                    if self.session.writer.backlog > OUTPUT_HIGH_WATER:
-                        await self.session.writer.wait_backlog_below(OUTPUT_LOW_WATER)
+                    binding = self.binding
+                    if binding is not None and binding.session.writer.backlog > OUTPUT_HIGH_WATER:
+                        await binding.session.writer.wait_backlog_below(OUTPUT_LOW_WATER)
                 chunk = await self.proc.read()
                 if not chunk:
                     break
-            for message in self._output.flush():
-                self.session.send(message)
+            self._emit(self._output.flush())
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -162,6 +317,9 @@ class Terminal:
         """Start the teardown once; later callers get the same task."""
         if self._teardown is None:
             self.state.begin_close(reason)
+            if self._grace is not None:
+                self._grace.cancel()
+                self._grace = None
             self._teardown = asyncio.get_running_loop().create_task(
                 self._close(reason, notify), name=f"{self.state.session_id}-close")
             self.gateway.track(self._teardown)
@@ -173,6 +331,7 @@ class Terminal:
 
     async def _close(self, reason: str, notify: bool) -> None:
         exit_code: int | None = None
+        killed = False
         try:
             if self._idle is not None:
                 self._idle.cancel()
@@ -189,7 +348,7 @@ class Terminal:
                     self._pump.cancel()
                 self.proc.close_socket()
             # Always, even after a clean exit: background jobs outlive their shell.
-            await self.proc.kill()
+            killed = await self.proc.kill()
             if self._pump is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._pump
@@ -200,15 +359,22 @@ class Terminal:
         finally:
             self.proc.close_socket()
             self.state.finish(exit_code, time.time())
+            if self.recorder is not None:
+                self.recorder.close()
             if self.audited:
                 self.gateway.audit_end(self)
-            self.gateway.release(self)
+            await self.gateway.release(self, forget=killed)
         log.info("terminal %s closed: %s (exit code %s)", self.state.session_id, reason, exit_code)
-        if notify:
-            message = closed_message(reason, exit_code)
-            if self.container_lost:
-                message["containerLost"] = True  # terminal extensions
-            self.session.send(message)
+        binding = self.binding
+        self.binding = None
+        if binding is not None:
+            if binding.session.gateway_state is binding:
+                binding.session.gateway_state = None
+            if notify:
+                message = closed_message(reason, exit_code)
+                if self.container_lost:
+                    message["containerLost"] = True  # terminal extensions
+                binding.session.send(message)
 
     async def _container_gone(self, wait: float = LOST_CHECK_WAIT) -> bool:
         """Whether the container stopped, restarted or was removed under the program.
@@ -242,6 +408,9 @@ class TerminalGateway(Gateway):
         self._terminals: set[Terminal] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._audit = AuditLog(self.settings.terminal_audit_log)
+        self._registry: SessionRegistry[Terminal] = SessionRegistry(
+            self.settings.terminal_max_per_user, self.settings.terminal_max)
+        self._journal: TerminalJournal | None = None
         self._stopping = False
 
     def handlers(self) -> dict[str, Handler]:
@@ -271,26 +440,50 @@ class TerminalGateway(Gateway):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def release(self, terminal: Terminal) -> None:
-        self._terminals.discard(terminal)
-        if terminal.session.gateway_state is terminal:
-            terminal.session.gateway_state = None
+    async def release(self, terminal: Terminal, *, forget: bool) -> None:
+        """The terminal has ended; `forget`: its processes are gone, drop its journal row
+        (else it stays for a later gateway to reap)."""
+        if terminal in self._terminals:
+            self._terminals.discard(terminal)
+            self._registry.remove(terminal.state.session_id)
+        binding = terminal.binding
+        if binding is not None and binding.session.gateway_state is binding:
+            binding.session.gateway_state = None
+        if terminal.journaled and forget and self._journal is not None:
+            terminal.journaled = False
+            await self._journal_call(self._journal.record_close, terminal.state.session_id)
+
+    async def _journal_call(self, fn: Callable[..., object], *args: str) -> bool:
+        try:
+            await asyncio.to_thread(fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("terminal journal %s: %s", self._journal_path, exc)
+            return False
+        return True
+
+    @property
+    def _journal_path(self) -> Path:
+        return self.settings.state_dir / JOURNAL_FILE
 
     def audit_end(self, terminal: Terminal) -> None:
-        s = terminal.session
-        self._audit.write(end_record(terminal.state, user=s.user.user_id, client_id=s.client_id,
-                                     remote=s.remote))
+        self._audit.write(end_record(terminal.state, user=terminal.user,
+                                     client_id=terminal.client_id, remote=terminal.remote,
+                                     recording=terminal.recorder.path if terminal.recorder else None))
 
     @property
     def open_terminals(self) -> int:
         return len(self._terminals)
 
+    @property
+    def detached_terminals(self) -> int:
+        return sum(1 for t in self._terminals if t.binding is None and t.state.is_open)
+
     @staticmethod
     def _terminal_of(session: Session) -> Terminal:
-        terminal = session.gateway_state
-        if not isinstance(terminal, Terminal) or not terminal.state.is_open:
+        binding = session.gateway_state
+        if not isinstance(binding, Binding) or not binding.current:
             raise TerminalError(NO_TERMINAL)
-        return terminal
+        return binding.terminal
 
     async def _still_allowed(self, session: Session, terminal: Terminal) -> None:
         # A refreshed token may have lost the permission: the shell goes with it.
@@ -298,20 +491,10 @@ class TerminalGateway(Gateway):
             await terminal.close(PERMISSION_REVOKED, notify=True)
             raise _permission_denied()
 
-    # --- handlers ---------------------------------------------------------------------
-
-    async def _open(self, session: Session, msg: Message) -> None:
-        if not session.user.may_open_terminal:
-            raise _permission_denied()
-        request = parse_open(msg)
-        if session.gateway_state is not None:
-            raise TerminalError(ALREADY_OPEN)
-        if self._stopping:
-            raise TerminalError("Server is shutting down")
-        ref = request.container_ref
-        engine = self.services.engine
+    async def _container(self, session: Session, ref: str) -> dict[str, Any]:
+        """The running container `ref` names, as this user may see it."""
         try:
-            info = await resolve_container(engine, session.user, ref)
+            info = await resolve_container(self.services.engine, session.user, ref)
         except ProtocolError as exc:
             if exc.code is ErrorCode.CONTAINER_NOT_FOUND:
                 raise TerminalError(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
@@ -320,6 +503,65 @@ class TerminalGateway(Gateway):
         if (not container_state.get("Running") or container_state.get("Paused")
                 or container_state.get("Restarting")):
             raise TerminalError(NOT_FOUND_OR_NOT_RUNNING, containerId=ref)
+        return info
+
+    # --- handlers ---------------------------------------------------------------------
+
+    async def _open(self, session: Session, msg: Message) -> None:
+        if not session.user.may_open_terminal:
+            raise _permission_denied()
+        request = parse_open(msg)
+        if session.gateway_state is not None:
+            if isinstance(session.gateway_state, Binding) and not session.gateway_state.current:
+                session.gateway_state = None
+            else:
+                raise TerminalError(ALREADY_OPEN)
+        if self._stopping:
+            raise TerminalError("Server is shutting down")
+        if request.session_id is not None:
+            await self._resume(session, request)
+            return
+        session_id = new_session_id()
+        refusal = self._registry.reserve(session_id, session.user.user_id)
+        if refusal is not None:
+            raise TerminalError(refusal, containerId=request.container_ref)
+        try:
+            await self._open_new(session, request, session_id)
+        except BaseException:
+            if not any(t.state.session_id == session_id for t in self._terminals):
+                self._registry.remove(session_id)
+            raise
+
+    async def _resume(self, session: Session, request: OpenRequest) -> None:
+        """Reattach to a live session of the same user (docs/protocol.md)."""
+        ref = request.container_ref
+        assert request.session_id is not None
+        terminal = self._registry.lookup(request.session_id, session.user.user_id)
+        if terminal is None or not terminal.state.is_open:
+            raise TerminalError(UNKNOWN_SESSION, containerId=ref, sessionId=request.session_id)
+        state = terminal.state
+        if ref not in (state.container_ref, state.container_id, state.container_name):
+            raise TerminalError(UNKNOWN_SESSION, containerId=ref, sessionId=request.session_id)
+        await self._container(session, ref)  # the `containers` claim still allows it
+        if request.last_seq is not None and not terminal.ring.valid_last_seq(request.last_seq):
+            raise invalid(f"Field 'lastSeq' is beyond this session's output "
+                          f"({terminal.ring.seq} bytes)", "lastSeq")
+        if session.gateway_state is not None or not state.is_open or self._stopping:
+            raise TerminalError(UNKNOWN_SESSION, containerId=ref, sessionId=request.session_id)
+        # From here to the last replayed piece nothing awaits: live output cannot slip in.
+        binding = terminal.attach(session)
+        replay = terminal.ring.replay(request.last_seq)
+        state.touch(time.monotonic())
+        log.info("terminal %s resumed by %s from seq %s", state.session_id, terminal.user,
+                 replay.start)
+        session.send(opened_message(ref, state.session_id, resumed=True, seq=replay.start))
+        for piece in replay.pieces:
+            binding.deliver(piece)
+
+    async def _open_new(self, session: Session, request: OpenRequest, session_id: str) -> None:
+        ref = request.container_ref
+        engine = self.services.engine
+        info = await self._container(session, ref)
         container_id = str(info["Id"])
         # Cheap stat through the engine (no exec) for absolute paths; names looked up
         # through $PATH are caught after start.
@@ -328,7 +570,6 @@ class TerminalGateway(Gateway):
             what = "Command" if request.command else "Shell"
             raise TerminalError(f"{what} not found in the container: {request.program}",
                                 containerId=ref)
-        session_id = new_session_id()
         proc = ExecProcess(engine, container_id, request.program, marker=session_id,
                            args=request.argv[1:], tty=request.tty, stdin=request.stdin)
         await self._create_exec(proc, ref)
@@ -339,15 +580,23 @@ class TerminalGateway(Gateway):
             started_at=time.time(), idle_timeout=self.settings.terminal_idle_timeout,
             now=time.monotonic(),
         )
-        terminal = Terminal(self, session, state, proc)
-        terminal.container_started_at = str(container_state.get("StartedAt", ""))
+        terminal = Terminal(self, state, proc, user=session.user.user_id,
+                            client_id=session.client_id, remote=session.remote,
+                            cols=request.cols, rows=request.rows)
+        terminal.container_started_at = str((info.get("State") or {}).get("StartedAt", ""))
         self._terminals.add(terminal)
-        session.gateway_state = terminal
+        self._registry.add(session_id, terminal)
+        terminal.attach(session)
         try:
+            if self._journal is not None and proc.exec_id is not None:
+                terminal.journaled = await self._journal_call(
+                    self._journal.record_open, session_id, container_id, proc.exec_id,
+                    f"{MARKER_ENV}={session_id}", request.program)
             pending = await self._start(terminal, request)
+            self._start_recording(terminal, request)
             terminal.audited = self._audit.write(start_record(
-                state, user=session.user.user_id, client_id=session.client_id,
-                remote=session.remote))
+                state, user=terminal.user, client_id=session.client_id, remote=session.remote,
+                recording=terminal.recorder.path if terminal.recorder else None))
             if not terminal.audited:
                 raise TerminalError("Terminal refused: the audit log cannot be written")
         except asyncio.CancelledError:
@@ -358,13 +607,31 @@ class TerminalGateway(Gateway):
             # client may retry at once on this connection.
             await terminal.close("Open failed", notify=False)
             raise
-        log.info("terminal %s opened by %s in %s (%s)", session_id, session.user.user_id,
+        log.info("terminal %s opened by %s in %s (%s)", session_id, terminal.user,
                  container_id[:12], request.program)
         session.send(opened_message(ref, session_id))
         terminal.start_tasks(pending)
-        if self._stopping or session.closed:
-            terminal.begin_close(SERVER_SHUTDOWN if self._stopping else CONNECTION_CLOSED,
-                                 notify=False)
+        if self._stopping:
+            terminal.begin_close(SERVER_SHUTDOWN, notify=False)
+        elif session.closed:
+            await self._detach(session)
+
+    def _start_recording(self, terminal: Terminal, request: OpenRequest) -> None:
+        directory = self.settings.terminal_record_dir
+        if directory is None:
+            return
+        state = terminal.state
+        name = recording_name(state.started_at, terminal.user, state.container_name or
+                              state.container_id[:12], state.session_id)
+        head = header(request.cols, request.rows, state.started_at, TERM_ENV.split("=", 1)[1],
+                      command=state.shell, title=f"{terminal.user}@{state.container_name}")
+        try:
+            terminal.recorder = CastRecorder.create(
+                directory, name, head, time.monotonic(),
+                record_input=self.settings.terminal_record_input)
+        except OSError as exc:
+            log.error("terminal recording in %s cannot be created: %s", directory, exc)
+            raise TerminalError("Terminal refused: the recording cannot be written") from None
 
     async def _create_exec(self, proc: ExecProcess, ref: str) -> None:
         try:
@@ -427,6 +694,7 @@ class TerminalGateway(Gateway):
             raise TerminalError(NO_TTY_RESIZE)
         try:
             await terminal.proc.resize(cols, rows, timeout=10.0)
+            terminal.resized(cols, rows)
         except EngineNotFound:
             pass  # the shell just exited: terminal_closed follows
         except EngineUnavailable:
@@ -446,17 +714,168 @@ class TerminalGateway(Gateway):
     # --- lifecycle --------------------------------------------------------------------
 
     async def on_disconnect(self, session: Session) -> None:
-        terminal = session.gateway_state
-        if isinstance(terminal, Terminal):
+        await self._detach(session)
+
+    async def _detach(self, session: Session) -> None:
+        """A connection is gone: its terminal waits for a resume (grace > 0) or ends."""
+        binding = session.gateway_state
+        if not isinstance(binding, Binding):
+            return
+        session.gateway_state = None
+        terminal = binding.terminal
+        if terminal.binding is not binding:
+            return
+        grace = self.settings.terminal_grace
+        if grace > 0 and terminal.state.is_open and not self._stopping:
+            terminal.detach(binding, grace)
+        else:
             await terminal.close(CONNECTION_CLOSED, notify=False)
 
     async def on_principal_changed(self, session: Session) -> None:
         # Re-auth (docs/protocol.md): the shell ends if the new claims no longer allow it.
-        terminal = session.gateway_state
-        if isinstance(terminal, Terminal) and terminal.state.is_open and not (
-                session.user.may_open_terminal
-                and session.user.may_access_container([terminal.state.container_name])):
-            await terminal.close("permission", notify=True)
+        binding = session.gateway_state
+        if isinstance(binding, Binding) and binding.current:
+            terminal = binding.terminal
+            if not (session.user.may_open_terminal
+                    and session.user.may_access_container([terminal.state.container_name])):
+                await terminal.close("permission", notify=True)
+
+    async def start(self) -> None:
+        handoff = os.environ.pop(HANDOFF_ENV, None)
+        try:
+            self._journal = await asyncio.to_thread(TerminalJournal, self._journal_path)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("terminal journal %s unavailable, crash clean-up is off: %s",
+                      self._journal_path, exc)
+        adopted: set[str] = set()
+        if handoff:
+            adopted = await self._adopt_all(Path(handoff))
+        if self._journal is not None:
+            stale: list[JournalEntry] = []
+            if handoff is not None:
+                # Rows of this very process (same pid across exec) not handed on.
+                journal = self._journal
+                with contextlib.suppress(sqlite3.Error, OSError):
+                    stale = [e for e in await asyncio.to_thread(journal.entries)
+                             if e.owner_pid == journal.pid and e.session_id not in adopted]
+            self.track(asyncio.get_running_loop().create_task(
+                self._reap_orphans(stale), name="terminal-reaper"))
+
+    # --- reload: hand the live sessions to the re-executed gateway ----------------------
+
+    async def hand_off(self) -> Path | None:
+        """Before a reload (SIGHUP, docs/terminal.md): suspend every live session and
+        write what the next gateway image needs to adopt it; their attach sockets stay
+        open across exec. Returns the hand-off file (None: nothing to hand on)."""
+        self._stopping = True
+        if self.settings.terminal_grace <= 0:
+            return None  # resume off: a reload ends terminals like a restart
+        records: list[dict[str, Any]] = []
+        for terminal in list(self._terminals):
+            if not terminal.state.is_open:
+                continue
+            record = await terminal.suspend()
+            if record is None:
+                continue
+            self._terminals.discard(terminal)
+            self._registry.remove(terminal.state.session_id)
+            records.append(record)
+        if not records:
+            return None
+        path = self.settings.state_dir / f"terminal-handoff-{os.getpid()}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(orjson.dumps({"pid": os.getpid(), "sessions": records}))
+        except OSError as exc:
+            log.error("terminal hand-off file %s: %s; the sessions will be reaped", path, exc)
+            return None
+        log.info("handing %d terminal sessions to the reloaded gateway", len(records))
+        return path
+
+    async def _adopt_all(self, path: Path) -> set[str]:
+        try:
+            data = orjson.loads(await asyncio.to_thread(path.read_bytes))
+            await asyncio.to_thread(path.unlink)
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.error("terminal hand-off file %s unreadable: %s", path, exc)
+            return set()
+        adopted: set[str] = set()
+        if not isinstance(data, dict) or data.get("pid") != os.getpid():
+            # Only this very process (re-executed: same pid) may adopt the descriptors.
+            log.error("terminal hand-off file %s is not this process's; ignored", path)
+            return adopted
+        for record in data.get("sessions", []):
+            try:
+                await self._adopt(record)
+                adopted.add(str(record["sessionId"]))
+            except Exception:
+                log.exception("terminal %s could not be adopted after the reload",
+                              record.get("sessionId"))
+                with contextlib.suppress(Exception):
+                    os.close(int(record["fd"]))
+        log.info("adopted %d terminal sessions after the reload", len(adopted))
+        return adopted
+
+    async def _adopt(self, record: dict[str, Any]) -> None:
+        session_id = str(record["sessionId"])
+        proc = ExecProcess(self.services.engine, record["containerId"], record["program"],
+                           marker=session_id, args=record["args"], tty=record["tty"],
+                           stdin=record["stdin"])
+        proc.exec_id = record["execId"]
+        await proc.adopt_socket(int(record["fd"]))
+        now = time.monotonic()
+        state = TerminalState(
+            session_id=session_id, container_ref=record["containerRef"],
+            container_id=record["containerId"], container_name=record["containerName"],
+            shell=record["shell"], started_at=record["startedAt"],
+            idle_timeout=self.settings.terminal_idle_timeout,
+            now=now - float(record["idleFor"]))
+        state.bytes_in, state.bytes_out = record["bytesIn"], record["bytesOut"]
+        terminal = Terminal(self, state, proc, user=record["user"], client_id=record["clientId"],
+                            remote=record["remote"], cols=record["cols"], rows=record["rows"])
+        terminal.ring = OutputRing.restore(self.settings.terminal_ring_bytes,
+                                           [(t, st, e) for t, st, e in record["ring"]],
+                                           record["ringSeq"])
+        terminal.stdin_open = record["stdinOpen"]
+        terminal.audited = record["audited"]
+        terminal.journaled = record["journaled"]
+        terminal.container_started_at = record["containerStartedAt"]
+        if record["recording"]:
+            try:
+                terminal.recorder = CastRecorder.reopen(
+                    record["recording"], now - float(record["recordingElapsed"]),
+                    record_input=record["recordInput"])
+            except OSError as exc:
+                log.error("terminal recording %s not continued: %s", record["recording"], exc)
+        self._registry.reserve(session_id, terminal.user, force=True)
+        self._terminals.add(terminal)
+        self._registry.add(session_id, terminal)
+        terminal.start_tasks(base64.b64decode(record["pending"]))
+        terminal.start_grace(self.settings.terminal_grace)
+
+    async def _reap_orphans(self, stale: list[JournalEntry]) -> None:
+        """Kill the shells of sessions whose gateway died (docs/terminal.md), and the
+        `stale` ones of this process that a reload did not hand on."""
+        journal = self._journal
+        assert journal is not None
+        try:
+            orphans = stale + await asyncio.to_thread(journal.claim_orphans)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("terminal journal %s: %s", self._journal_path, exc)
+            return
+        for entry in orphans:
+            proc = ExecProcess(self.services.engine, entry.container_id, entry.program,
+                               marker=entry.marker.split("=", 1)[-1])
+            if await proc.kill():
+                await self._journal_call(journal.record_close, entry.session_id)
+                log.warning("terminal %s left by a dead gateway (pid %d): its processes in "
+                            "container %s were killed", entry.session_id, entry.owner_pid,
+                            entry.container_id[:12])
+            else:
+                log.warning("terminal %s left by a dead gateway: kill failed, retried at the "
+                            "next start", entry.session_id)
 
     async def stop(self) -> None:
         self._stopping = True

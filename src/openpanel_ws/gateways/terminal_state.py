@@ -28,6 +28,9 @@ PERMISSION_REVOKED: Final = "Permission revoked"
 # Internal reasons (the client is gone, nothing is sent; they reach the audit log).
 CONNECTION_CLOSED: Final = "Connection closed"
 SERVER_SHUTDOWN: Final = "Server shutdown"
+GRACE_EXPIRED: Final = "Detached too long"  # resume grace period over (docs/protocol.md)
+# Sent to a connection whose terminal was resumed by another one.
+RESUMED_ELSEWHERE: Final = "Resumed on another connection"
 
 # Client-facing `terminal_error` texts.
 NOT_FOUND_OR_NOT_RUNNING: Final = "Container not found or not running"
@@ -69,6 +72,9 @@ class OpenRequest:
     command: tuple[str, ...] = ()  # run this instead of `shell`
     tty: bool = True
     stdin: bool = True
+    # Terminal sessions (docs/protocol.md): reattach to a live session.
+    session_id: str | None = None
+    last_seq: int | None = None
 
     @property
     def argv(self) -> list[str]:
@@ -116,7 +122,14 @@ def parse_open(msg: Mapping[str, Any]) -> OpenRequest:
     rows = optional_int(msg, "rows", DEFAULT_ROWS, minimum=MIN_SIZE, maximum=MAX_SIZE)
     tty = _optional_bool(msg, "tty", True)
     stdin = _optional_bool(msg, "stdin", True)
-    return OpenRequest(container_ref, shell, cols, rows, command=command, tty=tty, stdin=stdin)
+    session_id = optional_str(msg, "sessionId", None, max_len=128)
+    last_seq: int | None = None
+    if msg.get("lastSeq") is not None:
+        if session_id is None:
+            raise invalid("Field 'lastSeq' needs 'sessionId'", "lastSeq")
+        last_seq = optional_int(msg, "lastSeq", 0, minimum=0, maximum=2**62)
+    return OpenRequest(container_ref, shell, cols, rows, command=command, tty=tty, stdin=stdin,
+                       session_id=session_id, last_seq=last_seq)
 
 
 def parse_resize(msg: Mapping[str, Any]) -> tuple[int, int]:
@@ -151,6 +164,11 @@ class OutputDecoder:
     def flush(self) -> str:
         """At EOF: an incomplete trailing sequence becomes U+FFFD."""
         return self._decoder.decode(b"", final=True)
+
+    def pending(self) -> bytes:
+        """The start of a character still waiting for its other bytes."""
+        buffered: bytes = self._decoder.getstate()[0]
+        return buffered
 
 
 class ExecOutput:
@@ -195,6 +213,14 @@ class ExecOutput:
             if text:
                 out.append(output_message(text, stream))
         return out
+
+    def pending_bytes(self) -> bytes:
+        """Bytes read but not yet turned into text (a reload hands them on; without a
+        TTY a character split across frames is not carried over)."""
+        if self.tty:
+            decoder = self._decoders.get(STDOUT)
+            return decoder.pending() if decoder is not None else b""
+        return bytes(self._buf)
 
     def flush(self) -> list[Message]:
         out: list[Message] = []
@@ -278,14 +304,24 @@ class TerminalState:
         self.ended_at = ended_at
 
 
-def opened_message(container_ref: str, session_id: str) -> Message:
-    return {"type": "terminal_opened", "containerId": container_ref, "sessionId": session_id}
+def opened_message(container_ref: str, session_id: str, *, resumed: bool = False,
+                   seq: int | None = None) -> Message:
+    message: Message = {"type": "terminal_opened", "containerId": container_ref,
+                        "sessionId": session_id}
+    if resumed:
+        message["resumed"] = True
+    if seq is not None:
+        message["seq"] = seq
+    return message
 
 
-def output_message(text: str, stream: str | None = None) -> Message:
-    if stream is None:
-        return {"type": "terminal_output", "data": text}
-    return {"type": "terminal_output", "data": text, "stream": stream}
+def output_message(text: str, stream: str | None = None, seq: int | None = None) -> Message:
+    message: Message = {"type": "terminal_output", "data": text}
+    if stream is not None:
+        message["stream"] = stream
+    if seq is not None:
+        message["seq"] = seq
+    return message
 
 
 def closed_message(reason: str, exit_code: int | None) -> Message:

@@ -1037,7 +1037,7 @@ export const RESUME_TIMEOUT = 90000
  *
  * A dropped connection (not a gateway shutdown, 1001) is reconnected and the same
  * session reattached with the `seq` of the last output received, so nothing is lost or
- * repeated; keystrokes written meanwhile are dropped. When the session did not survive
+ * repeated; keystrokes and resizes written meanwhile are sent after the resume. When the session did not survive
  * (a gateway without sessions, the grace period over, RESUME_TIMEOUT) the terminal
  * reports 'error' CONNECTION_LOST, then 'closed'.
  */
@@ -1070,9 +1070,10 @@ export class TerminalHandle extends EventTarget {
 
   /** Keystrokes or a paste; coalesced when the rate-limit mirror runs low. @param {string} data */
   write (data) {
-    if (this.closed || !data || this.resuming) return // typed while disconnected: dropped
+    if (this.closed || !data) return
     const item = { input: String(data) }
-    if (this.opened) this.link.send(item)
+    // Typed while reattaching: sent after the resume (as the Python client does).
+    if (this.opened && !this.resuming) this.link.send(item)
     else this.pending.push(item)
   }
 
@@ -1084,13 +1085,13 @@ export class TerminalHandle extends EventTarget {
     this.consumer.opts.cols = msg.cols
     this.consumer.opts.rows = msg.rows
     if (this.opened && !this.resuming) this.link.send(msg)
-    else if (!this.opened) this.pending.push(msg)
+    else this.pending.push(msg)
   }
 
   /** End the program's input (extension `eof`; with a TTY it types Ctrl-D). */
   eof () {
-    if (this.closed || this.resuming) return
-    if (this.opened) this.link.send({ type: 'eof' })
+    if (this.closed) return
+    if (this.opened && !this.resuming) this.link.send({ type: 'eof' })
     else this.pending.push({ type: 'eof' })
   }
 
@@ -1171,6 +1172,7 @@ class TerminalConsumer extends Consumer {
             const lostBytes = Number.isInteger(start) && term.lastSeq !== undefined && start > term.lastSeq
               ? start - term.lastSeq : 0
             term.dispatchEvent(makeEvent('resumed', { sessionId: term.sessionId, lostBytes }))
+            for (const item of term.pending.splice(0)) this.link?.send(item)
           } else {
             // A gateway without sessions opened a new shell: not the one we had.
             this.link?.send({ type: 'close_terminal' })
