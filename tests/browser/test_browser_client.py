@@ -5,6 +5,7 @@ real server and engine: every endpoint, heartbeats, and a server SIGKILL + resta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import time
@@ -198,7 +199,8 @@ process.on('SIGTERM', () => {{ c.close(); process.exit(0) }})
         mark = len(out)
         await read_until(lambda: sum(x.startswith("LINE ") for x in out[mark:]) >= 20)
     finally:
-        follower.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            follower.terminate()
         await follower.wait()
         await proc.kill()
     nums = _numbers([x[5:] for x in out if x.startswith("LINE ")])
