@@ -233,6 +233,9 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
         app.router.add_get(gateway.path, ClientHandler(gateway, services, clients).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    from openpanel_ws.web.routes import register as register_console
+
+    register_console(app, services)
 
     async def on_startup(app: web.Application) -> None:
         for gateway in gateway_list:
