@@ -80,6 +80,15 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
 
 
+def url_host(host: str) -> str:
+    """A host for a clickable URL: wildcard listen addresses become loopback."""
+    if host in {"", "0.0.0.0"}:
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -110,11 +119,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         base = f"ws://{settings.host}:{port}"
         print(f"openpanel-ws {__version__} listening on {base} "
               "(/ws/containers /ws/logs /ws/metrics /ws/terminal)", flush=True)
+        console = f"http://{url_host(settings.host)}:{port}/"
         if embedded:
             token = issue_token(settings.jwt_secret or "", subject="admin", roles=["admin"],
                                 ttl_seconds=24 * 3600)
             print(f"embedded secret: {settings.state_dir / SECRET_FILE}", flush=True)
             print(f"admin token (24 h): {token}", flush=True)
+            if sys.stdout.isatty():  # only on a terminal: never into captured logs
+                console += f"#token={token}"
+        print(f"console: {console}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,19 +6,23 @@ import { el } from './util.js'
 export const WINDOW_SECONDS = 5 * 60
 export const COLORS = ['#58a6ff', '#f778ba', '#3fb950', '#d29922']
 
-const axis = (format) => ({
+const clock = (v) => new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })
+
+const axis = (format, space) => ({
   stroke: '#8b949e',
   grid: { stroke: 'rgba(139,148,158,0.15)', width: 1 },
   ticks: { stroke: 'rgba(139,148,158,0.25)', width: 1 },
   font: '11px system-ui, sans-serif',
-  size: 60,
-  values: format ? (u, splits) => splits.map((v) => format(v)) : undefined,
+  size: 72,
+  space,
+  values: (u, splits) => splits.map((v) => format(v)),
 })
 
 /** A card with a title, a current-value line and a uPlot chart of `series`. */
 export class Chart {
   constructor(parent, { title, series, format, min = 0, max }) {
     this.format = format
+    this.max = max // a floor for the top of the y axis (e.g. 100 %, a memory limit)
     this.value = el('span', { class: 'chart-value' })
     this.plotEl = el('div', { class: 'chart-plot' })
     this.card = el('figure', { class: 'card chart', 'data-samples': '0' },
@@ -31,10 +35,10 @@ export class Chart {
     const opts = {
       width: 400,
       height: 170,
-      legend: { show: true, live: true },
+      legend: { show: true, live: false },
       cursor: { points: { size: 5 }, drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, lo, hi) => [min, Math.max(max ?? 0, hi * 1.1 || 1)] } },
-      axes: [axis(null), axis(format)],
+      scales: { x: { time: true }, y: { range: (u, lo, hi) => [min, Math.max(this.max ?? 0, hi * 1.1 || 1)] } },
+      axes: [axis(clock, 70), axis(format, 30)],
       series: [
         { value: (u, v) => (v == null ? '–' : new Date(v * 1000).toLocaleTimeString()) },
         ...series.map((s, i) => ({

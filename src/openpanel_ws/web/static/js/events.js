@@ -40,6 +40,7 @@ export class EventsView {
       ...LEVELS.map((l) => el('option', { value: l, text: `${l}+` })))
     this.search = el('input', { type: 'search', class: 'input', placeholder: 'Filter: name, action, text',
       'aria-label': 'Filter events' })
+    this.hideExec = el('input', { type: 'checkbox', checked: true, id: 'events-hide-exec' })
     this.pauseBtn = el('button', { type: 'button', class: 'btn', text: 'Pause', 'aria-pressed': 'false',
       onclick: () => this.setPaused(!this.paused) })
     this.clearBtn = el('button', { type: 'button', class: 'btn', text: 'Clear',
@@ -47,6 +48,8 @@ export class EventsView {
     this.body = el('tbody')
     this.count = el('span', { class: 'muted small' })
     const table = el('table', { class: 'events' },
+      el('colgroup', {}, el('col', { class: 'c-time' }), el('col', { class: 'c-type' }), el('col', { class: 'c-action' }),
+        el('col', { class: 'c-name' }), el('col', { class: 'c-text' })),
       el('thead', {}, el('tr', {},
         el('th', { text: 'time', scope: 'col' }), el('th', { text: 'type', scope: 'col' }),
         el('th', { text: 'action', scope: 'col' }), el('th', { text: 'name', scope: 'col' }),
@@ -55,11 +58,14 @@ export class EventsView {
     panel.replaceChildren(
       el('h2', { class: 'view-title', text: 'Events' }),
       el('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Event filters' },
-        el('div', { class: 'group grow' }, this.search), this.kind, this.type, this.level, this.pauseBtn,
+        el('div', { class: 'group grow' }, this.search), this.kind, this.type, this.level,
+        el('label', { class: 'check', for: 'events-hide-exec', title: 'exec_create, exec_start, exec_die' },
+          this.hideExec, ' hide exec'),
+        this.pauseBtn,
         this.clearBtn, this.count),
       el('div', { class: 'table-wrap', tabindex: '0', role: 'log', 'aria-label': 'Live events' }, table))
     const redraw = () => this.redraw()
-    for (const c of [this.kind, this.type, this.level]) c.addEventListener('change', redraw)
+    for (const c of [this.kind, this.type, this.level, this.hideExec]) c.addEventListener('change', redraw)
     this.search.addEventListener('input', debounce(redraw, 120))
     this.unlisten = feed.listen((msg) => this.add(msg), true)
     this.redraw()
@@ -92,6 +98,7 @@ export class EventsView {
       if (d.kind !== 'log') return false
       if (LEVELS.indexOf(d.level) < LEVELS.indexOf(this.level.value)) return false
     }
+    if (this.hideExec.checked && d.kind === 'event' && d.action.startsWith('exec_')) return false
     const q = this.search.value.trim().toLowerCase()
     if (q && !`${d.type} ${d.action} ${d.name} ${d.text}`.toLowerCase().includes(q)) return false
     return true
@@ -118,7 +125,7 @@ function row(d) {
   return el('tr', { class: `ev ev-${d.kind} lvl-${d.level || 'none'}` },
     el('td', { class: 'mono nowrap', text: formatClock(d.time), title: d.time }),
     el('td', {}, el('span', { class: `badge t-${d.type}`, text: d.type })),
-    el('td', { class: 'nowrap', text: d.action }),
+    el('td', { class: 'clip', text: d.action, title: d.action }),
     el('td', { class: 'mono', text: d.name }),
     el('td', { class: 'wrap', text: d.text }))
 }

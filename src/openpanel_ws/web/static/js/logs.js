@@ -45,7 +45,7 @@ export class LogView {
     this.search = el('input', { type: 'search', class: 'input', id: id('search'), placeholder: 'Search',
       'aria-label': 'Search logs' })
     this.streamSel = el('select', { class: 'input', id: id('stream'), 'aria-label': 'Stream' },
-      el('option', { value: 'all', text: 'stdout + stderr' }),
+      el('option', { value: 'all', text: 'all streams' }),
       el('option', { value: 'stdout', text: 'stdout' }),
       el('option', { value: 'stderr', text: 'stderr' }))
     this.tailSel = el('select', { class: 'input', id: id('tail'), 'aria-label': 'Tail (history lines)' },
@@ -58,7 +58,7 @@ export class LogView {
 
     const toolbar = el('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Log controls' },
       el('div', { class: 'group grow' }, this.search, this.matches),
-      el('label', { class: 'check', for: id('only') }, this.onlyBox, ' only matching'),
+      el('label', { class: 'check', for: id('only') }, this.onlyBox, ' filter'),
       this.streamSel, this.tailSel,
       el('label', { class: 'check', for: id('follow') }, this.followBox, ' follow'),
       el('label', { class: 'check', for: id('ts') }, this.tsBox, ' timestamps'),

@@ -127,13 +127,9 @@ class Console {
     document.addEventListener('click', (e) => this.onLinkClick(e))
   }
 
-  async start() {
-    try {
-      await this.loadContainers()
-    } catch (err) {
-      if (err.status === 401) { signOut(err.message); return }
-      toast(`Cannot list containers: ${err.message}`, 'error')
-    }
+  async start(initial) {
+    if (initial) this.setContainers(initial)
+    else await this.loadContainers().catch((err) => toast(`Cannot list containers: ${err.message}`, 'error'))
     this.route()
   }
 
@@ -151,11 +147,18 @@ class Console {
       if (err.status === 401) signOut(err.message)
       throw err
     })
+    this.setContainers(list)
+  }
+
+  setContainers(list) {
     this.containers = list
     this.byId = new Map(list.map((c) => [c.id, c]))
     this.renderList()
     this.syncListStats()
-    if (this.current?.kind === 'container') this.renderDetailHead()
+    if (this.current?.kind === 'container') {
+      if (this.current.id) this.renderDetailHead()
+      else if (this.find(this.current.name)) { this.current = null; this.route() } // deep link, now listed
+    }
   }
 
   find(ref) {
@@ -351,7 +354,7 @@ function signOut(message) {
   location.reload()
 }
 
-function boot() {
+async function boot() {
   takeTokenFromFragment()
   $('login-form').addEventListener('submit', (e) => {
     e.preventDefault()
@@ -364,6 +367,18 @@ function boot() {
   const message = sessionStorage.getItem(`${TOKEN_KEY}.message`)
   sessionStorage.removeItem(`${TOKEN_KEY}.message`)
   if (!getToken()) { showLogin(message); return }
+  // Check the token once over HTTP before opening any socket with it.
+  let initial = null
+  try {
+    initial = await apiContainers()
+  } catch (err) {
+    if (err.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY)
+      showLogin(`Token refused: ${err.message}`)
+      return
+    }
+    toast(`Cannot list containers: ${err.message}`, 'error')
+  }
   $('login').hidden = true
   $('app').hidden = false
   document.querySelector('.topnav').hidden = false
@@ -371,7 +386,7 @@ function boot() {
   $('conn').hidden = false
   const app = new Console()
   window.openpanelConsole = app // for debugging from the devtools console
-  app.start()
+  app.start(initial)
 }
 
 boot()

@@ -15,12 +15,13 @@ export class StatsView {
     this.note = el('p', { class: 'muted small', text: 'Waiting for the first sample…' })
     const grid = el('div', { class: 'charts' })
     panel.replaceChildren(this.note, grid)
-    this.cpu = new Chart(grid, { title: 'CPU', series: [{ label: 'CPU %' }], format: formatPercent })
-    this.mem = new Chart(grid, { title: 'Memory', series: [{ label: 'used' }, { label: 'limit', color: '#8b949e' }],
-      format: (v) => formatBytes(v, 0) })
-    this.net = new Chart(grid, { title: 'Network', series: [{ label: 'rx' }, { label: 'tx' }], format: formatRate })
+    this.cpu = new Chart(grid, { title: 'CPU', series: [{ label: 'CPU %' }], format: formatPercent, max: 1 })
+    this.mem = new Chart(grid, { title: 'Memory', series: [{ label: 'used' }], format: (v) => formatBytes(v, 0),
+      max: 1024 * 1024 })
+    this.net = new Chart(grid, { title: 'Network', series: [{ label: 'rx' }, { label: 'tx' }], format: formatRate,
+      max: 1024 })
     this.blk = new Chart(grid, { title: 'Block I/O', series: [{ label: 'read' }, { label: 'write' }],
-      format: formatRate })
+      format: formatRate, max: 1024 })
     this.rates = { rx: new Rate(), tx: new Rate(), rd: new Rate(), wr: new Rate() }
     this.unwatch = hub.watch(container.id, (msg) => this.sample(msg), (err) => {
       this.note.textContent = `Stats unavailable: ${err.message}`
@@ -37,7 +38,7 @@ export class StatsView {
     this.note.textContent = `Sampled every 2 s by the engine · last ${new Date(t * 1000).toLocaleTimeString()}`
     this.cpu.push(t, [s.cpu?.percent ?? null])
     const limit = mem.limit && mem.limit < 2 ** 60 ? mem.limit : null
-    this.mem.push(t, [mem.usage ?? null, limit],
+    this.mem.push(t, [mem.usage ?? null],
       `${formatBytes(mem.usage)}${limit ? ` of ${formatBytes(limit, 0)} (${formatPercent(mem.percent)})` : ''}`)
     const rx = r.rx.next(t, net.rx_bytes)
     const tx = r.tx.next(t, net.tx_bytes)
@@ -63,10 +64,10 @@ export class MetricsView {
     this.note = el('p', { class: 'muted small', text: 'Waiting for the first sample…' })
     panel.replaceChildren(el('h2', { class: 'view-title', text: 'Host metrics' }), this.note, this.tiles, grid)
     this.cpu = new Chart(grid, { title: 'CPU', series: [{ label: 'CPU %' }], format: formatPercent, max: 100 })
-    this.mem = new Chart(grid, { title: 'Memory', series: [{ label: 'used' }, { label: 'total', color: '#8b949e' }],
-      format: (v) => formatBytes(v, 0) })
+    this.mem = new Chart(grid, { title: 'Memory', series: [{ label: 'used' }], format: (v) => formatBytes(v, 0) })
     this.disk = new Chart(grid, { title: 'Disk', series: [{ label: 'used %' }], format: formatPercent, max: 100 })
-    this.net = new Chart(grid, { title: 'Network', series: [{ label: 'rx' }, { label: 'tx' }], format: formatRate })
+    this.net = new Chart(grid, { title: 'Network', series: [{ label: 'rx' }, { label: 'tx' }], format: formatRate,
+      max: 1024 })
     this.rx = new Rate()
     this.tx = new Rate()
     this.sub = client.subscribeMetrics({ interval: 2000 }, (msg) => this.sample(msg),
@@ -84,7 +85,8 @@ export class MetricsView {
     const rx = this.rx.next(t, net.rx_bytes)
     const tx = this.tx.next(t, net.tx_bytes)
     this.cpu.push(t, [cpu.usage ?? null], `${formatPercent(cpu.usage)} of ${cpu.cores ?? '?'} cores`)
-    this.mem.push(t, [mem.used ?? null, mem.total ?? null],
+    this.mem.max = mem.total
+    this.mem.push(t, [mem.used ?? null],
       `${formatBytes(mem.used)} of ${formatBytes(mem.total, 0)} (${formatPercent(mem.percent)})`)
     this.disk.push(t, [disk.percent ?? null],
       `${formatBytes(disk.used)} of ${formatBytes(disk.total, 0)} (${formatPercent(disk.percent)})`)
