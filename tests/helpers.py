@@ -57,6 +57,8 @@ class WsClient:
 
     async def _recv_raw(self, timeout: float) -> dict[str, Any]:
         msg = await self.ws.receive(timeout=timeout)
+        while msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):  # autoping=False
+            msg = await self.ws.receive(timeout=timeout)
         if msg.type is aiohttp.WSMsgType.TEXT:
             value: dict[str, Any] = orjson.loads(msg.data)
             return value
@@ -139,9 +141,9 @@ class RunningServer:
         return self.app[SERVICES_KEY]
 
     async def connect(self, path: str, *, auth: bool | str = False, headers: dict[str, str] | None = None,
-                      read_welcome: bool = True) -> WsClient:
+                      read_welcome: bool = True, autoping: bool = True) -> WsClient:
         session = aiohttp.ClientSession()
-        ws = await session.ws_connect(self.url + path, headers=headers, autoping=True,
+        ws = await session.ws_connect(self.url + path, headers=headers, autoping=autoping,
                                       max_msg_size=0)
         client = WsClient(ws, session)
         self.clients.append(client)

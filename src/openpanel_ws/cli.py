@@ -119,6 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         base = f"ws://{settings.host}:{port}"
         print(f"openpanel-ws {__version__} listening on {base} "
               "(/ws/containers /ws/logs /ws/metrics /ws/terminal)", flush=True)
+        origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
+        print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
         console = f"http://{url_host(settings.host)}:{port}/"
         if embedded:
             token = issue_token(settings.jwt_secret or "", subject="admin", roles=["admin"],

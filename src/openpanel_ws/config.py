@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
 from openpanel_ws.ratelimit import RateLimit
@@ -188,7 +189,38 @@ def load_settings(
     return settings
 
 
+ORIGINS_SETTING = ENV_PREFIX + "ALLOWED_ORIGINS"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(value: str) -> str:
+    """`scheme://host[:port]` as a browser sends it in `Origin` (lower case, no default
+    port). ValueError for anything else: a path, no scheme, a bad port (docs/protocol.md)."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{value!r} is not scheme://host[:port]") from None
+    scheme = parts.scheme.lower()
+    if (scheme not in {"http", "https"} or not parts.hostname or parts.path
+            or parts.query or parts.fragment or parts.username or "://" not in text):
+        raise ValueError(f"{value!r} is not scheme://host[:port] (e.g. http://127.0.0.1:3000)")
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
 def validate(settings: Settings) -> None:
+    for origin in settings.allowed_origins:
+        if origin != "*":
+            try:
+                normalize_origin(origin)
+            except ValueError as exc:
+                raise ConfigError(f"invalid value for {ORIGINS_SETTING}: {exc}") from None
     if settings.jwt_algorithm not in SUPPORTED_ALGORITHMS:
         raise ConfigError(
             f"invalid value for {ENV_PREFIX}JWT_ALGORITHM: {settings.jwt_algorithm!r} "

@@ -1,6 +1,7 @@
 """The connection lifecycle shared by the four gateways, as a sans-I/O state machine.
 
-Feed it what arrived (`receive_text`, `receive_binary`, `receive_pong_frame`) and the
+Feed it what arrived (`receive_text`, `receive_binary`, `receive_pong_frame`,
+`receive_ping_frame`) and the
 clock (`tick`); it returns the actions to perform. It never touches a socket, so every
 rule of DECISIONS.md (auth, AUTH_REQUIRED, rate limits, flooding, heartbeat) is tested
 with plain function calls.
@@ -40,6 +41,11 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class PingFrame:
+    """Send a protocol-level ping frame (browsers answer it by themselves)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Authenticated:
     principal: Principal
     first: bool  # False for a re-auth (token refresh) on an open connection
@@ -52,7 +58,7 @@ class Dispatch:
     message: Message
 
 
-Action = Send | Close | Authenticated | Dispatch
+Action = Send | Close | PingFrame | Authenticated | Dispatch
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,8 @@ class Connection:
         self._flood = FloodDetector(config.flood_threshold, config.flood_window)
         self._auth_deadline = now + config.auth_timeout
         self._next_ping = now + config.heartbeat_interval
-        # True while a server ping is outstanding (sent and not yet answered).
+        # True while a server ping is outstanding: sent, and since then neither pong
+        # (JSON or frame) nor any other message came (docs/protocol.md, "Heartbeat").
         self._awaiting_pong = False
 
     # --- clock ----------------------------------------------------------------------
@@ -102,7 +109,9 @@ class Connection:
                 return [Close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")]
             self._awaiting_pong = True
             self._next_ping = now + self._config.heartbeat_interval
-            return [Send(protocol.ping_message())]
+            # JSON ping for clients that answer it; a ping frame for browsers, which
+            # answer only those (and never the JSON one) by themselves.
+            return [Send(protocol.ping_message()), PingFrame()]
         return []
 
     # --- input ----------------------------------------------------------------------
@@ -111,9 +120,14 @@ class Connection:
         """A WebSocket-level pong answers the heartbeat too."""
         self._awaiting_pong = False
 
+    def receive_ping_frame(self) -> None:
+        """A client's own ping frame shows it is alive (the I/O layer answers it)."""
+        self._awaiting_pong = False
+
     def receive_binary(self, now: float) -> list[Action]:
         if self.state is State.CLOSED:
             return []
+        self._awaiting_pong = False  # any message proves the client alive
         if not self._bucket.try_take(now):
             return self._reject_rate(now)
         return [Send(protocol.error_message(
@@ -122,6 +136,7 @@ class Connection:
     def receive_text(self, text: str, now: float) -> list[Action]:
         if self.state is State.CLOSED:
             return []
+        self._awaiting_pong = False  # any message, even an invalid one, proves the client alive
         try:
             message = protocol.decode(text)
         except ProtocolError as exc:
@@ -131,7 +146,6 @@ class Connection:
         kind = message["type"]
         if kind == "pong":
             # Heartbeat replies never count against the limit.
-            self._awaiting_pong = False
             return []
         if not self._bucket.try_take(now):
             return self._reject_rate(now)

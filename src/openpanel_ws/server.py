@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from importlib import resources
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
 from openpanel_ws import protocol
-from openpanel_ws.config import Settings
+from openpanel_ws.config import ORIGINS_SETTING, Settings, normalize_origin
 from openpanel_ws.connection import (
     Action,
     Authenticated,
@@ -27,6 +29,7 @@ from openpanel_ws.connection import (
     Connection,
     Dispatch,
     LifecycleConfig,
+    PingFrame,
     Send,
     State,
 )
@@ -42,6 +45,8 @@ GATEWAYS_KEY = web.AppKey("gateways", dict)
 CLIENTS_KEY = web.AppKey("clients", weakref.WeakSet)
 
 _client_ids = itertools.count(1)
+
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def new_client_id() -> str:
@@ -70,18 +75,79 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     allowed = list(allowed)
     if "*" in allowed or origin in allowed:
         return True
+    with contextlib.suppress(ValueError):
+        normal = normalize_origin(origin)
+        if any(a != "*" and normalize_origin(a) == normal for a in allowed):
+            return True
     parts = urlsplit(origin)
     return bool(host) and parts.netloc.lower() == (host or "").lower()
+
+
+class RefusedOrigins:
+    """Logs a refused Origin at INFO, at most once per origin per `period` seconds, so
+    an operator learns which setting to change without a flood (docs/protocol.md)."""
+
+    MAX_REMEMBERED = 1024
+
+    def __init__(self, period: float = 60.0) -> None:
+        self.period = period
+        self._last: dict[str, float] = {}
+
+    def should_log(self, origin: str, now: float) -> bool:
+        last = self._last.get(origin)
+        if last is not None and now - last < self.period:
+            return False
+        if len(self._last) >= self.MAX_REMEMBERED:
+            self._last = {o: t for o, t in self._last.items() if now - t < self.period}
+            if len(self._last) >= self.MAX_REMEMBERED:
+                return False  # a storm of distinct origins: stay quiet rather than grow
+        self._last[origin] = now
+        return True
+
+
+def origin_refused(request: web.Request, origin: str, allowed: list[str],
+                   refused: RefusedOrigins) -> web.Response:
+    if refused.should_log(origin, time.monotonic()):
+        log.info("refused WebSocket handshake on %s from Origin %s: not same-origin and not in "
+                 "%s (now: %s)", request.path, origin, ORIGINS_SETTING,
+                 ",".join(allowed) if allowed else "empty")
+    return web.json_response({
+        "error": "origin not allowed",
+        "origin": origin,
+        "setting": ORIGINS_SETTING,
+        "message": f"Origin {origin} is not allowed; add it to {ORIGINS_SETTING} "
+                   "(comma-separated scheme://host[:port])",
+    }, status=403)
+
+
+def send_ping_frame(ws: web.WebSocketResponse) -> None:
+    """One protocol-level ping frame (docs/protocol.md, "Heartbeat"). A control frame is
+    written to the transport at once, whole, so it never splits a queued data frame."""
+    if ws.closed:
+        return
+    task = asyncio.ensure_future(ws.ping())
+    _ping_tasks.add(task)
+    task.add_done_callback(_ping_done)
+
+
+_ping_tasks: set[asyncio.Future[None]] = set()
+
+
+def _ping_done(task: asyncio.Future[None]) -> None:
+    _ping_tasks.discard(task)
+    if not task.cancelled():
+        task.exception()  # a closing socket: nothing to do, the read loop sees the close
 
 
 class _Clock:
     """Drives `Connection.tick` with one timer handle (cheaper than a task per client)."""
 
-    __slots__ = ("_conn", "_handle", "_loop", "_session")
+    __slots__ = ("_conn", "_handle", "_loop", "_session", "_ws")
 
-    def __init__(self, conn: Connection, session: Session) -> None:
+    def __init__(self, conn: Connection, session: Session, ws: web.WebSocketResponse) -> None:
         self._conn = conn
         self._session = session
+        self._ws = ws
         self._loop = asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = None
         self._arm()
@@ -91,10 +157,12 @@ class _Clock:
         self._handle = self._loop.call_at(self._loop.time() + delay, self._fire)
 
     def _fire(self) -> None:
-        # tick() yields only Send and Close, both synchronous for the writer.
+        # tick() yields only Send, PingFrame and Close, all synchronous.
         for action in self._conn.tick(time.monotonic()):
             if isinstance(action, Send):
                 self._session.send(action.message)
+            elif isinstance(action, PingFrame):
+                send_ping_frame(self._ws)
             elif isinstance(action, Close):
                 self._session.close(action.code, action.reason)
         if self._conn.state is not State.CLOSED and not self._session.closed:
@@ -108,8 +176,10 @@ class _Clock:
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
-    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session]) -> None:
+    def __init__(self, gateway: Gateway, services: Services, clients: weakref.WeakSet[Session],
+                 refused: RefusedOrigins | None = None) -> None:
         self.gateway = gateway
+        self.refused = refused or RefusedOrigins()
         self.services = services
         self.settings: Settings = services.settings
         self.clients = clients
@@ -122,9 +192,10 @@ class ClientHandler:
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if not origin_allowed(request.headers.get("Origin"), request.host,
-                              self.settings.allowed_origins):
-            return web.json_response({"error": "origin not allowed"}, status=403)
+        origin = request.headers.get("Origin")
+        if not origin_allowed(origin, request.host, self.settings.allowed_origins):
+            assert origin is not None
+            return origin_refused(request, origin, self.settings.allowed_origins, self.refused)
         ws = web.WebSocketResponse(
             compress=False,
             autoping=False,  # protocol pongs count as heartbeat answers: handle them here
@@ -144,7 +215,7 @@ class ClientHandler:
         writer.start()
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
-        timer = _Clock(conn, session)
+        timer = _Clock(conn, session, ws)
         try:
             await self._read_loop(ws, conn, session)
         finally:
@@ -172,6 +243,7 @@ class ClientHandler:
             elif msg.type is WSMsgType.BINARY:
                 await self._perform(conn.receive_binary(time.monotonic()), conn, session)
             elif msg.type is WSMsgType.PING:
+                conn.receive_ping_frame()
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.PONG:
                 conn.receive_pong_frame()
@@ -205,6 +277,33 @@ class ClientHandler:
             session.error(ErrorCode.INTERNAL_ERROR, "Internal error")
 
 
+# The official JS client, shipped inside the package (a copy of clients/js/ kept
+# identical by tests/unit/test_js_client_copy.py), so any install can serve it.
+CLIENT_FILES = {
+    "/client/openpanel-ws.js": ("openpanel-ws.js", "text/javascript"),
+    "/client/openpanel-ws.d.ts": ("openpanel-ws.d.ts", "application/typescript"),
+}
+
+
+def client_file_handler(name: str, content_type: str) -> RouteHandler:
+    body = (resources.files("openpanel_ws") / "static" / "client" / name).read_bytes()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        headers = {
+            "ETag": etag,
+            "Cache-Control": "no-cache",  # revalidate: a server upgrade ships a new client
+            # A static public file: a panel on another origin may `import` it.
+            "Access-Control-Allow-Origin": "*",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+
+    return handler
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -229,8 +328,11 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
     clients: weakref.WeakSet[Session] = weakref.WeakSet()
     app[CLIENTS_KEY] = clients
+    refused = RefusedOrigins()  # shared: one log line per origin per minute, whatever the path
     for gateway in gateway_list:
-        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients).handle)
+        app.router.add_get(gateway.path, ClientHandler(gateway, services, clients, refused).handle)
+    for path, (name, content_type) in CLIENT_FILES.items():
+        app.router.add_get(path, client_file_handler(name, content_type))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     from openpanel_ws.web.routes import register as register_console

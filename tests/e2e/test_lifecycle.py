@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import jwt
+import orjson
 import pytest
 from aiohttp import web
 
@@ -184,7 +186,8 @@ async def test_flooding_closes_1008(server: RunningServer) -> None:
 
 async def test_server_heartbeat_and_timeout_4002(make_server: MakeServer) -> None:
     srv = await make_server(heartbeat_interval=0.5)
-    client = await srv.connect("/ws/metrics", auth=True)
+    # autoping=False: this client does not even answer the ping frames
+    client = await srv.connect("/ws/metrics", auth=True, autoping=False)
     ping = await client.recv(timeout=3)
     assert ping["type"] == "ping" and ping["timestamp"].endswith("Z")
     # not answering: closed at the next interval
@@ -209,7 +212,7 @@ async def _answer_pings(client: Any, seconds: float,
 
 async def test_answered_heartbeat_keeps_the_connection(make_server: MakeServer) -> None:
     srv = await make_server(heartbeat_interval=0.3)
-    client = await srv.connect("/ws/logs", auth=True)
+    client = await srv.connect("/ws/logs", auth=True, autoping=False)
 
     async def json_pong(ping: dict[str, Any]) -> None:
         await client.send({"type": "pong", "timestamp": ping["timestamp"]})
@@ -221,12 +224,44 @@ async def test_answered_heartbeat_keeps_the_connection(make_server: MakeServer) 
 
 async def test_protocol_level_pong_answers_the_heartbeat(make_server: MakeServer) -> None:
     srv = await make_server(heartbeat_interval=0.3)
-    client = await srv.connect("/ws/metrics", auth=True)
+    client = await srv.connect("/ws/metrics", auth=True, autoping=False)
 
     async def frame_pong(ping: dict[str, Any]) -> None:
         await client.ws.pong(b"")
 
     assert await _answer_pings(client, 1.5, frame_pong) >= 2
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+
+
+async def test_each_json_ping_comes_with_a_ping_frame(make_server: MakeServer) -> None:
+    srv = await make_server(heartbeat_interval=0.3)
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(srv.url + "/ws/logs", autoping=False) as ws:
+            kinds: list[str] = []
+            while len(kinds) < 4:
+                msg = await ws.receive(timeout=3)
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    kinds.append(orjson.loads(msg.data)["type"])
+                elif msg.type is aiohttp.WSMsgType.PING:
+                    kinds.append("PING-FRAME")
+                    await ws.pong(msg.data)  # answering only the frame is enough
+                else:
+                    raise AssertionError(f"closed: {msg}")
+            assert kinds == ["connected", "ping", "PING-FRAME", "ping"]
+
+
+async def test_a_client_answering_only_ping_frames_stays_connected(make_server: MakeServer) -> None:
+    # What a browser does. autoping=True: aiohttp answers the frames, nobody the JSON.
+    srv = await make_server(heartbeat_interval=0.3)
+    client = await srv.connect("/ws/metrics", auth=True, autoping=True)
+    pings = 0
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            if (await client.recv(timeout=0.3))["type"] == "ping":
+                pings += 1
+    assert pings >= 3
     await client.send({"type": "ping"})
     await client.expect("pong")
 

@@ -9,6 +9,7 @@ from openpanel_ws.connection import (
     Connection,
     Dispatch,
     LifecycleConfig,
+    PingFrame,
     Send,
     State,
 )
@@ -153,3 +154,33 @@ def test_answered_heartbeat_keeps_the_connection() -> None:
     c.receive_pong_frame()  # a protocol-level pong counts too
     assert sent(c.tick(90.0))[0]["type"] == "ping"
     assert c.state is not State.CLOSED
+
+
+def test_each_json_ping_comes_with_a_ping_frame() -> None:
+    c = conn(heartbeat_interval=30.0, auth_timeout=1000.0)
+    actions = c.tick(30.0)
+    assert [type(a) for a in actions] == [Send, PingFrame]
+
+
+def test_a_ping_frame_answer_alone_keeps_the_connection() -> None:
+    # What a browser does: it never answers the JSON ping, only the ping frame.
+    c = conn(heartbeat_interval=30.0, auth_timeout=1000.0)
+    for t in (30.0, 60.0, 90.0):
+        assert PingFrame() in c.tick(t)
+        c.receive_pong_frame()
+    assert c.state is not State.CLOSED
+
+
+def test_any_message_counts_as_an_answer() -> None:
+    c = conn(heartbeat_interval=30.0, auth_timeout=1000.0)
+    c.receive_text('{"type":"auth","token":"good"}', 0.1)
+    c.tick(30.0)
+    c.receive_text('{"type":"subscribe"}', 31.0)
+    assert PingFrame() in c.tick(60.0)
+    c.receive_text("not json", 61.0)  # even an invalid one
+    assert PingFrame() in c.tick(90.0)
+    c.receive_binary(91.0)
+    assert PingFrame() in c.tick(120.0)
+    c.receive_ping_frame()
+    assert PingFrame() in c.tick(150.0)
+    assert c.tick(180.0) == [Close(4002, "heartbeat timeout")]
