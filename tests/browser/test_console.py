@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 from console_support import ThreadedServer, api_containers, http_get
+
 from helpers import Containers, docker, make_token
 
 pytest.importorskip("playwright")
-from playwright.sync_api import Page, expect  # noqa: E402
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -161,7 +162,8 @@ def test_terminal_runs_a_command(page: Page, gateway: ThreadedServer, containers
 
 def test_stats_charts_receive_samples(page: Page, gateway: ThreadedServer, containers: Containers,
                                       artifacts: Path, watched: dict[str, list[str]]) -> None:
-    name = containers.run("while true; do dd if=/dev/zero of=/tmp/x bs=64k count=64 2>/dev/null; sleep 0.3; done")
+    name = containers.run(
+        "while true; do dd if=/dev/zero of=/tmp/x bs=64k count=64 2>/dev/null; sleep 0.3; done")
     open_console(page, gateway, f"/?container={name}&view=stats")
     charts = page.locator("#panel-stats .chart")
     expect(charts).to_have_count(4, timeout=WAIT)
@@ -300,18 +302,31 @@ def test_logs_view_stays_bounded_under_a_flood(page: Page, gateway: ThreadedServ
 
 def test_screenshots_desktop_and_phone(chromium_browser: Any, gateway: ThreadedServer, containers: Containers,
                                        artifacts: Path) -> None:
+    # A token scoped to this test's containers keeps other tests' containers out of the pictures.
+    tag = os.urandom(3).hex()
     web = containers.run(
-        "i=0; while true; do i=$((i+1)); printf '\\033[32mINFO\\033[0m GET /api/items/%s 200 \\033[2m%sms\\033[0m\\n' "
-        "$i $((i % 40 + 3)); if [ $((i % 7)) = 0 ]; then echo \"WARN upstream slow: retry $i\" >&2; fi; "
-        "sleep 0.2; done", name=f"web-{os.urandom(3).hex()}")
-    containers.run("while true; do echo checkpoint; sleep 2; done", name=f"db-{os.urandom(3).hex()}")
-    token = make_token()
-    for label, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", {"width": 390, "height": 844})):
+        "i=0; while true; do i=$((i+1)); "
+        "printf '%s \\033[32mINFO\\033[0m GET /api/items/%s 200 \\033[2m%sms\\033[0m\\n' "
+        "\"$(date +%T)\" $i $((i * 7 % 40 + 3)); if [ $((i % 6)) = 0 ]; then "
+        "echo \"$(date +%T) WARN upstream slow, retrying ($i)\" >&2; fi; sleep 0.3; done",
+        name=f"shop-web-{tag}")
+    containers.run("while true; do echo \"$(date +%T) checkpoint complete\"; sleep 2; done",
+                   name=f"shop-db-{tag}")
+    containers.run("while true; do dd if=/dev/zero of=/tmp/x bs=1M count=8 2>/dev/null; sleep 1; done",
+                   name=f"shop-worker-{tag}")
+    containers.run("exit 0", name=f"shop-migrate-{tag}")
+    token = make_token("demo", containers=[f"shop-*-{tag}"])
+    sizes = (("desktop", {"width": 1280, "height": 800}), ("phone", {"width": 390, "height": 844}))
+    for label, viewport in sizes:
         context = chromium_browser.new_context(viewport=viewport)
         page = context.new_page()
         try:
             page.goto(f"{gateway.url}/?container={web}&view=logs#token={token}")
             expect(page.locator("#panel-logs .log-rows")).to_contain_text("WARN upstream", timeout=WAIT)
+            if label == "desktop":
+                expect(crow(page, web).locator(".cpu")).to_contain_text("CPU", timeout=WAIT)
+                expect(crow(page, f"shop-worker-{tag}").locator(".mem")).to_contain_text("MEM", timeout=WAIT)
+                time.sleep(1)
             # Nothing overflows the viewport horizontally (readable without sideways scrolling).
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"{label}: page is {width}px wide"
@@ -321,9 +336,18 @@ def test_screenshots_desktop_and_phone(chromium_browser: Any, gateway: ThreadedS
             page.goto(f"{gateway.url}/")
             expect(crow(page, web)).to_be_visible(timeout=WAIT)
             shot(page, artifacts, f"containers-{label}")
+            page.goto(f"{gateway.url}/?container={web}&view=stats")
+            expect(page.locator("#panel-stats")).to_have_attribute(
+                "data-samples", re.compile(r"^([2-9]|\d\d+)$"), timeout=WAIT)
+            shot(page, artifacts, f"stats-{label}")
             page.goto(f"{gateway.url}/?view=metrics")
             expect(page.locator("#view-metrics .tile")).to_have_count(4, timeout=WAIT)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= viewport["width"], f"{label}: metrics page is {width}px wide"
             shot(page, artifacts, f"metrics-{label}")
+            page.goto(f"{gateway.url}/?view=events")
+            expect(page.locator("#view-events")).to_be_visible(timeout=WAIT)
+            shot(page, artifacts, f"events-{label}")
         finally:
             context.close()
 

@@ -184,7 +184,7 @@ def container_summary(entry: Mapping[str, Any], state: Mapping[str, Any] | None)
         row["startedAt"] = engine_time(state.get("StartedAt"))
         row["finishedAt"] = engine_time(state.get("FinishedAt"))
         code = state.get("ExitCode")
-        row["exitCode"] = code if isinstance(code, int) and not row["state"] == "running" else None
+        row["exitCode"] = code if isinstance(code, int) and row["state"] != "running" else None
         health = state.get("Health")
         if isinstance(health, Mapping) and isinstance(health.get("Status"), str):
             row["health"] = health["Status"]

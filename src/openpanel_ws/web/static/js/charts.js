@@ -37,7 +37,7 @@ export class Chart {
       height: 170,
       legend: { show: true, live: false },
       cursor: { points: { size: 5 }, drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, lo, hi) => [min, Math.max(this.max ?? 0, hi * 1.1 || 1)] } },
+      scales: { x: { time: true, range: (u, lo, hi) => (hi - lo < 10 ? [hi - 60, hi] : [lo, hi]) }, y: { range: (u, lo, hi) => [min, Math.max(this.max ?? 0, hi * 1.1 || 1)] } },
       axes: [axis(clock, 70), axis(format, 30)],
       series: [
         { value: (u, v) => (v == null ? '–' : new Date(v * 1000).toLocaleTimeString()) },

@@ -47,6 +47,7 @@ export class EventsView {
       onclick: () => { this.entries = []; this.redraw() } })
     this.body = el('tbody')
     this.count = el('span', { class: 'muted small' })
+    this.empty = el('p', { class: 'muted empty-note', text: 'No events yet: start, stop or create a container to see some.' })
     const table = el('table', { class: 'events' },
       el('colgroup', {}, el('col', { class: 'c-time' }), el('col', { class: 'c-type' }), el('col', { class: 'c-action' }),
         el('col', { class: 'c-name' }), el('col', { class: 'c-text' })),
@@ -63,7 +64,7 @@ export class EventsView {
           this.hideExec, ' hide exec'),
         this.pauseBtn,
         this.clearBtn, this.count),
-      el('div', { class: 'table-wrap', tabindex: '0', role: 'log', 'aria-label': 'Live events' }, table))
+      el('div', { class: 'table-wrap', tabindex: '0', role: 'log', 'aria-label': 'Live events' }, table, this.empty))
     const redraw = () => this.redraw()
     for (const c of [this.kind, this.type, this.level, this.hideExec]) c.addEventListener('change', redraw)
     this.search.addEventListener('input', debounce(redraw, 120))
@@ -111,6 +112,7 @@ export class EventsView {
   }
 
   updateCount() {
+    this.empty.hidden = this.body.childElementCount > 0
     this.count.textContent = `${this.body.childElementCount} shown · ${this.entries.length} received`
     this.panel.dataset.entries = String(this.entries.length)
   }

@@ -79,7 +79,9 @@ class Feed {
     this.client = client
     this.history = []
     this.listeners = new Set()
-    this.sub = client.subscribeEvents({}, (msg) => {
+    // Start with what the engine still holds of the last 15 minutes (it keeps 256 events).
+    const since = new Date(Date.now() - 15 * 60 * 1000).toISOString()
+    this.sub = client.subscribeEvents({ since }, (msg) => {
       this.history.push(msg)
       if (this.history.length > 500) this.history.splice(0, 100)
       for (const fn of this.listeners) fn(msg)
