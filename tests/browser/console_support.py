@@ -11,6 +11,8 @@ from typing import Any
 
 from helpers import RunningServer, start_server
 
+from openpanel_ws.server import CLIENTS_KEY
+
 
 class ThreadedServer:
     def __init__(self, **overrides: Any) -> None:
@@ -20,6 +22,18 @@ class ThreadedServer:
         self.server: RunningServer = asyncio.run_coroutine_threadsafe(
             start_server(**overrides), self.loop).result(30)
         self.url = f"http://127.0.0.1:{self.server.port}"
+
+    def drop_terminal_connections(self) -> int:
+        """Close every /ws/terminal connection as a failing network would look to a client."""
+
+        async def drop() -> int:
+            sessions = [s for s in list(self.server.app[CLIENTS_KEY])
+                        if type(s.gateway_state).__name__ == "Terminal"]
+            for session in sessions:
+                session.close(1011, "dropped by the test")
+            return len(sessions)
+
+        return asyncio.run_coroutine_threadsafe(drop(), self.loop).result(10)
 
     def stop(self) -> None:
         try:

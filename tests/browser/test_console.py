@@ -154,6 +154,15 @@ def test_terminal_runs_a_command(page: Page, gateway: ThreadedServer, containers
     page.keyboard.press("Enter")
     expect(rows).to_contain_text("42", timeout=WAIT)
     shot(page, artifacts, "terminal")
+    # A dropped connection: the view reconnects through the client (a new shell).
+    assert gateway.drop_terminal_connections() == 1
+    expect(page.locator("#panel-terminal .term-state")).to_have_text("reconnecting…", timeout=WAIT)
+    expect(rows).to_contain_text("connection lost", timeout=WAIT)
+    expect(page.locator("#panel-terminal .term-state")).to_have_text("connected", timeout=WAIT)
+    page.locator("#panel-terminal .xterm-helper-textarea").focus()
+    page.keyboard.type("echo again-$((7*6))")
+    page.keyboard.press("Enter")
+    expect(rows).to_contain_text("again-42", timeout=WAIT)
     page.keyboard.type("exit 3")
     page.keyboard.press("Enter")
     expect(page.locator("#panel-terminal .term-exit")).to_have_attribute("data-exit-code", "3", timeout=WAIT)

@@ -1,6 +1,7 @@
 // Terminal view: xterm.js + fit add-on (vendored, loaded on first use) over the JS client.
-// The client resumes the same shell session after a dropped socket; this view only shows
-// the state, the exit code, and offers a new session once the shell has ended.
+// A shell that exits shows its exit code and offers a new session. A connection that
+// drops (CONNECTION_LOST from the client) is reopened through the client with backoff:
+// the gateway has no session resume yet, so that is a new shell, and the view says so.
 
 import { el, debounce, toast } from './util.js'
 
@@ -28,6 +29,8 @@ export class TerminalView {
     this.container = container
     this.handle = null
     this.destroyed = false
+    this.retries = 0
+    this.retryTimer = null
     this.shellSel = el('select', { class: 'input', 'aria-label': 'Shell' },
       ...['/bin/sh', '/bin/bash', '/bin/ash'].map((s) => el('option', { value: s, text: s })))
     this.state = el('span', { class: 'term-state badge', text: 'starting…' })
@@ -81,6 +84,7 @@ export class TerminalView {
   }
 
   open() {
+    clearTimeout(this.retryTimer)
     this.handle?.close()
     this.exit.textContent = ''
     this.exit.dataset.exitCode = ''
@@ -93,6 +97,7 @@ export class TerminalView {
     this.handle = handle
     handle.addEventListener('opened', (e) => {
       if (this.handle !== handle) return
+      this.retries = 0
       this.setState(e.detail?.resumed ? 'resumed' : 'connected', 'ok')
       this.panel.dataset.session = e.detail?.sessionId ?? ''
       this.term.focus()
@@ -101,6 +106,7 @@ export class TerminalView {
     handle.addEventListener('output', (e) => { if (this.handle === handle) this.term.write(e.detail.data) })
     handle.addEventListener('closed', (e) => {
       if (this.handle !== handle) return
+      if (handle.lost && !this.destroyed) { this.reconnect(); return }
       const { reason, exitCode } = e.detail || {}
       const code = exitCode ?? null
       this.setState('closed', code ? 'bad' : 'idle')
@@ -113,10 +119,21 @@ export class TerminalView {
     handle.addEventListener('error', (e) => {
       if (this.handle !== handle) return
       const err = e.detail
+      if (err?.code === 'CONNECTION_LOST') { handle.lost = true; return }
       this.setState('error', 'bad')
       this.exit.textContent = err?.message || String(err)
       this.newBtn.disabled = false
     })
+  }
+
+  reconnect() {
+    this.handle = null
+    const delay = Math.min(30000, 1000 * 2 ** this.retries) * (0.5 + Math.random() / 2)
+    this.retries++
+    this.setState('reconnecting…', 'pending')
+    this.term.write(`\r\n\x1b[2m[connection lost: reconnecting in ${Math.round(delay / 1000)} s, a new shell]\x1b[0m\r\n`)
+    this.newBtn.disabled = false
+    this.retryTimer = setTimeout(() => { if (!this.destroyed) this.open() }, delay)
   }
 
   setState(text, kind) {
@@ -148,6 +165,7 @@ export class TerminalView {
 
   destroy() {
     this.destroyed = true
+    clearTimeout(this.retryTimer)
     this.handle?.close()
     this.handle = null
     this.observer?.disconnect()
