@@ -1,66 +1,116 @@
-"""Headless Chromium for the browser tests (Playwright for Python driving /usr/bin/chromium).
+"""Headless Chromium (Debian's `chromium`, driven by Playwright for Python) against a real
+server. Fixtures for every browser test: `chromium_browser` (one Browser per session) and
+`page` (a fresh context + page per test, closed after).
 
-Nothing is downloaded: `playwright install` is never run; the system Chromium is used.
+Playwright's async API is bound to the event loop that started it, so every test and
+fixture in this directory runs in the session's loop (set below); `server` and
+`make_server` are redefined here to run in that loop as well.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
+from aiohttp import web
 
+from helpers import RunningServer, start_server
+
+# `serve` as a real process to SIGKILL and restart: tests/e2e/test_client_support.py
+sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+HERE = Path(__file__).parent
 CHROMIUM = os.environ.get("OPENPANEL_WS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
-@pytest.fixture(scope="session")
-def chromium_browser() -> Iterator[object]:
-    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true): run scripts/ensure-docker.sh and `make dev`")
+    pytest.skip(what)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium_browser() -> AsyncIterator[Any]:
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.async_api import async_playwright
     except ImportError:
-        if IN_CI:
-            pytest.fail("playwright is not installed (make dev)")
-        pytest.skip("playwright is not installed (make dev)")
-    if not executable:
-        if IN_CI:
-            pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        _missing("Playwright for Python is not installed")
+    if not shutil.which(CHROMIUM):
+        _missing(f"no Chromium at {CHROMIUM}")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield browser
         finally:
-            browser.close()
+            await browser.close()
 
 
-@pytest.fixture
-def page(chromium_browser: object) -> Iterator[object]:
-    context = chromium_browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
-    pg = context.new_page()
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(chromium_browser: Any) -> AsyncIterator[Any]:
+    context = await chromium_browser.new_context()
+    pg = await context.new_page()
     try:
         yield pg
     finally:
-        context.close()
+        await context.close()
 
 
-@pytest.fixture(scope="session")
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
+@pytest_asyncio.fixture(loop_scope="session")
+async def server(engine: None) -> AsyncIterator[RunningServer]:
+    srv = await start_server()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the browser tests last: Playwright's sync API keeps an event loop running on the
-    main thread while the session-scoped browser is open, which pytest-asyncio tests that
-    come after it cannot share."""
-    here = Path(__file__).parent
-    items.sort(key=lambda item: here in Path(str(item.path)).parents)
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_server(engine: None) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
+    started: list[RunningServer] = []
+
+    async def factory(**overrides: Any) -> RunningServer:
+        srv = await start_server(**overrides)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        await srv.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page_server() -> AsyncIterator[str]:
+    """A plain web server for pages on another origin than the gateway's: every path
+    answers an empty HTML page. Yields its base URL (http://127.0.0.1:PORT)."""
+    async def any_page(request: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>panel</title><body></body>",
+                            content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", any_page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

@@ -194,6 +194,18 @@ test('a terminal whose connection drops reports CONNECTION_LOST and closes', asy
   c.close()
 })
 
+test('an error without a close event (Node 20, refused connection) still reconnects', async () => {
+  const c = client()
+  c.subscribeMetrics({}, () => {})
+  const ws = FakeSocket.all[0]
+  ws.readyState = 0
+  ws.onerror({})
+  await tick()
+  await tick()
+  assert.equal(FakeSocket.all.length, 2)
+  c.close()
+})
+
 test('no WebSocket constructor: a typed error that says what to do', () => {
   const saved = globalThis.WebSocket
   globalThis.WebSocket = undefined

@@ -775,7 +775,16 @@ class Link {
     this.outbox = new Outbox(this.client.rateLimits[this.endpoint] || SERVER_RATE_LIMITS.containers, now())
     ws.onmessage = (ev) => { if (generation === this.generation) this.onMessage(ev.data) }
     ws.onclose = (ev) => this.onClosed(generation, ev.code, ev.reason)
-    ws.onerror = () => {} // a close event always follows
+    // Browsers follow an error with a close event; Node 20's WebSocket does not when
+    // the connection is refused (it stays CONNECTING): treat that as a 1006.
+    ws.onerror = () => {
+      setTimeout(() => {
+        if (generation === this.generation && ws.readyState !== 1) {
+          try { ws.close() } catch {}
+          this.onClosed(generation, CLOSE.ABNORMAL, 'connection failed')
+        }
+      }, 0)
+    }
   }
 
   /** @param {any} data */

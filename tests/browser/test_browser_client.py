@@ -1,0 +1,182 @@
+"""openpanel-ws.js, as the gateway serves it, in headless Chromium (and Node) against a
+real server and engine: every endpoint, heartbeats, and a server SIGKILL + restart under
+`logs` with no gap and no duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pages import open_page
+from test_client_support import ServerProcess
+
+from helpers import Containers, RunningServer, free_port, make_token
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT_JS = ROOT / "clients" / "js" / "openpanel-ws.js"
+COUNTER = "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.1; done"
+
+
+async def test_the_gateway_serves_the_client(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.url + "/client/openpanel-ws.js") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/javascript")
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert await resp.read() == CLIENT_JS.read_bytes()
+            etag = resp.headers["ETag"]
+        async with session.get(server.url + "/client/openpanel-ws.js",
+                               headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304
+        async with session.get(server.url + "/client/openpanel-ws.d.ts") as resp:
+            assert resp.status == 200 and "OpenPanelClient" in await resp.text()
+
+
+async def _load_client(page: Any, base: str) -> None:
+    await open_page(page, base + "/healthz")
+    await page.evaluate("""async (base) => {
+        window.op = await import(base + '/client/openpanel-ws.js')
+        window.seen = { logs: [], stats: 0, metrics: 0, events: 0, states: [], errors: [], term: [] }
+    }""", base)
+
+
+def _numbers(lines: list[str]) -> list[int]:
+    return [int(m.group(1)) for line in lines if (m := re.fullmatch(r"line-(\d+)", line))]
+
+
+async def _wait_for(page: Any, expression: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}: "
+                                 f"{await page.evaluate('JSON.stringify(window.seen)')}")
+        await asyncio.sleep(0.2)
+
+
+async def test_every_endpoint_in_chromium_across_heartbeats(
+        make_server: Any, containers: Containers, page: Any) -> None:
+    srv: RunningServer = await make_server(heartbeat_interval=2.0)
+    name = containers.run(COUNTER)
+    await _load_client(page, srv.url)
+    await page.evaluate("""([url, token, name]) => {
+        const s = window.seen
+        const c = window.client = new window.op.OpenPanelClient({ url, getToken: async () => token })
+        c.addEventListener('state', e => s.states.push(e.detail.endpoint + ':' + e.detail.state))
+        c.addEventListener('error', e => s.errors.push(e.detail.code))
+        c.subscribeLogs(name, { tail: 5 }, l => s.logs.push(l.data))
+        c.subscribeStats(name, { interval: 1000 }, m => { s.stats++ })
+        c.subscribeMetrics({ interval: 1000 }, m => { s.metrics++ })
+        c.subscribeEvents({}, m => { s.events++ })
+        const t = c.openTerminal(name, { cols: 80, rows: 24 })
+        t.addEventListener('opened', () => t.write('echo "sum=$((40+2))"\\n'))
+        t.addEventListener('output', e => s.term.push(e.detail.data))
+    }""", [srv.url.replace("http://", "ws://"), make_token(), name])
+    await _wait_for(page, "window.seen.term.join('').includes('sum=42')")
+    await asyncio.sleep(7.0)  # three heartbeat intervals and more
+    seen = await page.evaluate("window.seen")
+    assert seen["stats"] >= 3 and seen["metrics"] >= 3, seen
+    nums = _numbers(seen["logs"])
+    assert nums == list(range(nums[0], nums[0] + len(nums))), nums  # in order, no gap, no dup
+    assert len(nums) > 30
+    assert seen["errors"] == []
+    # connected once each and never again: heartbeats answered, nothing reconnected
+    assert not [s for s in seen["states"] if s.endswith(":reconnecting")], seen["states"]
+    assert sorted(seen["states"]) == sorted(
+        f"{e}:{st}" for e in ("containers", "metrics", "logs", "terminal")
+        for st in ("connecting", "authenticated")), seen["states"]
+    await page.evaluate("window.client.close()")
+
+
+async def _kill_and_restart(proc: ServerProcess) -> None:
+    await proc.kill()  # SIGKILL: no close frame, no goodbye
+    await asyncio.sleep(1.5)
+    await proc.start()
+
+
+async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
+        engine: None, containers: Containers, page: Any, tmp_path: Path) -> None:
+    proc = ServerProcess(free_port(), tmp_path)
+    await proc.start()
+    try:
+        name = containers.run(COUNTER)
+        base = f"http://127.0.0.1:{proc.port}"
+        await _load_client(page, base)
+        await page.evaluate("""([url, token, name]) => {
+            const s = window.seen
+            const c = window.client = new window.op.OpenPanelClient({ url, getToken: async () => token })
+            c.addEventListener('state', e => s.states.push(e.detail.state))
+            c.subscribeLogs(name, { tail: 0 }, l => s.logs.push(l.data), e => s.errors.push(e.code))
+        }""", [proc.url, make_token(), name])
+        await _wait_for(page, "window.seen.logs.length >= 10")
+        await _kill_and_restart(proc)
+        await _wait_for(page, "window.seen.states.filter(s => s === 'authenticated').length >= 2", 60)
+        before = len(await page.evaluate("window.seen.logs"))
+        await _wait_for(page, f"window.seen.logs.length >= {before + 20}")
+        seen = await page.evaluate("window.seen")
+        await page.evaluate("window.client.close()")
+    finally:
+        await proc.kill()
+    nums = _numbers(seen["logs"])
+    assert "reconnecting" in seen["states"] and seen["errors"] == [], seen
+    dups = len(nums) - len(set(nums))
+    gaps = sorted(set(range(nums[0], nums[-1] + 1)) - set(nums))
+    assert dups == 0 and gaps == [], f"{dups} duplicates, missing {gaps[:20]}"
+    assert nums == sorted(nums)
+
+
+async def test_the_client_survives_a_server_sigkill_under_logs_in_node(
+        engine: None, containers: Containers, tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: run scripts/ensure-docker.sh")
+    proc = ServerProcess(free_port(), tmp_path)
+    await proc.start()
+    name = containers.run(COUNTER)
+    script = tmp_path / "follow.mjs"
+    script.write_text(f"""
+import {{ OpenPanelClient }} from {str(CLIENT_JS)!r}
+const c = new OpenPanelClient({{ url: {proc.url!r}, token: {make_token()!r} }})
+c.addEventListener('state', e => console.log('STATE ' + e.detail.state))
+c.subscribeLogs({name!r}, {{ tail: 0 }}, l => console.log('LINE ' + l.data),
+                e => console.log('ERROR ' + e.code))
+process.on('SIGTERM', () => {{ c.close(); process.exit(0) }})
+""")
+    follower = await asyncio.create_subprocess_exec(
+        node, "--experimental-websocket", str(script), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+    assert follower.stdout is not None
+    out: list[str] = []
+
+    async def read_until(predicate: Any, timeout: float = 60.0) -> None:
+        assert follower.stdout is not None
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            raw = await asyncio.wait_for(follower.stdout.readline(), max(0.1, deadline - time.monotonic()))
+            if not raw:
+                raise AssertionError("the Node client ended: " + "\n".join(out[-20:]))
+            out.append(raw.decode().rstrip("\n"))
+
+    try:
+        await read_until(lambda: sum(x.startswith("LINE ") for x in out) >= 10)
+        await _kill_and_restart(proc)
+        await read_until(lambda: out.count("STATE authenticated") >= 2)
+        mark = len(out)
+        await read_until(lambda: sum(x.startswith("LINE ") for x in out[mark:]) >= 20)
+    finally:
+        follower.terminate()
+        await follower.wait()
+        await proc.kill()
+    nums = _numbers([x[5:] for x in out if x.startswith("LINE ")])
+    assert not [x for x in out if x.startswith("ERROR")], out
+    assert "STATE reconnecting" in out
+    assert len(nums) == len(set(nums)), "duplicates"
+    assert sorted(set(range(nums[0], nums[-1] + 1)) - set(nums)) == [], "gap"
