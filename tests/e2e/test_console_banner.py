@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from helpers import free_port
-
 from openpanel_ws.cli import url_host
 
 
