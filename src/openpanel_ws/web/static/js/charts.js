@@ -8,12 +8,12 @@ export const COLORS = ['#58a6ff', '#f778ba', '#3fb950', '#d29922']
 
 const clock = (v) => new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })
 
-const axis = (format, space) => ({
+const axis = (format, space, size) => ({
   stroke: '#8b949e',
   grid: { stroke: 'rgba(139,148,158,0.15)', width: 1 },
   ticks: { stroke: 'rgba(139,148,158,0.25)', width: 1 },
   font: '11px system-ui, sans-serif',
-  size: 72,
+  size,
   space,
   values: (u, splits) => splits.map((v) => format(v)),
 })
@@ -34,11 +34,11 @@ export class Chart {
     this.series = series
     const opts = {
       width: 400,
-      height: 170,
+      height: 150,
       legend: { show: true, live: false },
       cursor: { points: { size: 5 }, drag: { x: false, y: false } },
       scales: { x: { time: true, range: (u, lo, hi) => (hi - lo < 10 ? [hi - 60, hi] : [lo, hi]) }, y: { range: (u, lo, hi) => [min, Math.max(this.max ?? 0, hi * 1.1 || 1)] } },
-      axes: [axis(clock, 70), axis(format, 30)],
+      axes: [axis(clock, 70, 32), axis(format, 30, 72)],
       series: [
         { value: (u, v) => (v == null ? '–' : new Date(v * 1000).toLocaleTimeString()) },
         ...series.map((s, i) => ({
@@ -58,7 +58,7 @@ export class Chart {
 
   resize() {
     const width = Math.max(200, Math.floor(this.plotEl.clientWidth))
-    if (width !== this.plot.width) this.plot.setSize({ width, height: 170 })
+    if (width !== this.plot.width) this.plot.setSize({ width, height: 150 })
   }
 
   /** Add one sample: `t` in seconds since the epoch, one value per series (null = gap). */

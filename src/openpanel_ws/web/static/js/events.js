@@ -64,7 +64,7 @@ export class EventsView {
           this.hideExec, ' hide exec'),
         this.pauseBtn,
         this.clearBtn, this.count),
-      el('div', { class: 'table-wrap', tabindex: '0', role: 'log', 'aria-label': 'Live events' }, table, this.empty))
+      el('div', { class: 'table-wrap', tabindex: '0', role: 'log', 'aria-live': 'off', 'aria-label': 'Live events' }, table, this.empty))
     const redraw = () => this.redraw()
     for (const c of [this.kind, this.type, this.level, this.hideExec]) c.addEventListener('change', redraw)
     this.search.addEventListener('input', debounce(redraw, 120))

@@ -66,7 +66,7 @@ export class LogView {
 
     this.sizer = el('div', { class: 'log-sizer' })
     this.rows = el('div', { class: 'log-rows' })
-    this.scroller = el('div', { class: 'log-scroller', tabindex: '0', role: 'log',
+    this.scroller = el('div', { class: 'log-scroller', tabindex: '0', role: 'log', 'aria-live': 'off',
       'aria-label': `Logs of ${this.container.name}` }, this.sizer, this.rows)
     this.panel.replaceChildren(toolbar, this.scroller, el('div', { class: 'statusbar' }, this.status))
 

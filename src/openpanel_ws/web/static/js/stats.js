@@ -35,7 +35,7 @@ export class StatsView {
     const net = s.network || {}
     const blk = s.blkio || {}
     const r = this.rates
-    this.note.textContent = `Sampled every 2 s by the engine · last ${new Date(t * 1000).toLocaleTimeString()}`
+    this.note.textContent = `Every 2 s · last ${new Date(t * 1000).toLocaleTimeString()}`
     this.cpu.push(t, [s.cpu?.percent ?? null])
     const limit = mem.limit && mem.limit < 2 ** 60 ? mem.limit : null
     this.mem.push(t, [mem.usage ?? null],
