@@ -109,6 +109,7 @@ class Console {
     this.current = null // {kind, name?, tab?, view}
     this.endpointState = {}
     this.refresh = debounce(() => this.loadContainers(), 300)
+    this.placeholder = [...$('detail-placeholder').childNodes]
 
     this.client.addEventListener('state', (e) => this.onState(e.detail))
     this.client.addEventListener('error', (e) => {
@@ -280,6 +281,7 @@ class Console {
     } else if (target.kind === 'container') {
       this.showContainer(c, target)
     } else {
+      $('detail-placeholder').replaceChildren(...this.placeholder)
       $('detail-placeholder').hidden = false
       $('detail-body').hidden = true
       document.title = 'openpanel-ws console'

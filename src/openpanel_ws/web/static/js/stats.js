@@ -12,7 +12,9 @@ export class StatsView {
   constructor(panel, { hub, container }) {
     this.panel = panel
     this.container = container
-    this.note = el('p', { class: 'muted small', text: 'Waiting for the first sample…' })
+    const running = container.state === 'running'
+    this.note = el('p', { class: 'muted small', text: running ? 'Waiting for the first sample…'
+      : `The container is ${container.state}: the engine sends stats while it runs.` })
     const grid = el('div', { class: 'charts' })
     panel.replaceChildren(this.note, grid)
     this.cpu = new Chart(grid, { title: 'CPU', series: [{ label: 'CPU %' }], format: formatPercent, max: 1 })
