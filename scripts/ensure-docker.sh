@@ -49,3 +49,24 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
   tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
 fi
 log "test image $IMAGE ready"
+
+# The browser tests (tests/browser) drive Debian's Chromium; the JS client's tests need
+# Node 20+ (global WebSocket with --experimental-websocket). Installed when missing.
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if ! command -v node >/dev/null 2>&1 || [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then
+  need+=(nodejs)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    log "missing ${need[*]} and I am not root: install them (apt-get install ${need[*]})"; exit 1
+  fi
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then
+  log "warning: node $(node --version 2>/dev/null) is older than 20; the JS client's tests need Node 20+"
+fi
+log "chromium $(chromium --version 2>/dev/null | awk '{print $2}'), node $(node --version)"

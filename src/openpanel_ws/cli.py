@@ -119,8 +119,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         base = f"ws://{settings.host}:{port}"
         print(f"openpanel-ws {__version__} listening on {base} "
               "(/ws/containers /ws/logs /ws/metrics /ws/terminal)", flush=True)
-        origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
-        print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
         console = f"http://{url_host(settings.host)}:{port}/"
         if embedded:
             token = issue_token(settings.jwt_secret or "", subject="admin", roles=["admin"],
@@ -129,6 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"admin token (24 h): {token}", flush=True)
             if sys.stdout.isatty():  # only on a terminal: never into captured logs
                 console += f"#token={token}"
+        origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
+        print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
         print(f"console: {console}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

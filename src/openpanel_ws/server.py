@@ -79,8 +79,11 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
         normal = normalize_origin(origin)
         if any(a != "*" and normalize_origin(a) == normal for a in allowed):
             return True
-    parts = urlsplit(origin)
-    return bool(host) and parts.netloc.lower() == (host or "").lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # e.g. "http://[::1": not an origin, so not ours either
+        return False
+    return bool(host) and netloc.lower() == (host or "").lower()
 
 
 class RefusedOrigins:
@@ -107,9 +110,11 @@ class RefusedOrigins:
 
 def origin_refused(request: web.Request, origin: str, allowed: list[str],
                    refused: RefusedOrigins) -> web.Response:
+    origin = origin[:256]  # a header is the client's: bounded, and printed with repr below
     if refused.should_log(origin, time.monotonic()):
+        shown = origin if origin.isprintable() else repr(origin)
         log.info("refused WebSocket handshake on %s from Origin %s: not same-origin and not in "
-                 "%s (now: %s)", request.path, origin, ORIGINS_SETTING,
+                 "%s (now: %s)", request.path, shown, ORIGINS_SETTING,
                  ",".join(allowed) if allowed else "empty")
     return web.json_response({
         "error": "origin not allowed",

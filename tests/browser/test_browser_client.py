@@ -16,7 +16,7 @@ import pytest
 from pages import open_page
 from test_client_support import ServerProcess
 
-from helpers import Containers, RunningServer, free_port, make_token
+from helpers import TEST_IMAGE, Containers, RunningServer, docker, free_port, make_token, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_JS = ROOT / "clients" / "js" / "openpanel-ws.js"
@@ -104,6 +104,8 @@ async def _kill_and_restart(proc: ServerProcess) -> None:
 
 async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
         engine: None, containers: Containers, page: Any, tmp_path: Path) -> None:
+    """Logs: no gap, no duplicate. Events: those that happened while the server was dead
+    arrive after the restart (resumed with `since`), once."""
     proc = ServerProcess(free_port(), tmp_path)
     await proc.start()
     try:
@@ -112,25 +114,49 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
         await _load_client(page, base)
         await page.evaluate("""([url, token, name]) => {
             const s = window.seen
+            s.events = []
             const c = window.client = new window.op.OpenPanelClient({ url, getToken: async () => token })
-            c.addEventListener('state', e => s.states.push(e.detail.state))
+            c.addEventListener('state', e => s.states.push(e.detail.endpoint + ':' + e.detail.state))
             c.subscribeLogs(name, { tail: 0 }, l => s.logs.push(l.data), e => s.errors.push(e.code))
+            c.subscribeEvents({}, m => {
+                if (m.type === 'docker_event') {
+                    const e = m.event
+                    const who = e.Actor.Attributes.name
+                    s.events.push([e.timeNano, e.Type, e.Action, e.Actor.ID, who].join(' '))
+                }
+            }, e => s.errors.push(e.code))
         }""", [proc.url, make_token(), name])
-        await _wait_for(page, "window.seen.logs.length >= 10")
-        await _kill_and_restart(proc)
-        await _wait_for(page, "window.seen.states.filter(s => s === 'authenticated').length >= 2", 60)
+        await _wait_for(page, "window.seen.logs.length >= 10 && "
+                              "window.seen.states.includes('logs:authenticated')")
+        before_kill = containers.run("true", name=unique_name("opws-before"))
+        await _wait_for(page, f"window.seen.events.some(e => e.endsWith(' {before_kill}'))")
+        await proc.kill()  # SIGKILL: no close frame, no goodbye
+        during = unique_name("opws-during")
+        docker("create", "--name", during, TEST_IMAGE, "true")
+        docker("rm", during)
+        await asyncio.sleep(0.5)
+        await proc.start()
+        await _wait_for(
+            page, "window.seen.states.filter(s => s === 'containers:authenticated').length >= 2", 60)
         before = len(await page.evaluate("window.seen.logs"))
         await _wait_for(page, f"window.seen.logs.length >= {before + 20}")
+        await _wait_for(page, f"window.seen.events.some(e => e.includes(' destroy ') "
+                              f"&& e.endsWith(' {during}'))")
+        await asyncio.sleep(1.0)  # anything replayed twice would have arrived by now
         seen = await page.evaluate("window.seen")
         await page.evaluate("window.client.close()")
     finally:
         await proc.kill()
+    assert "containers:reconnecting" in seen["states"] and seen["errors"] == [], seen
     nums = _numbers(seen["logs"])
-    assert "reconnecting" in seen["states"] and seen["errors"] == [], seen
     dups = len(nums) - len(set(nums))
     gaps = sorted(set(range(nums[0], nums[-1] + 1)) - set(nums))
     assert dups == 0 and gaps == [], f"{dups} duplicates, missing {gaps[:20]}"
     assert nums == sorted(nums)
+    events: list[str] = seen["events"]
+    assert len(events) == len(set(events)), [e for e in events if events.count(e) > 1]
+    during_events = [e.split(" ")[2] for e in events if e.endswith(" " + during)]
+    assert during_events == ["create", "destroy"], during_events
 
 
 async def test_the_client_survives_a_server_sigkill_under_logs_in_node(
@@ -180,3 +206,50 @@ process.on('SIGTERM', () => {{ c.close(); process.exit(0) }})
     assert "STATE reconnecting" in out
     assert len(nums) == len(set(nums)), "duplicates"
     assert sorted(set(range(nums[0], nums[-1] + 1)) - set(nums)) == [], "gap"
+
+
+async def test_the_readme_examples_run_in_chromium(
+        server: RunningServer, containers: Containers, page: Any) -> None:
+    """clients/js/README.md's examples, as written (URL, token and container filled in),
+    one module script on a page of the gateway's origin."""
+    readme = (ROOT / "clients" / "js" / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```javascript\n(.*?)```", readme, flags=re.S)
+              if "xterm" not in b and "client.close()" not in b]
+    assert blocks and "import { OpenPanelClient } from '/client/openpanel-ws.js'" in blocks[0]
+    name = containers.run(COUNTER)
+    code = ("\n".join(blocks).replace("ws://localhost:3001", server.url.replace("http://", "ws://"))
+            .replace("your-jwt-token", make_token()).replace("container-123", name))
+    logs: list[str] = []
+    page.on("console", lambda msg: logs.append(msg.text))
+    await open_page(page, server.url + "/healthz")
+    await page.add_script_tag(content=code, type="module")
+    deadline = time.monotonic() + 30
+    wanted = ("Log: line-", "Stats:", "containers: authenticated", "logs: authenticated", "cpu ")
+    while not all(any(x.startswith(w) for x in logs) for w in wanted):
+        assert time.monotonic() < deadline, logs[-20:]
+        await asyncio.sleep(0.2)
+    assert not [x for x in logs if x.startswith(("Error:", "WebSocket error:"))], logs
+
+
+async def test_held_keys_are_coalesced_not_rejected_in_chromium(
+        server: RunningServer, containers: Containers, page: Any) -> None:
+    """400 keystrokes written at once (a held key, a paste typed char by char) against a
+    terminal limit of 10 messages/s: none rejected, none lost."""
+    name = containers.run()
+    await _load_client(page, server.url)
+    await page.evaluate("""([url, token, name]) => {
+        const s = window.seen
+        const c = window.client = new window.op.OpenPanelClient({ url, token })
+        c.addEventListener('error', e => s.errors.push(e.detail.code))
+        const t = c.openTerminal(name, { cols: 200, rows: 24 })
+        t.addEventListener('error', e => s.errors.push(e.detail.code))
+        t.addEventListener('output', e => s.term.push(e.detail.data))
+        t.addEventListener('opened', () => {
+            const keys = 'echo ' + '0123456789'.repeat(40).split('').join('') + ' | wc -c\\n'
+            for (const ch of keys) t.write(ch)
+        })
+    }""", [server.url.replace("http://", "ws://"), make_token(), name])
+    out = await _wait_for(page, "window.seen.term.join('').match(/\\n\\s*401\\s*\\r?\\n/)", 30)
+    assert out
+    assert await page.evaluate("window.seen.errors") == []
+    await page.evaluate("window.client.close()")

@@ -238,6 +238,13 @@ async def test_hostile_output_renders_as_text(
     await page.fill("#logs-search", "onerror")
     await expect(page.locator("#panel-logs mark")).to_have_text("onerror", timeout=WAIT)
     await expect(page.locator("#panel-logs .log-row")).to_have_count(1)
+    # "Download" saves what is shown, as plain text without escape sequences.
+    async with page.expect_download() as info:
+        await page.click("#panel-logs button:text('Download')")
+    download = await info.value
+    saved = await asyncio.to_thread(Path(await download.path()).read_text)
+    assert "<img src=x onerror=alert(1)>" in saved and "\x1b" not in saved
+    assert download.suggested_filename.startswith(f"{name}-logs-")
     await asyncio.sleep(0.5)  # give a late dialog the chance to show up (the fixture then fails)
     await shot(page, artifacts, "hostile")
 

@@ -206,6 +206,55 @@ test('an error without a close event (Node 20, refused connection) still reconne
   c.close()
 })
 
+test('the public API of JS-CLIENT-CONTRACT: methods, events, error fields', () => {
+  const c = client()
+  for (const m of ['subscribeLogs', 'subscribeStats', 'subscribeMetrics', 'subscribeEvents', 'openTerminal', 'close']) {
+    assert.equal(typeof c[m], 'function', m)
+  }
+  assert.ok(c instanceof EventTarget)
+  const sub = c.subscribeStats('web', { interval: 2000 }, () => {}, () => {})
+  assert.equal(typeof sub.unsubscribe, 'function')
+  const term = c.openTerminal('web', { shell: '/bin/sh', cols: 80, rows: 24 })
+  assert.ok(term instanceof EventTarget)
+  for (const m of ['write', 'resize', 'close']) assert.equal(typeof term[m], 'function', m)
+  const err = new OpenPanelError('X', 'y', { containerId: 'c', closeCode: 4001 })
+  assert.deepEqual([err.code, err.message, err.containerId, err.closeCode], ['X', 'y', 'c', 4001])
+  c.close()
+  assert.throws(() => c.subscribeMetrics({}, () => {}), e => e.code === 'CLIENT_CLOSED')
+})
+
+test('with getToken, the open connection re-authenticates before the token expires', async () => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url')
+  let n = 0
+  const c = new OpenPanelClient({
+    url: 'ws://gw:1',
+    WebSocket: FakeSocket,
+    getToken: () => `${b64({ alg: 'HS256' })}.${b64({ sub: 'u', exp: Date.now() / 1000 + 1.5, n: ++n })}.s`
+  })
+  FakeSocket.all = []
+  c.subscribeMetrics({}, () => {})
+  const ws = FakeSocket.all[0]
+  await authenticate(ws)
+  const deadline = Date.now() + 5000
+  while (ws.sent.filter(m => m.type === 'auth').length < 2 && Date.now() < deadline) await tick()
+  const auths = ws.sent.filter(m => m.type === 'auth')
+  assert.equal(auths.length, 2, 'a second auth on the same connection')
+  assert.notEqual(auths[0].token, auths[1].token)
+  assert.equal(FakeSocket.all.length, 1)
+  c.close()
+})
+
+test('a server that goes silent past idleTimeout is treated as gone, and reconnected', async () => {
+  const c = client({ idleTimeout: 30 })
+  c.subscribeMetrics({}, () => {})
+  await authenticate(FakeSocket.all[0])
+  const deadline = Date.now() + 5000
+  while (FakeSocket.all.length < 2 && Date.now() < deadline) await tick()
+  assert.equal(FakeSocket.all.length, 2)
+  assert.equal(FakeSocket.all[0].closedWith, 4000)
+  c.close()
+})
+
 test('no WebSocket constructor: a typed error that says what to do', () => {
   const saved = globalThis.WebSocket
   globalThis.WebSocket = undefined

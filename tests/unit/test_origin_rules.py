@@ -43,6 +43,7 @@ def test_matching_uses_the_browser_form() -> None:
     assert not origin_allowed("null", "gw:3001", allowed)
     assert origin_allowed("http://gw:3001", "gw:3001", [])  # same origin
     assert origin_allowed(None, "gw:3001", [])  # not a browser
+    assert not origin_allowed("http://[::1", "gw:3001", ["https://a.example"])  # malformed: refused
 
 
 def test_refusals_are_logged_once_per_origin_per_minute() -> None:
