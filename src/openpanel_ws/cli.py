@@ -22,6 +22,8 @@ from openpanel_ws.config import ConfigError, Settings, load_settings
 log = logging.getLogger("openpanel_ws")
 
 SECRET_FILE = "jwt-secret"
+ADMIN_TOKEN_FILE = "admin-token"
+ADMIN_TOKEN_TTL = 24 * 3600
 
 
 class JsonFormatter(logging.Formatter):
@@ -75,18 +77,56 @@ def resolve_secret(settings: Settings) -> bool:
     return False
 
 
+def client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses (a wildcard listen address is not one)."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"ws://{host}:{port}"
+
+
+def token_banner(settings: Settings, url: str, *, embedded: bool, tty: bool,
+                 config: str | None = None) -> list[str]:
+    """Start-up lines about tokens. The admin token of the embedded secret is printed
+    only on a terminal: service logs (systemd, docker) capture stdout, and tokens are
+    never logged. Otherwise it goes to a 0600 file whose path is printed."""
+    how = "openpanel-ws token --sub admin --role admin" + (f" --config {config}" if config else "")
+    console = "http" + url.removeprefix("ws") + "/"  # the web console (docs/console.md)
+    if not embedded:
+        return [f"tokens: {how} (signed with the configured secret)",
+                f"console: {console}",
+                f"export OPENPANEL_WS_URL={url}"]
+    token = issue_token(settings.jwt_secret or "", subject="admin", roles=["admin"],
+                        ttl_seconds=ADMIN_TOKEN_TTL)
+    lines = [f"embedded secret: {settings.state_dir / SECRET_FILE}"]
+    if tty:
+        lines += [f"admin token (24 h): {token}",
+                  f"console: {console}#token={token}",
+                  f"export OPENPANEL_WS_URL={url} OPENPANEL_WS_TOKEN={token}"]
+        return lines
+    path = settings.state_dir / ADMIN_TOKEN_FILE
+    write_private(path, token)
+    lines += [f"admin token (24 h): not printed (stdout is not a terminal); written to {path} "
+              f"(mode 0600); a new one: {how}",
+              f"console: {console}",
+              f'export OPENPANEL_WS_URL={url} OPENPANEL_WS_TOKEN="$(cat {path})"']
+    return lines
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner may read (replaced atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    os.replace(tmp, path)
+
+
 def _settings_from(args: argparse.Namespace) -> Settings:
     overrides = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
     return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
-
-
-def url_host(host: str) -> str:
-    """A host for a clickable URL: wildcard listen addresses become loopback."""
-    if host in {"", "0.0.0.0"}:
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -119,17 +159,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         base = f"ws://{settings.host}:{port}"
         print(f"openpanel-ws {__version__} listening on {base} "
               "(/ws/containers /ws/logs /ws/metrics /ws/terminal)", flush=True)
-        console = f"http://{url_host(settings.host)}:{port}/"
-        if embedded:
-            token = issue_token(settings.jwt_secret or "", subject="admin", roles=["admin"],
-                                ttl_seconds=24 * 3600)
-            print(f"embedded secret: {settings.state_dir / SECRET_FILE}", flush=True)
-            print(f"admin token (24 h): {token}", flush=True)
-            if sys.stdout.isatty():  # only on a terminal: never into captured logs
-                console += f"#token={token}"
+        print(f"port: {port}", flush=True)
+        for line in token_banner(settings, client_url(settings.host, port), embedded=embedded,
+                                 tty=sys.stdout.isatty(), config=getattr(args, "config", None)):
+            print(line, flush=True)
         origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
         print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
-        print(f"console: {console}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

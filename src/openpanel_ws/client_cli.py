@@ -13,10 +13,11 @@ import contextlib
 import os
 import re
 import signal
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
-from typing import Any, TextIO, TypeVar
+from typing import Any, Final, TextIO, TypeVar
 
 import orjson
 
@@ -30,7 +31,9 @@ from openpanel_ws.client import (
     StatsSample,
     SubscriptionEnded,
     SystemLog,
+    TerminalSession,
 )
+from openpanel_ws.client.messages import InvalidMessage
 
 T = TypeVar("T")
 
@@ -155,13 +158,34 @@ def _print_json(obj: Any, out: TextIO | None = None) -> None:
 
 
 class _Status:
-    """Reconnect notices on stderr (with \\r\\n while the terminal is in raw mode)."""
+    """Notices and errors on stderr, each on a line of its own: after output that did
+    not end a line on the same terminal, a newline goes first (\\r\\n while the terminal
+    is in raw mode)."""
 
-    raw = False
+    def __init__(self) -> None:
+        self.raw = False
+        self.line_open = False  # the last output written did not end with a newline
+        self.signal: int | None = None  # SIGINT/SIGTERM that ended the command
+
+    def output(self, data: bytes) -> None:
+        if data:
+            self.line_open = not data.endswith(b"\n")
+
+    def fresh_line(self) -> None:
+        if self.line_open and _same_terminal():
+            sys.stderr.write("\r\n" if self.raw else "\n")
+        self.line_open = False
 
     def __call__(self, text: str) -> None:
+        self.fresh_line()
         sys.stderr.write(f"{PROG}: {text}" + ("\r\n" if self.raw else "\n"))
         sys.stderr.flush()
+
+
+def _same_terminal() -> bool:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return os.isatty(sys.stdout.fileno()) and os.isatty(sys.stderr.fileno())
+    return False
 
 
 def _client(args: argparse.Namespace, status: _Status, *, wait: bool = False) -> OpenPanelClient:
@@ -180,28 +204,44 @@ Command = Callable[[argparse.Namespace, "_Status"], Coroutine[Any, Any, int]]
 
 def _run(coro_fn: Command) -> Callable[[argparse.Namespace], int]:
     async def main(args: argparse.Namespace, status: _Status) -> int:
-        # SIGTERM ends the command the way Ctrl-C does: context managers run, so a raw
-        # terminal is restored and the gateway sees a clean close.
+        # Ctrl-C and SIGTERM end the command the same way: context managers run, so a
+        # raw terminal is restored and the gateway sees a clean close. Exit 128 + signal
+        # (130 for Ctrl-C), as the Docker CLI.
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+        def stop(sig: int) -> None:
+            status.signal = status.signal or sig
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop, sig)
         try:
             return await coro_fn(args, status)
         except asyncio.CancelledError:
-            return 128 + signal.SIGTERM
+            if status.signal is None:
+                raise
+            if status.signal == signal.SIGINT and _isatty(sys.stderr):
+                sys.stderr.write("\n")  # the shell prompt is not glued to the echoed ^C
+                sys.stderr.flush()
+            return 128 + status.signal
         finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
     def command(args: argparse.Namespace) -> int:
         status = _Status()
         try:
             return asyncio.run(main(args, status))
         except UsageError as exc:
-            print(f"{PROG}: {exc}", file=sys.stderr)
+            status(str(exc))
+            return 2
+        except InvalidMessage as exc:  # an argument the server refused before streaming
+            status(str(exc))
             return 2
         except ClientError as exc:
-            print(f"{PROG}: {exc}", file=sys.stderr)
+            status(str(exc))
             return 1
         except KeyboardInterrupt:
             return 130
@@ -335,54 +375,181 @@ def _raw_mode(fd: int, status: _Status) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
+def _isatty(stream: TextIO | None) -> bool:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return stream is not None and os.isatty(stream.fileno())
+    return False
+
+
+def _stdin_fd() -> int | None:
+    """Standard input's descriptor, or None when it is closed (`<&-`)."""
+    if sys.stdin is None:  # fd 0 was closed at start-up (it may be reused since)
+        return None
+    try:
+        fd = sys.stdin.fileno()
+        os.fstat(fd)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return fd
+
+
+def _pollable(fd: int) -> bool:
+    """Pipes, sockets and terminals can be watched by the event loop; regular files and
+    devices such as /dev/null cannot (epoll refuses them), they are read in a thread."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
+async def _pump_stdin(fd: int | None, session: TerminalSession, *, tty: bool) -> None:
+    """Standard input -> the program, then (without a TTY) end its input, as a pipe
+    into `docker exec -i` does. Text protocol: bytes are decoded as UTF-8."""
+    loop = asyncio.get_running_loop()
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    if fd is not None:
+        if _pollable(fd):
+            # Read in the readiness callback itself: only then is a read sure not to block.
+            chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+            def on_readable() -> None:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    loop.remove_reader(fd)
+                chunks.put_nowait(chunk)
+
+            loop.add_reader(fd, on_readable)
+            try:
+                while chunk := await chunks.get():
+                    session.write(decoder.decode(chunk))
+                    loop.remove_reader(fd)  # read no faster than input can be sent
+                    await session.drain()
+                    loop.add_reader(fd, on_readable)
+            finally:
+                loop.remove_reader(fd)
+        else:
+            while chunk := await loop.run_in_executor(None, os.read, fd, 65536):
+                session.write(decoder.decode(chunk))
+                await session.drain()
+    session.write(decoder.decode(b"", final=True))
+    if not tty:
+        session.eof()
+
+
+# Options of our own that may also follow the container (`exec web --url …`): taken
+# as options until the first word that is not one.
+_EXEC_TRAILING_OPTIONS: Final = {"--url": "url", "--token": "token", "--shell": "shell",
+                                 "--reconnect-base": "reconnect_base",
+                                 "--reconnect-max": "reconnect_max"}
+
+
+def take_trailing_options(args: argparse.Namespace) -> None:
+    rest = list(args.command)
+    while rest:
+        word = rest[0]
+        if word == "--":
+            rest.pop(0)
+            break
+        name, eq, value = word.partition("=")
+        dest = _EXEC_TRAILING_OPTIONS.get(name)
+        if dest is None:
+            break
+        if not eq:
+            if len(rest) < 2:
+                raise UsageError(f"{name}: expected a value")
+            value = rest[1]
+            rest.pop(0)
+        rest.pop(0)
+        if dest.startswith("reconnect"):
+            try:
+                setattr(args, dest, float(value))
+            except ValueError:
+                raise UsageError(f"{name}: expected seconds, got {value!r}") from None
+        else:
+            setattr(args, dest, value)
+    args.command = rest
+
+
+# Exit status when the container went away under the program, as `docker exec`.
+LOST_EXIT: Final = 137
+
+
+@contextlib.contextmanager
+def _raw_output(fd: int) -> Iterator[None]:
+    """No local output processing (\\n -> \\r\\n) while a remote TTY writes to us."""
+    import termios
+
+    saved = termios.tcgetattr(fd)
+    mode = list(saved)
+    mode[1] &= ~termios.OPOST
+    termios.tcsetattr(fd, termios.TCSANOW, mode)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
 async def cmd_exec(args: argparse.Namespace, status: _Status) -> int:
-    stdin_fd = sys.stdin.fileno()
-    if args.tty and not os.isatty(stdin_fd):
+    """`docker exec [-i] [-t] CONTAINER [COMMAND...]` through the gateway.
+
+    -t: a TTY (raw local terminal, window size follows); without it plain bytes, stdout
+    and stderr kept apart. -i: standard input goes to the program; without it the
+    program gets none. Exit status: the program's.
+    """
+    take_trailing_options(args)
+    stdin_fd = _stdin_fd() if args.interactive else None
+    if args.tty and args.interactive and (stdin_fd is None or not os.isatty(stdin_fd)):
         raise UsageError("the input device is not a TTY (drop -t)")
+    if args.shell and args.command:
+        raise UsageError("--shell and a COMMAND exclude each other")
     size = _terminal_size() if args.tty else None
     async with _client(args, status) as client:
-        session = await client.terminal(args.container, shell=args.shell,
-                                        cols=size[0] if size else None, rows=size[1] if size else None)
+        session = await client.terminal(
+            args.container, shell=args.shell, command=args.command or None, tty=args.tty,
+            stdin=args.interactive, cols=size[0] if size else None,
+            rows=size[1] if size else None)
         loop = asyncio.get_running_loop()
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        stdin_open = args.interactive
-
-        def on_stdin() -> None:
-            nonlocal stdin_open
-            try:
-                chunk = os.read(stdin_fd, 65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                loop.remove_reader(stdin_fd)
-                stdin_open = False
-                if not args.tty:
-                    session.write("\x04")  # EOF of a pipe: end the remote shell's input
-                return
-            session.write(decoder.decode(chunk))
 
         def on_winch() -> None:
             new = _terminal_size()
             if new:
                 session.resize(*new)
 
-        raw = _raw_mode(stdin_fd, status) if args.tty and args.interactive else contextlib.nullcontext()
+        raw: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if args.tty and args.interactive and stdin_fd is not None:
+            raw = _raw_mode(stdin_fd, status)
+        elif args.tty and _isatty(sys.stdout):
+            raw = _raw_output(sys.stdout.fileno())  # the remote TTY already wrote \r\n
+        feeder: asyncio.Task[None] | None = None
         with raw:
-            if stdin_open:
-                loop.add_reader(stdin_fd, on_stdin)
+            if args.interactive:
+                feeder = loop.create_task(_pump_stdin(stdin_fd, session, tty=args.tty))
             if args.tty:
                 loop.add_signal_handler(signal.SIGWINCH, on_winch)
             try:
-                out = sys.stdout.buffer
-                async for data in session:
-                    out.write(data.encode("utf-8", "replace"))
+                async for chunk in session.output():
+                    data = chunk.data.encode("utf-8", "replace")
+                    out = sys.stderr.buffer if chunk.stream == "stderr" else sys.stdout.buffer
+                    out.write(data)
                     out.flush()
+                    status.output(data)
             finally:
-                if stdin_open:
-                    loop.remove_reader(stdin_fd)
+                if feeder is not None:
+                    feeder.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await feeder
                 if args.tty:
                     loop.remove_signal_handler(signal.SIGWINCH)
                 await session.close()
+    if session.container_lost:
+        status(f"container '{args.container}' stopped, restarted or was removed during exec")
+        return LOST_EXIT
+    if session.reason and session.reason != "Process exited":
+        status(f"terminal closed: {session.reason}")
+        return 1
     return session.exit_code if session.exit_code is not None else 0
 
 
@@ -441,10 +608,14 @@ def register(subparsers: Any) -> None:
     _common(p)
     p.set_defaults(func=_run(cmd_metrics))
 
-    p = subparsers.add_parser("exec", help="interactive shell in a container (like docker exec -it)")
-    p.add_argument("-i", "--interactive", action="store_true", help="send standard input")
-    p.add_argument("-t", "--tty", action="store_true", help="raw-mode terminal, window size follows")
+    p = subparsers.add_parser("exec", help="run a command or a shell in a container (like docker exec)")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="keep standard input open (file, pipe, /dev/null or terminal)")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="allocate a TTY (raw local terminal, window size follows)")
+    p.add_argument("--shell", help="shell to run when no COMMAND is given (server default /bin/sh)")
     p.add_argument("container", help="container name or id")
-    p.add_argument("--shell", help="shell to run (server default /bin/sh)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="command and arguments to run instead of the shell")
     _common(p)
     p.set_defaults(func=_run(cmd_exec))

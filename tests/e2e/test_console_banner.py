@@ -15,16 +15,6 @@ from pathlib import Path
 import pytest
 
 from helpers import free_port
-from openpanel_ws.cli import url_host
-
-
-@pytest.mark.parametrize(("host", "url"), [
-    ("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("", "127.0.0.1"), ("::", "[::1]"),
-    ("::1", "[::1]"), ("example.test", "example.test"),
-])
-def test_url_host(host: str, url: str) -> None:
-    assert url_host(host) == url
-
 
 def _serve(tmp_path: Path, tty: bool) -> tuple[subprocess.Popen[bytes], str]:
     """Start `serve` with the embedded secret; return the process and its `console:` line."""

@@ -28,6 +28,7 @@ from openpanel_ws.client.messages import (
     SubscriptionEnded,
     SystemLog,
     TerminalError,
+    TerminalOutput,
 )
 from openpanel_ws.client.sansio import Backoff, BackoffPolicy, LogCursor, Outbox
 
@@ -56,6 +57,7 @@ __all__ = [
     "SubscriptionEnded",
     "SystemLog",
     "TerminalError",
+    "TerminalOutput",
     "TerminalSession",
     "TokenSource",
     "gateway_url",

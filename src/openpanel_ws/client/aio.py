@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
@@ -25,6 +25,7 @@ from openpanel_ws.client.messages import (
     ContainerNotFound,
     DockerEvent,
     Event,
+    InvalidMessage,
     LogLine,
     MetricsSample,
     PermissionDenied,
@@ -33,6 +34,7 @@ from openpanel_ws.client.messages import (
     SubscriptionEnded,
     SystemLog,
     TerminalError,
+    TerminalOutput,
     error_from_message,
 )
 from openpanel_ws.client.sansio import (
@@ -139,6 +141,7 @@ class _LogsSub(_Subscription):
         # Without -f: lines newer than the request (by the server's clock) are not shown.
         self.until_ns: int | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self.confirmed = False  # the server answered our subscribe (ack or a line)
 
     def _base(self) -> Message:
         return {"type": "subscribe_logs", "containerId": self.container}
@@ -160,6 +163,7 @@ class _LogsSub(_Subscription):
         if msg.get("containerId") != self.container:
             return False
         if kind == "log":
+            self.confirmed = True
             line = LogLine.parse(msg)
             if not self.follow and self.until_ns is not None and _nanos(line.timestamp) > self.until_ns:
                 self.end()  # newer than the request: `logs` without -f stops at "now"
@@ -169,6 +173,7 @@ class _LogsSub(_Subscription):
             self._arm_idle()
             return False  # another subscription of the same container may want it too
         if kind == "subscribed_logs":
+            self.confirmed = True
             self._arm_idle()
             return True
         if kind == "subscription_ended" and msg.get("subscription", "logs") == "logs":
@@ -188,10 +193,16 @@ class _LogsSub(_Subscription):
         self._idle = asyncio.get_running_loop().call_later(wait, self.end)
 
     def handle_error(self, err: ServerError) -> bool:
-        if err.container_id == self.container:
+        if err.container_id == self.container or _refuses(err, self.confirmed, ("tail", "since")):
             self.end(err)
             return True
         return False
+
+
+def _refuses(err: ServerError, confirmed: bool, fields: tuple[str, ...]) -> bool:
+    """An INVALID_MESSAGE naming a field of a subscribe not yet answered is its refusal
+    (the server's error carries no containerId then): end it rather than wait forever."""
+    return not confirmed and isinstance(err, InvalidMessage) and err.raw.get("field") in fields
 
 
 class _StatsSub(_Subscription):
@@ -199,6 +210,7 @@ class _StatsSub(_Subscription):
         super().__init__()
         self.containers = containers
         self.interval = interval
+        self.confirmed = False
 
     def subscribe_messages(self) -> list[Message]:
         out: list[Message] = []
@@ -216,6 +228,8 @@ class _StatsSub(_Subscription):
         if msg.get("containerId") not in self.containers:
             return False
         kind = msg.get("type")
+        if kind in ("stats", "subscribed_stats"):
+            self.confirmed = True
         if kind == "stats":
             self.queue.put_nowait(StatsSample.parse(msg))
             return False
@@ -229,7 +243,7 @@ class _StatsSub(_Subscription):
         return kind in ("subscribed_stats", "unsubscribed_stats")
 
     def handle_error(self, err: ServerError) -> bool:
-        if err.container_id in self.containers:
+        if err.container_id in self.containers or _refuses(err, self.confirmed, ("interval",)):
             self.end(err)
             return True
         return False
@@ -239,6 +253,9 @@ class _EventsSub(_Subscription):
     def __init__(self, filters: Mapping[str, list[str]] | None) -> None:
         super().__init__()
         self.filters = {k: list(v) for k, v in (filters or {}).items()}
+        # With filters nothing is passed on before the server accepted them: until
+        # then the connection still gets every event.
+        self.confirmed = not self.filters
 
     def subscribe_messages(self) -> list[Message]:
         # Additive `subscribe` {filters} of /ws/logs (engine filter semantics).
@@ -247,12 +264,25 @@ class _EventsSub(_Subscription):
     def handle(self, msg: Message) -> bool:
         kind = msg.get("type")
         if kind == "subscribed":
+            self.confirmed = True
             return True
         if kind == "docker_event":
-            self.queue.put_nowait(DockerEvent.parse(msg))
+            if self.confirmed:
+                self.queue.put_nowait(DockerEvent.parse(msg))
             return True
         if kind == "system_log":
-            self.queue.put_nowait(SystemLog.parse(msg))
+            if self.confirmed:
+                self.queue.put_nowait(SystemLog.parse(msg))
+            return True
+        return False
+
+    def on_disconnect(self, why: str) -> None:
+        self.confirmed = not self.filters  # asked again on the next connection
+
+    def handle_error(self, err: ServerError) -> bool:
+        # A refused filter is the answer to our `subscribe`: end, don't stream unfiltered.
+        if not self.confirmed and isinstance(err, InvalidMessage):
+            self.end(err)
             return True
         return False
 
@@ -280,12 +310,18 @@ class _MetricsSub(_Subscription):
 
 
 class _TerminalSub(_Subscription):
-    def __init__(self, container: str, shell: str | None, cols: int | None, rows: int | None) -> None:
+    def __init__(self, container: str, shell: str | None, cols: int | None, rows: int | None,
+                 *, command: Sequence[str] | None = None, tty: bool = True,
+                 stdin: bool = True) -> None:
         super().__init__()
         self.container = container
         self.shell = shell
         self.cols = cols
         self.rows = rows
+        self.command = list(command) if command else None
+        self.container_lost = False
+        self.tty = tty
+        self.stdin = stdin
         self.opened: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.exit_code: int | None = None
         self.reason: str | None = None
@@ -300,6 +336,13 @@ class _TerminalSub(_Subscription):
             msg["shell"] = self.shell
         if self.cols and self.rows:
             msg["cols"], msg["rows"] = self.cols, self.rows
+        # Terminal extensions (docs/protocol.md): sent only when not the default.
+        if self.command:
+            msg["command"] = self.command
+        if not self.tty:
+            msg["tty"] = False
+        if not self.stdin:
+            msg["stdin"] = False
         return [msg]
 
     def _fail(self, exc: ClientError) -> None:
@@ -313,11 +356,14 @@ class _TerminalSub(_Subscription):
             if not self.opened.done():
                 self.opened.set_result(str(msg.get("sessionId", "")))
         elif kind == "terminal_output":
-            self.queue.put_nowait(str(msg.get("data", "")))
+            stream = msg.get("stream")
+            self.queue.put_nowait(TerminalOutput(str(msg.get("data", "")),
+                                                 stream if isinstance(stream, str) else None))
         elif kind == "terminal_closed":
             code = msg.get("exitCode")
             self.exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
             self.reason = str(msg.get("reason", ""))
+            self.container_lost = msg.get("containerLost") is True
             if not self.opened.done():
                 self.opened.set_exception(TerminalError(f"terminal closed: {self.reason}"))
             self.end()
@@ -622,10 +668,28 @@ class TerminalSession:
     def reason(self) -> str | None:
         return self._sub.reason
 
+    @property
+    def container_lost(self) -> bool:
+        """The program ended because its container stopped, restarted or was removed."""
+        return self._sub.container_lost
+
     def write(self, data: str) -> None:
         """Queue keystrokes; they are coalesced when the rate-limit mirror runs low."""
         for item in split_input(data):
             self._link.send(item)
+
+    async def drain(self, max_pending: int = 32) -> None:
+        """Wait while more than `max_pending` messages wait for the rate-limit mirror (a
+        producer such as a large file on stdin then reads no faster than input is sent)."""
+        # Polled: the outbox is plain synchronous code with no event to wait on.
+        while (self._link._outbox is not None and len(self._link._outbox) > max_pending  # noqa: ASYNC110
+               and not self._sub.ended):
+            await asyncio.sleep(0.05)
+
+    def eof(self) -> None:
+        """End the program's standard input after what was written (terminal extension
+        `eof`): like closing a pipe into `docker exec -i`."""
+        self._link.send({"type": "eof"})
 
     def resize(self, cols: int, rows: int) -> None:
         def clamp(n: int) -> int:
@@ -642,6 +706,10 @@ class TerminalSession:
         await self._link.close()
 
     def __aiter__(self) -> AsyncIterator[str]:
+        return (chunk.data async for chunk in self._sub.items())
+
+    def output(self) -> AsyncIterator[TerminalOutput]:
+        """The output with its stream ("stdout"/"stderr" when opened with tty=False)."""
         return self._sub.items()
 
 
@@ -756,10 +824,16 @@ class OpenPanelClient:
 
     async def terminal(self, container: str, *, shell: str | None = None,
                        cols: int | None = None, rows: int | None = None,
-                       timeout: float = 30.0) -> TerminalSession:
-        """Open an interactive terminal. A terminal does not survive a reconnect."""
+                       command: Sequence[str] | None = None, tty: bool = True,
+                       stdin: bool = True, timeout: float = 30.0) -> TerminalSession:
+        """Open an interactive terminal. A terminal does not survive a reconnect.
+
+        `command`, `tty=False` and `stdin=False` use the gateway's terminal extensions
+        (docs/protocol.md): a program instead of a shell, no TTY (output per stream),
+        no standard input.
+        """
         link = self._link("terminal", reconnect=False)
-        sub = _TerminalSub(container, shell, cols, rows)
+        sub = _TerminalSub(container, shell, cols, rows, command=command, tty=tty, stdin=stdin)
         link.add(sub)
         try:
             session_id = await asyncio.wait_for(asyncio.shield(sub.opened), timeout)

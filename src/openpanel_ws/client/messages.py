@@ -89,6 +89,14 @@ class SubscriptionEnded(ClientError):
         super().__init__(f"container '{container_id}': {reason}")
 
 
+@dataclass(frozen=True, slots=True)
+class TerminalOutput:
+    """One `terminal_output`: `stream` is "stdout"/"stderr" without a TTY, else None."""
+
+    data: str
+    stream: str | None = None
+
+
 class TerminalError(ClientError):
     """`terminal_error`: the terminal could not be opened or failed."""
 

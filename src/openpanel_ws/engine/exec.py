@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -94,13 +95,21 @@ def start_failure_message(program: str, output: bytes, exit_code: int | None) ->
 
 
 class ExecProcess:
-    """One interactive exec with a TTY and stdin, identified by its env marker."""
+    """One interactive exec with a TTY and stdin, identified by its env marker.
 
-    def __init__(self, engine: DockerEngine, container_id: str, program: str, marker: str) -> None:
+    Terminal extensions (docs/protocol.md): `args` follow the program, `tty=False` gives
+    multiplexed stdout/stderr frames instead of a TTY, `stdin=False` attaches no stdin.
+    """
+
+    def __init__(self, engine: DockerEngine, container_id: str, program: str, marker: str, *,
+                 args: Sequence[str] = (), tty: bool = True, stdin: bool = True) -> None:
         self.engine = engine
         self.container_id = container_id
         self.program = program
         self.marker = marker
+        self.args = list(args)
+        self.tty = tty
+        self.stdin = stdin
         self.exec_id: str | None = None
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -111,11 +120,11 @@ class ExecProcess:
 
     async def create(self) -> str:
         body: dict[str, Any] = {
-            "AttachStdin": True,
+            "AttachStdin": self.stdin,
             "AttachStdout": True,
             "AttachStderr": True,
-            "Tty": True,
-            "Cmd": [self.program],
+            "Tty": self.tty,
+            "Cmd": [self.program, *self.args],
             "Env": [TERM_ENV, self._marker_env],
         }
         result = await self.engine.post(f"/containers/{quote(self.container_id, safe='')}/exec", body)
@@ -123,10 +132,11 @@ class ExecProcess:
         return self.exec_id
 
     async def start(self) -> None:
-        """Start and attach: afterwards `reader`/`writer` are the raw TTY stream."""
+        """Start and attach: afterwards `reader`/`writer` are the raw TTY stream (without
+        a TTY: 8-byte-header frames, see `engine.logs.split_frames`)."""
         assert self.exec_id is not None
         self.reader, self.writer = await self.engine.hijack(
-            f"/exec/{self.exec_id}/start", {"Detach": False, "Tty": True}
+            f"/exec/{self.exec_id}/start", {"Detach": False, "Tty": self.tty}
         )
 
     async def resize(self, cols: int, rows: int, timeout: float = 15.0) -> None:
@@ -146,6 +156,13 @@ class ExecProcess:
         """Queue bytes for the shell without waiting (see `backlog`)."""
         if self.writer is not None and not self.writer.is_closing():
             self.writer.write(data)
+
+    def close_stdin(self) -> None:
+        """Half-close the attach socket: the engine closes the exec's stdin (EOF), output
+        keeps flowing."""
+        if self.writer is not None and not self.writer.is_closing() and self.writer.can_write_eof():
+            with contextlib.suppress(OSError):
+                self.writer.write_eof()
 
     @property
     def backlog(self) -> int:

@@ -64,6 +64,20 @@ def _split_point(data: bytes | bytearray, limit: int) -> int:
     return cut if cut > 0 and limit - cut < 4 else limit
 
 
+def split_frames(buf: bytes | bytearray) -> tuple[list[tuple[str, bytes]], int]:
+    """The complete 8-byte-header frames at the start of `buf` as (stream, payload),
+    and how many bytes they used (the rest is an incomplete frame)."""
+    frames: list[tuple[str, bytes]] = []
+    pos = 0
+    while len(buf) - pos >= _HEADER:
+        size = int.from_bytes(buf[pos + 4 : pos + 8], "big")
+        if len(buf) - pos - _HEADER < size:
+            break
+        frames.append((_STREAMS.get(buf[pos], STDOUT), bytes(buf[pos + _HEADER : pos + _HEADER + size])))
+        pos += _HEADER + size
+    return frames, pos
+
+
 class LogParser:
     """Feed engine bytes, get complete `LogLine`s; `flush()` when the stream ends."""
 
@@ -105,15 +119,8 @@ class LogParser:
     # --- multiplexed (non-TTY) -------------------------------------------------------
 
     def _feed_frames(self, out: list[LogLine]) -> None:
-        buf = self._buf
-        pos = 0
-        while len(buf) - pos >= _HEADER:
-            size = int.from_bytes(buf[pos + 4 : pos + 8], "big")
-            if len(buf) - pos - _HEADER < size:
-                break
-            stream = _STREAMS.get(buf[pos], STDOUT)
-            payload = bytes(buf[pos + _HEADER : pos + _HEADER + size])
-            pos += _HEADER + size
+        frames, used = split_frames(self._buf)
+        for stream, payload in frames:
             # One frame is one log message: it starts with its own timestamp, also when
             # it continues a partial (long) line.
             nanos, payload = _strip_timestamp(payload)
@@ -121,7 +128,7 @@ class LogParser:
             if not pending.data or not pending.nanos:
                 pending.nanos = nanos
             self._append(stream, payload, out)
-        del buf[:pos]
+        del self._buf[:used]
 
     # --- raw (TTY) ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -26,19 +27,20 @@ from openpanel_ws.gateways.terminal_state import (
     CONNECTION_CLOSED,
     IDLE_TIMEOUT,
     NO_TERMINAL,
+    NO_TTY_RESIZE,
     NOT_FOUND_OR_NOT_RUNNING,
     PERMISSION_REVOKED,
     PROCESS_EXITED,
     SERVER_SHUTDOWN,
+    STDIN_CLOSED,
     USER_CLOSED,
+    ExecOutput,
     OpenRequest,
-    OutputDecoder,
     TerminalError,
     TerminalState,
     closed_message,
     new_session_id,
     opened_message,
-    output_message,
     parse_input,
     parse_open,
     parse_resize,
@@ -58,6 +60,8 @@ OUTPUT_LOW_WATER = 0.125
 # Bytes queued towards a shell that does not read its stdin before input is refused
 # (input is never buffered without bound).
 INPUT_BACKLOG_LIMIT: Final = 1024 * 1024
+# How long a SIGKILLed program's container is watched for stopping (containerLost).
+LOST_CHECK_WAIT: Final = 0.5
 # How long shutdown waits for every shell to be killed.
 STOP_TIMEOUT: Final = 25.0
 
@@ -78,7 +82,10 @@ class Terminal:
         self.state = state
         self.proc = proc
         self.audited = False  # a start line was written, so an end line follows
-        self._decoder = OutputDecoder()
+        self._output = ExecOutput(tty=proc.tty)  # text, or per-stream text without a TTY
+        self.stdin_open = proc.stdin  # False after `eof` (terminal extensions)
+        self.container_started_at = ""  # State.StartedAt at open: a restart changes it
+        self.container_lost = False
         self._pending_output = b""  # read during start-up, emitted first by the pump
         self._pump: asyncio.Task[None] | None = None
         self._idle: asyncio.Task[None] | None = None
@@ -93,10 +100,24 @@ class Terminal:
     # --- client input --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        if not self.stdin_open:
+            raise TerminalError(STDIN_CLOSED)
         if self.proc.backlog > INPUT_BACKLOG_LIMIT:
             raise TerminalError("Input not delivered: the shell is not reading its input")
         self.proc.write(data)
         self.state.record_input(len(data), time.monotonic())
+
+    def close_stdin(self) -> None:
+        """`eof` (terminal extensions): the program reads end-of-file after what was sent."""
+        if self.stdin_open:
+            if self.proc.tty:
+                # The engine does not pass a closed stdin on to a TTY's reader: type the
+                # terminal's end-of-file character, as a keyboard would.
+                self.write(b"\x04")
+            else:
+                self.proc.close_stdin()
+            self.stdin_open = False
+        self.state.touch(time.monotonic())
 
     # --- output ---------------------------------------------------------------------
 
@@ -108,9 +129,9 @@ class Terminal:
             while True:
                 if chunk:
                     self.state.record_output(len(chunk))
-                    text = self._decoder.feed(chunk)
-                    if text and not self.session.send(output_message(text)):
-                        return  # client gone or cut off: on_disconnect tears down
+                    for message in self._output.feed(chunk):
+                        if not self.session.send(message):
+                            return  # client gone or cut off: on_disconnect tears down
                     # Backpressure: a client on a slow link pauses the shell's output (the
                     # engine and the TTY buffer it) instead of being cut off with 1013.
                     if self.session.writer.backlog > OUTPUT_HIGH_WATER:
@@ -118,9 +139,8 @@ class Terminal:
                 chunk = await self.proc.read()
                 if not chunk:
                     break
-            tail = self._decoder.flush()
-            if tail:
-                self.session.send(output_message(tail))
+            for message in self._output.flush():
+                self.session.send(message)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -159,6 +179,8 @@ class Terminal:
             if reason == PROCESS_EXITED:
                 # The pump sent everything the shell printed; it is finishing now.
                 exit_code = await self.proc.wait_exit_code()
+                if exit_code in (None, 137):  # SIGKILL: maybe with its whole container
+                    self.container_lost = await self._container_gone()
             else:
                 # Stop reading and close the attach socket first: an unread socket
                 # blocks the engine's copy of this exec, which was seen to stall the
@@ -183,7 +205,33 @@ class Terminal:
             self.gateway.release(self)
         log.info("terminal %s closed: %s (exit code %s)", self.state.session_id, reason, exit_code)
         if notify:
-            self.session.send(closed_message(reason, exit_code))
+            message = closed_message(reason, exit_code)
+            if self.container_lost:
+                message["containerLost"] = True  # terminal extensions
+            self.session.send(message)
+
+    async def _container_gone(self, wait: float = LOST_CHECK_WAIT) -> bool:
+        """Whether the container stopped, restarted or was removed under the program.
+
+        The exec ends a moment before the engine marks its container stopped, so look
+        a few times before deciding it still runs.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                info = await self.gateway.services.engine.get(
+                    f"/containers/{self.state.container_id}/json")
+            except EngineNotFound:
+                return True
+            except (EngineError, EngineUnavailable):
+                return False
+            state = info.get("State") or {}
+            if (not state.get("Running") or state.get("Restarting")
+                    or str(state.get("StartedAt", "")) != self.container_started_at):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
 
 
 class TerminalGateway(Gateway):
@@ -202,6 +250,7 @@ class TerminalGateway(Gateway):
             "input": self._reporting(self._input),
             "resize": self._reporting(self._resize),
             "close_terminal": self._reporting(self._close_terminal),
+            "eof": self._reporting(self._eof),  # terminal extensions
         }
 
     @staticmethod
@@ -274,20 +323,24 @@ class TerminalGateway(Gateway):
         container_id = str(info["Id"])
         # Cheap stat through the engine (no exec) for absolute paths; names looked up
         # through $PATH are caught after start.
-        if request.shell.startswith("/") and await path_exists(engine, container_id,
-                                                                request.shell) is False:
-            raise TerminalError(f"Shell not found in the container: {request.shell}",
+        if request.program.startswith("/") and await path_exists(engine, container_id,
+                                                                  request.program) is False:
+            what = "Command" if request.command else "Shell"
+            raise TerminalError(f"{what} not found in the container: {request.program}",
                                 containerId=ref)
         session_id = new_session_id()
-        proc = ExecProcess(engine, container_id, request.shell, marker=session_id)
+        proc = ExecProcess(engine, container_id, request.program, marker=session_id,
+                           args=request.argv[1:], tty=request.tty, stdin=request.stdin)
         await self._create_exec(proc, ref)
         state = TerminalState(
             session_id=session_id, container_ref=ref, container_id=container_id,
-            container_name=str(info.get("Name") or "").lstrip("/"), shell=request.shell,
+            container_name=str(info.get("Name") or "").lstrip("/"),
+            shell=shlex.join(request.command) if request.command else request.shell,
             started_at=time.time(), idle_timeout=self.settings.terminal_idle_timeout,
             now=time.monotonic(),
         )
         terminal = Terminal(self, session, state, proc)
+        terminal.container_started_at = str(container_state.get("StartedAt", ""))
         self._terminals.add(terminal)
         session.gateway_state = terminal
         try:
@@ -306,7 +359,7 @@ class TerminalGateway(Gateway):
             await terminal.close("Open failed", notify=False)
             raise
         log.info("terminal %s opened by %s in %s (%s)", session_id, session.user.user_id,
-                 container_id[:12], request.shell)
+                 container_id[:12], request.program)
         session.send(opened_message(ref, session_id))
         terminal.start_tasks(pending)
         if self._stopping or session.closed:
@@ -342,6 +395,8 @@ class TerminalGateway(Gateway):
         except EngineError as exc:
             raise TerminalError(f"Could not start the shell: {exc.message}",
                                 containerId=request.container_ref) from None
+        if not proc.tty:
+            return b""  # nothing to size; a failed start shows as output and exit code
         try:
             # The engine waits until the process is ready, then resizes: right after
             # start, before the first prompt reaches the client.
@@ -350,7 +405,7 @@ class TerminalGateway(Gateway):
             # 404: the exec has already ended, e.g. the shell does not exist.
             output = await proc.read_until_eof(timeout=5.0)
             code = await proc.wait_exit_code(timeout=3.0)
-            reason = start_failure_message(request.shell, output, code)
+            reason = start_failure_message(request.program, output, code)
             if reason is not None:
                 raise TerminalError(reason, containerId=request.container_ref) from None
             return output
@@ -368,6 +423,8 @@ class TerminalGateway(Gateway):
         terminal = self._terminal_of(session)
         await self._still_allowed(session, terminal)
         terminal.state.touch(time.monotonic())
+        if not terminal.proc.tty:
+            raise TerminalError(NO_TTY_RESIZE)
         try:
             await terminal.proc.resize(cols, rows, timeout=10.0)
         except EngineNotFound:
@@ -376,6 +433,11 @@ class TerminalGateway(Gateway):
             raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE) from None
         except EngineError as exc:
             raise TerminalError(f"Resize failed: {exc.message}") from None
+
+    async def _eof(self, session: Session, msg: Message) -> None:
+        terminal = self._terminal_of(session)
+        await self._still_allowed(session, terminal)
+        terminal.close_stdin()
 
     async def _close_terminal(self, session: Session, msg: Message) -> None:
         terminal = self._terminal_of(session)

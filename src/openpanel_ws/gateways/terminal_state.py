@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any, Final
 
+from openpanel_ws.engine.logs import STDERR, STDOUT, split_frames
 from openpanel_ws.protocol import Message, invalid, optional_int, optional_str, require_int, require_str
 
 DEFAULT_SHELL: Final = "/bin/sh"
@@ -36,6 +37,15 @@ NO_TERMINAL: Final = "No terminal is open; send open_terminal first"
 # A program path or name: no arguments, no shell syntax, no control characters.
 _SHELL_RE = re.compile(r"[A-Za-z0-9_./+-]{1,255}")
 
+# Terminal extensions (docs/protocol.md "Terminal extensions"): `command` bounds.
+MAX_COMMAND_ARGS: Final = 256
+MAX_COMMAND_ARG_LEN: Final = 4096
+STDIN_CLOSED: Final = "Input not delivered: standard input of this terminal is closed"
+NO_TTY_RESIZE: Final = "Resize needs a terminal opened with tty: true"
+# How the engine's output starts when the runtime could not start the program (as
+# engine.exec.START_FAILURE_PREFIX; not imported, this module stays free of I/O code).
+START_FAILURE_PREFIX: Final = b"OCI runtime exec failed"
+
 
 class TerminalError(Exception):
     """Becomes a `terminal_error` {message}; nothing else changes."""
@@ -55,10 +65,48 @@ class OpenRequest:
     shell: str
     cols: int
     rows: int
+    # Terminal extensions (docs/protocol.md): defaults are the specification's behaviour.
+    command: tuple[str, ...] = ()  # run this instead of `shell`
+    tty: bool = True
+    stdin: bool = True
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self.command) if self.command else [self.shell]
+
+    @property
+    def program(self) -> str:
+        return self.argv[0]
+
+
+def _optional_bool(msg: Mapping[str, Any], field_name: str, default: bool) -> bool:
+    value = msg.get(field_name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid(f"Field '{field_name}' must be a boolean", field_name)
+    return value
+
+
+def _parse_command(msg: Mapping[str, Any]) -> tuple[str, ...]:
+    value = msg.get("command")
+    if value is None:
+        return ()
+    if (not isinstance(value, list) or not 1 <= len(value) <= MAX_COMMAND_ARGS
+            or not all(isinstance(a, str) and len(a) <= MAX_COMMAND_ARG_LEN and "\0" not in a
+                       for a in value)):
+        raise invalid(f"Field 'command' must be a list of 1 to {MAX_COMMAND_ARGS} strings "
+                      f"(each at most {MAX_COMMAND_ARG_LEN} characters, no NUL)", "command")
+    if not value[0]:
+        raise invalid("Field 'command' must start with a program name", "command")
+    return tuple(value)
 
 
 def parse_open(msg: Mapping[str, Any]) -> OpenRequest:
     container_ref = require_str(msg, "containerId", max_len=256)
+    command = _parse_command(msg)
+    if command and msg.get("shell") is not None:
+        raise invalid("Fields 'shell' and 'command' exclude each other", "command")
     shell = optional_str(msg, "shell", DEFAULT_SHELL, max_len=255)
     assert shell is not None
     if not _SHELL_RE.fullmatch(shell):
@@ -66,7 +114,9 @@ def parse_open(msg: Mapping[str, Any]) -> OpenRequest:
                       "e.g. /bin/bash", "shell")
     cols = optional_int(msg, "cols", DEFAULT_COLS, minimum=MIN_SIZE, maximum=MAX_SIZE)
     rows = optional_int(msg, "rows", DEFAULT_ROWS, minimum=MIN_SIZE, maximum=MAX_SIZE)
-    return OpenRequest(container_ref, shell, cols, rows)
+    tty = _optional_bool(msg, "tty", True)
+    stdin = _optional_bool(msg, "stdin", True)
+    return OpenRequest(container_ref, shell, cols, rows, command=command, tty=tty, stdin=stdin)
 
 
 def parse_resize(msg: Mapping[str, Any]) -> tuple[int, int]:
@@ -101,6 +151,63 @@ class OutputDecoder:
     def flush(self) -> str:
         """At EOF: an incomplete trailing sequence becomes U+FFFD."""
         return self._decoder.decode(b"", final=True)
+
+
+class ExecOutput:
+    """Exec output bytes -> `terminal_output` messages (terminal extensions).
+
+    With a TTY the bytes are one text stream (the specification's message). Without one
+    the engine multiplexes stdout and stderr in 8-byte-header frames (the same framing
+    as container logs, `engine.logs.split_frames`); each stream is decoded on its own and
+    its messages carry `stream`.
+    """
+
+    __slots__ = ("_buf", "_decoders", "_first", "tty")
+
+    def __init__(self, *, tty: bool) -> None:
+        self.tty = tty
+        self._buf = bytearray()
+        self._decoders: dict[str, OutputDecoder] = {}
+        self._first = True
+
+    def _decoder(self, stream: str) -> OutputDecoder:
+        decoder = self._decoders.get(stream)
+        if decoder is None:
+            decoder = self._decoders[stream] = OutputDecoder()
+        return decoder
+
+    def feed(self, chunk: bytes) -> list[Message]:
+        if self.tty:
+            text = self._decoder(STDOUT).feed(chunk)
+            return [output_message(text)] if text else []
+        self._buf += chunk
+        frames, used = split_frames(self._buf)
+        del self._buf[:used]
+        out: list[Message] = []
+        for stream, payload in frames:
+            if self._first:
+                self._first = False
+                # A program that could not start: the engine writes the runtime's error
+                # as stdout; it is an error message (docker exec prints it on stderr).
+                if payload.startswith(START_FAILURE_PREFIX):
+                    stream = STDERR
+            text = self._decoder(stream).feed(payload)
+            if text:
+                out.append(output_message(text, stream))
+        return out
+
+    def flush(self) -> list[Message]:
+        out: list[Message] = []
+        if self._buf:  # a truncated last frame: pass on what there is
+            text = self._decoder(STDOUT).feed(bytes(self._buf[8:]))
+            self._buf.clear()
+            if text:
+                out.append(output_message(text, None if self.tty else STDOUT))
+        for stream, decoder in self._decoders.items():
+            tail = decoder.flush()
+            if tail:
+                out.append(output_message(tail, None if self.tty else stream))
+        return out
 
 
 class Phase(Enum):
@@ -175,8 +282,10 @@ def opened_message(container_ref: str, session_id: str) -> Message:
     return {"type": "terminal_opened", "containerId": container_ref, "sessionId": session_id}
 
 
-def output_message(text: str) -> Message:
-    return {"type": "terminal_output", "data": text}
+def output_message(text: str, stream: str | None = None) -> Message:
+    if stream is None:
+        return {"type": "terminal_output", "data": text}
+    return {"type": "terminal_output", "data": text, "stream": stream}
 
 
 def closed_message(reason: str, exit_code: int | None) -> Message:
