@@ -16,6 +16,7 @@ import pytest
 
 from helpers import free_port
 
+
 def _serve(tmp_path: Path, tty: bool) -> tuple[subprocess.Popen[bytes], str]:
     """Start `serve` with the embedded secret; return the process and its `console:` line."""
     port = free_port()
