@@ -155,6 +155,15 @@ async def test_terminal_runs_a_command(
     await page.keyboard.press("Enter")
     await expect(rows).to_contain_text("42", timeout=WAIT)
     await shot(page, artifacts, "terminal")
+    # Copy and paste through the clipboard (the buttons; Ctrl+Shift+C/V do the same).
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await page.evaluate("window.openpanelConsole.viewObj.term.selectAll()")
+    await page.click("#panel-terminal button:text('Copy')")
+    await expect(page.locator("#toast")).to_have_text("Copied", timeout=WAIT)
+    assert "echo $((6*7))" in await page.evaluate("navigator.clipboard.readText()")
+    await page.evaluate("navigator.clipboard.writeText('echo pasted-$((2+3))\\n')")
+    await page.click("#panel-terminal button:text('Paste')")
+    await expect(rows).to_contain_text("pasted-5", timeout=WAIT)
     # A dropped connection: the view reconnects through the client (a new shell).
     assert drop_terminal_connections(server) == 1
     await expect(page.locator("#panel-terminal .term-state")).to_have_text("reconnecting…", timeout=WAIT)
