@@ -155,6 +155,14 @@ async def test_terminal_runs_a_command(
     await page.keyboard.press("Enter")
     await expect(rows).to_contain_text("42", timeout=WAIT)
     await shot(page, artifacts, "terminal")
+    # The terminal follows its element: a smaller window, fewer columns, and the shell knows.
+    await page.set_viewport_size({"width": 900, "height": 700})
+    await page.wait_for_function("window.openpanelConsole.viewObj.term.cols < 100")
+    cols, lines = await page.evaluate("[window.openpanelConsole.viewObj.term.cols, "
+                                      "window.openpanelConsole.viewObj.term.rows]")
+    await page.keyboard.type("stty size")
+    await page.keyboard.press("Enter")
+    await expect(rows).to_contain_text(f"{lines} {cols}", timeout=WAIT)
     # Copy and paste through the clipboard (the buttons; Ctrl+Shift+C/V do the same).
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     await page.evaluate("window.openpanelConsole.viewObj.term.selectAll()")
