@@ -76,11 +76,12 @@ export const CLOSE = Object.freeze({
 // Closes after which reconnecting cannot help: a bad token, a policy refusal
 // (flooding), a message of ours the server cannot take. Everything else (1001
 // shutdown, 1006 lost, 1013 slow consumer, 4002 heartbeat, 1011, ...) is transient.
+/** @type {Set<number>} */
 const FINAL_CLOSE_CODES = new Set([CLOSE.AUTH_FAILED, CLOSE.POLICY_VIOLATION, CLOSE.MESSAGE_TOO_BIG])
 
 /** @param {number|undefined|null} code */
 export function shouldReconnect (code) {
-  return !FINAL_CLOSE_CODES.has(/** @type {number} */ (code))
+  return code == null || !FINAL_CLOSE_CODES.has(code)
 }
 
 /**
@@ -896,7 +897,6 @@ class Link {
     this.generation += 1 // ignore anything else from that socket
     this.ws = null
     this.outbox = null
-    const wasAuthenticated = this.authenticated
     this.authenticated = false
     clearTimeout(this.pumpTimer)
     clearTimeout(this.refreshTimer)
@@ -920,9 +920,13 @@ class Link {
     const lost = new OpenPanelError('CONNECTION_LOST',
       `connection to ${this.url} lost (code ${code}${reason ? ': ' + reason : ''})`, { closeCode: code })
     for (const c of this.consumers.slice()) c.onDisconnect(lost)
-    if (!this.reconnect || !this.consumers.length) {
-      if (this.consumers.length || wasAuthenticated) this.failAll(lost)
-      else this.close()
+    if (this.closed) return
+    if (!this.consumers.length) {
+      this.close()
+      return
+    }
+    if (!this.reconnect) {
+      this.failAll(lost)
       return
     }
     const delay = this.backoff.nextDelay()
@@ -968,10 +972,20 @@ class Link {
 
 // --- terminal -------------------------------------------------------------------------
 
+/** How long a terminal tries to reattach after its connection was lost (ms); the
+ * gateway keeps a detached session for its grace period (60 s by default). */
+export const RESUME_TIMEOUT = 90000
+
 /**
  * An interactive terminal. Events: 'opened' {sessionId, containerId}, 'output' {data},
- * 'closed' {reason, exitCode}, 'error' OpenPanelError. A terminal does not survive a
- * reconnect: a lost connection gives 'error' (CONNECTION_LOST) then 'closed'.
+ * 'closed' {reason, exitCode}, 'error' OpenPanelError; and, with a gateway that keeps
+ * terminal sessions, 'resuming' {closeCode} and 'resumed' {sessionId, lostBytes}.
+ *
+ * A dropped connection (not a gateway shutdown, 1001) is reconnected and the same
+ * session reattached with the `seq` of the last output received, so nothing is lost or
+ * repeated; keystrokes written meanwhile are dropped. When the session did not survive
+ * (a gateway without sessions, the grace period over, RESUME_TIMEOUT) the terminal
+ * reports 'error' CONNECTION_LOST, then 'closed'.
  */
 export class TerminalHandle extends EventTarget {
   /** @param {OpenPanelClient} client @param {string} containerId @param {{shell?: string, cols?: number, rows?: number}} opts */
@@ -988,15 +1002,19 @@ export class TerminalHandle extends EventTarget {
     this.closed = false
     /** @type {any[]} input and resizes written before the terminal opened */
     this.pending = []
+    /** @type {number|undefined} `seq` of the last output received (sessions) */
+    this.lastSeq = undefined
+    this.resuming = false
+    this.resumes = 0
     this.consumer = new TerminalConsumer(this, opts)
-    this.link = new Link(client, 'terminal', { reconnect: false })
+    this.link = new Link(client, 'terminal')
     client.adopt(this.link)
     this.link.attach(this.consumer)
   }
 
   /** Keystrokes or a paste; coalesced when the rate-limit mirror runs low. @param {string} data */
   write (data) {
-    if (this.closed || !data) return
+    if (this.closed || !data || this.resuming) return // typed while disconnected: dropped
     const item = { input: String(data) }
     if (this.opened) this.link.send(item)
     else this.pending.push(item)
@@ -1007,14 +1025,16 @@ export class TerminalHandle extends EventTarget {
     const clamp = (/** @type {number} */ n) => Math.max(1, Math.min(1000, Math.floor(n)))
     const msg = { type: 'resize', cols: clamp(cols), rows: clamp(rows) }
     if (this.closed) return
-    if (this.opened) this.link.send(msg)
-    else this.pending.push(msg)
+    this.consumer.opts.cols = msg.cols
+    this.consumer.opts.rows = msg.rows
+    if (this.opened && !this.resuming) this.link.send(msg)
+    else if (!this.opened) this.pending.push(msg)
   }
 
   /** Ask the server to end the shell (`close_terminal`); 'closed' follows. */
   close () {
     if (this.closed) return
-    if (this.opened && this.link.send({ type: 'close_terminal' })) {
+    if (this.opened && !this.resuming && this.link.send({ type: 'close_terminal' })) {
       // the server answers terminal_closed; give up on it after 5 s
       setTimeout(() => this.finish('User closed', null), 5000)
       return
@@ -1029,6 +1049,8 @@ export class TerminalHandle extends EventTarget {
     this.reason = reason
     this.exitCode = exitCode
     this.consumer.ended = true
+    this.resuming = false
+    clearTimeout(this.consumer.giveUp)
     this.link.close()
     this.dispatchEvent(makeEvent('closed', { reason, exitCode }))
   }
@@ -1041,10 +1063,19 @@ class TerminalConsumer extends Consumer {
     this.term = term
     this.opts = opts
     this.sentOpen = false
+    /** @type {any} */
+    this.giveUp = null
   }
 
   subscribeMessages () {
-    if (this.sentOpen) return [] // a terminal cannot be resumed on another connection
+    const term = this.term
+    if (this.sentOpen) {
+      if (!term.resuming || !term.sessionId) return []
+      /** @type {any} */
+      const again = { type: 'open_terminal', containerId: term.containerId, sessionId: term.sessionId }
+      if (term.lastSeq !== undefined) again.lastSeq = term.lastSeq
+      return [again]
+    }
     this.sentOpen = true
     /** @type {any} */
     const msg = { type: 'open_terminal', containerId: this.term.containerId }
@@ -1061,12 +1092,30 @@ class TerminalConsumer extends Consumer {
     const term = this.term
     switch (msg.type) {
       case 'terminal_opened':
+        if (term.opened) {
+          if (!term.resuming) return true
+          if (msg.resumed === true && msg.sessionId === term.sessionId) {
+            term.resuming = false
+            term.resumes += 1
+            clearTimeout(this.giveUp)
+            const start = msg.seq
+            const lostBytes = Number.isInteger(start) && term.lastSeq !== undefined && start > term.lastSeq
+              ? start - term.lastSeq : 0
+            term.dispatchEvent(makeEvent('resumed', { sessionId: term.sessionId, lostBytes }))
+          } else {
+            // A gateway without sessions opened a new shell: not the one we had.
+            this.link?.send({ type: 'close_terminal' })
+            this.didNotSurvive('the gateway opened a new session instead')
+          }
+          return true
+        }
         term.opened = true
         term.sessionId = msg.sessionId
         term.dispatchEvent(makeEvent('opened', { sessionId: msg.sessionId, containerId: term.containerId }))
         for (const item of term.pending.splice(0)) this.link?.send(item)
         return true
       case 'terminal_output':
+        if (Number.isInteger(msg.seq)) term.lastSeq = msg.seq
         term.dispatchEvent(makeEvent('output', { data: String(msg.data ?? '') }))
         return true
       case 'terminal_closed': {
@@ -1075,6 +1124,10 @@ class TerminalConsumer extends Consumer {
         return true
       }
       case 'terminal_error':
+        if (term.resuming) {
+          this.didNotSurvive(String(msg.message ?? 'terminal error'))
+          return true
+        }
         this.report(new OpenPanelError('TERMINAL_ERROR', String(msg.message ?? 'terminal error'),
           { containerId: term.containerId, raw: msg }))
         if (!term.opened) term.finish(String(msg.message ?? 'terminal error'), null)
@@ -1084,8 +1137,35 @@ class TerminalConsumer extends Consumer {
     }
   }
 
+  /** @param {string} why */
+  didNotSurvive (why) {
+    this.fail(new OpenPanelError('CONNECTION_LOST',
+      `the terminal session did not survive the reconnect (${why})`, { containerId: this.term.containerId }))
+  }
+
+  /** @param {OpenPanelError} err */
+  onDisconnect (err) {
+    const term = this.term
+    if (term.closed) return
+    // A gateway shutdown (1001) ends its sessions: no point in waiting for them.
+    if (!term.opened || !term.sessionId || err.closeCode === CLOSE.GOING_AWAY) {
+      this.fail(err)
+      return
+    }
+    if (!term.resuming) {
+      term.resuming = true
+      this.giveUp = setTimeout(() => this.didNotSurvive('no reattach within ' +
+        `${RESUME_TIMEOUT / 1000} s`), RESUME_TIMEOUT)
+      term.dispatchEvent(makeEvent('resuming', { closeCode: err.closeCode }))
+    }
+  }
+
   /** @param {OpenPanelError} err */
   handleError (err) {
+    if (this.term.resuming) {
+      this.didNotSurvive(err.message)
+      return true
+    }
     this.report(err)
     // Before the terminal opened any error is its answer; afterwards only a refusal
     // ends it (a rejected resize must not kill the session: it is just reported).

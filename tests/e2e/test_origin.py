@@ -62,7 +62,9 @@ async def test_the_banner_lists_the_allowed_origins(engine: None, tmp_path: Path
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
     try:
-        banner = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode() for _ in range(2)]
+        banner: list[str] = []
+        while not any("allowed browser origins" in line for line in banner) and len(banner) < 12:
+            banner.append((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())
     finally:
         proc.terminate()
         await proc.wait()

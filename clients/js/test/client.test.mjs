@@ -178,7 +178,7 @@ test('terminal: input written before it opened is sent after, then coalesced und
   c.close()
 })
 
-test('a terminal whose connection drops reports CONNECTION_LOST and closes', async () => {
+test('a gateway shutdown (1001) ends a terminal at once: CONNECTION_LOST, then closed', async () => {
   const c = client()
   const term = c.openTerminal('web')
   const events = []
@@ -187,11 +187,66 @@ test('a terminal whose connection drops reports CONNECTION_LOST and closes', asy
   const ws = FakeSocket.all[0]
   await authenticate(ws)
   ws.push({ type: 'terminal_opened', containerId: 'web', sessionId: 's-1' })
-  ws.drop(1006)
+  ws.drop(1001, 'server shutdown')
   await tick()
   assert.deepEqual(events, ['CONNECTION_LOST', 'closed'])
   assert.equal(FakeSocket.all.length, 1)
   c.close()
+})
+
+test('a dropped terminal connection is reconnected and the session reattached after the last seq', async () => {
+  const c = client()
+  const term = c.openTerminal('web')
+  const events = []
+  for (const t of ['resuming', 'resumed', 'output', 'closed', 'error']) {
+    term.addEventListener(t, e => events.push([t, t === 'error' ? e.detail.code : e.detail]))
+  }
+  const ws = FakeSocket.all[0]
+  await authenticate(ws)
+  ws.push({ type: 'terminal_opened', containerId: 'web', sessionId: 's-1' })
+  ws.push({ type: 'terminal_output', data: 'abc', seq: 3 })
+  ws.drop(1006)
+  term.write('lost keys')           // typed while disconnected: dropped
+  await tick()
+  const again = FakeSocket.all.at(-1)
+  assert.equal(FakeSocket.all.length, 2)
+  await authenticate(again)
+  assert.deepEqual(again.sent[1], { type: 'open_terminal', containerId: 'web', sessionId: 's-1', lastSeq: 3 })
+  again.push({ type: 'terminal_opened', containerId: 'web', sessionId: 's-1', resumed: true, seq: 3 })
+  again.push({ type: 'terminal_output', data: 'def', seq: 6 })
+  term.write('x')
+  assert.deepEqual(again.sent.at(-1), { type: 'input', data: 'x' })
+  assert.ok(!again.sent.some(m => m.data === 'lost keys'))
+  assert.deepEqual(events, [
+    ['output', { data: 'abc' }],
+    ['resuming', { closeCode: 1006 }],
+    ['resumed', { sessionId: 's-1', lostBytes: 0 }],
+    ['output', { data: 'def' }]
+  ])
+  c.close()
+})
+
+test('a session that did not survive the reconnect ends the terminal', async () => {
+  for (const answer of [
+    { type: 'terminal_error', message: 'Terminal session not found or expired' },
+    { type: 'terminal_opened', containerId: 'web', sessionId: 's-2' } // a gateway without sessions
+  ]) {
+    const c = client()
+    const term = c.openTerminal('web')
+    const events = []
+    term.addEventListener('error', e => events.push(e.detail.code))
+    term.addEventListener('closed', () => events.push('closed'))
+    await authenticate(FakeSocket.all[0])
+    FakeSocket.all[0].push({ type: 'terminal_opened', containerId: 'web', sessionId: 's-1' })
+    FakeSocket.all[0].drop(1006)
+    await tick()
+    const again = FakeSocket.all.at(-1)
+    await authenticate(again)
+    again.push(answer)
+    assert.deepEqual(events, ['CONNECTION_LOST', 'closed'], JSON.stringify(answer))
+    if (answer.type === 'terminal_opened') assert.equal(again.sent.at(-1).type, 'close_terminal')
+    c.close()
+  }
 })
 
 test('an error without a close event (Node 20, refused connection) still reconnects', async () => {

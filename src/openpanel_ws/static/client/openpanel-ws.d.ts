@@ -113,8 +113,18 @@ export class TerminalHandle extends EventTarget {
   addEventListener (type: 'output', listener: (ev: CustomEvent<{ data: string }>) => void, options?: boolean | AddEventListenerOptions): void
   addEventListener (type: 'closed', listener: (ev: CustomEvent<{ reason: string; exitCode: number | null | undefined }>) => void, options?: boolean | AddEventListenerOptions): void
   addEventListener (type: 'error', listener: (ev: CustomEvent<OpenPanelError>) => void, options?: boolean | AddEventListenerOptions): void
+  addEventListener (type: 'resuming', listener: (ev: CustomEvent<{ closeCode?: number }>) => void, options?: boolean | AddEventListenerOptions): void
+  addEventListener (type: 'resumed', listener: (ev: CustomEvent<{ sessionId: string; lostBytes: number }>) => void, options?: boolean | AddEventListenerOptions): void
   addEventListener (type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void
+  /** `seq` of the last output received (gateways with terminal sessions). */
+  lastSeq?: number
+  /** True while the connection is down and the session is being reattached. */
+  resuming: boolean
+  resumes: number
 }
+
+/** ms a terminal keeps trying to reattach its session. */
+export const RESUME_TIMEOUT: number
 
 export class OpenPanelClient extends EventTarget {
   constructor (options?: ClientOptions)

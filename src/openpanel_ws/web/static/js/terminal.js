@@ -1,7 +1,8 @@
 // Terminal view: xterm.js + fit add-on (vendored, loaded on first use) over the JS client.
-// A shell that exits shows its exit code and offers a new session. A connection that
-// drops (CONNECTION_LOST from the client) is reopened through the client with backoff:
-// the gateway has no session resume yet, so that is a new shell, and the view says so.
+// A shell that exits shows its exit code and offers a new session. After a dropped
+// connection the client reattaches the same shell when the gateway kept the session
+// ('resuming' / 'resumed'); when it could not (CONNECTION_LOST), the view opens a new
+// shell through the client with backoff, and says so.
 
 import { el, debounce, toast } from './util.js'
 
@@ -104,6 +105,17 @@ export class TerminalView {
       this.fitNow()
     })
     handle.addEventListener('output', (e) => { if (this.handle === handle) this.term.write(e.detail.data) })
+    handle.addEventListener('resuming', () => {
+      if (this.handle === handle) this.setState('reconnecting…', 'pending')
+    })
+    handle.addEventListener('resumed', (e) => {
+      if (this.handle !== handle) return
+      this.setState('resumed', 'ok')
+      const lost = e.detail?.lostBytes
+      if (lost) this.term.write(`\r\n\x1b[2m[reconnected: ${lost} bytes of output were lost]\x1b[0m\r\n`)
+      this.sentCols = 0 // the size may have changed meanwhile
+      this.fitNow()
+    })
     handle.addEventListener('closed', (e) => {
       if (this.handle !== handle) return
       if (handle.lost && !this.destroyed) { this.reconnect(); return }
