@@ -157,9 +157,13 @@ async def test_terminal_runs_a_command(
     await shot(page, artifacts, "terminal")
     # The terminal follows its element: a smaller window, fewer columns, and the shell knows.
     await page.set_viewport_size({"width": 900, "height": 700})
-    await page.wait_for_function("window.openpanelConsole.viewObj.term.cols < 100")
-    cols, lines = await page.evaluate("[window.openpanelConsole.viewObj.term.cols, "
-                                      "window.openpanelConsole.viewObj.term.rows]")
+    size = "[window.openpanelConsole.viewObj.term.cols, window.openpanelConsole.viewObj.term.rows]"
+    for _ in range(100):  # (wait_for_function evaluates a string: the page's CSP forbids that)
+        cols, lines = await page.evaluate(size)
+        if cols < 100:
+            break
+        await asyncio.sleep(0.1)
+    assert cols < 100
     await page.keyboard.type("stty size")
     await page.keyboard.press("Enter")
     await expect(rows).to_contain_text(f"{lines} {cols}", timeout=WAIT)
