@@ -11,9 +11,9 @@ from helpers import RunningServer
 from openpanel_ws.server import CLIENTS_KEY
 
 
-def drop_terminal_connections(server: RunningServer) -> int:
-    """Close every /ws/terminal connection the way a failing network looks to a client."""
-    sessions = [s for s in list(server.app[CLIENTS_KEY]) if type(s.gateway_state).__name__ == "Terminal"]
+def drop_connections(server: RunningServer) -> int:
+    """Close every WebSocket of the server the way a failing network looks to a client."""
+    sessions = list(server.app[CLIENTS_KEY])
     for session in sessions:
         session.close(1011, "dropped by the test")
     return len(sessions)
