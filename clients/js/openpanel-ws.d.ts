@@ -95,7 +95,17 @@ export type ErrorCallback = (err: OpenPanelError) => void
 
 export interface StateDetail { endpoint: Endpoint; state: LinkState }
 
-export interface TerminalOptions { shell?: string; cols?: number; rows?: number }
+export interface TerminalOptions {
+  shell?: string
+  cols?: number
+  rows?: number
+  /** Extension: run this program instead of `shell`. */
+  command?: string[]
+  /** Extension: false = no TTY, output then names its `stream`. */
+  tty?: boolean
+  /** Extension: false = the program gets no standard input. */
+  stdin?: boolean
+}
 
 export class TerminalHandle extends EventTarget {
   readonly containerId: string
@@ -109,9 +119,12 @@ export class TerminalHandle extends EventTarget {
   resize (cols: number, rows: number): void
   /** close_terminal; 'closed' follows. */
   close (): void
+  /** Extension: end the program's input (with a TTY: types Ctrl-D). */
+  eof (): void
+  containerLost: boolean
   addEventListener (type: 'opened', listener: (ev: CustomEvent<{ sessionId: string; containerId: string }>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: 'output', listener: (ev: CustomEvent<{ data: string }>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: 'closed', listener: (ev: CustomEvent<{ reason: string; exitCode: number | null | undefined }>) => void, options?: boolean | AddEventListenerOptions): void
+  addEventListener (type: 'output', listener: (ev: CustomEvent<{ data: string; stream?: 'stdout' | 'stderr' }>) => void, options?: boolean | AddEventListenerOptions): void
+  addEventListener (type: 'closed', listener: (ev: CustomEvent<{ reason: string; exitCode: number | null | undefined; containerLost?: boolean }>) => void, options?: boolean | AddEventListenerOptions): void
   addEventListener (type: 'error', listener: (ev: CustomEvent<OpenPanelError>) => void, options?: boolean | AddEventListenerOptions): void
   addEventListener (type: 'resuming', listener: (ev: CustomEvent<{ closeCode?: number }>) => void, options?: boolean | AddEventListenerOptions): void
   addEventListener (type: 'resumed', listener: (ev: CustomEvent<{ sessionId: string; lostBytes: number }>) => void, options?: boolean | AddEventListenerOptions): void

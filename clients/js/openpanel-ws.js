@@ -15,6 +15,7 @@ export const VERSION = '0.1.0'
 
 /** @typedef {'containers'|'logs'|'metrics'|'terminal'} Endpoint */
 /** @typedef {'connecting'|'authenticated'|'reconnecting'|'closed'} LinkState */
+/** @typedef {{shell?: string, cols?: number, rows?: number, command?: string[], tty?: boolean, stdin?: boolean}} TerminalOptions */
 
 // --- errors ----------------------------------------------------------------------
 
@@ -488,6 +489,15 @@ class Consumer {
   }
 }
 
+/**
+ * An INVALID_MESSAGE naming a field of a subscribe not yet answered is its refusal (the
+ * server's error carries no containerId then): end it rather than wait forever.
+ * @param {OpenPanelError} err @param {boolean} confirmed @param {string[]} fields
+ */
+function refuses (err, confirmed, fields) {
+  return !confirmed && err.code === 'INVALID_MESSAGE' && fields.includes(/** @type {any} */ (err.raw)?.field)
+}
+
 /** @param {Function} cb @param {any} value */
 function deliver (cb, value) {
   try { cb(value) } catch (e) { console.error(e) }
@@ -502,6 +512,7 @@ class LogsConsumer extends Consumer {
     this.since = opts.since
     this.onLine = onLine
     this.cursor = new LogCursor()
+    this.confirmed = false // the server answered our subscribe (ack or a line)
   }
 
   subscribeMessages () {
@@ -518,6 +529,7 @@ class LogsConsumer extends Consumer {
   /** @param {any} msg */
   handle (msg) {
     if (msg.containerId !== this.containerId) return false
+    if (msg.type === 'log' || msg.type === 'subscribed_logs') this.confirmed = true
     if (msg.type === 'log') {
       if (this.cursor.accept(msg.timestamp, msg.stream, msg.data)) {
         deliver(this.onLine, { containerId: msg.containerId, timestamp: msg.timestamp, stream: msg.stream, data: msg.data })
@@ -534,11 +546,18 @@ class LogsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError (err) {
+    if (refuses(err, this.confirmed, ['tail', 'since'])) {
+      this.fail(err)
+      return true
+    }
     if (err.containerId !== this.containerId) return false
     if (err.code === 'DOCKER_UNAVAILABLE' || err.code === 'RATE_LIMIT') this.report(err)
     else this.fail(err)
     return true
   }
+
+  /** @param {OpenPanelError} _err */
+  onDisconnect (_err) { this.confirmed = false } // asked again on the next connection
 }
 
 class StatsConsumer extends Consumer {
@@ -548,6 +567,7 @@ class StatsConsumer extends Consumer {
     this.containerId = containerId
     this.interval = opts.interval
     this.onStats = onStats
+    this.confirmed = false
   }
 
   subscribeMessages () {
@@ -562,6 +582,7 @@ class StatsConsumer extends Consumer {
   /** @param {any} msg */
   handle (msg) {
     if (msg.containerId !== this.containerId) return false
+    if (msg.type === 'stats' || msg.type === 'subscribed_stats') this.confirmed = true
     if (msg.type === 'stats') {
       deliver(this.onStats, msg)
       return false
@@ -576,11 +597,18 @@ class StatsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError (err) {
+    if (refuses(err, this.confirmed, ['interval'])) {
+      this.fail(err)
+      return true
+    }
     if (err.containerId !== this.containerId) return false
     if (err.code === 'DOCKER_UNAVAILABLE' || err.code === 'RATE_LIMIT') this.report(err)
     else this.fail(err)
     return true
   }
+
+  /** @param {OpenPanelError} _err */
+  onDisconnect (_err) { this.confirmed = false }
 }
 
 class MetricsConsumer extends Consumer {
@@ -589,6 +617,7 @@ class MetricsConsumer extends Consumer {
     super(onError)
     this.interval = opts.interval
     this.onMetrics = onMetrics
+    this.confirmed = false
   }
 
   subscribeMessages () {
@@ -602,12 +631,25 @@ class MetricsConsumer extends Consumer {
 
   /** @param {any} msg */
   handle (msg) {
+    if (msg.type === 'metrics' || msg.type === 'subscribed') this.confirmed = true
     if (msg.type === 'metrics') {
       deliver(this.onMetrics, msg)
       return false
     }
     return false
   }
+
+  /** @param {OpenPanelError} err */
+  handleError (err) {
+    if (refuses(err, this.confirmed, ['interval'])) {
+      this.fail(err)
+      return true
+    }
+    return false
+  }
+
+  /** @param {OpenPanelError} _err */
+  onDisconnect (_err) { this.confirmed = false }
 }
 
 class EventsConsumer extends Consumer {
@@ -618,6 +660,9 @@ class EventsConsumer extends Consumer {
     this.since = opts.since
     this.onEvent = onEvent
     this.cursor = new EventCursor()
+    // With filters nothing is passed on before the server accepted them: until then
+    // the connection still gets every event.
+    this.confirmed = !this.filters
   }
 
   subscribeMessages () {
@@ -635,8 +680,9 @@ class EventsConsumer extends Consumer {
 
   /** @param {any} msg */
   handle (msg) {
+    if (msg.type === 'subscribed') this.confirmed = true
     if (msg.type === 'docker_event' || msg.type === 'system_log') {
-      if (this.cursor.accept(msg)) deliver(this.onEvent, msg)
+      if (this.confirmed && this.cursor.accept(msg)) deliver(this.onEvent, msg)
       return false
     }
     return false
@@ -644,12 +690,20 @@ class EventsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError (err) {
+    // A refused filter or since is the answer to our `subscribe`: end, don't stream unfiltered.
+    if (!this.confirmed && err.code === 'INVALID_MESSAGE') {
+      this.fail(err)
+      return true
+    }
     if (err.code === 'INVALID_MESSAGE' || err.code === 'DOCKER_UNAVAILABLE') {
       this.report(err)
       return true
     }
     return false
   }
+
+  /** @param {OpenPanelError} _err */
+  onDisconnect (_err) { this.confirmed = !this.filters }
 }
 
 // --- one gateway connection ---------------------------------------------------------
@@ -988,7 +1042,7 @@ export const RESUME_TIMEOUT = 90000
  * reports 'error' CONNECTION_LOST, then 'closed'.
  */
 export class TerminalHandle extends EventTarget {
-  /** @param {OpenPanelClient} client @param {string} containerId @param {{shell?: string, cols?: number, rows?: number}} opts */
+  /** @param {OpenPanelClient} client @param {string} containerId @param {TerminalOptions} opts */
   constructor (client, containerId, opts) {
     super()
     this.containerId = containerId
@@ -1006,6 +1060,8 @@ export class TerminalHandle extends EventTarget {
     this.lastSeq = undefined
     this.resuming = false
     this.resumes = 0
+    /** True when the program was killed because its container stopped or went away. */
+    this.containerLost = false
     this.consumer = new TerminalConsumer(this, opts)
     this.link = new Link(client, 'terminal')
     client.adopt(this.link)
@@ -1031,6 +1087,13 @@ export class TerminalHandle extends EventTarget {
     else if (!this.opened) this.pending.push(msg)
   }
 
+  /** End the program's input (extension `eof`; with a TTY it types Ctrl-D). */
+  eof () {
+    if (this.closed || this.resuming) return
+    if (this.opened) this.link.send({ type: 'eof' })
+    else this.pending.push({ type: 'eof' })
+  }
+
   /** Ask the server to end the shell (`close_terminal`); 'closed' follows. */
   close () {
     if (this.closed) return
@@ -1052,12 +1115,14 @@ export class TerminalHandle extends EventTarget {
     this.resuming = false
     clearTimeout(this.consumer.giveUp)
     this.link.close()
-    this.dispatchEvent(makeEvent('closed', { reason, exitCode }))
+    this.dispatchEvent(makeEvent('closed', this.containerLost
+      ? { reason, exitCode, containerLost: true }
+      : { reason, exitCode }))
   }
 }
 
 class TerminalConsumer extends Consumer {
-  /** @param {TerminalHandle} term @param {{shell?: string, cols?: number, rows?: number}} opts */
+  /** @param {TerminalHandle} term @param {TerminalOptions} opts */
   constructor (term, opts) {
     super(undefined)
     this.term = term
@@ -1084,6 +1149,10 @@ class TerminalConsumer extends Consumer {
       msg.cols = this.opts.cols
       msg.rows = this.opts.rows
     }
+    // Terminal extensions (docs/protocol.md): sent only when not the default.
+    if (this.opts.command && this.opts.command.length) msg.command = [...this.opts.command]
+    if (this.opts.tty === false) msg.tty = false
+    if (this.opts.stdin === false) msg.stdin = false
     return [msg]
   }
 
@@ -1116,10 +1185,13 @@ class TerminalConsumer extends Consumer {
         return true
       case 'terminal_output':
         if (Number.isInteger(msg.seq)) term.lastSeq = msg.seq
-        term.dispatchEvent(makeEvent('output', { data: String(msg.data ?? '') }))
+        term.dispatchEvent(makeEvent('output', typeof msg.stream === 'string'
+          ? { data: String(msg.data ?? ''), stream: msg.stream }
+          : { data: String(msg.data ?? '') }))
         return true
       case 'terminal_closed': {
         const code = Number.isInteger(msg.exitCode) ? msg.exitCode : null
+        term.containerLost = msg.containerLost === true
         term.finish(String(msg.reason ?? ''), code)
         return true
       }
@@ -1330,9 +1402,10 @@ export class OpenPanelClient extends EventTarget {
   }
 
   /**
-   * An interactive terminal (one connection each).
+   * An interactive terminal (one connection each). `command`, `tty: false` and
+   * `stdin: false` are the gateway's terminal extensions (like `docker exec` without -t/-i).
    * @param {string} containerId
-   * @param {{shell?: string, cols?: number, rows?: number}} [opts]
+   * @param {TerminalOptions} [opts]
    * @returns {TerminalHandle}
    */
   openTerminal (containerId, opts = {}) {

@@ -253,3 +253,24 @@ async def test_held_keys_are_coalesced_not_rejected_in_chromium(
     assert out
     assert await page.evaluate("window.seen.errors") == []
     await page.evaluate("window.client.close()")
+
+
+async def test_a_command_without_tty_in_chromium(
+        server: RunningServer, containers: Containers, page: Any) -> None:
+    """The terminal extensions through the JS client: `command`, `tty: false`, `stdin:
+    false`; output names its stream, `closed` carries the exit code."""
+    name = containers.run()
+    await _load_client(page, server.url)
+    closed = await page.evaluate("""([url, token, name]) => new Promise((resolve) => {
+        const s = window.seen
+        const c = new window.op.OpenPanelClient({ url, token })
+        const t = c.openTerminal(name, { tty: false, stdin: false,
+                                        command: ['sh', '-c', 'echo out; sleep 0.2; echo err >&2; exit 3'] })
+        t.addEventListener('output', e => s.term.push([e.detail.stream, e.detail.data]))
+        t.addEventListener('error', e => s.errors.push(e.detail.code))
+        t.addEventListener('closed', e => { c.close(); resolve(e.detail) })
+    })""", [server.url.replace("http://", "ws://"), make_token(), name])
+    seen = await page.evaluate("window.seen")
+    assert closed == {"reason": "Process exited", "exitCode": 3}, closed
+    assert seen["term"] == [["stdout", "out\n"], ["stderr", "err\n"]], seen
+    assert seen["errors"] == []

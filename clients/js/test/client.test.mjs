@@ -131,6 +131,30 @@ test('a container error ends only that subscription, through its onError', async
   c.close()
 })
 
+test('a refused tail/interval/filter ends that subscription instead of waiting', async () => {
+  const c = client()
+  const errs = []
+  c.subscribeLogs('web', { tail: -1 }, () => {}, e => errs.push(['logs', e.code]))
+  c.subscribeStats('web', { interval: 5 }, () => {}, e => errs.push(['stats', e.code]))
+  const ws = FakeSocket.all[0]
+  await authenticate(ws)
+  ws.push({ type: 'error', code: 'INVALID_MESSAGE', message: "Field 'tail' ...", field: 'tail' })
+  ws.push({ type: 'error', code: 'INVALID_MESSAGE', message: "Field 'interval' ...", field: 'interval' })
+  assert.deepEqual(errs, [['logs', 'INVALID_MESSAGE'], ['stats', 'INVALID_MESSAGE']])
+  assert.equal(ws.closedWith, 1000) // nothing left on that connection
+  const events = []
+  const evErrs = []
+  c.subscribeEvents({ filters: { colour: ['red'] } }, m => events.push(m), e => evErrs.push(e.code))
+  const logs = FakeSocket.all.at(-1)
+  await authenticate(logs)
+  assert.deepEqual(logs.sent[1], { type: 'subscribe', filters: { colour: ['red'] } })
+  logs.push({ type: 'docker_event', timestamp: '2026-01-01T00:00:00Z', event: { Type: 'container', Action: 'start', Actor: { ID: 'x' } } })
+  assert.equal(events.length, 0) // not before the server accepted the filters
+  logs.push({ type: 'error', code: 'INVALID_MESSAGE', message: 'unknown filter', field: 'filters.colour' })
+  assert.deepEqual(evErrs, ['INVALID_MESSAGE'])
+  c.close()
+})
+
 test('events resume with since after a reconnect', async () => {
   const c = client()
   const got = []
