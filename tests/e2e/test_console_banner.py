@@ -17,8 +17,9 @@ import pytest
 from helpers import free_port
 
 
-def _serve(tmp_path: Path, tty: bool) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `serve` with the embedded secret; return the process and its `console:` line."""
+def _serve(tmp_path: Path, tty: bool) -> tuple[subprocess.Popen[bytes], str, int]:
+    """Start `serve` with the embedded secret; return the process, its `console:` URL and
+    the reading end of its stdout (kept open: a closed one would kill it on its next line)."""
     port = free_port()
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "OPENPANEL_WS_PORT": str(port)}
     env.pop("OPENPANEL_WS_JWT_SECRET", None)
@@ -28,24 +29,23 @@ def _serve(tmp_path: Path, tty: bool) -> tuple[subprocess.Popen[bytes], str]:
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 30
-    try:
-        while b"console:" not in out or not out.rstrip(b" ").endswith((b"\n", b"\r\n")):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([master], [], [], left)[0]:
-                raise AssertionError(f"no console line: {out!r}")
-            chunk = os.read(master, 65536)
-            if not chunk:
-                raise AssertionError(f"serve exited: {out!r}")
-            out += chunk
-    finally:
-        os.close(master)
+    while b"console:" not in out or not out.rstrip(b" ").endswith((b"\n", b"\r\n")):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([master], [], [], left)[0]:
+            os.close(master)
+            raise AssertionError(f"no console line: {out!r}")
+        chunk = os.read(master, 65536)
+        if not chunk:
+            os.close(master)
+            raise AssertionError(f"serve exited: {out!r}")
+        out += chunk
     line = next(x for x in out.decode().splitlines() if x.startswith("console:"))
-    return proc, line.split(" ", 1)[1].strip()
+    return proc, line.split(" ", 1)[1].strip(), master
 
 
 @pytest.mark.parametrize("tty", [False, True])
 def test_serve_prints_a_working_console_url(engine: None, tmp_path: Path, tty: bool) -> None:
-    proc, url = _serve(tmp_path, tty)
+    proc, url, stdout = _serve(tmp_path, tty)
     try:
         match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/(#token=([\w.-]+))?", url)
         assert match, url
@@ -62,3 +62,4 @@ def test_serve_prints_a_working_console_url(engine: None, tmp_path: Path, tty: b
     finally:
         proc.terminate()
         proc.wait(10)
+        os.close(stdout)
