@@ -93,20 +93,24 @@ def token_banner(settings: Settings, url: str, *, embedded: bool, tty: bool,
     only on a terminal: service logs (systemd, docker) capture stdout, and tokens are
     never logged. Otherwise it goes to a 0600 file whose path is printed."""
     how = "openpanel-ws token --sub admin --role admin" + (f" --config {config}" if config else "")
+    console = "http" + url.removeprefix("ws") + "/"  # the web console (docs/console.md)
     if not embedded:
         return [f"tokens: {how} (signed with the configured secret)",
+                f"console: {console}",
                 f"export OPENPANEL_WS_URL={url}"]
     token = issue_token(settings.jwt_secret or "", subject="admin", roles=["admin"],
                         ttl_seconds=ADMIN_TOKEN_TTL)
     lines = [f"embedded secret: {settings.state_dir / SECRET_FILE}"]
     if tty:
         lines += [f"admin token (24 h): {token}",
+                  f"console: {console}#token={token}",
                   f"export OPENPANEL_WS_URL={url} OPENPANEL_WS_TOKEN={token}"]
         return lines
     path = settings.state_dir / ADMIN_TOKEN_FILE
     write_private(path, token)
     lines += [f"admin token (24 h): not printed (stdout is not a terminal); written to {path} "
               f"(mode 0600); a new one: {how}",
+              f"console: {console}",
               f'export OPENPANEL_WS_URL={url} OPENPANEL_WS_TOKEN="$(cat {path})"']
     return lines
 

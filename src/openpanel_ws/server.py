@@ -39,6 +39,7 @@ from openpanel_ws.outbound import OP_PONG, ClientWriter, WriteScheduler, control
 from openpanel_ws.protocol import CloseCode, ErrorCode, ProtocolError
 from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
+from openpanel_ws.web.routes import register as register_console
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +399,7 @@ def create_app(settings: Settings, gateways: list[Gateway] | None = None,
         app.router.add_get(path, client_file_handler(name, content_type))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    register_console(app, services)  # the web console: /, /static/…, /api/containers
 
     async def on_startup(app: web.Application) -> None:
         for gateway in gateway_list:

@@ -1,0 +1,1 @@
+"""The web console served at `/` and its REST helper `GET /api/containers` (docs/console.md)."""
