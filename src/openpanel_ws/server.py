@@ -141,8 +141,6 @@ def origin_refused(request: web.Request, origin: str, allowed: list[str],
     }, status=403)
 
 
-
-
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
