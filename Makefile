@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run install dev test test-unit lint engine bench clean js-sync
+.PHONY: run install dev test test-unit lint engine bench clean
 
 # venv with the package and its entry point .venv/bin/openpanel-ws (idempotent)
 $(BIN)/python:
@@ -44,11 +44,6 @@ lint: dev
 
 bench: dev engine
 	$(BIN)/python bench/run.py
-
-# The JS client's canonical files are in clients/js/; the package ships a copy that the
-# gateway serves at /client/openpanel-ws.js (tests/unit/test_js_client.py checks it).
-js-sync:
-	cp clients/js/openpanel-ws.js clients/js/openpanel-ws.d.ts src/openpanel_ws/static/client/
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

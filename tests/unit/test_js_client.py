@@ -1,4 +1,5 @@
-"""The JS client: its packaged copy is the canonical file, and its own unit tests
+"""The JS client: the package serves the canonical file (a symlink that wheel builds
+resolve to the file's content), and its own unit tests
 (`node --test clients/js/test/`) pass, so pytest's summary covers them."""
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_the_packaged_copy_is_the_canonical_file(name: str) -> None:
-    packaged = (resources.files("openpanel_ws") / "static" / "client" / name).read_bytes()
-    assert packaged == (CANONICAL / name).read_bytes(), (
-        f"src/openpanel_ws/static/client/{name} differs from clients/js/{name}: run `make js-sync`")
+def test_the_packaged_file_is_the_canonical_file(name: str) -> None:
+    packaged = resources.files("openpanel_ws") / "static" / "client" / name
+    assert packaged.read_bytes() == (CANONICAL / name).read_bytes()
+    in_tree = ROOT / "src" / "openpanel_ws" / "static" / "client" / name
+    assert in_tree.resolve() == (CANONICAL / name).resolve(), (
+        f"src/openpanel_ws/static/client/{name} must be a symlink to clients/js/{name}, not a copy")
 
 
 def test_node_unit_tests_pass() -> None:
