@@ -319,24 +319,14 @@ class ClientWriter:
         if self._task is not None or not queue.entries:
             return
         transport = self._transport
-        # `_writable()` and `_write()`, inlined: this runs once per client per loop turn.
+        # `_writable()`, inlined: this runs once per client per loop turn.
         if self._close_sent or self._ws.closed or transport is None or transport.is_closing():
             queue.clear()  # aiohttp closed (its Close frame is out) or the peer left
             return
         if self._flow.writing_paused:
             self._task = asyncio.get_running_loop().create_task(self._close_after_drain())
             return
-        frames = queue.pop_all()
-        try:
-            if len(frames) == 1:
-                transport.write(frames[0])
-            else:
-                transport.writelines(frames)
-        except (ConnectionError, RuntimeError):
-            self._abort()
-            return
-        if self._drain_waiter is not None:
-            self._wake_drain_waiter()
+        self._write(queue.pop_all())
 
     def _write(self, frames: list[bytes]) -> None:
         transport = self._transport
