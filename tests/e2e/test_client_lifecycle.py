@@ -119,3 +119,27 @@ async def test_library_answers_server_pings(make_server: object) -> None:
             await asyncio.wait_for(anext(samples), 30)
         await samples.aclose()
     assert statuses == []
+
+
+async def test_library_refreshes_the_token_before_exp_on_the_open_connection(
+        make_server: object) -> None:
+    """The server ends a connection at `exp` + leeway; a callable token source is asked for
+    a fresh token before that, and the connection (and its subscription) simply goes on."""
+    srv: RunningServer = await make_server(jwt_leeway=0.0)  # type: ignore[operator]
+    issued: list[float] = []
+    statuses: list[str] = []
+
+    async def token() -> str:
+        issued.append(time.time())
+        return make_token("refreshing", ttl_seconds=4)
+
+    async with OpenPanelClient(ws_url(srv.url), token, on_status=statuses.append,
+                               token_refresh_margin=2.0) as client:
+        samples = client.metrics(interval=500)
+        await asyncio.wait_for(anext(samples), 30)
+        first_exp = issued[0] + 4
+        while time.time() < first_exp + 2.5:  # well past the first token's exp
+            await asyncio.wait_for(anext(samples), 30)
+        await samples.aclose()
+    assert len(issued) >= 2, "no refresh on the open connection"
+    assert statuses == [], statuses  # never closed, never reconnected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from openpanel_ws.client.messages import (
@@ -227,3 +229,18 @@ def test_permission_denied_text_is_not_doubled() -> None:
     err = error_from_message({"type": "error", "code": "PERMISSION_DENIED",
                               "message": "Permission denied: the terminal needs the admin role"})
     assert str(err) == "permission denied: the terminal needs the admin role"
+
+
+def test_token_expiry_is_read_without_verification() -> None:
+    from openpanel_ws.auth import issue_token
+    from openpanel_ws.client.sansio import refresh_delay, token_expiry
+
+    token = issue_token("s" * 32, subject="u", ttl_seconds=100)
+    exp = token_expiry(token)
+    assert exp is not None and abs(exp - (time.time() + 100)) < 5
+    assert token_expiry("not-a-jwt") is None
+    assert token_expiry("a.%%%.c") is None
+    assert token_expiry("a.eyJzdWIiOiJ1In0.c") is None  # {"sub":"u"}: no exp
+    assert token_expiry("a.eyJleHAiOnRydWV9.c") is None  # {"exp":true}
+    assert refresh_delay(1000.0, 900.0, margin=30.0) == 70.0
+    assert refresh_delay(1000.0, 990.0, margin=30.0) == 1.0  # never a busy loop

@@ -38,6 +38,7 @@ from openpanel_ws.client.messages import (
     error_from_message,
 )
 from openpanel_ws.client.sansio import (
+    REFRESH_MARGIN,
     SERVER_RATE_LIMITS,
     Backoff,
     BackoffPolicy,
@@ -45,8 +46,10 @@ from openpanel_ws.client.sansio import (
     LogCursor,
     Outbox,
     Outgoing,
+    refresh_delay,
     should_reconnect,
     split_input,
+    token_expiry,
 )
 from openpanel_ws.protocol import CloseCode, Message, parse_timestamp, parse_timestamp_nanos, rfc3339
 from openpanel_ws.ratelimit import RateLimit
@@ -616,6 +619,7 @@ class _Link:
         outbox = Outbox(client.rate_limits.get(self.gateway, SERVER_RATE_LIMITS["containers"]),
                         time.monotonic())
         sender: asyncio.Task[None] | None = None
+        refresher: asyncio.Task[None] | None = None
         try:
             await self._expect_welcome(ws)
             token = await client._token()
@@ -623,6 +627,8 @@ class _Link:
             self._outbox = outbox
             sender = asyncio.get_running_loop().create_task(self._sender(ws, outbox))
             await self._await_auth(ws)
+            if not isinstance(client.token, str):
+                refresher = asyncio.get_running_loop().create_task(self._refresh(token, outbox))
             backoff.reset()
             if self.ever_connected:
                 client._status(f"{self.url}: reconnected", None)
@@ -640,12 +646,27 @@ class _Link:
         finally:
             self.connected.clear()
             self._outbox = None
-            if sender is not None:
-                sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await sender
+            for task in (sender, refresher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 5)
+
+    async def _refresh(self, token: str, outbox: Outbox) -> None:
+        """Token refresh on the open connection: a fresh `auth` shortly before `exp`, from a
+        token source that can refresh. A source with nothing newer ends this; the server
+        then closes at `exp` and the reconnect asks the source again."""
+        while (exp := token_expiry(token)) is not None:
+            now = time.time() + self.server_offset
+            await asyncio.sleep(refresh_delay(exp, now, self.client.token_refresh_margin))
+            fresh = await self.client._token()
+            if fresh == token:
+                return
+            token = fresh
+            outbox.push({"type": "auth", "token": token})
+            self._wake.set()
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float | None) -> Message:
         try:
@@ -831,7 +852,8 @@ class OpenPanelClient:
     """Client of the four gateways of one server.
 
     `token` is a string or an async callable returning one; it is called again before
-    every re-authentication, so an expiring token can be refreshed.
+    every re-authentication, so an expiring token can be refreshed: on reconnect, and on
+    the open connection `token_refresh_margin` seconds before the current token's `exp`.
     """
 
     def __init__(
@@ -846,9 +868,12 @@ class OpenPanelClient:
         heartbeat: float | None = 30.0,
         idle_timeout: float | None = None,
         on_status: StatusCallback | None = None,
+        token_refresh_margin: float = REFRESH_MARGIN,
     ) -> None:
         self.url = url
         self.token = token
+        # With a callable token source, a fresh `auth` goes out this long before `exp`.
+        self.token_refresh_margin = token_refresh_margin
         self.backoff = backoff or BackoffPolicy()
         self.rate_limits = {**SERVER_RATE_LIMITS, **(rate_limits or {})}
         self.wait_for_server = wait_for_server

@@ -7,11 +7,16 @@ and duplicate-free. The asyncio edge (`openpanel_ws.client.aio`) only moves byte
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import random
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from openpanel_ws.protocol import CloseCode, Message, parse_timestamp_nanos, rfc3339_from_nanos
 from openpanel_ws.ratelimit import RateLimit, TokenBucket
@@ -23,6 +28,36 @@ SERVER_RATE_LIMITS: Final[dict[str, RateLimit]] = {
     "logs": RateLimit(100, 60.0),
     "metrics": RateLimit(100, 60.0),
 }
+
+
+# --- token refresh --------------------------------------------------------------------
+
+# Re-authenticate this long before the token's `exp`: the server ends a connection whose
+# token expired (docs/protocol.md "Hostile clients"); the JS client uses the same margin.
+REFRESH_MARGIN: Final[float] = 30.0
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT (unix seconds), read without verifying it: the client only
+    schedules its refresh from it; the server verifies. None when absent or unreadable."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        return None
+    return float(exp)
+
+
+def refresh_delay(exp: float, now: float, margin: float = REFRESH_MARGIN) -> float:
+    """Seconds to wait before asking for a fresh token; at least 1 s, so a source that
+    keeps returning a token about to expire is not polled in a loop."""
+    return max(exp - margin - now, 1.0)
 
 
 # --- reconnect ----------------------------------------------------------------------
