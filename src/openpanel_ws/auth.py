@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,17 @@ class AuthError(Exception):
     """Token refused; `str(error)` is the client-facing message."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
+    """What a verified token allows. Only the claims the gateway uses are kept: every
+    idle connection holds one (docs/bench.md, memory per connection)."""
+
     user_id: str
     roles: frozenset[str] = frozenset()
     permissions: frozenset[str] = frozenset()
     # None: no `containers` claim, every container allowed. Otherwise glob patterns.
     container_scopes: tuple[str, ...] | None = None
     expires_at: float | None = None
-    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_admin(self) -> bool:
@@ -158,7 +160,6 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         permissions=_shared(_string_list(claims.get("permissions"))),
         container_scopes=scopes,
         expires_at=float(exp) if isinstance(exp, int | float) else None,
-        claims=claims,
     )
 
 

@@ -36,7 +36,7 @@ from openpanel_ws.connection import (
 from openpanel_ws.gateways.base import Gateway, Session
 from openpanel_ws.hygiene import GatewayRunner, HandshakeGuard
 from openpanel_ws.outbound import OP_PONG, ClientWriter, WriteScheduler, control_frame
-from openpanel_ws.protocol import CloseCode, ErrorCode, ProtocolError
+from openpanel_ws.protocol import CloseCode, ErrorCode, Message, ProtocolError
 from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
 from openpanel_ws.web.routes import register as register_console
@@ -202,7 +202,7 @@ class ClientHandler:
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
         clock = ConnectionClock(conn, session)
         self.wheel.add(clock)
-        lanes = _Lanes(lambda message: self._guard(session, self.gateway.dispatch(session, message)))
+        lanes = _Lanes(self, session)
         try:
             await self._read_loop(ws, conn, session, clock, lanes, guard, request)
         except (ConnectionError, OSError):
@@ -231,14 +231,16 @@ class ClientHandler:
     async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection, session: Session,
                          clock: ConnectionClock, lanes: _Lanes, guard: HandshakeGuard | None,
                          request: web.Request) -> None:
+        # No local outlives its message: an idle connection must not keep the last one
+        # (the auth message holds the token) alive in this frame while it waits.
         while not session.closed:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
-                actions = conn.receive_text(msg.data, time.monotonic())
-                await self._perform(actions, conn, session, clock, lanes, guard, request)
+                await self._perform(conn.receive_text(msg.data, time.monotonic()),
+                                    conn, session, clock, lanes, guard, request)
             elif msg.type is WSMsgType.BINARY:
-                actions = conn.receive_binary(time.monotonic())
-                await self._perform(actions, conn, session, clock, lanes, guard, request)
+                await self._perform(conn.receive_binary(time.monotonic()),
+                                    conn, session, clock, lanes, guard, request)
             elif msg.type is WSMsgType.PING:
                 conn.receive_ping_frame()
                 # In order with our data frames, through the same path (never mid-frame).
@@ -250,6 +252,7 @@ class ClientHandler:
                 return
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
                 return
+            del msg
 
     async def _perform(self, actions: list[Action], conn: Connection, session: Session,
                        clock: ConnectionClock, lanes: _Lanes, guard: HandshakeGuard | None,
@@ -291,19 +294,23 @@ class ClientHandler:
 
 class _Lanes:
     """Serial lanes of one connection: messages of one lane run in arrival order, lanes
-    run concurrently (docs/protocol.md "Hostile clients")."""
+    run concurrently (docs/protocol.md "Hostile clients"). The queue map and task set are
+    made on the first message: an idle connection holds only this object."""
 
-    __slots__ = ("_closed", "_queues", "_run", "_tasks")
+    __slots__ = ("_closed", "_handler", "_queues", "_session", "_tasks")
 
-    def __init__(self, run: Callable[[dict[str, object]], Awaitable[None]]) -> None:
-        self._run = run
-        self._queues: dict[str, deque[dict[str, object]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+    def __init__(self, handler: ClientHandler, session: Session) -> None:
+        self._handler = handler
+        self._session = session
+        self._queues: dict[str, deque[Message]] | None = None
+        self._tasks: set[asyncio.Task[None]] | None = None
         self._closed = False
 
-    def submit(self, lane: str, message: dict[str, object]) -> None:
+    def submit(self, lane: str, message: Message) -> None:
         if self._closed:
             return
+        if self._queues is None or self._tasks is None:
+            self._queues, self._tasks = {}, set()
         queue = self._queues.get(lane)
         if queue is not None:
             queue.append(message)
@@ -313,13 +320,15 @@ class _Lanes:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _drain(self, lane: str, queue: deque[dict[str, object]]) -> None:
+    async def _drain(self, lane: str, queue: deque[Message]) -> None:
+        handler, session = self._handler, self._session
         try:
             while queue and not self._closed:
-                await self._run(queue[0])
+                await handler._guard(session, handler.gateway.dispatch(session, queue[0]))
                 queue.popleft()
         finally:
-            self._queues.pop(lane, None)
+            if self._queues is not None:
+                self._queues.pop(lane, None)
 
     async def close(self) -> None:
         self._closed = True
