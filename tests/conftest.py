@@ -7,13 +7,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import Containers, RunningServer, start_server
+from helpers import Containers, RunningServer, running_server, server_factory
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -36,26 +35,15 @@ def engine() -> None:
 
 @pytest.fixture
 async def server(engine: None) -> AsyncIterator[RunningServer]:
-    srv = await start_server()
-    try:
+    async with running_server() as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
 async def make_server(engine: None) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
     """Start a server with settings overridden (e.g. a short auth timeout)."""
-    started: list[RunningServer] = []
-
-    async def factory(**overrides: Any) -> RunningServer:
-        srv = await start_server(**overrides)
-        started.append(srv)
-        return srv
-
-    yield factory
-    for srv in started:
-        await srv.stop()
+    async with server_factory() as factory:
+        yield factory
 
 
 @pytest.fixture

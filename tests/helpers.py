@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,6 +225,23 @@ async def running_server(**overrides: Any) -> AsyncIterator[RunningServer]:
         yield server
     finally:
         await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def server_factory() -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
+    """A factory of servers with settings overridden; every one is stopped on exit."""
+    started: list[RunningServer] = []
+
+    async def factory(**overrides: Any) -> RunningServer:
+        srv = await start_server(**overrides)
+        started.append(srv)
+        return srv
+
+    try:
+        yield factory
+    finally:
+        for srv in started:
+            await srv.stop()
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.05) -> None:

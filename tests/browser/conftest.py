@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from helpers import RunningServer, start_server
+from helpers import RunningServer, running_server, server_factory
 
 # `serve` as a real process to SIGKILL and restart: tests/e2e/test_client_support.py
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
@@ -74,25 +74,14 @@ async def page(chromium_browser: Any) -> AsyncIterator[Any]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def server(engine: None) -> AsyncIterator[RunningServer]:
-    srv = await start_server()
-    try:
+    async with running_server() as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def make_server(engine: None) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
-    started: list[RunningServer] = []
-
-    async def factory(**overrides: Any) -> RunningServer:
-        srv = await start_server(**overrides)
-        started.append(srv)
-        return srv
-
-    yield factory
-    for srv in started:
-        await srv.stop()
+    async with server_factory() as factory:
+        yield factory
 
 
 @pytest_asyncio.fixture(loop_scope="session")
