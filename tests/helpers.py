@@ -244,6 +244,20 @@ async def server_factory() -> AsyncIterator[Callable[..., Awaitable[RunningServe
             await srv.stop()
 
 
+async def run_for(*args: str, seconds: float) -> str:
+    """Run a program for at most `seconds`; everything it printed until then."""
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    assert proc.stdout is not None
+    output = asyncio.ensure_future(proc.stdout.read())  # kept whole across the timeout
+    try:
+        await asyncio.wait_for(proc.wait(), seconds)
+    except TimeoutError:
+        proc.terminate()
+        await proc.wait()
+    return (await output).decode()
+
+
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pages import open_page, sockets
 
-from helpers import Containers, RunningServer, make_token
+from helpers import Containers, RunningServer, make_token, run_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "spec" / "API_WEBSOCKET.pt-BR.md"
@@ -59,19 +59,6 @@ async def test_the_spec_examples_stay_connected_in_chromium(
     assert len([x for x in logs if x.startswith("Log: ")]) > before
 
 
-async def _node(*args: str, seconds: float) -> str:
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    assert proc.stdout is not None
-    output = asyncio.ensure_future(proc.stdout.read())
-    try:
-        await asyncio.wait_for(proc.wait(), seconds)
-    except TimeoutError:
-        proc.terminate()
-        await proc.wait()
-    return (await output).decode()
-
-
 async def test_the_spec_examples_stay_connected_in_node(
         make_server: Any, containers: Containers, tmp_path: Path) -> None:
     node = shutil.which("node")
@@ -99,7 +86,7 @@ setTimeout(() => { console.log('SOCKETS', JSON.stringify(globalThis.__sockets));
     script = tmp_path / "examples.mjs"
     script.write_text(recorder + "{\n" + _fill(typescript, srv.port, token, name) + "\n}\n{\n"
                       + _fill(reconnect, srv.port, token, name) + "\n}\n")
-    out = await _node(node, "--experimental-websocket", str(script), seconds=WATCH + 10)
+    out = await run_for(node, "--experimental-websocket", str(script), seconds=WATCH + 10)
     assert "CLOSED" not in out, out[-2000:]
     assert 'SOCKETS [{"opened":true,"close":null},{"opened":true,"close":null}]' in out, out[-2000:]
     assert re.search(r"Log: line-\d+", out), out[-2000:]

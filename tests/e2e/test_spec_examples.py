@@ -6,7 +6,6 @@ id filled in); the README's corrected Python example must work too.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Containers, RunningServer, make_token
+from helpers import Containers, RunningServer, make_token, run_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "spec" / "API_WEBSOCKET.pt-BR.md"
@@ -28,20 +27,6 @@ def _fill(code: str, server: RunningServer, token: str, container: str) -> str:
     return (code.replace("ws://localhost:3001", f"ws://127.0.0.1:{server.port}")
             .replace("your-jwt-token", token)
             .replace("container-123", container))
-
-
-async def _run(*args: str, seconds: float) -> str:
-    """Run for at most `seconds`; everything the program printed until then."""
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    assert proc.stdout is not None
-    output = asyncio.ensure_future(proc.stdout.read())  # kept whole across the timeout
-    try:
-        await asyncio.wait_for(proc.wait(), seconds)
-    except TimeoutError:
-        proc.terminate()
-        await proc.wait()
-    return (await output).decode()
 
 
 @pytest.fixture
@@ -61,7 +46,7 @@ async def test_the_specifications_typescript_example_receives_logs(
     example = _code_blocks(SPEC, "typescript")[0]
     script = tmp_path / "example.mjs"
     script.write_text(_fill(example, server, make_token(), name))
-    out = await _run(node, "--experimental-websocket", str(script), seconds=8)
+    out = await run_for(node, "--experimental-websocket", str(script), seconds=8)
     assert re.search(r"Log: line-\d+", out), out
 
 
@@ -75,7 +60,7 @@ async def test_the_specifications_reconnection_example_authenticates(
     hook = "ws.onmessage = (e) => console.log('MSG', e.data)\n  ws.onopen = () => {"
     script = tmp_path / "reconnect.mjs"
     script.write_text(_fill(example, server, make_token(), "x").replace("ws.onopen = () => {", hook, 1))
-    out = await _run(node, "--experimental-websocket", str(script), seconds=4)
+    out = await run_for(node, "--experimental-websocket", str(script), seconds=4)
     assert '"type":"authenticated"' in out, out
 
 
@@ -88,5 +73,5 @@ async def test_the_readme_python_example_receives_logs(
             .replace("<token>", make_token()).replace("my-container", name))
     script = tmp_path / "example.py"
     script.write_text(code)
-    out = await _run(sys.executable, str(script), seconds=6)
+    out = await run_for(sys.executable, str(script), seconds=6)
     assert re.search(r"Z stdout line-\d+", out), out
