@@ -15,7 +15,6 @@ task switch. This is the library's best case for that broadcast; it is not tuned
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -30,7 +29,7 @@ from aiohttp import WSMsgType, web
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_server import bench_message
-from common import raise_nofile, use_loop_from_env
+from common import server_start
 
 CLIENTS = web.AppKey("clients", set)
 
@@ -74,11 +73,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    raise_nofile()
-    use_loop_from_env()
+    port = server_start(__doc__.splitlines()[0])
     app = web.Application()
     app[CLIENTS] = set()
     app.router.add_get("/ws/bench", ws_handler)
@@ -88,7 +83,7 @@ def main() -> None:
     async def run() -> None:
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", args.port, backlog=1024).start()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

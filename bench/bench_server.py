@@ -23,7 +23,6 @@ BENCH_PROFILE=/path/file.prof writes a cProfile of the run (development aid).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -37,7 +36,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import raise_nofile, use_loop_from_env
+from common import server_start
 
 from openpanel_ws import protocol
 from openpanel_ws.config import load_settings
@@ -112,12 +111,8 @@ async def publish_handler(request: web.Request) -> web.Response:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    raise_nofile()
-    use_loop_from_env()
-    settings = load_settings(overrides={"host": "127.0.0.1", "port": args.port})
+    port = server_start(__doc__.splitlines()[0])
+    settings = load_settings(overrides={"host": "127.0.0.1", "port": port})
     # Settings.rate_limit_for() is looked up by gateway name; the bench clients only
     # authenticate and answer heartbeats, so the limit is that of the logs gateway.
     settings.rate_limit_bench = RateLimit(100, 60.0)  # type: ignore[attr-defined]
@@ -130,7 +125,7 @@ def main() -> None:
     async def run() -> None:
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=1024)
+        site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ Nothing here talks to the gateway; see `wsclient.py` for the load generators and
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -80,6 +81,17 @@ def use_loop_from_env() -> str:
         uvloop.install()
         return "uvloop"
     return "asyncio"
+
+
+def server_start(description: str) -> int:
+    """What every server under test does first: its `--port`, more file descriptors, and
+    the loop that BENCH_LOOP names. Returns the port."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, required=True)
+    port: int = parser.parse_args().port
+    raise_nofile()
+    use_loop_from_env()
+    return port
 
 
 def free_port() -> int:

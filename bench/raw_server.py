@@ -15,7 +15,6 @@ the gateway is compared with (`fanout.ratio_to_raw`). It is not tuned down.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -31,7 +30,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_server import bench_message
-from common import raise_nofile, use_loop_from_env
+from common import server_start
 
 from openpanel_ws.outbound import OP_PONG, control_frame, text_frame
 
@@ -159,15 +158,11 @@ class Conn(asyncio.Protocol):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    raise_nofile()
-    use_loop_from_env()
+    port = server_start(__doc__.splitlines()[0])
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(Conn, "127.0.0.1", args.port, backlog=1024)
+        server = await loop.create_server(Conn, "127.0.0.1", port, backlog=1024)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
