@@ -18,6 +18,7 @@ from typing import Any
 
 from openpanel_ws import __version__
 from openpanel_ws.auth import issue_token
+from openpanel_ws.client.cli import register as register_client_cli
 from openpanel_ws.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("openpanel_ws")
@@ -335,12 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def register_client_commands(sub: Any) -> None:
-    """Client subcommands (logs, stats, events, metrics, exec) live in `client_cli`."""
-    try:
-        from openpanel_ws.client_cli import register  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
-    register(sub)
+    """Client subcommands (logs, stats, events, metrics, exec) live in `client.cli`."""
+    register_client_cli(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,13 +10,23 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import MappingProxyType
+from typing import Any, Final, get_type_hints
 from urllib.parse import urlsplit
 
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
 from openpanel_ws.ratelimit import RateLimit
 
 ENV_PREFIX = "OPENPANEL_WS_"
+
+# The specification's per-gateway limits: the server's defaults, and what the Python
+# client mirrors unless told otherwise (docs/protocol.md "Python client").
+DEFAULT_RATE_LIMITS: Final[Mapping[str, RateLimit]] = MappingProxyType({
+    "containers": RateLimit(10, 1.0),
+    "terminal": RateLimit(10, 1.0),
+    "logs": RateLimit(100, 60.0),
+    "metrics": RateLimit(100, 60.0),
+})
 
 
 class ConfigError(Exception):
@@ -53,10 +63,10 @@ class Settings:
     allowed_origins: list[str] = field(default_factory=list)
     max_message_bytes: int = 65536
     # Rate limits (specification: containers/terminal 10/s, logs/metrics 100/min)
-    rate_limit_containers: RateLimit = RateLimit(10, 1.0)
-    rate_limit_terminal: RateLimit = RateLimit(10, 1.0)
-    rate_limit_logs: RateLimit = RateLimit(100, 60.0)
-    rate_limit_metrics: RateLimit = RateLimit(100, 60.0)
+    rate_limit_containers: RateLimit = DEFAULT_RATE_LIMITS["containers"]
+    rate_limit_terminal: RateLimit = DEFAULT_RATE_LIMITS["terminal"]
+    rate_limit_logs: RateLimit = DEFAULT_RATE_LIMITS["logs"]
+    rate_limit_metrics: RateLimit = DEFAULT_RATE_LIMITS["metrics"]
     flood_threshold: int = 50
     flood_window: float = 10.0
     # Outbound path: ordered frames queued per client before it is a slow consumer

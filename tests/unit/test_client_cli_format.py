@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from openpanel_ws.client import DockerEvent, StatsSample, SystemLog, gateway_url
-from openpanel_ws.client_cli import (
+from openpanel_ws.client.cli import (
     UsageError,
     format_event,
     human_bytes,

@@ -16,16 +16,10 @@ from openpanel_ws.client.messages import (
     StatsSample,
     error_from_message,
 )
-from openpanel_ws.client.sansio import (
-    SERVER_RATE_LIMITS,
-    Backoff,
-    BackoffPolicy,
-    Input,
-    LogCursor,
-    Outbox,
-    should_reconnect,
-    split_input,
-)
+from openpanel_ws.client.outbox import Input, Outbox, split_input
+from openpanel_ws.client.sansio import Backoff, BackoffPolicy, should_reconnect
+from openpanel_ws.client.subscriptions import LogCursor
+from openpanel_ws.config import DEFAULT_RATE_LIMITS
 from openpanel_ws.protocol import rfc3339_from_nanos
 from openpanel_ws.ratelimit import RateLimit, TokenBucket
 
@@ -86,8 +80,8 @@ def test_outbox_sends_at_once_while_tokens_last_then_waits() -> None:
 
 def test_outbox_coalesces_held_keys_and_never_trips_the_server_bucket() -> None:
     """200 keystrokes in one second, as the server's own bucket would count them."""
-    box = Outbox(SERVER_RATE_LIMITS["terminal"], now=0.0)
-    server = TokenBucket(SERVER_RATE_LIMITS["terminal"], 0.0)
+    box = Outbox(DEFAULT_RATE_LIMITS["terminal"], now=0.0)
+    server = TokenBucket(DEFAULT_RATE_LIMITS["terminal"], 0.0)
     typed = "".join(chr(ord("a") + i % 26) for i in range(200))
     received = []
     now, next_key, frames = 0.0, 0, 0

@@ -30,13 +30,16 @@ from openpanel_ws.client.messages import (
     TerminalError,
     TerminalOutput,
 )
-from openpanel_ws.client.sansio import Backoff, BackoffPolicy, LogCursor, Outbox
+from openpanel_ws.client.outbox import Outbox
+from openpanel_ws.client.sansio import Backoff, BackoffPolicy, ClientConnection
+from openpanel_ws.client.subscriptions import LogCursor
 
 __all__ = [
     "DEFAULT_URL",
     "AuthenticationError",
     "Backoff",
     "BackoffPolicy",
+    "ClientConnection",
     "ClientError",
     "ConnectionClosed",
     "ConnectionFailed",

@@ -1,8 +1,9 @@
-"""The asyncio edge of the client: aiohttp WebSockets driven by the sans-I/O core.
+"""The asyncio shell of the client: aiohttp WebSockets driven by the sans-I/O core.
 
-One `_Link` is one gateway connection that reconnects by itself (backoff, re-auth,
-restore subscriptions). Consumers (`_Subscription`s) attach to a link; each owns a
-queue that its async iterator drains.
+One `_Link` is one gateway connection that reconnects by itself. It owns a
+`ClientConnection` (`openpanel_ws.client.sansio`), which decides everything: the link
+feeds it what the socket did and the clock, carries out the actions it returns, and
+hands each subscription's items to the consumer's queue, which its async iterator drains.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -18,41 +18,46 @@ import aiohttp
 import orjson
 
 from openpanel_ws.client.messages import (
-    AuthenticationError,
     ClientError,
-    ConnectionClosed,
     ConnectionFailed,
-    ContainerNotFound,
-    DockerEvent,
     Event,
-    InvalidMessage,
     LogLine,
     MetricsSample,
-    PermissionDenied,
-    ServerError,
     StatsSample,
-    SubscriptionEnded,
-    SystemLog,
     TerminalError,
     TerminalOutput,
-    error_from_message,
 )
+from openpanel_ws.client.outbox import Outgoing
 from openpanel_ws.client.sansio import (
     REFRESH_MARGIN,
-    SERVER_RATE_LIMITS,
-    Backoff,
+    Action,
+    Authenticated,
     BackoffPolicy,
-    Input,
-    LogCursor,
-    Outbox,
-    Outgoing,
-    refresh_delay,
-    should_reconnect,
-    split_input,
-    token_expiry,
+    ClientConnection,
+    Deliver,
+    Disconnect,
+    FetchToken,
+    Finish,
+    LinkConfig,
+    Retry,
+    Shutdown,
+    Status,
+    Subscription,
+    TerminalOpened,
+    TerminalRefused,
+    UnhandledError,
 )
-from openpanel_ws.protocol import CloseCode, Message, parse_timestamp, parse_timestamp_nanos, rfc3339
+from openpanel_ws.client.subscriptions import (
+    EventsSubscription,
+    LogsSubscription,
+    MetricsSubscription,
+    StatsSubscription,
+    TerminalSubscription,
+)
+from openpanel_ws.config import DEFAULT_RATE_LIMITS
 from openpanel_ws.ratelimit import RateLimit
+
+__all__ = ["DEFAULT_URL", "OpenPanelClient", "TerminalSession", "TokenSource", "gateway_url"]
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +67,6 @@ StatusCallback = Callable[[str], None]
 DEFAULT_URL: Final = "ws://127.0.0.1:3001"
 GATEWAYS: Final = ("containers", "logs", "metrics", "terminal")
 _END: Final = object()
-# How long a terminal tries to reattach after its connection was lost (the gateway's
-# default grace period is 60 s; a session cannot outlive it).
-RESUME_TIMEOUT: Final = 90.0
-# Characters typed while a terminal is being reattached that are kept to send after it.
-HELD_INPUT_LIMIT: Final = 65536
 
 
 def gateway_url(base: str, gateway: str) -> str:
@@ -84,47 +84,17 @@ def gateway_url(base: str, gateway: str) -> str:
     return f"{url}/ws/{gateway}"
 
 
-class _Transient(Exception):
-    """This connection ended; another attempt may succeed."""
-
-    def __init__(self, why: str, code: int | None = None) -> None:
-        super().__init__(why)
-        self.why = why
-        self.code = code
-
-
-# --- subscriptions ------------------------------------------------------------------
-
-
-class _Subscription:
-    """One consumer of a link: what it (re)sends after auth and what it takes."""
+class _Consumer:
+    """The asyncio side of one subscription: its queue, its end, its terminal's open."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.ended = False
-        self.ended_event = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.opened: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
-    def subscribe_messages(self) -> list[Message]:
-        return []
-
-    def unsubscribe_messages(self) -> list[Message]:
-        return []
-
-    def handle(self, msg: Message) -> bool:
-        """True when the message was this subscription's."""
-        return False
-
-    def handle_error(self, err: ServerError) -> bool:
-        return False
-
-    def on_disconnect(self, why: str) -> None:
-        """The link lost its connection and will reconnect."""
-
-    def end(self, item: object = _END) -> None:
-        if not self.ended:
-            self.ended = True
-            self.ended_event.set()
-            self.queue.put_nowait(item)
+    def end(self, item: object) -> None:
+        self.ended.set()
+        self.queue.put_nowait(item)
 
     async def items(self) -> AsyncIterator[Any]:
         while True:
@@ -136,608 +106,209 @@ class _Subscription:
             yield item
 
 
-class _LogsSub(_Subscription):
-    def __init__(self, container: str, tail: int | str | None, since: str | float | None,
-                 follow: bool, quiet: float) -> None:
-        super().__init__()
-        self.container = container
-        self.tail = tail
-        self.since = since
-        self.follow = follow
-        self.cursor = LogCursor()
-        self._quiet = quiet
-        # Without -f: lines newer than the request (by the server's clock) are not shown.
-        self.until_ns: int | None = None
-        self._idle: asyncio.TimerHandle | None = None
-        self.confirmed = False  # the server answered our subscribe (ack or a line)
-
-    def _base(self) -> Message:
-        return {"type": "subscribe_logs", "containerId": self.container}
-
-    def subscribe_messages(self) -> list[Message]:
-        msg = self._base()
-        if self.tail is not None:
-            msg["tail"] = self.tail
-        if self.since is not None:
-            msg["since"] = self.since
-        msg.update(self.cursor.resume())
-        return [msg]
-
-    def unsubscribe_messages(self) -> list[Message]:
-        return [{"type": "unsubscribe_logs", "containerId": self.container}]
-
-    def handle(self, msg: Message) -> bool:
-        kind = msg.get("type")
-        if msg.get("containerId") != self.container:
-            return False
-        if kind == "log":
-            self.confirmed = True
-            line = LogLine.parse(msg)
-            if not self.follow and self.until_ns is not None and _nanos(line.timestamp) > self.until_ns:
-                self.end()  # newer than the request: `logs` without -f stops at "now"
-                return False
-            if self.cursor.accept(line.timestamp, line.stream, line.data) and not self.ended:
-                self.queue.put_nowait(line)
-            self._arm_idle()
-            return False  # another subscription of the same container may want it too
-        if kind == "subscribed_logs":
-            self.confirmed = True
-            self._arm_idle()
-            return True
-        if kind == "subscription_ended" and msg.get("subscription", "logs") == "logs":
-            # e.g. the container was removed: nothing more will come
-            self.end(SubscriptionEnded(self.container, _ended_reason(msg)))
-            return False
-        return kind == "unsubscribed_logs"
-
-    def _arm_idle(self) -> None:
-        # Without -f the protocol has no "end of backlog" marker: stop after a quiet spell.
-        if self.follow or self.ended:
-            return
-        if self._idle is not None:
-            self._idle.cancel()
-        # A busy engine may take a while to start the backlog: wait longer for line one.
-        wait = self._quiet if self.cursor.last_ns is not None else self._quiet * 3
-        self._idle = asyncio.get_running_loop().call_later(wait, self.end)
-
-    def handle_error(self, err: ServerError) -> bool:
-        if err.container_id == self.container or _refuses(err, self.confirmed, ("tail", "since")):
-            self.end(err)
-            return True
-        return False
-
-
-def _refuses(err: ServerError, confirmed: bool, fields: tuple[str, ...]) -> bool:
-    """An INVALID_MESSAGE naming a field of a subscribe not yet answered is its refusal
-    (the server's error carries no containerId then): end it rather than wait forever."""
-    return not confirmed and isinstance(err, InvalidMessage) and err.raw.get("field") in fields
-
-
-class _StatsSub(_Subscription):
-    def __init__(self, containers: list[str], interval: int | None) -> None:
-        super().__init__()
-        self.containers = containers
-        self.interval = interval
-        self.confirmed = False
-
-    def subscribe_messages(self) -> list[Message]:
-        out: list[Message] = []
-        for c in self.containers:
-            msg: Message = {"type": "subscribe_stats", "containerId": c}
-            if self.interval is not None:
-                msg["interval"] = self.interval
-            out.append(msg)
-        return out
-
-    def unsubscribe_messages(self) -> list[Message]:
-        return [{"type": "unsubscribe_stats", "containerId": c} for c in self.containers]
-
-    def handle(self, msg: Message) -> bool:
-        if msg.get("containerId") not in self.containers:
-            return False
-        kind = msg.get("type")
-        if kind in ("stats", "subscribed_stats"):
-            self.confirmed = True
-        if kind == "stats":
-            self.queue.put_nowait(StatsSample.parse(msg))
-            return False
-        if kind == "subscription_ended" and msg.get("subscription", "stats") == "stats":
-            # the others go on; the last one gone ends the iterator
-            container = str(msg.get("containerId"))
-            self.containers = [c for c in self.containers if c != container]
-            if not self.containers:
-                self.end(SubscriptionEnded(container, _ended_reason(msg)))
-            return False
-        return kind in ("subscribed_stats", "unsubscribed_stats")
-
-    def handle_error(self, err: ServerError) -> bool:
-        if err.container_id in self.containers or _refuses(err, self.confirmed, ("interval",)):
-            self.end(err)
-            return True
-        return False
-
-
-class _EventsSub(_Subscription):
-    def __init__(self, filters: Mapping[str, list[str]] | None) -> None:
-        super().__init__()
-        self.filters = {k: list(v) for k, v in (filters or {}).items()}
-        # With filters nothing is passed on before the server accepted them: until
-        # then the connection still gets every event.
-        self.confirmed = not self.filters
-
-    def subscribe_messages(self) -> list[Message]:
-        # Additive `subscribe` {filters} of /ws/logs (engine filter semantics).
-        return [{"type": "subscribe", "filters": self.filters}] if self.filters else []
-
-    def handle(self, msg: Message) -> bool:
-        kind = msg.get("type")
-        if kind == "subscribed":
-            self.confirmed = True
-            return True
-        if kind == "docker_event":
-            if self.confirmed:
-                self.queue.put_nowait(DockerEvent.parse(msg))
-            return True
-        if kind == "system_log":
-            if self.confirmed:
-                self.queue.put_nowait(SystemLog.parse(msg))
-            return True
-        return False
-
-    def on_disconnect(self, why: str) -> None:
-        self.confirmed = not self.filters  # asked again on the next connection
-
-    def handle_error(self, err: ServerError) -> bool:
-        # A refused filter is the answer to our `subscribe`: end, don't stream unfiltered.
-        if not self.confirmed and isinstance(err, InvalidMessage):
-            self.end(err)
-            return True
-        return False
-
-
-class _MetricsSub(_Subscription):
-    def __init__(self, interval: int | None) -> None:
-        super().__init__()
-        self.interval = interval
-
-    def subscribe_messages(self) -> list[Message]:
-        msg: Message = {"type": "subscribe"}
-        if self.interval is not None:
-            msg["interval"] = self.interval
-        return [msg]
-
-    def unsubscribe_messages(self) -> list[Message]:
-        return [{"type": "unsubscribe"}]
-
-    def handle(self, msg: Message) -> bool:
-        kind = msg.get("type")
-        if kind == "metrics":
-            self.queue.put_nowait(MetricsSample.parse(msg))
-            return True
-        return kind in ("subscribed", "unsubscribed")
-
-
-class _TerminalSub(_Subscription):
-    def __init__(self, container: str, shell: str | None, cols: int | None, rows: int | None,
-                 *, command: Sequence[str] | None = None, tty: bool = True,
-                 stdin: bool = True, resume: bool = True,
-                 on_status: Callable[[str], None] | None = None) -> None:
-        super().__init__()
-        self.container = container
-        self.shell = shell
-        self.cols = cols
-        self.rows = rows
-        self.command = list(command) if command else None
-        self.container_lost = False
-        self.tty = tty
-        self.stdin = stdin
-        self.opened: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.exit_code: int | None = None
-        self.reason: str | None = None
-        self._sent_open = False
-        # Terminal sessions (docs/protocol.md): after a reconnect the same session is
-        # reattached with the `seq` of the last output received, so nothing is lost
-        # or repeated.
-        self.resume = resume
-        self.session_id: str | None = None
-        self.last_seq: int | None = None
-        self.resuming = False
-        self.resumes = 0
-        self.close_code: int | None = None  # of the connection just lost
-        # Typed while reattaching: sent right after the resume (bounded), and the last
-        # size asked for, re-applied after a resume.
-        self.held: list[Outgoing] = []
-        self.held_chars = 0
-        self.size: tuple[int, int] | None = None
-        self.resume_timeout = RESUME_TIMEOUT
-        self._give_up: asyncio.TimerHandle | None = None
-        self._on_status = on_status
-
-    def _status(self, text: str) -> None:
-        if self._on_status is not None:
-            self._on_status(text)
-
-    def hold(self, items: list[Outgoing]) -> None:
-        for item in items:
-            size = len(item.data) if isinstance(item, Input) else 1
-            if self.held_chars + size > HELD_INPUT_LIMIT:
-                return  # beyond the bound typed input is dropped while disconnected
-            self.held.append(item)
-            self.held_chars += size
-
-    def resume_items(self) -> list[Outgoing]:
-        """After the resume request: the size, then what was typed meanwhile."""
-        items: list[Outgoing] = []
-        if self.size is not None:
-            items.append({"type": "resize", "cols": self.size[0], "rows": self.size[1]})
-        items.extend(self.held)
-        self.held, self.held_chars = [], 0
-        return items
-
-    def subscribe_messages(self) -> list[Message]:
-        if self._sent_open:
-            if self.resuming and self.session_id is not None and not self.ended:
-                msg: Message = {"type": "open_terminal", "containerId": self.container,
-                                "sessionId": self.session_id}
-                if self.last_seq is not None:
-                    msg["lastSeq"] = self.last_seq
-                return [msg]
-            return []
-        self._sent_open = True
-        msg = {"type": "open_terminal", "containerId": self.container}
-        if self.shell:
-            msg["shell"] = self.shell
-        if self.cols and self.rows:
-            msg["cols"], msg["rows"] = self.cols, self.rows
-        # Terminal extensions (docs/protocol.md): sent only when not the default.
-        if self.command:
-            msg["command"] = self.command
-        if not self.tty:
-            msg["tty"] = False
-        if not self.stdin:
-            msg["stdin"] = False
-        return [msg]
-
-    def _fail(self, exc: ClientError) -> None:
-        if not self.opened.done():
-            self.opened.set_exception(exc)
-        self.end(exc)
-
-    def handle(self, msg: Message) -> bool:
-        kind = msg.get("type")
-        if kind == "terminal_opened":
-            if not self.opened.done():
-                self.session_id = str(msg.get("sessionId", ""))
-                self.opened.set_result(self.session_id)
-            elif self.resuming and msg.get("resumed") is True:
-                self.resuming = False
-                self.resumes += 1
-                if self._give_up is not None:
-                    self._give_up.cancel()
-                    self._give_up = None
-                start = msg.get("seq")
-                lost = (start - self.last_seq if isinstance(start, int)
-                        and self.last_seq is not None and start > self.last_seq else 0)
-                self._status("terminal session resumed" +
-                             (f" ({lost} bytes of output were lost)" if lost else ""))
-        elif kind == "terminal_output":
-            seq = msg.get("seq")
-            if isinstance(seq, int) and not isinstance(seq, bool):
-                self.last_seq = seq
-            stream = msg.get("stream")
-            self.queue.put_nowait(TerminalOutput(str(msg.get("data", "")),
-                                                 stream if isinstance(stream, str) else None))
-        elif kind == "terminal_closed":
-            code = msg.get("exitCode")
-            self.exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
-            self.reason = str(msg.get("reason", ""))
-            self.container_lost = msg.get("containerLost") is True
-            if not self.opened.done():
-                self.opened.set_exception(TerminalError(f"terminal closed: {self.reason}"))
-            self.end()
-        elif kind == "terminal_error":
-            text = str(msg.get("message", "terminal error"))
-            if self.resuming:
-                self._fail(TerminalError(
-                    f"the terminal session did not survive the reconnect ({text})"))
-                return True
-            if text.lower().startswith("container not found"):
-                text = f"container '{self.container}' not found" + text[len("container not found"):]
-            self._fail(TerminalError(text))
-        else:
-            return False
-        return True
-
-    def handle_error(self, err: ServerError) -> bool:
-        # Before the terminal opened any error is its answer; afterwards only a refusal
-        # ends it (a rejected resize must not kill the session: it is just reported).
-        if (not self.opened.done() or self.resuming
-                or isinstance(err, PermissionDenied | ContainerNotFound)):
-            self._fail(TerminalError(f"the terminal session did not survive the reconnect ({err})")
-                       if self.resuming else err)
-            return True
-        return False
-
-    def on_disconnect(self, why: str) -> None:
-        if self.close_code == CloseCode.GOING_AWAY and self.resume and self.opened.done():
-            # A gateway that shuts down (not a reload, 1012) ends its terminals.
-            self._fail(TerminalError(
-                f"the terminal session did not survive: the gateway shut down ({why})"))
-            return
-        if self.resume and self.opened.done() and self.session_id and not self.ended:
-            if not self.resuming:
-                self._status(f"connection to the gateway lost ({why}); reattaching the terminal")
-                self._give_up = asyncio.get_running_loop().call_later(
-                    self.resume_timeout, self._fail, TerminalError(
-                        "the terminal session did not survive the reconnect (gateway "
-                        f"unreachable for {self.resume_timeout:g}s: {why})"))
-            self.resuming = True
-            return
-        self._fail(TerminalError(f"connection to the gateway lost ({why})"))
-
-    def end(self, item: object = _END) -> None:
-        if self._give_up is not None:
-            self._give_up.cancel()
-            self._give_up = None
-        super().end(item)
-
-
-def _ended_reason(msg: Message) -> str:
-    text = str(msg.get("message") or msg.get("reason") or "subscription ended")
-    return text[:1].lower() + text[1:]
-
-
-def _nanos(timestamp: str) -> int:
-    try:
-        return parse_timestamp_nanos(timestamp)
-    except ValueError:
-        return 0
-
-
 # --- one gateway connection -----------------------------------------------------------
 
 
 class _Link:
-    def __init__(self, client: OpenPanelClient, gateway: str, *, reconnect: bool = True) -> None:
-        self.client = client
+    def __init__(self, gateway: str, config: LinkConfig, *, heartbeat: float | None,
+                 refreshable: bool, http: Callable[[], Awaitable[aiohttp.ClientSession]],
+                 token: Callable[[], Awaitable[str]], status: Callable[[str], None],
+                 forget: Callable[[_Link], None]) -> None:
         self.gateway = gateway
-        self.url = gateway_url(client.url, gateway)
-        self.reconnect = reconnect
-        self.subs: list[_Subscription] = []
-        self.connected = asyncio.Event()
-        self.ever_connected = False
-        self.closed = False
-        self.user_id: str | None = None
-        # server clock minus ours, from the welcome's timestamp (0 until connected)
-        self.server_offset = 0.0
-        self._outbox: Outbox | None = None
+        self.url = config.url
+        self.connection = ClientConnection(config)
+        self._heartbeat = heartbeat
+        self._refreshable = refreshable  # a token source that may hand out a newer token
+        self._http = http
+        self._token = token
+        self._status = status
+        self._forget = forget
+        self._consumers: dict[Subscription, _Consumer] = {}
         self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self.connection.closed
+
+    @property
+    def is_open(self) -> bool:
+        return self.connection.is_open
+
+    def add(self, sub: Subscription) -> _Consumer:
+        consumer = self._consumers[sub] = _Consumer()
+        self.connection.add(sub)
+        self.poke()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
+        return consumer
 
-    def _stamp(self, sub: _Subscription) -> None:
-        if isinstance(sub, _LogsSub) and not sub.follow and sub.until_ns is None:
-            sub.until_ns = time.time_ns() + int(self.server_offset * 1e9)
-
-    def add(self, sub: _Subscription) -> None:
-        self.subs.append(sub)
-        if self.connected.is_set():
-            self._stamp(sub)
-            for msg in sub.subscribe_messages():
-                self.send(msg)
-        self.start()
-
-    async def remove(self, sub: _Subscription) -> None:
-        if sub in self.subs:
-            self.subs.remove(sub)
-        if not self.subs:
+    async def remove(self, sub: Subscription) -> None:
+        self._consumers.pop(sub, None)
+        if self.connection.remove(sub):
             await self.close()
-            return
-        if self.connected.is_set():
-            # Keep what another consumer (same container, same kind) still uses.
-            still = {(m["type"], m.get("containerId")) for s in self.subs for m in s.unsubscribe_messages()}
-            for msg in sub.unsubscribe_messages():
-                if (msg["type"], msg.get("containerId")) not in still:
-                    self.send(msg)
+        else:
+            self.poke()
 
     def send(self, item: Outgoing) -> None:
-        if self._outbox is not None:
-            self._outbox.push(item)
-            self._wake.set()
+        self.connection.send(item)
+        self.poke()
+
+    def write(self, sub: TerminalSubscription, data: str) -> None:
+        self.connection.terminal_write(sub, data)
+        self.poke()
+
+    def resize(self, sub: TerminalSubscription, cols: int, rows: int) -> None:
+        self.connection.terminal_resize(sub, cols, rows)
+        self.poke()
+
+    def pending(self) -> int:
+        return self.connection.pending()
 
     async def close(self) -> None:
-        self.closed = True
-        self.client._links.discard(self)
+        actions = self.connection.close()
+        self._forget(self)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        for sub in self.subs:
-            sub.end()
+        self._apply(actions)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _fail_all(self, exc: ClientError) -> None:
-        for sub in list(self.subs):
-            if isinstance(sub, _TerminalSub):
-                sub._fail(exc)
-            else:
-                sub.end(exc)
+    def poke(self) -> None:
+        """Something may have changed: wake the sender, re-arm the timer."""
+        self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.connection.next_deadline()
+        if deadline is not None and not self.connection.closed:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._apply(self.connection.tick(asyncio.get_running_loop().time()))
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Deliver):
+                if (consumer := self._consumers.get(action.subscription)) is not None:
+                    consumer.queue.put_nowait(action.item)
+            elif isinstance(action, Finish):
+                if (consumer := self._consumers.get(action.subscription)) is not None:
+                    consumer.end(action.error if action.error is not None else _END)
+            elif isinstance(action, TerminalOpened | TerminalRefused):
+                consumer = self._consumers.get(action.subscription)
+                if consumer is not None and not consumer.opened.done():
+                    if isinstance(action, TerminalOpened):
+                        consumer.opened.set_result(action.session_id)
+                    else:
+                        consumer.opened.set_exception(action.error)
+            elif isinstance(action, Status):
+                self._status(action.text)
+            elif isinstance(action, UnhandledError):
+                log.warning("%s: %s", self.gateway, action.error)
+                self._status(f"server error: {action.error}")
+        self.poke()
 
     async def _run(self) -> None:
-        backoff = Backoff(self.client.backoff)
-        while not self.closed:
+        loop = asyncio.get_running_loop()
+        while not self.connection.closed:
             try:
-                await self._connect_once(backoff)
-                why, code = "connection closed", None
-            except _Transient as exc:
-                why, code = exc.why, exc.code
-            except ClientError as exc:
-                self._fail_all(exc)
-                return
+                lost = await self._connect_once()
             except asyncio.CancelledError:
                 raise
+            except ClientError as exc:
+                self._apply(self.connection.fail(exc))
+                return
             except Exception as exc:  # a bug of ours must not hang the consumer
                 log.exception("client link %s failed", self.url)
-                self._fail_all(ClientError(f"internal client error: {exc!r}"))
+                self._apply(self.connection.fail(ClientError(f"internal client error: {exc!r}")))
                 return
-            for sub in list(self.subs):
-                if isinstance(sub, _TerminalSub):
-                    sub.close_code = code
-                sub.on_disconnect(why)
-            if self.subs and all(sub.ended for sub in self.subs):
-                return  # nothing left to reconnect for (a terminal that cannot resume)
-            if not self.reconnect or (not self.ever_connected and not self.client.wait_for_server):
-                self._fail_all(ConnectionFailed(f"cannot connect to {self.url}: {why}"))
+            if lost is None:
                 return
-            delay = backoff.next_delay()
-            if delay is None:
-                self._fail_all(ConnectionFailed(
-                    f"{self.url}: gave up after {backoff.attempts} attempts ({why})"))
+            actions = self.connection.connection_lost(*lost, loop.time())
+            self._apply(actions)
+            retry = next((a for a in actions if isinstance(a, Retry)), None)
+            if retry is None:
                 return
-            self.client._status(f"{self.url}: {why}; reconnecting in {delay:.1f}s", code)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(retry.delay)
 
-    async def _connect_once(self, backoff: Backoff) -> None:
-        client = self.client
-        session = await client._http()
+    async def _connect_once(self) -> tuple[str, int | None] | None:
+        """One socket, until it ends: (why, close code) when another attempt may succeed,
+        None when the connection is over for good."""
+        config = self.connection.config
+        session = await self._http()
         try:
             # WebSocket ping frames detect a dead server without the server's help and
             # never count against its rate limit; the JSON pings are answered too.
             ws = await asyncio.wait_for(session.ws_connect(
                 self.url, autoping=True, max_msg_size=0, compress=0,
-                heartbeat=client.heartbeat,
+                heartbeat=self._heartbeat,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
-            ), client.connect_timeout)
+            ), config.connect_timeout)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403, 404):
                 raise ConnectionFailed(f"{self.url}: HTTP {exc.status} {exc.message}") from None
-            raise _Transient(f"HTTP {exc.status}") from None
+            return f"HTTP {exc.status}", None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _Transient(_describe_os_error(exc)) from None
-        outbox = Outbox(client.rate_limits.get(self.gateway, SERVER_RATE_LIMITS["containers"]),
-                        time.monotonic())
-        sender: asyncio.Task[None] | None = None
-        refresher: asyncio.Task[None] | None = None
+            return _describe_os_error(exc), None
+        loop = asyncio.get_running_loop()
+        self.connection.socket_opened()
+        tasks = [loop.create_task(self._sender(ws))]
         try:
-            await self._expect_welcome(ws)
-            token = await client._token()
-            outbox.push({"type": "auth", "token": token})
-            self._outbox = outbox
-            sender = asyncio.get_running_loop().create_task(self._sender(ws, outbox))
-            await self._await_auth(ws)
-            if not isinstance(client.token, str):
-                refresher = asyncio.get_running_loop().create_task(self._refresh(token, outbox))
-            backoff.reset()
-            if self.ever_connected:
-                client._status(f"{self.url}: reconnected", None)
-            self.ever_connected = True
-            self.connected.set()
-            for sub in list(self.subs):
-                self._stamp(sub)
-                for msg in sub.subscribe_messages():
-                    outbox.push(msg)
-                if isinstance(sub, _TerminalSub) and sub.resuming:
-                    for item in sub.resume_items():
-                        outbox.push(item)
-            self._wake.set()
-            await self._read_loop(ws)
+            while True:
+                actions = await self._receive(ws)
+                self._apply(actions)
+                for action in actions:
+                    if isinstance(action, Disconnect):
+                        return action.why, action.code
+                    if isinstance(action, Shutdown):
+                        return None
+                    if isinstance(action, FetchToken):
+                        self.connection.send_auth(await self._token(), loop.time())
+                        self.poke()
+                    elif isinstance(action, Authenticated) and self._refreshable:
+                        tasks.append(loop.create_task(self._refresh()))
         finally:
-            self.connected.clear()
-            self._outbox = None
-            for task in (sender, refresher):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            self.connection.socket_closed()
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 5)
 
-    async def _refresh(self, token: str, outbox: Outbox) -> None:
-        """Token refresh on the open connection: a fresh `auth` shortly before `exp`, from a
-        token source that can refresh. A source with nothing newer ends this; the server
-        then closes at `exp` and the reconnect asks the source again."""
-        while (exp := token_expiry(token)) is not None:
-            now = time.time() + self.server_offset
-            await asyncio.sleep(refresh_delay(exp, now, self.client.token_refresh_margin))
-            fresh = await self.client._token()
-            if fresh == token:
-                return
-            token = fresh
-            outbox.push({"type": "auth", "token": token})
-            self._wake.set()
-
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float | None) -> Message:
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> list[Action]:
         try:
-            msg = await ws.receive(timeout=timeout)
+            msg = await ws.receive(timeout=self.connection.receive_timeout())
         except TimeoutError:
-            raise _Transient(f"no message from the server for {timeout:g}s") from None
+            return self.connection.timed_out()
+        now = asyncio.get_running_loop().time()
         if msg.type is aiohttp.WSMsgType.TEXT:
-            try:
-                value = orjson.loads(msg.data)
-            except orjson.JSONDecodeError:
-                return {}
-            return value if isinstance(value, dict) else {}
+            return self.connection.receive_text(msg.data, now)
         if msg.type is aiohttp.WSMsgType.BINARY:
-            return {}
-        code = ws.close_code if ws.close_code is not None else 1006
+            return self.connection.receive_binary(now)
         reason = str(msg.extra or "") if msg.type is aiohttp.WSMsgType.CLOSE else ""
-        if code == CloseCode.AUTH_FAILED:
-            raise AuthenticationError("AUTH_FAILED", reason or "Invalid token")
-        if not should_reconnect(code):
-            raise ConnectionClosed(code, reason)
-        raise _Transient(f"connection closed (code {code}{': ' + reason if reason else ''})", code)
+        return self.connection.receive_close(ws.close_code, reason)
 
-    async def _expect_welcome(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        msg = await self._receive(ws, self.client.connect_timeout)
-        if msg.get("type") != "connected":
-            raise _Transient(f"unexpected first message {msg.get('type')!r}")
-        with contextlib.suppress(ValueError, TypeError):
-            self.server_offset = parse_timestamp(msg["timestamp"]) - time.time()
-
-    async def _await_auth(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        while True:
-            msg = await self._receive(ws, self.client.connect_timeout)
-            kind = msg.get("type")
-            if kind == "authenticated":
-                self.user_id = str(msg.get("userId", ""))
+    async def _refresh(self) -> None:
+        """Token refresh on the open connection: a fresh `auth` shortly before `exp`, from a
+        token source that can refresh (docs/protocol.md "Python client")."""
+        while (delay := self.connection.refresh_delay()) is not None:
+            await asyncio.sleep(delay)
+            if not self.connection.refresh_token(await self._token()):
                 return
-            if kind == "ping":
-                self._pong()
-            elif kind == "error":
-                err = error_from_message(msg)
-                if isinstance(err, AuthenticationError):
-                    raise err
-                raise _Transient(f"auth refused: {err}")
+            self.poke()
 
-    def _pong(self) -> None:
-        if self._outbox is not None:
-            self._outbox.push_free({"type": "pong", "timestamp": rfc3339()})
-            self._wake.set()
-
-    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        while True:
-            msg = await self._receive(ws, self.client.idle_timeout)
-            kind = msg.get("type")
-            if kind == "ping":
-                self._pong()
-            elif kind == "error":
-                err = error_from_message(msg)
-                if isinstance(err, AuthenticationError):
-                    raise err
-                if not any(sub.handle_error(err) for sub in list(self.subs)):
-                    log.warning("%s: %s", self.gateway, err)
-                    self.client._status(f"server error: {err}", None)
-            elif kind:
-                for sub in list(self.subs):
-                    if sub.handle(msg):
-                        break
-
-    async def _sender(self, ws: aiohttp.ClientWebSocketResponse, outbox: Outbox) -> None:
+    async def _sender(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            msg, wait = outbox.pop(time.monotonic())
+            msg, wait = self.connection.next_frame(loop.time())
             if msg is not None:
                 try:
                     await ws.send_str(orjson.dumps(msg).decode())
@@ -772,9 +343,11 @@ def _describe_os_error(exc: BaseException) -> str:
 class TerminalSession:
     """An interactive terminal: `write()` keystrokes, `resize()`, iterate the output."""
 
-    def __init__(self, link: _Link, sub: _TerminalSub, session_id: str) -> None:
+    def __init__(self, link: _Link, sub: TerminalSubscription, consumer: _Consumer,
+                 session_id: str) -> None:
         self._link = link
         self._sub = sub
+        self._consumer = consumer
         self.session_id = session_id
         self.container_id = sub.container
 
@@ -801,18 +374,13 @@ class TerminalSession:
         """Queue keystrokes; they are coalesced when the rate-limit mirror runs low.
         While the terminal is being reattached they are held (up to 64 KiB) and sent
         right after the resume."""
-        if self._sub.resuming or not self._link.connected.is_set():
-            self._sub.hold(list(split_input(data)))
-            return
-        for item in split_input(data):
-            self._link.send(item)
+        self._link.write(self._sub, data)
 
     async def drain(self, max_pending: int = 32) -> None:
         """Wait while more than `max_pending` messages wait for the rate-limit mirror (a
         producer such as a large file on stdin then reads no faster than input is sent)."""
         # Polled: the outbox is plain synchronous code with no event to wait on.
-        while (self._link._outbox is not None and len(self._link._outbox) > max_pending  # noqa: ASYNC110
-               and not self._sub.ended):
+        while self._link.pending() > max_pending and not self._sub.ended:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
     def eof(self) -> None:
@@ -821,28 +389,23 @@ class TerminalSession:
         self._link.send({"type": "eof"})
 
     def resize(self, cols: int, rows: int) -> None:
-        def clamp(n: int) -> int:
-            return max(1, min(1000, n))  # the gateway's accepted range
-
-        self._sub.size = (clamp(cols), clamp(rows))
-        if self._sub.resuming or not self._link.connected.is_set():
-            return  # applied after the resume
-        self._link.send({"type": "resize", "cols": clamp(cols), "rows": clamp(rows)})
+        """Clamped to the gateway's range; while reattaching, applied after the resume."""
+        self._link.resize(self._sub, cols, rows)
 
     async def close(self) -> None:
         """Ask the server to end the shell (`close_terminal`), then wait for the end."""
-        if not self._sub.ended and self._link.connected.is_set():
+        if not self._sub.ended and self._link.is_open:
             self._link.send({"type": "close_terminal"})
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sub.ended_event.wait(), 5)
+                await asyncio.wait_for(self._consumer.ended.wait(), 5)
         await self._link.close()
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return (chunk.data async for chunk in self._sub.items())
+        return (chunk.data async for chunk in self._consumer.items())
 
     def output(self) -> AsyncIterator[TerminalOutput]:
         """The output with its stream ("stdout"/"stderr" when opened with tty=False)."""
-        return self._sub.items()
+        return self._consumer.items()
 
 
 # --- the client -----------------------------------------------------------------------
@@ -875,7 +438,7 @@ class OpenPanelClient:
         # With a callable token source, a fresh `auth` goes out this long before `exp`.
         self.token_refresh_margin = token_refresh_margin
         self.backoff = backoff or BackoffPolicy()
-        self.rate_limits = {**SERVER_RATE_LIMITS, **(rate_limits or {})}
+        self.rate_limits = {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}
         self.wait_for_server = wait_for_server
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
@@ -913,10 +476,7 @@ class OpenPanelClient:
         except Exception as exc:
             raise ClientError(f"cannot obtain a token: {exc}") from exc
 
-    def _status_text(self, text: str) -> None:
-        self._status(text, None)
-
-    def _status(self, text: str, code: int | None) -> None:
+    def _status(self, text: str) -> None:
         log.info("%s", text)
         if self.on_status is not None:
             self.on_status(text)
@@ -924,16 +484,24 @@ class OpenPanelClient:
     def _link(self, gateway: str, *, shared: bool = False, reconnect: bool = True) -> _Link:
         if shared and self._containers is not None and not self._containers.closed:
             return self._containers
-        link = _Link(self, gateway, reconnect=reconnect)
+        config = LinkConfig(
+            gateway_url(self.url, gateway),
+            rate_limit=self.rate_limits.get(gateway, DEFAULT_RATE_LIMITS["containers"]),
+            backoff=self.backoff, reconnect=reconnect, wait_for_server=self.wait_for_server,
+            connect_timeout=self.connect_timeout, idle_timeout=self.idle_timeout,
+            refresh_margin=self.token_refresh_margin)
+        link = _Link(gateway, config, heartbeat=self.heartbeat,
+                     refreshable=not isinstance(self.token, str), http=self._http,
+                     token=self._token, status=self._status, forget=self._links.discard)
         self._links.add(link)
         if shared:
             self._containers = link
         return link
 
-    async def _stream(self, link: _Link, sub: _Subscription) -> AsyncGenerator[Any, None]:
-        link.add(sub)
+    async def _stream(self, link: _Link, sub: Subscription) -> AsyncGenerator[Any, None]:
+        consumer = link.add(sub)
         try:
-            async for item in sub.items():
+            async for item in consumer.items():
                 yield item
         finally:
             await link.remove(sub)
@@ -948,18 +516,19 @@ class OpenPanelClient:
         before the first line).
         """
         return self._stream(self._link("containers", shared=True),
-                            _LogsSub(container, tail, since, follow, quiet))
+                            LogsSubscription(container, tail, since, follow, quiet))
 
     def stats(self, *containers: str, interval: int | None = None) -> AsyncGenerator[StatsSample, None]:
-        return self._stream(self._link("containers", shared=True), _StatsSub(list(containers), interval))
+        return self._stream(self._link("containers", shared=True),
+                            StatsSubscription(list(containers), interval))
 
     def events(self, filters: Mapping[str, list[str]] | None = None) -> AsyncGenerator[Event, None]:
         """Docker events and system logs pushed by `/ws/logs`; `filters` like the
         engine's (`{"container": ["web"], "type": ["container"]}`) narrow the events."""
-        return self._stream(self._link("logs"), _EventsSub(filters))
+        return self._stream(self._link("logs"), EventsSubscription(filters))
 
     def metrics(self, interval: int | None = None) -> AsyncGenerator[MetricsSample, None]:
-        return self._stream(self._link("metrics"), _MetricsSub(interval))
+        return self._stream(self._link("metrics"), MetricsSubscription(interval))
 
     async def terminal(self, container: str, *, shell: str | None = None,
                        cols: int | None = None, rows: int | None = None,
@@ -978,18 +547,16 @@ class OpenPanelClient:
         no standard input.
         """
         link = self._link("terminal", reconnect=resume)
-        sub = _TerminalSub(container, shell, cols, rows, command=command, tty=tty, stdin=stdin,
-                           resume=resume, on_status=self._status_text)
-        link.add(sub)
+        sub = TerminalSubscription(container, shell, cols, rows, command=command, tty=tty,
+                                   stdin=stdin, resume=resume)
+        consumer = link.add(sub)
         try:
-            session_id = await asyncio.wait_for(asyncio.shield(sub.opened), timeout)
+            session_id = await asyncio.wait_for(asyncio.shield(consumer.opened), timeout)
         except TimeoutError:
             await link.close()
             raise TerminalError(f"no answer to open_terminal within {timeout:g}s") from None
         except BaseException:
             await link.close()
             raise
-        return TerminalSession(link, sub, session_id)
+        return TerminalSession(link, sub, consumer, session_id)
 
-
-__all__ = ["DEFAULT_URL", "Input", "OpenPanelClient", "TerminalSession", "TokenSource", "gateway_url"]

@@ -1,34 +1,73 @@
-"""The client's decisions as plain synchronous code: no sockets, no event loop.
+"""The client's protocol logic as plain synchronous code: no sockets, no event loop.
 
-Backoff schedule, close-code policy, the mirror of the server's token bucket with
-keystroke coalescing, and the log cursor that makes a resumed subscription gap-free
-and duplicate-free. The asyncio edge (`openpanel_ws.client.aio`) only moves bytes.
+`ClientConnection` is one gateway connection across reconnects (welcome, auth,
+heartbeat replies, close codes, backoff, token refresh, resubscribing); with it the
+backoff schedule, the close-code policy and the log cursor that makes a resumed
+subscription gap-free and duplicate-free. The asyncio shell (`openpanel_ws.client.aio`)
+only moves bytes and runs timers; docs/protocol.md "Python client" has the rules.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 import random
-from collections import Counter, deque
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from enum import Enum, auto
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
-from openpanel_ws.protocol import CloseCode, Message, parse_timestamp_nanos, rfc3339_from_nanos
-from openpanel_ws.ratelimit import RateLimit, TokenBucket
+from openpanel_ws.client.messages import (
+    AuthenticationError,
+    ClientError,
+    ConnectionClosed,
+    ConnectionFailed,
+    ServerError,
+    error_from_message,
+)
+from openpanel_ws.client.outbox import Outbox, Outgoing, split_input
+from openpanel_ws.config import DEFAULT_RATE_LIMITS
+from openpanel_ws.protocol import (
+    CloseCode,
+    Message,
+    parse_timestamp,
+    rfc3339,
+)
+from openpanel_ws.ratelimit import RateLimit
 
-# The specification's per-gateway limits; the server's defaults (DECISIONS.md).
-SERVER_RATE_LIMITS: Final[dict[str, RateLimit]] = {
-    "containers": RateLimit(10, 1.0),
-    "terminal": RateLimit(10, 1.0),
-    "logs": RateLimit(100, 60.0),
-    "metrics": RateLimit(100, 60.0),
-}
+if TYPE_CHECKING:
+    from openpanel_ws.client.subscriptions import TerminalSubscription
 
+__all__ = [
+    "FINAL_CLOSE_CODES",
+    "REFRESH_MARGIN",
+    "Action",
+    "Authenticated",
+    "Backoff",
+    "BackoffPolicy",
+    "ClientConnection",
+    "Deliver",
+    "Disconnect",
+    "FetchToken",
+    "Finish",
+    "LinkConfig",
+    "LinkState",
+    "Retry",
+    "Shutdown",
+    "Status",
+    "Subscription",
+    "TerminalOpened",
+    "TerminalRefused",
+    "UnhandledError",
+    "refresh_delay",
+    "should_reconnect",
+    "token_expiry",
+]
 
 # --- token refresh --------------------------------------------------------------------
 
@@ -109,139 +148,414 @@ def should_reconnect(close_code: int | None) -> bool:
     return close_code not in FINAL_CLOSE_CODES
 
 
-# --- outbound pacing ----------------------------------------------------------------
+# --- one gateway connection -------------------------------------------------------------
 
 
-def mirror_limit(limit: RateLimit, margin: float = 0.8) -> RateLimit:
-    """A slightly stricter copy of the server's limit: network jitter can bunch frames
-    that left us evenly spaced, so we keep one token spare and refill a bit slower."""
-    count = max(1, limit.count - 1)
-    return RateLimit(count, count / (limit.rate * margin))
+class Subscription:
+    """One consumer of a gateway connection: what it (re)sends once authenticated and the
+    messages it takes. The kinds live in `openpanel_ws.client.subscriptions`."""
+
+    def __init__(self) -> None:
+        self.ended = False
+
+    def on_open(self, server_ns: int) -> list[Outgoing]:
+        """The connection is authenticated (`server_ns`: now on the server's clock)."""
+        return list(self.subscribe_messages())
+
+    def subscribe_messages(self) -> list[Message]:
+        return []
+
+    def unsubscribe_messages(self) -> list[Message]:
+        return []
+
+    def handle(self, msg: Message, now: float, out: list[Action]) -> bool:
+        """True when the message was this subscription's alone."""
+        return False
+
+    def handle_error(self, err: ServerError, out: list[Action]) -> bool:
+        return False
+
+    def on_disconnect(self, why: str, code: int | None, now: float, out: list[Action]) -> None:
+        """The connection was lost and will be re-established."""
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def tick(self, now: float, out: list[Action]) -> None:
+        """The clock reached `next_deadline`."""
+
+    def fail(self, exc: ClientError, out: list[Action]) -> None:
+        self.end(out, exc)
+
+    def end(self, out: list[Action], error: ClientError | None = None) -> None:
+        if not self.ended:
+            self.ended = True
+            out.append(Finish(self, error))
 
 
 @dataclass(frozen=True, slots=True)
-class Input:
-    """Terminal keystrokes: consecutive ones may travel together in one `input`."""
+class Deliver:
+    """Hand `item` to the subscription's consumer."""
 
-    data: str
-
-
-Outgoing = Message | Input
+    subscription: Subscription
+    item: object
 
 
-class Outbox:
-    """Frames waiting for a token of the client-side bucket, in order.
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The subscription is over: its iterator ends, raising `error` if there is one."""
 
-    While tokens are plentiful every frame leaves at once (keystrokes are not delayed);
-    when the bucket runs dry, consecutive `Input`s queued meanwhile are merged into one
-    `input` message: a held key or a paste is coalesced, never dropped or rejected.
+    subscription: Subscription
+    error: ClientError | None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalOpened:
+    subscription: Subscription
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRefused:
+    """The terminal's `open_terminal` will never succeed."""
+
+    subscription: Subscription
+    error: ClientError
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A line for the user (reconnecting, reattached, ...)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnhandledError:
+    """A server `error` no subscription claimed: reported, nothing ends."""
+
+    error: ServerError
+
+
+@dataclass(frozen=True, slots=True)
+class FetchToken:
+    """Obtain a token from the source, then call `send_auth`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """This socket is done; call `connection_lost` once it is closed."""
+
+    why: str
+    code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Final: close the socket and never reconnect."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Connect again after `delay` seconds."""
+
+    delay: float
+
+
+Action = (Deliver | Finish | TerminalOpened | TerminalRefused | Status | UnhandledError
+          | FetchToken | Authenticated | Disconnect | Shutdown | Retry)
+
+
+class LinkState(Enum):
+    IDLE = auto()  # no socket: before the first attempt or between two
+    AWAITING_WELCOME = auto()
+    AUTHENTICATING = auto()
+    OPEN = auto()
+    CLOSED = auto()  # final: closed by the user, failed, or gave up
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    url: str
+    rate_limit: RateLimit = DEFAULT_RATE_LIMITS["containers"]
+    backoff: BackoffPolicy = BackoffPolicy()
+    reconnect: bool = True
+    # Without it, a server that cannot be reached on the first attempt is an error.
+    wait_for_server: bool = True
+    connect_timeout: float = 15.0
+    idle_timeout: float | None = None
+    refresh_margin: float = REFRESH_MARGIN
+
+
+class ClientConnection:
+    """The client side of one gateway, across reconnects: the mirror of the server's
+    `openpanel_ws.connection.Connection`.
+
+    welcome -> `auth` -> authenticated -> subscriptions sent again; pings answered;
+    closes sorted into final and transient; backoff between attempts; the outbox paced
+    by the mirror of the server's bucket; token refresh before `exp`. The asyncio shell
+    feeds it what the socket did (`socket_opened`, `receive_text`, `receive_close`, ...)
+    and the clock (`tick`), carries out the actions returned, and sends what
+    `next_frame` hands out. `now` is a monotonic clock; `wall_clock` gives unix
+    nanoseconds (server time is estimated from the welcome's timestamp).
     """
 
-    # Raw characters per merged input; JSON escaping can grow control characters 6x
-    # and the server's default frame limit is 64 KiB.
-    MAX_INPUT_CHARS: Final = 8192
+    def __init__(self, config: LinkConfig, *, wall_clock: Callable[[], int] = time.time_ns,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.config = config
+        self.state = LinkState.IDLE
+        self.subscriptions: list[Subscription] = []
+        self.ever_connected = False
+        self.user_id: str | None = None
+        self.token: str | None = None
+        # server clock minus ours in seconds, from the welcome's timestamp (0 until then)
+        self.server_offset = 0.0
+        self.backoff = Backoff(config.backoff, rand)
+        self._wall = wall_clock
+        self._outbox: Outbox | None = None
 
-    def __init__(self, limit: RateLimit, now: float) -> None:
-        self._limit = mirror_limit(limit)
-        self._bucket = TokenBucket(self._limit, now)
-        self._queue: deque[Outgoing] = deque()
-        # Frames the server never counts (heartbeat `pong`): no token, ahead of the rest.
-        self._free: deque[Message] = deque()
+    @property
+    def is_open(self) -> bool:
+        return self.state is LinkState.OPEN
 
-    def __len__(self) -> int:
-        return len(self._queue) + len(self._free)
+    @property
+    def closed(self) -> bool:
+        return self.state is LinkState.CLOSED
 
-    def push_free(self, message: Message) -> None:
-        self._free.append(message)
+    def server_ns(self) -> int:
+        return self._wall() + int(self.server_offset * 1e9)
 
-    def push(self, item: Outgoing) -> None:
-        if isinstance(item, Input) and not item.data:
-            return
-        self._queue.append(item)
+    # --- subscriptions and sending ------------------------------------------------------
 
-    def pop(self, now: float) -> tuple[Message | None, float]:
-        """(message to send now, 0) or (None, seconds to wait; inf when empty)."""
-        if self._free:
-            return self._free.popleft(), 0.0
-        if not self._queue:
+    def add(self, sub: Subscription) -> None:
+        self.subscriptions.append(sub)
+        if self.is_open:
+            for item in sub.on_open(self.server_ns()):
+                self.send(item)
+
+    def remove(self, sub: Subscription) -> bool:
+        """Forget `sub`; True when none is left (the link can be closed)."""
+        if sub in self.subscriptions:
+            self.subscriptions.remove(sub)
+        if not self.subscriptions:
+            return True
+        if self.is_open:
+            # Keep what another consumer (same container, same kind) still uses.
+            still = {(m["type"], m.get("containerId"))
+                     for s in self.subscriptions for m in s.unsubscribe_messages()}
+            for msg in sub.unsubscribe_messages():
+                if (msg["type"], msg.get("containerId")) not in still:
+                    self.send(msg)
+        return False
+
+    def send(self, item: Outgoing) -> None:
+        """Queue a message; dropped while there is no authenticated (or authenticating) socket."""
+        if self._outbox is not None:
+            self._outbox.push(item)
+
+    def pending(self) -> int:
+        return len(self._outbox) if self._outbox is not None else 0
+
+    def next_frame(self, now: float) -> tuple[Message | None, float]:
+        """(message to send now, 0) or (None, seconds to wait; inf when nothing waits)."""
+        if self._outbox is None:
             return None, float("inf")
-        if not self._bucket.try_take(now):
-            # `tokens` was just brought up to date by try_take.
-            return None, max(0.001, (1.0 - self._bucket.tokens) / self._limit.rate)
-        head = self._queue.popleft()
-        if not isinstance(head, Input):
-            return head, 0.0
-        parts = [head.data]
-        size = len(head.data)
-        while self._queue and isinstance(self._queue[0], Input):
-            nxt = self._queue[0]
-            assert isinstance(nxt, Input)
-            if size + len(nxt.data) > self.MAX_INPUT_CHARS:
-                break
-            self._queue.popleft()
-            parts.append(nxt.data)
-            size += len(nxt.data)
-        return {"type": "input", "data": "".join(parts)}, 0.0
+        return self._outbox.pop(now)
 
-    def clear(self) -> None:
-        self._queue.clear()
-        self._free.clear()
+    def terminal_write(self, sub: TerminalSubscription, data: str) -> None:
+        """Keystrokes; held (bounded) while the terminal is being reattached."""
+        if sub.resuming or not self.is_open:
+            sub.hold(list(split_input(data)))
+            return
+        for item in split_input(data):
+            self.send(item)
 
+    def terminal_resize(self, sub: TerminalSubscription, cols: int, rows: int) -> None:
+        def clamp(n: int) -> int:
+            return max(1, min(1000, n))  # the gateway's accepted range
 
-def split_input(data: str, size: int = Outbox.MAX_INPUT_CHARS) -> list[Input]:
-    """A paste longer than one frame may carry, as several inputs."""
-    return [Input(data[i:i + size]) for i in range(0, len(data), size)] or []
+        sub.size = (clamp(cols), clamp(rows))
+        if sub.resuming or not self.is_open:
+            return  # applied after the resume
+        self.send({"type": "resize", "cols": sub.size[0], "rows": sub.size[1]})
 
+    # --- the socket -------------------------------------------------------------------
 
-# --- log resume ---------------------------------------------------------------------
+    def socket_opened(self) -> None:
+        self.state = LinkState.AWAITING_WELCOME
 
+    def receive_timeout(self) -> float | None:
+        """How long to wait for the next message before giving this socket up."""
+        return self.config.idle_timeout if self.is_open else self.config.connect_timeout
 
-class LogCursor:
-    """Where a logs subscription stands, so a resumed one shows no gap and no duplicate.
+    def timed_out(self) -> list[Action]:
+        return [Disconnect(f"no message from the server for {self.receive_timeout():g}s")]
 
-    The engine's `since` is inclusive and a server may round it, so a resume asks for
-    a little before the last line seen and drops, client-side, what was already shown:
-    every line older than the last timestamp, and at that very timestamp the lines
-    already delivered (counted, since two identical lines may share a timestamp).
-    """
+    def receive_binary(self, now: float) -> list[Action]:
+        return self.receive(None, now)
 
-    RESUME_OVERLAP_NS: Final = 1_000_000_000
-
-    def __init__(self) -> None:
-        self.last_ns: int | None = None
-        self.last_text: str | None = None
-        self._at_last: Counter[tuple[str, str]] = Counter()
-        self._replay: Counter[tuple[str, str]] = Counter()
-        self.dropped = 0
-
-    def accept(self, timestamp: str, stream: str, data: str) -> bool:
-        """True when the line is new and should be shown."""
+    def receive_text(self, text: str, now: float) -> list[Action]:
         try:
-            ns = parse_timestamp_nanos(timestamp)
-        except ValueError:
-            return True  # no usable time: cannot be a replay we asked for
-        key = (stream, data)
-        if self.last_ns is not None:
-            if ns < self.last_ns:
-                self.dropped += 1
-                return False
-            if ns == self.last_ns and self._replay[key] > 0:
-                self._replay[key] -= 1
-                self.dropped += 1
-                return False
-        if ns != self.last_ns:
-            self.last_ns = ns
-            self._at_last.clear()
-            self._replay.clear()
-        self.last_text = timestamp
-        self._at_last[key] += 1
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            value = None
+        return self.receive(value if isinstance(value, dict) else None, now)
+
+    def receive(self, msg: Message | None, now: float) -> list[Action]:
+        """A decoded message (None: not a JSON object, ignored where it can be)."""
+        msg = msg or {}
+        kind = msg.get("type")
+        if self.state is LinkState.AWAITING_WELCOME:
+            if kind != "connected":
+                return [Disconnect(f"unexpected first message {kind!r}")]
+            stamp = msg.get("timestamp")
+            if isinstance(stamp, str | int | float):
+                with contextlib.suppress(ValueError, TypeError):
+                    self.server_offset = parse_timestamp(stamp) - self._wall() / 1e9
+            self.state = LinkState.AUTHENTICATING
+            return [FetchToken()]
+        if self.state is LinkState.AUTHENTICATING:
+            if kind == "authenticated":
+                return self._authenticated(msg)
+            if kind == "ping":
+                self._pong()
+            elif kind == "error":
+                err = error_from_message(msg)
+                if isinstance(err, AuthenticationError):
+                    return self.fail(err)
+                return [Disconnect(f"auth refused: {err}")]
+            return []
+        if self.state is not LinkState.OPEN:
+            return []
+        out: list[Action] = []
+        if kind == "ping":
+            self._pong()
+        elif kind == "error":
+            err = error_from_message(msg)
+            if isinstance(err, AuthenticationError):
+                return self.fail(err)
+            if not any(sub.handle_error(err, out) for sub in list(self.subscriptions)):
+                out.append(UnhandledError(err))
+        elif kind:
+            for sub in list(self.subscriptions):
+                if sub.handle(msg, now, out):
+                    break
+        return out
+
+    def receive_close(self, code: int | None, reason: str) -> list[Action]:
+        """The server closed the socket (code None: it was lost, 1006)."""
+        code = 1006 if code is None else code
+        if code == CloseCode.AUTH_FAILED:
+            return self.fail(AuthenticationError("AUTH_FAILED", reason or "Invalid token"))
+        if not should_reconnect(code):
+            return self.fail(ConnectionClosed(code, reason))
+        return [Disconnect(f"connection closed (code {code}{': ' + reason if reason else ''})", code)]
+
+    def send_auth(self, token: str, now: float) -> None:
+        """The token asked for by `FetchToken`: `auth` is the first frame out."""
+        self.token = token
+        self._outbox = Outbox(self.config.rate_limit, now)
+        self._outbox.push({"type": "auth", "token": token})
+
+    def _pong(self) -> None:
+        if self._outbox is not None:
+            self._outbox.push_free({"type": "pong", "timestamp": rfc3339()})
+
+    def _authenticated(self, msg: Message) -> list[Action]:
+        self.state = LinkState.OPEN
+        self.user_id = str(msg.get("userId", ""))
+        self.backoff.reset()
+        out: list[Action] = []
+        if self.ever_connected:
+            out.append(Status(f"{self.config.url}: reconnected"))
+        self.ever_connected = True
+        out.append(Authenticated(self.user_id))
+        server_ns = self.server_ns()
+        for sub in list(self.subscriptions):
+            for item in sub.on_open(server_ns):
+                self.send(item)
+        return out
+
+    # --- token refresh ----------------------------------------------------------------
+
+    def refresh_delay(self) -> float | None:
+        """Seconds until a fresh token should be asked for; None: the token has no `exp`."""
+        exp = token_expiry(self.token) if self.token is not None else None
+        if exp is None:
+            return None
+        return refresh_delay(exp, self._wall() / 1e9 + self.server_offset, self.config.refresh_margin)
+
+    def refresh_token(self, fresh: str) -> bool:
+        """A re-`auth` on the open connection; False when the source had nothing newer
+        (the server then closes at `exp` and the reconnect asks the source again)."""
+        if fresh == self.token:
+            return False
+        self.token = fresh
+        self.send({"type": "auth", "token": fresh})
         return True
 
-    def resume(self) -> dict[str, Any]:
-        """Fields of `subscribe_logs` for a resumed subscription ({} before any line)."""
-        if self.last_ns is None:
-            return {}
-        self._replay = Counter(self._at_last)
-        since = max(0, self.last_ns - self.RESUME_OVERLAP_NS)
-        # tail "all": everything since then, not only the last 100 lines of it.
-        return {"since": rfc3339_from_nanos(since), "tail": "all"}
+    # --- ends -------------------------------------------------------------------------
+
+    def socket_closed(self) -> None:
+        """The socket is being closed: nothing more is sent until the next one is
+        authenticated (the terminal holds keystrokes meanwhile)."""
+        if not self.closed:
+            self.state = LinkState.IDLE
+        self._outbox = None
+
+    def connection_lost(self, why: str, code: int | None, now: float) -> list[Action]:
+        """The socket is gone (after `Disconnect`, or it could not be opened): tell the
+        subscriptions, then `Retry` after a backoff delay or give up."""
+        if self.closed:
+            return []
+        self.socket_closed()
+        out: list[Action] = []
+        for sub in list(self.subscriptions):
+            sub.on_disconnect(why, code, now, out)
+        if self.subscriptions and all(sub.ended for sub in self.subscriptions):
+            # nothing left to reconnect for (a terminal that cannot resume)
+            self.state = LinkState.CLOSED
+            return [*out, Shutdown()]
+        if not self.config.reconnect or (not self.ever_connected and not self.config.wait_for_server):
+            return out + self.fail(ConnectionFailed(f"cannot connect to {self.config.url}: {why}"))
+        delay = self.backoff.next_delay()
+        if delay is None:
+            return out + self.fail(ConnectionFailed(
+                f"{self.config.url}: gave up after {self.backoff.attempts} attempts ({why})"))
+        return [*out, Status(f"{self.config.url}: {why}; reconnecting in {delay:.1f}s"), Retry(delay)]
+
+    def fail(self, exc: ClientError) -> list[Action]:
+        """Final: every subscription ends with `exc`; no reconnect."""
+        self.state = LinkState.CLOSED
+        self._outbox = None
+        out: list[Action] = []
+        for sub in list(self.subscriptions):
+            sub.fail(exc, out)
+        out.append(Shutdown())
+        return out
+
+    def close(self) -> list[Action]:
+        """Closed by the user: every subscription ends quietly."""
+        self.state = LinkState.CLOSED
+        self._outbox = None
+        out: list[Action] = []
+        for sub in self.subscriptions:
+            sub.end(out)
+        return out
+
+    # --- clock ------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for sub in self.subscriptions if (d := sub.next_deadline()) is not None]
+        return min(deadlines, default=None)
+
+    def tick(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for sub in list(self.subscriptions):
+            sub.tick(now, out)
+        return out

@@ -34,6 +34,7 @@ from openpanel_ws.client import (
     TerminalSession,
 )
 from openpanel_ws.client.messages import InvalidMessage
+from openpanel_ws.protocol import DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS
 
 T = TypeVar("T")
 
@@ -566,13 +567,16 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="reconnect delay cap in seconds")
 
 
+INTERVAL_HELP: Final = f"milliseconds between samples (default {DEFAULT_INTERVAL_MS})"
+
+
 def _interval(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
-    if not 500 <= value <= 60000:
-        raise argparse.ArgumentTypeError("must be between 500 and 60000 ms")
+    if not MIN_INTERVAL_MS <= value <= MAX_INTERVAL_MS:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_INTERVAL_MS} and {MAX_INTERVAL_MS} ms")
     return value
 
 
@@ -588,7 +592,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("stats", help="live resource usage of containers (like docker stats)")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
-    p.add_argument("--interval", type=_interval, help="milliseconds between samples (default 2000)")
+    p.add_argument("--interval", type=_interval, help=INTERVAL_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--no-stream", action="store_true", help="print the first sample and exit")
     _common(p)
@@ -602,7 +606,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_run(cmd_events))
 
     p = subparsers.add_parser("metrics", help="host CPU, memory, disk and network")
-    p.add_argument("--interval", type=_interval, help="milliseconds between samples (default 2000)")
+    p.add_argument("--interval", type=_interval, help=INTERVAL_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--no-stream", action="store_true", help="print the first sample and exit")
     _common(p)
