@@ -1,13 +1,19 @@
-"""The client's sans-I/O core: backoff, close policy, outbound pacing, log resume."""
+"""The client's sans-I/O core: the connection state machine, backoff, close policy,
+outbound pacing, log resume; plain calls, an injected clock, no sockets."""
 
 from __future__ import annotations
 
+import base64
 import time
+from typing import Any
 
+import orjson
 import pytest
 
 from openpanel_ws.client.messages import (
     AuthenticationError,
+    ConnectionClosed,
+    ConnectionFailed,
     ContainerNotFound,
     MetricsSample,
     PermissionDenied,
@@ -17,10 +23,27 @@ from openpanel_ws.client.messages import (
     error_from_message,
 )
 from openpanel_ws.client.outbox import Input, Outbox, split_input
-from openpanel_ws.client.sansio import Backoff, BackoffPolicy, should_reconnect
-from openpanel_ws.client.subscriptions import LogCursor
+from openpanel_ws.client.sansio import (
+    Action,
+    Authenticated,
+    Backoff,
+    BackoffPolicy,
+    ClientConnection,
+    Disconnect,
+    FetchToken,
+    Finish,
+    LinkConfig,
+    LinkState,
+    Retry,
+    Shutdown,
+    Status,
+    Subscription,
+    UnhandledError,
+    should_reconnect,
+)
+from openpanel_ws.client.subscriptions import LogCursor, TerminalSubscription
 from openpanel_ws.config import DEFAULT_RATE_LIMITS
-from openpanel_ws.protocol import rfc3339_from_nanos
+from openpanel_ws.protocol import CloseCode, rfc3339_from_nanos
 from openpanel_ws.ratelimit import RateLimit, TokenBucket
 
 # --- backoff -------------------------------------------------------------------------
@@ -238,3 +261,432 @@ def test_token_expiry_is_read_without_verification() -> None:
     assert token_expiry("a.eyJleHAiOnRydWV9.c") is None  # {"exp":true}
     assert refresh_delay(1000.0, 900.0, margin=30.0) == 70.0
     assert refresh_delay(1000.0, 990.0, margin=30.0) == 1.0  # never a busy loop
+
+
+# --- ClientConnection: one gateway connection, driven by plain calls -------------------
+
+WALL_NS = 1_764_200_000_000_000_000  # our wall clock, unix nanoseconds
+URL = "ws://h:1/ws/containers"
+
+
+def make_conn(**config: Any) -> ClientConnection:
+    config.setdefault("backoff", BackoffPolicy(base=1.0, cap=4.0))
+    return ClientConnection(LinkConfig(URL, **config), wall_clock=lambda: WALL_NS, rand=lambda: 1.0)
+
+
+def welcome(offset_s: float = 0.0) -> str:
+    return orjson.dumps({"type": "connected", "clientId": "c1",
+                         "timestamp": rfc3339_from_nanos(WALL_NS + int(offset_s * 1e9))}).decode()
+
+
+def text(msg: dict[str, Any]) -> str:
+    return orjson.dumps(msg).decode()
+
+
+def frames(conn: ClientConnection, now: float = 0.0) -> list[dict[str, Any]]:
+    out = []
+    while True:
+        msg, _ = conn.next_frame(now)
+        if msg is None:
+            return out
+        out.append(msg)
+
+
+def open_conn(conn: ClientConnection, token: str = "tok", now: float = 0.0) -> list[Action]:
+    """socket opened -> welcome -> token -> authenticated."""
+    conn.socket_opened()
+    assert conn.receive_text(welcome(), now) == [FetchToken()]
+    conn.send_auth(token, now)
+    return conn.receive_text(text({"type": "authenticated", "userId": "u1"}), now)
+
+
+class Probe(Subscription):
+    """A subscription that records what the connection does to it."""
+
+    def __init__(self, container: str = "web", claims: bool = True) -> None:
+        super().__init__()
+        self.container = container
+        self.claims = claims
+        self.seen: list[dict[str, Any]] = []
+        self.disconnects: list[tuple[str, int | None]] = []
+        self.deadline: float | None = None
+
+    def subscribe_messages(self) -> list[dict[str, Any]]:
+        return [{"type": "subscribe_stats", "containerId": self.container}]
+
+    def unsubscribe_messages(self) -> list[dict[str, Any]]:
+        return [{"type": "unsubscribe_stats", "containerId": self.container}]
+
+    def handle(self, msg: dict[str, Any], now: float, out: list[Action]) -> bool:
+        self.seen.append(msg)
+        return self.claims
+
+    def handle_error(self, err: ServerError, out: list[Action]) -> bool:
+        if err.container_id == self.container:
+            self.end(out, err)
+            return True
+        return False
+
+    def on_disconnect(self, why: str, code: int | None, now: float, out: list[Action]) -> None:
+        self.disconnects.append((why, code))
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def tick(self, now: float, out: list[Action]) -> None:
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            self.end(out)
+
+
+def test_connection_starts_idle_and_sends_nothing() -> None:
+    conn = make_conn()
+    assert conn.state is LinkState.IDLE and not conn.is_open and not conn.closed
+    conn.send({"type": "subscribe"})
+    assert conn.next_frame(0.0) == (None, float("inf")) and conn.pending() == 0
+    assert conn.receive_text(text({"type": "metrics"}), 0.0) == []  # no socket: ignored
+
+
+def test_welcome_asks_for_a_token_and_auth_is_the_first_frame() -> None:
+    conn = make_conn()
+    conn.socket_opened()
+    assert conn.state is LinkState.AWAITING_WELCOME
+    assert conn.receive_text(welcome(offset_s=2.5), 0.0) == [FetchToken()]
+    assert conn.state is LinkState.AUTHENTICATING
+    assert conn.server_offset == pytest.approx(2.5, abs=1e-6)
+    conn.send({"type": "subscribe_stats", "containerId": "early"})  # queued behind auth
+    conn.send_auth("tok", 0.0)
+    conn.send({"type": "subscribe_stats", "containerId": "later"})
+    assert [m.get("containerId", m["type"]) for m in frames(conn)] == ["auth", "later"]
+    assert conn.token == "tok"
+
+
+def test_welcome_with_an_unreadable_timestamp_keeps_the_offset_at_zero() -> None:
+    conn = make_conn()
+    conn.socket_opened()
+    assert conn.receive_text(text({"type": "connected", "timestamp": "yesterday"}), 0.0) == [FetchToken()]
+    assert conn.server_offset == 0.0
+
+
+@pytest.mark.parametrize("first", [text({"type": "ping"}), "not json", "[1]"])
+def test_anything_but_a_welcome_first_drops_the_socket(first: str) -> None:
+    conn = make_conn()
+    conn.socket_opened()
+    [action] = conn.receive_text(first, 0.0)
+    assert isinstance(action, Disconnect) and action.why.startswith("unexpected first message")
+    assert action.code is None
+    conn.socket_opened()
+    assert conn.receive_binary(0.0) == [Disconnect("unexpected first message None")]
+
+
+def test_authenticated_opens_and_sends_every_subscription() -> None:
+    conn = make_conn()
+    a, b = Probe("a"), Probe("b")
+    conn.add(a)
+    conn.add(b)
+    assert conn.pending() == 0  # nothing goes out before auth
+    actions = open_conn(conn)
+    assert actions == [Authenticated("u1")]  # first connection: no "reconnected"
+    assert conn.is_open and conn.user_id == "u1" and conn.ever_connected
+    assert [m["type"] for m in frames(conn)] == ["auth", "subscribe_stats", "subscribe_stats"]
+
+
+def test_a_ping_is_answered_with_a_pong_that_needs_no_token() -> None:
+    conn = make_conn(rate_limit=RateLimit(2, 1.0))
+    conn.socket_opened()
+    conn.receive_text(welcome(), 0.0)
+    conn.send_auth("tok", 0.0)
+    assert conn.receive_text(text({"type": "ping"}), 0.0) == []  # during auth too
+    assert [m["type"] for m in frames(conn)] == ["pong", "auth"]
+    conn.receive_text(text({"type": "authenticated", "userId": "u"}), 0.0)
+    for _ in range(3):
+        conn.send({"type": "subscribe"})
+    assert conn.receive_text(text({"type": "ping"}), 0.0) == []
+    msg, wait = conn.next_frame(0.0)
+    assert msg is not None and msg["type"] == "pong" and "timestamp" in msg
+    assert wait == 0.0
+
+
+def test_auth_failure_during_auth_is_final() -> None:
+    conn = make_conn()
+    sub = Probe()
+    conn.add(sub)
+    conn.socket_opened()
+    conn.receive_text(welcome(), 0.0)
+    conn.send_auth("bad", 0.0)
+    ignored = conn.receive_text(text({"type": "subscribed_stats", "containerId": "web"}), 0.0)
+    assert ignored == [] and sub.seen == []  # before auth nothing reaches subscriptions
+    auth_failed = {"type": "error", "code": "AUTH_FAILED", "message": "Invalid token"}
+    actions = conn.receive_text(text(auth_failed), 0.0)
+    finish, shutdown = actions
+    assert isinstance(finish, Finish) and finish.subscription is sub
+    assert isinstance(finish.error, AuthenticationError)
+    assert shutdown == Shutdown()
+    assert conn.closed and sub.ended and conn.pending() == 0
+
+
+def test_another_error_during_auth_drops_the_socket_to_retry() -> None:
+    conn = make_conn()
+    conn.socket_opened()
+    conn.receive_text(welcome(), 0.0)
+    conn.send_auth("tok", 0.0)
+    [action] = conn.receive_text(text({"type": "error", "code": "RATE_LIMIT", "message": "slow"}), 0.0)
+    assert isinstance(action, Disconnect) and action.why.startswith("auth refused: ")
+    assert not conn.closed
+
+
+def test_open_connection_routes_messages_until_one_subscription_claims_it() -> None:
+    conn = make_conn()
+    first, second = Probe("a", claims=False), Probe("b", claims=True)
+    third = Probe("c")
+    for sub in (first, second, third):
+        conn.add(sub)
+    open_conn(conn)
+    msg = {"type": "stats", "containerId": "b"}
+    assert conn.receive_text(text(msg), 1.0) == []
+    assert first.seen == [msg] and second.seen == [msg] and third.seen == []
+    assert conn.receive_text(text({"noType": 1}), 1.0) == []
+    assert conn.receive_binary(1.0) == []  # ignored once open
+    assert second.seen == [msg]
+
+
+def test_server_errors_once_open() -> None:
+    conn = make_conn()
+    sub = Probe("web")
+    conn.add(sub)
+    open_conn(conn)
+    [unclaimed] = conn.receive_text(text({"type": "error", "code": "RATE_LIMIT", "message": "slow"}), 0.0)
+    assert isinstance(unclaimed, UnhandledError) and isinstance(unclaimed.error, RateLimited)
+    [claimed] = conn.receive_text(text({"type": "error", "code": "CONTAINER_NOT_FOUND",
+                                        "message": "Container not found", "containerId": "web"}), 0.0)
+    assert isinstance(claimed, Finish) and isinstance(claimed.error, ContainerNotFound)
+    assert conn.is_open  # one subscription ended, the connection goes on
+    expired = {"type": "error", "code": "AUTH_FAILED", "message": "Token expired"}
+    actions = conn.receive_text(text(expired), 0.0)
+    assert actions == [Shutdown()]  # the only subscription had ended already
+    assert conn.closed
+
+
+@pytest.mark.parametrize(("code", "reason", "error"), [
+    (CloseCode.AUTH_FAILED, "", AuthenticationError),
+    (CloseCode.POLICY_VIOLATION, "message flooding", ConnectionClosed),
+    (CloseCode.MESSAGE_TOO_BIG, "", ConnectionClosed),
+])
+def test_final_close_codes_fail_every_subscription(code: int, reason: str, error: type) -> None:
+    conn = make_conn()
+    sub = Probe()
+    conn.add(sub)
+    open_conn(conn)
+    finish, shutdown = conn.receive_close(code, reason)
+    assert isinstance(finish, Finish) and isinstance(finish.error, error) and shutdown == Shutdown()
+    assert conn.closed
+
+
+def test_auth_close_without_reason_says_invalid_token() -> None:
+    conn = make_conn()
+    conn.add(sub := Probe())
+    open_conn(conn)
+    finish, _ = conn.receive_close(CloseCode.AUTH_FAILED, "")
+    assert isinstance(finish, Finish) and isinstance(finish.error, AuthenticationError)
+    assert "invalid token" in str(finish.error).lower() and sub.ended
+
+
+@pytest.mark.parametrize(("code", "reason", "why", "expected"), [
+    (None, "", "connection closed (code 1006)", 1006),
+    (1001, "", "connection closed (code 1001)", 1001),
+    (1012, "reload", "connection closed (code 1012: reload)", 1012),
+    (int(CloseCode.HEARTBEAT_TIMEOUT), "heartbeat timeout",
+     "connection closed (code 4002: heartbeat timeout)", 4002),
+])
+def test_transient_close_codes_drop_the_socket(code: int | None, reason: str, why: str,
+                                               expected: int) -> None:
+    conn = make_conn()
+    open_conn(conn)
+    assert conn.receive_close(code, reason) == [Disconnect(why, expected)]
+    assert not conn.closed
+
+
+def test_receive_timeout_is_the_connect_timeout_until_open_then_the_idle_timeout() -> None:
+    conn = make_conn(connect_timeout=7.0, idle_timeout=45.0)
+    conn.socket_opened()
+    assert conn.receive_timeout() == 7.0
+    assert conn.timed_out() == [Disconnect("no message from the server for 7s")]
+    open_conn(conn)
+    assert conn.receive_timeout() == 45.0
+    assert conn.timed_out() == [Disconnect("no message from the server for 45s")]
+    assert make_conn(idle_timeout=None).receive_timeout() == 15.0  # default connect timeout
+
+
+def test_connection_lost_tells_subscriptions_then_retries_with_backoff() -> None:
+    conn = make_conn()
+    sub = Probe()
+    conn.add(sub)
+    open_conn(conn)
+    conn.socket_closed()
+    assert not conn.is_open and conn.pending() == 0
+    conn.send({"type": "subscribe"})  # nowhere to go: dropped
+    assert conn.pending() == 0
+    actions = conn.connection_lost("connection closed (code 1006)", 1006, 5.0)
+    assert sub.disconnects == [("connection closed (code 1006)", 1006)]
+    assert actions == [Status(f"{URL}: connection closed (code 1006); reconnecting in 1.0s"), Retry(1.0)]
+    assert conn.state is LinkState.IDLE
+    # the next attempts back off further, up to the cap
+    delays = []
+    for _ in range(4):
+        conn.socket_opened()
+        *_, retry = conn.connection_lost("connection refused", None, 6.0)
+        assert isinstance(retry, Retry)
+        delays.append(retry.delay)
+    assert delays == [2.0, 4.0, 4.0, 4.0]
+
+
+def test_a_successful_auth_resets_the_backoff_and_says_reconnected() -> None:
+    conn = make_conn()
+    conn.add(Probe())
+    open_conn(conn)
+    conn.connection_lost("lost", None, 0.0)
+    conn.connection_lost("refused", None, 0.0)
+    assert conn.backoff.attempts == 2
+    actions = open_conn(conn)
+    assert actions == [Status(f"{URL}: reconnected"), Authenticated("u1")]
+    assert conn.backoff.attempts == 0
+    # subscriptions are sent again on the new socket
+    assert [m["type"] for m in frames(conn)] == ["auth", "subscribe_stats"]
+
+
+def test_gives_up_after_max_attempts() -> None:
+    conn = make_conn(backoff=BackoffPolicy(max_attempts=1))
+    conn.add(sub := Probe())
+    assert isinstance(conn.connection_lost("refused", None, 0.0)[-1], Retry)
+    finish, shutdown = conn.connection_lost("refused", None, 0.0)
+    assert isinstance(finish, Finish) and isinstance(finish.error, ConnectionFailed)
+    assert str(finish.error) == f"{URL}: gave up after 1 attempts (refused)"
+    assert shutdown == Shutdown() and conn.closed and sub.ended
+
+
+def test_no_reconnect_fails_on_the_first_loss() -> None:
+    conn = make_conn(reconnect=False)
+    conn.add(Probe())
+    open_conn(conn)
+    finish, shutdown = conn.connection_lost("lost", 1006, 0.0)
+    assert isinstance(finish, Finish) and isinstance(finish.error, ConnectionFailed)
+    assert shutdown == Shutdown()
+    assert str(finish.error) == f"cannot connect to {URL}: lost" and conn.closed
+
+
+def test_without_wait_for_server_only_the_first_attempt_is_final() -> None:
+    conn = make_conn(wait_for_server=False)
+    conn.add(Probe())
+    finish, _ = conn.connection_lost("connection refused", None, 0.0)
+    assert isinstance(finish, Finish) and isinstance(finish.error, ConnectionFailed)
+    conn = make_conn(wait_for_server=False)
+    conn.add(Probe())
+    open_conn(conn)
+    assert isinstance(conn.connection_lost("lost", None, 0.0)[-1], Retry)  # once connected
+
+
+def test_nothing_left_to_reconnect_for_ends_quietly() -> None:
+    conn = make_conn()
+    sub = Probe()
+    conn.add(sub)
+    open_conn(conn)
+    sub.end([])
+    assert conn.connection_lost("lost", None, 0.0) == [Shutdown()]
+    assert conn.closed
+    assert conn.connection_lost("lost", None, 0.0) == []  # nothing after the end
+
+
+def test_add_while_open_subscribes_at_once_and_remove_keeps_what_others_use() -> None:
+    conn = make_conn()
+    open_conn(conn)
+    frames(conn)
+    one, two, other = Probe("web"), Probe("web"), Probe("db")
+    for sub in (one, two, other):
+        conn.add(sub)
+    assert [m["containerId"] for m in frames(conn)] == ["web", "web", "db"]
+    assert conn.remove(one) is False
+    assert frames(conn) == []  # `two` still wants web's stats
+    assert conn.remove(two) is False
+    assert frames(conn) == [{"type": "unsubscribe_stats", "containerId": "web"}]
+    assert conn.remove(other) is True  # the last one: the link may close
+    assert frames(conn) == []
+    assert conn.remove(other) is True  # twice is harmless
+
+
+def unsigned_token(exp: float) -> str:
+    """A JWT-shaped token whose `exp` the client reads (it never verifies it)."""
+    payload = base64.urlsafe_b64encode(orjson.dumps({"sub": "u1", "exp": exp})).rstrip(b"=").decode()
+    return f"e30.{payload}.sig"
+
+
+def test_refresh_is_timed_from_the_token_exp_on_the_server_clock() -> None:
+    now_s = WALL_NS // 1_000_000_000
+    conn = make_conn(refresh_margin=30.0)
+    assert conn.refresh_delay() is None  # no token yet
+    conn.socket_opened()
+    conn.receive_text(welcome(offset_s=10.0), 0.0)  # the server is 10 s ahead
+    token = unsigned_token(now_s + 100)
+    conn.send_auth(token, 0.0)
+    conn.receive_text(text({"type": "authenticated", "userId": "u1"}), 0.0)
+    frames(conn)
+    delay = conn.refresh_delay()
+    assert delay == pytest.approx(100 - 30 - 10, abs=1.0)
+    assert conn.refresh_token(token) is False  # nothing newer: no auth
+    assert frames(conn) == []
+    fresh = unsigned_token(now_s + 200)
+    assert conn.refresh_token(fresh) is True
+    assert frames(conn) == [{"type": "auth", "token": fresh}]
+    assert conn.token == fresh
+
+
+def test_a_token_without_exp_is_never_refreshed() -> None:
+    conn = make_conn()
+    open_conn(conn, token="opaque")
+    assert conn.refresh_delay() is None
+
+
+def test_close_ends_every_subscription_quietly() -> None:
+    conn = make_conn()
+    a, b = Probe("a"), Probe("b")
+    conn.add(a)
+    conn.add(b)
+    open_conn(conn)
+    actions = conn.close()
+    assert actions == [Finish(a, None), Finish(b, None)]
+    assert conn.closed and conn.pending() == 0
+    assert conn.receive_text(text({"type": "ping"}), 0.0) == []
+    conn.socket_closed()
+    assert conn.closed  # a closing socket does not reopen a closed link
+
+
+def test_deadlines_and_tick_go_to_the_subscriptions() -> None:
+    conn = make_conn()
+    a, b = Probe("a"), Probe("b")
+    conn.add(a)
+    conn.add(b)
+    assert conn.next_deadline() is None
+    a.deadline, b.deadline = 9.0, 4.0
+    assert conn.next_deadline() == 4.0
+    assert conn.tick(3.9) == []
+    assert conn.tick(4.0) == [Finish(b, None)]
+    assert conn.next_deadline() == 9.0
+
+
+def test_terminal_keys_and_size_are_held_until_open() -> None:
+    conn = make_conn()
+    term = TerminalSubscription("web", None, None, None)
+    conn.add(term)
+    conn.terminal_write(term, "ls\n")
+    conn.terminal_resize(term, 5000, 0)
+    assert term.held == [Input("ls\n")] and term.size == (1000, 1)  # clamped to the gateway's range
+    assert conn.pending() == 0
+    open_conn(conn)
+    frames(conn)
+    conn.terminal_write(term, "pwd\n")
+    conn.terminal_resize(term, 80, 24)
+    assert frames(conn) == [{"type": "input", "data": "pwd\n"},
+                            {"type": "resize", "cols": 80, "rows": 24}]
+    term.resuming = True  # being reattached: held again
+    conn.terminal_write(term, "x")
+    conn.terminal_resize(term, 100, 30)
+    assert frames(conn) == [] and term.held[-1] == Input("x") and term.size == (100, 30)
