@@ -36,6 +36,23 @@ from openpanel_ws.client import (
 from openpanel_ws.client.messages import InvalidMessage
 from openpanel_ws.protocol import DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS
 
+__all__ = [
+    "PROG",
+    "TOKEN_ENV",
+    "URL_ENV",
+    "UsageError",
+    "event_json",
+    "format_event",
+    "human_bytes",
+    "metrics_table",
+    "parse_filters",
+    "parse_since",
+    "parse_tail",
+    "register",
+    "stats_table",
+    "take_trailing_options",
+]
+
 T = TypeVar("T")
 
 TOKEN_ENV = "OPENPANEL_WS_TOKEN"

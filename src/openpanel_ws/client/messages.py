@@ -7,6 +7,29 @@ from typing import Any
 
 from openpanel_ws.protocol import ErrorCode, Message
 
+__all__ = [
+    "AuthenticationError",
+    "ClientError",
+    "ConnectionClosed",
+    "ConnectionFailed",
+    "ContainerNotFound",
+    "DockerEvent",
+    "DockerUnavailable",
+    "Event",
+    "InvalidMessage",
+    "LogLine",
+    "MetricsSample",
+    "PermissionDenied",
+    "RateLimited",
+    "ServerError",
+    "StatsSample",
+    "SubscriptionEnded",
+    "SystemLog",
+    "TerminalError",
+    "TerminalOutput",
+    "error_from_message",
+]
+
 # --- errors -------------------------------------------------------------------------
 
 
