@@ -25,10 +25,11 @@ from openpanel_ws.client.messages import (
 from openpanel_ws.client.outbox import Input, Outbox, split_input
 from openpanel_ws.client.sansio import (
     Action,
-    Authenticated,
+    AuthAccepted,
     Backoff,
     BackoffPolicy,
     ClientConnection,
+    ClientSubscription,
     Disconnect,
     FetchToken,
     Finish,
@@ -37,7 +38,6 @@ from openpanel_ws.client.sansio import (
     Retry,
     Shutdown,
     Status,
-    Subscription,
     UnhandledError,
     should_reconnect,
 )
@@ -300,7 +300,7 @@ def open_conn(conn: ClientConnection, token: str = "tok", now: float = 0.0) -> l
     return conn.receive_text(text({"type": "authenticated", "userId": "u1"}), now)
 
 
-class Probe(Subscription):
+class Probe(ClientSubscription):
     """A subscription that records what the connection does to it."""
 
     def __init__(self, container: str = "web", claims: bool = True) -> None:
@@ -386,7 +386,7 @@ def test_authenticated_opens_and_sends_every_subscription() -> None:
     conn.add(b)
     assert conn.pending() == 0  # nothing goes out before auth
     actions = open_conn(conn)
-    assert actions == [Authenticated("u1")]  # first connection: no "reconnected"
+    assert actions == [AuthAccepted("u1")]  # first connection: no "reconnected"
     assert conn.is_open and conn.user_id == "u1" and conn.ever_connected
     assert [m["type"] for m in frames(conn)] == ["auth", "subscribe_stats", "subscribe_stats"]
 
@@ -548,7 +548,7 @@ def test_a_successful_auth_resets_the_backoff_and_says_reconnected() -> None:
     conn.connection_lost("refused", None, 0.0)
     assert conn.backoff.attempts == 2
     actions = open_conn(conn)
-    assert actions == [Status(f"{URL}: reconnected"), Authenticated("u1")]
+    assert actions == [Status(f"{URL}: reconnected"), AuthAccepted("u1")]
     assert conn.backoff.attempts == 0
     # subscriptions are sent again on the new socket
     assert [m["type"] for m in frames(conn)] == ["auth", "subscribe_stats"]

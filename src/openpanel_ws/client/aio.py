@@ -31,9 +31,10 @@ from openpanel_ws.client.outbox import Outgoing
 from openpanel_ws.client.sansio import (
     REFRESH_MARGIN,
     Action,
-    Authenticated,
+    AuthAccepted,
     BackoffPolicy,
     ClientConnection,
+    ClientSubscription,
     Deliver,
     Disconnect,
     FetchToken,
@@ -42,7 +43,6 @@ from openpanel_ws.client.sansio import (
     Retry,
     Shutdown,
     Status,
-    Subscription,
     TerminalOpened,
     TerminalRefused,
     UnhandledError,
@@ -123,7 +123,7 @@ class _Link:
         self._token = token
         self._status = status
         self._forget = forget
-        self._consumers: dict[Subscription, _Consumer] = {}
+        self._consumers: dict[ClientSubscription, _Consumer] = {}
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -136,7 +136,7 @@ class _Link:
     def is_open(self) -> bool:
         return self.connection.is_open
 
-    def add(self, sub: Subscription) -> _Consumer:
+    def add(self, sub: ClientSubscription) -> _Consumer:
         consumer = self._consumers[sub] = _Consumer()
         self.connection.add(sub)
         self.poke()
@@ -144,7 +144,7 @@ class _Link:
             self._task = asyncio.get_running_loop().create_task(self._run())
         return consumer
 
-    async def remove(self, sub: Subscription) -> None:
+    async def remove(self, sub: ClientSubscription) -> None:
         self._consumers.pop(sub, None)
         if self.connection.remove(sub):
             await self.close()
@@ -271,7 +271,7 @@ class _Link:
                     if isinstance(action, FetchToken):
                         self.connection.send_auth(await self._token(), loop.time())
                         self.poke()
-                    elif isinstance(action, Authenticated) and self._refreshable:
+                    elif isinstance(action, AuthAccepted) and self._refreshable:
                         tasks.append(loop.create_task(self._refresh()))
         finally:
             self.connection.socket_closed()
@@ -498,7 +498,7 @@ class OpenPanelClient:
             self._containers = link
         return link
 
-    async def _stream(self, link: _Link, sub: Subscription) -> AsyncGenerator[Any, None]:
+    async def _stream(self, link: _Link, sub: ClientSubscription) -> AsyncGenerator[Any, None]:
         consumer = link.add(sub)
         try:
             async for item in consumer.items():

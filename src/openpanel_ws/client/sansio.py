@@ -48,10 +48,11 @@ __all__ = [
     "FINAL_CLOSE_CODES",
     "REFRESH_MARGIN",
     "Action",
-    "Authenticated",
+    "AuthAccepted",
     "Backoff",
     "BackoffPolicy",
     "ClientConnection",
+    "ClientSubscription",
     "Deliver",
     "Disconnect",
     "FetchToken",
@@ -61,7 +62,6 @@ __all__ = [
     "Retry",
     "Shutdown",
     "Status",
-    "Subscription",
     "TerminalOpened",
     "TerminalRefused",
     "UnhandledError",
@@ -152,7 +152,7 @@ def should_reconnect(close_code: int | None) -> bool:
 # --- one gateway connection -------------------------------------------------------------
 
 
-class Subscription:
+class ClientSubscription:
     """One consumer of a gateway connection: what it (re)sends once authenticated and the
     messages it takes. The kinds live in `openpanel_ws.client.subscriptions`."""
 
@@ -198,7 +198,7 @@ class Subscription:
 class Deliver:
     """Hand `item` to the subscription's consumer."""
 
-    subscription: Subscription
+    subscription: ClientSubscription
     item: object
 
 
@@ -206,13 +206,13 @@ class Deliver:
 class Finish:
     """The subscription is over: its iterator ends, raising `error` if there is one."""
 
-    subscription: Subscription
+    subscription: ClientSubscription
     error: ClientError | None
 
 
 @dataclass(frozen=True, slots=True)
 class TerminalOpened:
-    subscription: Subscription
+    subscription: ClientSubscription
     session_id: str
 
 
@@ -220,7 +220,7 @@ class TerminalOpened:
 class TerminalRefused:
     """The terminal's `open_terminal` will never succeed."""
 
-    subscription: Subscription
+    subscription: ClientSubscription
     error: ClientError
 
 
@@ -244,7 +244,7 @@ class FetchToken:
 
 
 @dataclass(frozen=True, slots=True)
-class Authenticated:
+class AuthAccepted:
     user_id: str
 
 
@@ -269,7 +269,7 @@ class Retry:
 
 
 Action = (Deliver | Finish | TerminalOpened | TerminalRefused | Status | UnhandledError
-          | FetchToken | Authenticated | Disconnect | Shutdown | Retry)
+          | FetchToken | AuthAccepted | Disconnect | Shutdown | Retry)
 
 
 class LinkState(Enum):
@@ -310,7 +310,7 @@ class ClientConnection:
                  rand: Callable[[], float] = random.random) -> None:
         self.config = config
         self.state = LinkState.IDLE
-        self.subscriptions: list[Subscription] = []
+        self.subscriptions: list[ClientSubscription] = []
         self.ever_connected = False
         self.user_id: str | None = None
         self.token: str | None = None
@@ -333,13 +333,13 @@ class ClientConnection:
 
     # --- subscriptions and sending ------------------------------------------------------
 
-    def add(self, sub: Subscription) -> None:
+    def add(self, sub: ClientSubscription) -> None:
         self.subscriptions.append(sub)
         if self.is_open:
             for item in sub.on_open(self.server_ns()):
                 self.send(item)
 
-    def remove(self, sub: Subscription) -> bool:
+    def remove(self, sub: ClientSubscription) -> bool:
         """Forget `sub`; True when none is left (the link can be closed)."""
         if sub in self.subscriptions:
             self.subscriptions.remove(sub)
@@ -475,7 +475,7 @@ class ClientConnection:
         if self.ever_connected:
             out.append(Status(f"{self.config.url}: reconnected"))
         self.ever_connected = True
-        out.append(Authenticated(self.user_id))
+        out.append(AuthAccepted(self.user_id))
         server_ns = self.server_ns()
         for sub in list(self.subscriptions):
             for item in sub.on_open(server_ns):

@@ -31,9 +31,9 @@ from openpanel_ws.client.messages import (
 from openpanel_ws.client.outbox import Input, Outgoing
 from openpanel_ws.client.sansio import (
     Action,
+    ClientSubscription,
     Deliver,
     Status,
-    Subscription,
     TerminalOpened,
     TerminalRefused,
 )
@@ -126,7 +126,7 @@ def _nanos(timestamp: str) -> int:
         return 0
 
 
-class LogsSubscription(Subscription):
+class LogsSubscription(ClientSubscription):
     """`subscribe_logs` of one container; resumed after a reconnect from its cursor."""
 
     def __init__(self, container: str, tail: int | str | None, since: str | float | None,
@@ -207,7 +207,7 @@ class LogsSubscription(Subscription):
         return False
 
 
-class StatsSubscription(Subscription):
+class StatsSubscription(ClientSubscription):
     """`subscribe_stats` of several containers; the last one ended ends it."""
 
     def __init__(self, containers: list[str], interval: int | None) -> None:
@@ -253,7 +253,7 @@ class StatsSubscription(Subscription):
         return False
 
 
-class EventsSubscription(Subscription):
+class EventsSubscription(ClientSubscription):
     """Docker events and system logs of `/ws/logs`, optionally narrowed by `subscribe`."""
 
     def __init__(self, filters: Mapping[str, list[str]] | None) -> None:
@@ -293,7 +293,7 @@ class EventsSubscription(Subscription):
         return False
 
 
-class MetricsSubscription(Subscription):
+class MetricsSubscription(ClientSubscription):
     """Host metrics of `/ws/metrics`."""
 
     def __init__(self, interval: int | None) -> None:
@@ -317,7 +317,7 @@ class MetricsSubscription(Subscription):
         return kind in ("subscribed", "unsubscribed")
 
 
-class TerminalSubscription(Subscription):
+class TerminalSubscription(ClientSubscription):
     """One terminal: opened once, then reattached after a lost connection (docs/protocol.md
     "Terminal sessions") with the `seq` of the last output received, so nothing is lost
     or repeated; keystrokes typed meanwhile are held and sent after the resume."""
