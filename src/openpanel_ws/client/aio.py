@@ -110,6 +110,9 @@ class _Consumer:
 
 
 class _Link:
+    """One gateway connection for its consumers: the socket, the sender, the refresher
+    and the timer around a `ClientConnection`, whose actions it carries out."""
+
     def __init__(self, gateway: str, config: LinkConfig, *, heartbeat: float | None,
                  refreshable: bool, http: Callable[[], Awaitable[aiohttp.ClientSession]],
                  token: Callable[[], Awaitable[str]], status: Callable[[str], None],
