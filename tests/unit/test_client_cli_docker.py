@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from openpanel_ws.cli import build_parser, client_url, token_banner
-from openpanel_ws.client.cli import UsageError, take_trailing_options
+from openpanel_ws.client.cli import take_trailing_options
+from openpanel_ws.client.cli_text import UsageError
 from openpanel_ws.config import Settings
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from openpanel_ws.client import DockerEvent, StatsSample, SystemLog, gateway_url
-from openpanel_ws.client.cli import (
+from openpanel_ws.client.cli_text import (
     UsageError,
     format_event,
     human_bytes,
-    parse_since,
-    parse_tail,
+    since_option,
     stats_table,
+    tail_option,
 )
 
 
@@ -23,20 +23,20 @@ def test_human_bytes_like_docker_stats() -> None:
     assert human_bytes(648, binary=False) == "648B"
 
 
-def test_parse_since() -> None:
-    assert parse_since("10m", now=1000.0) == 400.0
-    assert parse_since("1h30m", now=10000.0) == 4600.0
-    assert parse_since("1700000000.5") == 1700000000.5
-    assert parse_since("2025-12-03T10:00:00Z") == "2025-12-03T10:00:00Z"
+def test_since_option() -> None:
+    assert since_option("10m", now=1000.0) == 400.0
+    assert since_option("1h30m", now=10000.0) == 4600.0
+    assert since_option("1700000000.5") == 1700000000.5
+    assert since_option("2025-12-03T10:00:00Z") == "2025-12-03T10:00:00Z"
     with pytest.raises(UsageError):
-        parse_since("yesterday")
+        since_option("yesterday")
 
 
-def test_parse_tail() -> None:
-    assert parse_tail("all") == "all"
-    assert parse_tail("0") == 0
+def test_tail_option() -> None:
+    assert tail_option("all") == "all"
+    assert tail_option("0") == 0
     with pytest.raises(UsageError):
-        parse_tail("-3")
+        tail_option("-3")
 
 
 def test_gateway_url_normalises_the_base() -> None:
