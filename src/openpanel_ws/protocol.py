@@ -197,6 +197,12 @@ def parse_since(value: Any, field: str = "since") -> int:
     return nanos
 
 
+def optional_since(msg: Mapping[str, Any], field: str = "since") -> int | None:
+    """The message's `since` (`parse_since`), or None when absent or null."""
+    value = msg.get(field)
+    return None if value is None else parse_since(value, field)
+
+
 def _seconds_to_nanos(seconds: Decimal, error: ProtocolError) -> int:
     # Range first: int() of "1e999999999" would build a billion-digit number.
     if not seconds.is_finite() or not 0 <= seconds < _SINCE_MAX_SECONDS:

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from openpanel_ws.gateways.containers import DEFAULT_TAIL, ended_message, parse_since, parse_tail
-from openpanel_ws.protocol import ErrorCode, ProtocolError
+from openpanel_ws.gateways.containers import ended_message
+from openpanel_ws.gateways.containers.requests import DEFAULT_TAIL, parse_tail
+from openpanel_ws.protocol import ErrorCode, ProtocolError, optional_since
 
 
 @pytest.mark.parametrize(
@@ -35,14 +36,14 @@ def test_bad_tail(value: Any) -> None:
     ],
 )
 def test_since(value: Any, nanos: int | None) -> None:
-    assert parse_since({"since": value}) == nanos
+    assert optional_since({"since": value}) == nanos
 
 
 @pytest.mark.parametrize("value", [
     "yesterday", "", -1, "-5", "nan", "inf", float("nan"), float("inf"), True, [1], "2026-13-01T00:00:00Z"])
 def test_bad_since(value: Any) -> None:
     with pytest.raises(ProtocolError) as info:
-        parse_since({"since": value})
+        optional_since({"since": value})
     assert (info.value.code, info.value.field) == (ErrorCode.INVALID_MESSAGE, "since")
 
 

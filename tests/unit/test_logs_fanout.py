@@ -8,7 +8,8 @@ import orjson
 
 from fakes import Sink
 from openpanel_ws.gateways.base import Session
-from openpanel_ws.gateways.logs import EventFilter, Fanout
+from openpanel_ws.gateways.logs.fanout import Fanout
+from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.outbound import ClientWriter, WriteScheduler
 from openpanel_ws.sendqueue import QueueLimits
 
@@ -109,13 +110,13 @@ async def test_replay_goes_before_held_live_frames_without_duplicates() -> None:
 
 
 async def test_held_frames_are_bounded() -> None:
-    from openpanel_ws.gateways import logs
+    from openpanel_ws.gateways.logs import fanout
 
     fan = Fanout()
     s, _ = session("s")
     fan.add(s)
     fan.begin_replay(s)
-    for _ in range(logs.MAX_HELD_FRAMES + 1):
+    for _ in range(fanout.MAX_HELD_FRAMES + 1):
         fan.broadcast({"type": "system_log"})
     assert s.closed  # a slow consumer, closed with 1013 instead of growing memory
     fan.finish_replay(s, [])
