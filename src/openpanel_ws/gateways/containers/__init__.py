@@ -14,6 +14,7 @@ and the guarantees are in docs/containers.md.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from openpanel_ws import protocol
@@ -41,6 +42,15 @@ log = logging.getLogger(__name__)
 
 REMOVED_REASON: Final = "container_removed"
 PERMISSION_REASON: Final = "permission"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The container a subscribe names, as the engine resolved it."""
+
+    container_id: str
+    names: tuple[str, ...]
+    tty: bool
 
 
 def ended_message(kind: str, container_ref: str, reason: str = REMOVED_REASON) -> Message:
@@ -98,10 +108,11 @@ class ContainersGateway(Gateway[ContainersState]):
         return {"engine": self.services.engine, "container_id": container_id,
                 "on_finished": self._on_finished, "on_removed": self._on_removed}
 
-    async def _resolve(self, session: Session[ContainersState], ref: str,
-                       kind: str) -> tuple[dict[str, Any], tuple[str, ...]] | None:
-        """Inspect the container if this principal may see it; None when the answer
-        came too late (the session closed, or the same subscription was made meanwhile)."""
+    async def _admit(self, session: Session[ContainersState], kind: str, ref: str,
+                     ack: Message) -> Target | None:
+        """Inspect the container if this principal may see it, and acknowledge; None
+        when the answer came too late (the session closed, or the same subscription
+        was made meanwhile)."""
         info = await resolve_container(self.services.engine, session.user, ref)
         if session.closed or (kind, ref) in self.state(session).subs:
             return None
@@ -110,36 +121,32 @@ class ContainersGateway(Gateway[ContainersState]):
             # The claims changed (re-auth) while the engine answered.
             raise ProtocolError(ErrorCode.PERMISSION_DENIED, "Permission denied",
                                 context={"containerId": ref})
-        return info, names
+        session.send(ack)
+        return Target(str(info["Id"]), names, bool((info.get("Config") or {}).get("Tty")))
 
     # --- logs ---------------------------------------------------------------------------
 
     async def subscribe_logs(self, session: Session[ContainersState], msg: Message) -> None:
         request = LogsRequest.parse(msg)
-        ref = request.ref
-        ack = {"type": "subscribed_logs", "containerId": ref}
-        if (LOGS, ref) in self.state(session).subs:
+        ack: Message = {"type": "subscribed_logs", "containerId": request.ref}
+        if (LOGS, request.ref) in self.state(session).subs:
             session.send(ack)
             return
-        resolved = await self._resolve(session, ref, LOGS)
-        if resolved is None:
+        target = await self._admit(session, LOGS, request.ref, ack)
+        if target is None:
             return
-        info, names = resolved
-        container_id = str(info["Id"])
-        session.send(ack)
-        upstream = self.log_upstreams.get(container_id)
-        created = upstream is None
-        if upstream is None:
-            upstream = LogUpstream(
-                **self._upstream_args(container_id),
-                tty=bool((info.get("Config") or {}).get("Tty")),
-                max_line=self.settings.log_line_max_bytes,
-                send_queue_max=self.settings.send_queue_max)
-        sub = LogSub(session, ref, names, upstream)
-        upstream.add(sub, request.tail, request.since)
-        if created:
-            self.log_upstreams.add(upstream)
-        self.state(session).subs[sub.key] = sub
+
+        def make() -> LogUpstream:
+            return LogUpstream(**self._upstream_args(target.container_id), tty=target.tty,
+                               max_line=self.settings.log_line_max_bytes,
+                               send_queue_max=self.settings.send_queue_max)
+
+        def join(upstream: LogUpstream) -> None:
+            sub = LogSub(session, request.ref, target.names, upstream)
+            upstream.add(sub, request.tail, request.since)
+            self.state(session).subs[sub.key] = sub
+
+        self.log_upstreams.attach(target.container_id, make, join)
 
     async def unsubscribe_logs(self, session: Session[ContainersState], msg: Message) -> None:
         await self._unsubscribe(LOGS, session, msg)
@@ -148,29 +155,27 @@ class ContainersGateway(Gateway[ContainersState]):
 
     async def subscribe_stats(self, session: Session[ContainersState], msg: Message) -> None:
         request = StatsRequest.parse(msg)
-        ref, interval = request.ref, request.interval
-        ack = {"type": "subscribed_stats", "containerId": ref, "interval": interval}
-        existing = self.state(session).subs.get((STATS, ref))
+        ack: Message = {"type": "subscribed_stats", "containerId": request.ref,
+                        "interval": request.interval}
+        existing = self.state(session).subs.get((STATS, request.ref))
         if isinstance(existing, StatsSub):
             # Same subscription, possibly a new interval.
-            existing.pacer.set_interval(interval / 1000)
+            existing.pacer.set_interval(request.interval / 1000)
             session.send(ack)
             return
-        resolved = await self._resolve(session, ref, STATS)
-        if resolved is None:
+        target = await self._admit(session, STATS, request.ref, ack)
+        if target is None:
             return
-        info, names = resolved
-        container_id = str(info["Id"])
-        session.send(ack)
-        upstream = self.stats_upstreams.get(container_id)
-        created = upstream is None
-        if upstream is None:
-            upstream = StatsUpstream(**self._upstream_args(container_id))
-        sub = StatsSub(session, ref, names, upstream, Pacer(interval / 1000))
-        upstream.add(sub)
-        if created:
-            self.stats_upstreams.add(upstream)
-        self.state(session).subs[sub.key] = sub
+
+        def join(upstream: StatsUpstream) -> None:
+            sub = StatsSub(session, request.ref, target.names, upstream,
+                           Pacer(request.interval / 1000))
+            upstream.add(sub)
+            self.state(session).subs[sub.key] = sub
+
+        self.stats_upstreams.attach(
+            target.container_id,
+            lambda: StatsUpstream(**self._upstream_args(target.container_id)), join)
 
     async def unsubscribe_stats(self, session: Session[ContainersState], msg: Message) -> None:
         await self._unsubscribe(STATS, session, msg)

@@ -211,6 +211,18 @@ class UpstreamRegistry(Generic[U]):
     def get(self, container_id: str) -> U | None:
         return self._items.get(container_id)
 
+    def attach(self, container_id: str, make: Callable[[], U], join: Callable[[U], None]) -> U:
+        """The container's upstream, made by `make` and started when there is none yet;
+        `join` (adding the subscriber) runs before a new upstream starts."""
+        upstream = self._items.get(container_id)
+        if upstream is not None:
+            join(upstream)
+            return upstream
+        upstream = make()
+        join(upstream)
+        self.add(upstream)
+        return upstream
+
     def add(self, upstream: U) -> None:
         """Register a new upstream and start its task."""
         self._items[upstream.container_id] = upstream
