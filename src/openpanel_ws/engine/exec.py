@@ -27,6 +27,17 @@ from urllib.parse import quote
 
 from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound, EngineUnavailable
 
+__all__ = [
+    "MARKER_ENV",
+    "START_FAILURE_CODES",
+    "START_FAILURE_PREFIX",
+    "TERM_ENV",
+    "ExecProcess",
+    "exit_code_of",
+    "path_exists",
+    "start_failure_message",
+]
+
 log = logging.getLogger(__name__)
 
 MARKER_ENV = "OPENPANEL_WS_SESSION"
