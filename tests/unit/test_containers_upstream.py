@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, ClassVar
 
 from openpanel_ws.engine.client import DockerEngine
-from openpanel_ws.gateways.containers.upstream import Upstream, UpstreamRegistry
+from openpanel_ws.gateways.containers.upstream import Upstream, UpstreamLinks, UpstreamRegistry
 
 
 class Probe(Upstream[Any]):
@@ -16,8 +16,8 @@ class Probe(Upstream[Any]):
 
     def __init__(self, container_id: str, finished: list[Upstream[Any]],
                  removed: list[Upstream[Any]]) -> None:
-        super().__init__(DockerEngine(), container_id,
-                         on_finished=finished.append, on_removed=removed.append)
+        super().__init__(UpstreamLinks(DockerEngine(), finished.append, removed.append),
+                         container_id)
         self.end = asyncio.Event()
         self.remove_on_end = False
         self.fail_on_end = False

@@ -121,3 +121,22 @@ async def test_held_frames_are_bounded() -> None:
     assert s.closed  # a slow consumer, closed with 1013 instead of growing memory
     fan.finish_replay(s, [])
     await asyncio.wait_for(s.writer.wait_closed(), 2)
+
+
+async def test_a_clients_state_lives_in_its_session_and_goes_with_it() -> None:
+    fan = Fanout()
+    s, _ = session("s")
+    fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
+    fan.set_scopes(s, ("web-*",))
+    assert s.state is None  # nothing is made for a session that never joined
+    fan.add(s, now_nanos=42)
+    state = s.state
+    assert state is not None and state.joined_nanos == 42 and state.scopes is None
+    fan.set_scopes(s, ("web-*",))
+    fan.set_filter(s, EventFilter.parse({"type": ["volume"]}))
+    assert state.scopes == ("web-*",) and state.filter is not None
+    fan.add(s)  # again: the same state
+    assert s.state is state
+    fan.discard(s)
+    assert s.state is None and s not in fan and len(fan) == 0
+    await drain(s)

@@ -29,6 +29,7 @@ from openpanel_ws.gateways.containers.upstream import (
     ContainersState,
     Subscription,
     Upstream,
+    UpstreamLinks,
     UpstreamRegistry,
 )
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
@@ -78,6 +79,7 @@ class ContainersGateway(Gateway[ContainersState]):
             self._update_listener)
         self._registries: dict[str, UpstreamRegistry[Any]] = {
             LOGS: self.log_upstreams, STATS: self.stats_upstreams}
+        self._links = UpstreamLinks(services.engine, self._on_finished, self._on_removed)
         self._listening = False
 
     def handlers(self) -> dict[str, Handler[ContainersState]]:
@@ -103,10 +105,6 @@ class ContainersGateway(Gateway[ContainersState]):
         if session.state is None:
             session.state = ContainersState()
         return session.state
-
-    def _upstream_args(self, container_id: str) -> dict[str, Any]:
-        return {"engine": self.services.engine, "container_id": container_id,
-                "on_finished": self._on_finished, "on_removed": self._on_removed}
 
     async def _admit(self, session: Session[ContainersState], kind: str, ref: str,
                      ack: Message) -> Target | None:
@@ -137,7 +135,7 @@ class ContainersGateway(Gateway[ContainersState]):
             return
 
         def make() -> LogUpstream:
-            return LogUpstream(**self._upstream_args(target.container_id), tty=target.tty,
+            return LogUpstream(self._links, target.container_id, tty=target.tty,
                                max_line=self.settings.log_line_max_bytes,
                                send_queue_max=self.settings.send_queue_max)
 
@@ -175,7 +173,7 @@ class ContainersGateway(Gateway[ContainersState]):
 
         self.stats_upstreams.attach(
             target.container_id,
-            lambda: StatsUpstream(**self._upstream_args(target.container_id)), join)
+            lambda: StatsUpstream(self._links, target.container_id), join)
 
     async def unsubscribe_stats(self, session: Session[ContainersState], msg: Message) -> None:
         await self._unsubscribe(STATS, session, msg)

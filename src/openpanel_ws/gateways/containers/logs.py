@@ -28,6 +28,7 @@ from openpanel_ws.gateways.containers.upstream import (
     Backoff,
     Subscription,
     Upstream,
+    UpstreamLinks,
 )
 from openpanel_ws.outbound import text_frame
 from openpanel_ws.protocol import CloseCode
@@ -87,9 +88,9 @@ def _by_time(line: ContainerLogLine) -> int:
 class LogUpstream(Upstream[LogSub]):
     kind: ClassVar[str] = LOGS
 
-    def __init__(self, *args: Any, tty: bool, max_line: int, send_queue_max: int,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, links: UpstreamLinks, container_id: str, *, tty: bool, max_line: int,
+                 send_queue_max: int) -> None:
+        super().__init__(links, container_id)
         self.tty = tty
         self.cursor = FollowCursor()
         # The shared stream belongs to no subscriber: it starts at "now" (a little before,

@@ -19,7 +19,7 @@ import orjson
 from openpanel_ws.engine.client import EngineError, EngineNotFound
 from openpanel_ws.engine.stats import ContainerStats, Pacer, compute, is_running_sample
 from openpanel_ws.engine.streams import JsonLines, pump
-from openpanel_ws.gateways.containers.upstream import Subscription, Upstream
+from openpanel_ws.gateways.containers.upstream import Subscription, Upstream, UpstreamLinks
 from openpanel_ws.protocol import Message, rfc3339_from_nanos
 
 __all__ = ["STATS", "StatsSub", "StatsUpstream", "stats_message"]
@@ -74,8 +74,8 @@ def send_stats(sub: StatsSub, stats: ContainerStats, frames: dict[str, bytes]) -
 class StatsUpstream(Upstream[StatsSub]):
     kind: ClassVar[str] = STATS
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, links: UpstreamLinks, container_id: str) -> None:
+        super().__init__(links, container_id)
         self.latest: ContainerStats | None = None
         self.latest_at = 0.0
         self.samples = 0  # samples read from the engine (tests, bench)

@@ -28,6 +28,7 @@ __all__ = [
     "ContainersState",
     "Subscription",
     "Upstream",
+    "UpstreamLinks",
     "UpstreamRegistry",
 ]
 
@@ -91,20 +92,23 @@ class Backoff:
 S = TypeVar("S", bound=Subscription)
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamLinks:
+    """What an upstream is given: the engine, and whom to tell when its task ended on
+    its own (`on_finished`) or its container was removed (`on_removed`)."""
+
+    engine: DockerEngine
+    on_finished: Callable[[Upstream[Any]], None]
+    on_removed: Callable[[Upstream[Any]], None]
+
+
 class Upstream(Generic[S]):
     """One container's engine stream and its subscribers (`S`)."""
 
     kind: ClassVar[str]
 
-    def __init__(
-        self,
-        engine: DockerEngine,
-        container_id: str,
-        *,
-        on_finished: Callable[[Upstream[Any]], None],
-        on_removed: Callable[[Upstream[Any]], None],
-    ) -> None:
-        self.engine = engine
+    def __init__(self, links: UpstreamLinks, container_id: str) -> None:
+        self.engine = links.engine
         self.container_id = container_id
         self.path = f"/containers/{quote(container_id, safe='')}"
         self.subs: dict[S, None] = {}  # insertion-ordered set
@@ -112,8 +116,7 @@ class Upstream(Generic[S]):
         self.started = asyncio.Event()  # a `start` event (or removal) since last cleared
         self.removed = False
         self.finished_at: int | None = None  # end of the last run (engine clock), nanos
-        self._on_finished = on_finished
-        self._on_removed = on_removed
+        self._links = links
 
     def on_event(self, action: str) -> None:
         if action == "start":
@@ -145,14 +148,14 @@ class Upstream(Generic[S]):
         except Exception:
             log.exception("%s upstream of %s failed", self.kind, self.container_id[:12])
         finally:
-            self._on_finished(self)
+            self._links.on_finished(self)
 
     async def run(self) -> None:
         raise NotImplementedError
 
     def end_removed(self) -> None:
         """The container is gone: the gateway tells every subscriber and drops them."""
-        self._on_removed(self)
+        self._links.on_removed(self)
 
     async def wait_running(self, *, after_stream: bool, quick_delay: float = BACKOFF_INITIAL) -> bool:
         """Until the container runs: True; removed: False. Engine outages are waited out.
