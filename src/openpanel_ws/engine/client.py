@@ -71,7 +71,7 @@ class EngineNotFound(EngineStatusError):
 
 # `stream_chunks(on_open=...)`: called once the engine has answered a stream's request.
 OnOpen = Callable[[], None]
-_STREAM_BROKEN: Final = (aiohttp.ClientError, OSError, TimeoutError)
+_TRANSPORT_ERRORS: Final = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 def time_param(nanos: int) -> str:
@@ -169,7 +169,7 @@ class DockerEngine:
                 raise _error(resp.status, data)
         except TimeoutError:
             raise EngineUnavailable(f"no answer within {header_timeout:g} s") from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from None
         if not data:
             return None
@@ -209,14 +209,14 @@ class DockerEngine:
                 )
         except TimeoutError:
             raise EngineUnavailable(f"no answer within {self.timeout:g} s") from None
-        except _STREAM_BROKEN as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from None
         self.open_streams += 1
         try:
             if resp.status >= 400:
                 try:
                     body = await resp.read()
-                except _STREAM_BROKEN as exc:
+                except _TRANSPORT_ERRORS as exc:
                     raise EngineUnavailable(str(exc) or type(exc).__name__) from None
                 raise _error(resp.status, body)
             yield resp
@@ -248,7 +248,7 @@ class DockerEngine:
             while True:
                 try:
                     chunk = await resp.content.readany()
-                except _STREAM_BROKEN as exc:
+                except _TRANSPORT_ERRORS as exc:
                     raise EngineUnavailable(
                         f"stream interrupted: {exc or type(exc).__name__}") from None
                 if not chunk:
