@@ -255,7 +255,7 @@ def _recordings_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_recordings_list(args: argparse.Namespace) -> int:
-    from openpanel_ws.gateways.recording import list_casts
+    from openpanel_ws.gateways.terminal.recording import list_casts
 
     directory = _recordings_dir(args)
     if not directory.is_dir():
@@ -269,7 +269,7 @@ def cmd_recordings_list(args: argparse.Namespace) -> int:
 
 
 def cmd_recordings_play(args: argparse.Namespace) -> int:
-    from openpanel_ws.gateways.recording import CastError, play, read_cast
+    from openpanel_ws.gateways.terminal.recording import CastError, play, read_cast
 
     if args.speed <= 0:
         raise ConfigError("recordings play: --speed must be positive")

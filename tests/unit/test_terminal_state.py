@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from openpanel_ws.audit import AuditLog, end_record, start_record
+from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_record
 from openpanel_ws.engine.exec import start_failure_message
-from openpanel_ws.gateways.terminal_state import (
+from openpanel_ws.gateways.terminal.state import (
     IDLE_TIMEOUT,
     PROCESS_EXITED,
     USER_CLOSED,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from openpanel_ws.audit import AuditLog, end_record, start_record
+from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_record
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.engine.exec import (
     MARKER_ENV,
@@ -42,15 +42,15 @@ from openpanel_ws.engine.exec import (
 )
 from openpanel_ws.gateways.access import DOCKER_UNAVAILABLE_MESSAGE, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
-from openpanel_ws.gateways.recording import CastRecorder, header, recording_name
-from openpanel_ws.gateways.terminal_journal import JOURNAL_FILE, JournalEntry, TerminalJournal
-from openpanel_ws.gateways.terminal_sessions import (
+from openpanel_ws.gateways.terminal.recording import CastRecorder, header, recording_name
+from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE, JournalEntry, TerminalJournal
+from openpanel_ws.gateways.terminal.sessions import (
     UNKNOWN_SESSION,
     OutputPiece,
     OutputRing,
     SessionRegistry,
 )
-from openpanel_ws.gateways.terminal_state import (
+from openpanel_ws.gateways.terminal.state import (
     ALREADY_OPEN,
     CONNECTION_CLOSED,
     GRACE_EXPIRED,

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from openpanel_ws.gateways.terminal_state import TerminalState
+from openpanel_ws.gateways.terminal.state import TerminalState
 from openpanel_ws.protocol import rfc3339
 
 log = logging.getLogger(__name__)
