@@ -193,7 +193,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     asyncio.run(run())
     if reloading:
         if handoff and handoff[0] is not None:
-            os.environ["OPENPANEL_WS_TERMINAL_HANDOFF"] = str(handoff[0])
+            from openpanel_ws.gateways.terminal.handoff import HANDOFF_ENV
+
+            os.environ[HANDOFF_ENV] = str(handoff[0])
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -25,7 +25,7 @@ from openpanel_ws.engine.stats import ContainerStats, compute, is_running_sample
 from openpanel_ws.gateways.containers import parse_tail
 from openpanel_ws.gateways.event_text import describe
 from openpanel_ws.gateways.logs import EventFilter, scope_allows
-from openpanel_ws.gateways.terminal.state import parse_input, parse_open, parse_resize
+from openpanel_ws.gateways.terminal.messages import parse_input, parse_open, parse_resize
 from openpanel_ws.protocol import ProtocolError
 from openpanel_ws.ratelimit import RateLimit
 

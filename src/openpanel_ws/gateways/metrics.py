@@ -18,9 +18,21 @@ from dataclasses import dataclass, field
 
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
-from openpanel_ws.host.metrics import HostReader, Reading, metrics_message
-from openpanel_ws.protocol import Message
+from openpanel_ws.host.metrics import HostReader, HostSample, Reading, Usage, host_sample
+from openpanel_ws.protocol import Message, rfc3339
 from openpanel_ws.services import Services
+
+__all__ = [
+    "FRESH_SECONDS",
+    "MIN_CPU_WINDOW",
+    "MetricsGateway",
+    "Sampler",
+    "Subscription",
+    "metrics_message",
+    "next_deadline",
+    "subscribed_message",
+    "unsubscribed_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +68,52 @@ class Sampler:
 class Subscription:
     interval_ms: int
     key: str
+
+
+# --- wire format (docs/protocol.md "Metrics") ----------------------------------------
+
+
+def _usage(usage: Usage) -> Message:
+    return {"total": usage.total, "used": usage.used, "free": usage.free,
+            "percent": usage.percent}
+
+
+def metrics_message(sample: HostSample) -> Message:
+    """The `metrics` message of one sample.
+
+    The specification's fields come first and keep their exact names and meaning; the
+    rest (`perCore`, `loadAverage`, `swap`, `uptime`, `rx_rate`, `tx_rate`) are additive.
+    """
+    return {
+        "type": "metrics",
+        "timestamp": rfc3339(sample.wall),
+        "system": {
+            "cpu": {
+                "usage": sample.cpu_usage,
+                "cores": sample.cores,
+                "perCore": list(sample.per_core),
+                "loadAverage": list(sample.load),
+            },
+            "memory": _usage(sample.memory),
+            "disk": _usage(sample.disk),
+            "network": {
+                "rx_bytes": sample.rx_bytes,
+                "tx_bytes": sample.tx_bytes,
+                "rx_rate": sample.rx_rate,
+                "tx_rate": sample.tx_rate,
+            },
+            "swap": _usage(sample.swap),
+            "uptime": sample.uptime,
+        },
+    }
+
+
+def subscribed_message(interval_ms: int) -> Message:
+    return {"type": "subscribed", "interval": interval_ms}
+
+
+def unsubscribed_message() -> Message:
+    return {"type": "unsubscribed"}
 
 
 def next_deadline(deadline: float, period: float, now: float) -> float:
@@ -112,7 +170,7 @@ class MetricsGateway(Gateway[Subscription]):
                 self._leave(session, old)
         sub = Subscription(interval, f"metrics#{next(_keys)}")
         session.state = sub
-        session.send({"type": "subscribed", "interval": interval})
+        session.send(subscribed_message(interval))
         sampler = self._samplers.get(interval)
         if sampler is None:
             sampler = self._start_sampler(interval)
@@ -125,7 +183,7 @@ class MetricsGateway(Gateway[Subscription]):
             session.writer.discard_latest(old.key)
             self._leave(session, old)
             session.state = None
-        session.send({"type": "unsubscribed"})
+        session.send(unsubscribed_message())
 
     async def on_disconnect(self, session: Session[Subscription]) -> None:
         old: Subscription | None = session.state
@@ -194,7 +252,7 @@ class MetricsGateway(Gateway[Subscription]):
             return None
         self._note_disk()
         self.samples_taken += 1
-        return protocol.encode(metrics_message(prev, reading))
+        return protocol.encode(metrics_message(host_sample(prev, reading)))
 
     def _note_disk(self) -> None:
         error = self.reader.disk_error
@@ -212,7 +270,7 @@ class MetricsGateway(Gateway[Subscription]):
             return
         sampler.failing = False
         self._note_disk()
-        frame = protocol.encode(metrics_message(sampler.prev, reading))
+        frame = protocol.encode(metrics_message(host_sample(sampler.prev, reading)))
         sampler.prev = reading
         sampler.frame, sampler.frame_at = frame, reading.monotonic
         sampler.ticks += 1
