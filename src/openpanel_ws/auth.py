@@ -16,6 +16,20 @@ import jwt
 
 from openpanel_ws.protocol import EXPIRED_TOKEN_MESSAGE, INVALID_TOKEN_MESSAGE
 
+__all__ = [
+    "ADMIN_ROLE",
+    "ASYMMETRIC_ALGORITHMS",
+    "SUPPORTED_ALGORITHMS",
+    "SYMMETRIC_ALGORITHMS",
+    "TERMINAL_PERMISSION",
+    "AuthError",
+    "JwtSettings",
+    "Principal",
+    "TokenVerifier",
+    "issue_token",
+    "principal_from_claims",
+]
+
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}

@@ -20,6 +20,27 @@ from openpanel_ws import __version__
 from openpanel_ws.auth import issue_token
 from openpanel_ws.config import ConfigError, Settings, load_settings
 
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "ADMIN_TOKEN_TTL",
+    "SECRET_FILE",
+    "SERVICE_RESTART",
+    "JsonFormatter",
+    "build_parser",
+    "client_url",
+    "cmd_recordings_list",
+    "cmd_recordings_play",
+    "cmd_serve",
+    "cmd_token",
+    "configure_logging",
+    "embedded_secret",
+    "main",
+    "register_client_commands",
+    "resolve_secret",
+    "token_banner",
+    "write_private",
+]
+
 log = logging.getLogger("openpanel_ws")
 
 SECRET_FILE = "jwt-secret"

@@ -16,6 +16,17 @@ from urllib.parse import urlsplit
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
 from openpanel_ws.ratelimit import RateLimit
 
+__all__ = [
+    "ENV_PREFIX",
+    "ORIGINS_SETTING",
+    "ConfigError",
+    "Settings",
+    "default_state_dir",
+    "load_settings",
+    "normalize_origin",
+    "validate",
+]
+
 ENV_PREFIX = "OPENPANEL_WS_"
 
 

@@ -20,6 +20,18 @@ from openpanel_ws.auth import AuthError, Principal
 from openpanel_ws.protocol import CloseCode, ErrorCode, Message, ProtocolError
 from openpanel_ws.ratelimit import FloodDetector, RateLimit, TokenBucket
 
+__all__ = [
+    "Action",
+    "Authenticated",
+    "Close",
+    "Connection",
+    "Dispatch",
+    "LifecycleConfig",
+    "PingFrame",
+    "Send",
+    "State",
+]
+
 
 class State(Enum):
     AWAITING_AUTH = auto()

@@ -15,6 +15,40 @@ from typing import Any, Final
 
 import orjson
 
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_INTERVAL_MS",
+    "EXPIRED_TOKEN_MESSAGE",
+    "INVALID_TOKEN_MESSAGE",
+    "MAX_INTERVAL_MS",
+    "MIN_INTERVAL_MS",
+    "RATE_LIMIT_MESSAGE",
+    "SINCE_MAX_NANOS",
+    "SINCE_MIN_NANOS",
+    "CloseCode",
+    "ErrorCode",
+    "Message",
+    "ProtocolError",
+    "authenticated_message",
+    "connected_message",
+    "decode",
+    "encode",
+    "error_message",
+    "interval_ms",
+    "invalid",
+    "optional_int",
+    "optional_str",
+    "parse_since",
+    "parse_timestamp",
+    "parse_timestamp_nanos",
+    "ping_message",
+    "pong_message",
+    "require_int",
+    "require_str",
+    "rfc3339",
+    "rfc3339_from_nanos",
+]
+
 API_VERSION: Final = "1.3.0"
 
 Message = dict[str, Any]

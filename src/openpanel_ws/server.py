@@ -42,6 +42,28 @@ from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
 from openpanel_ws.web.routes import register as register_console
 
+__all__ = [
+    "CLIENTS_KEY",
+    "CLIENT_FILES",
+    "GATEWAYS_KEY",
+    "GUARD_KEY",
+    "SCHEDULER_KEY",
+    "SERVICES_KEY",
+    "ClientHandler",
+    "RefusedOrigins",
+    "RouteHandler",
+    "client_file_handler",
+    "create_app",
+    "create_runner",
+    "default_gateways",
+    "healthz",
+    "new_client_id",
+    "new_scheduler",
+    "origin_allowed",
+    "origin_refused",
+    "readyz",
+]
+
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("services", Services)

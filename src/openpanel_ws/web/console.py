@@ -16,6 +16,28 @@ from typing import Any
 
 from openpanel_ws.auth import Principal
 
+__all__ = [
+    "API_CACHE_CONTROL",
+    "ASSET_CACHE_CONTROL",
+    "COMPRESSIBLE",
+    "CONTENT_SECURITY_POLICY",
+    "CONTENT_TYPES",
+    "SECURITY_HEADERS",
+    "STATIC_DIR",
+    "BadAuthorization",
+    "StaticFile",
+    "accepts_gzip",
+    "bearer_token",
+    "build_static_table",
+    "container_summary",
+    "engine_time",
+    "etag_matches",
+    "list_response",
+    "own_names",
+    "rfc3339",
+    "visible_containers",
+]
+
 STATIC_DIR = Path(__file__).parent / "static"
 
 # Scripts only from this origin, never inline; sockets and fetch only to this origin.

@@ -19,6 +19,12 @@ import orjson
 from openpanel_ws.gateways.terminal.state import TerminalState
 from openpanel_ws.protocol import rfc3339
 
+__all__ = [
+    "AuditLog",
+    "end_record",
+    "start_record",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -23,6 +23,18 @@ from typing import Any, Final
 
 import orjson
 
+__all__ = [
+    "SUFFIX",
+    "CastError",
+    "CastInfo",
+    "CastRecorder",
+    "header",
+    "list_casts",
+    "play",
+    "read_cast",
+    "recording_name",
+]
+
 log = logging.getLogger(__name__)
 
 SUFFIX: Final = ".cast"

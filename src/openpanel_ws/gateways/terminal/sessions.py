@@ -19,6 +19,18 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
+__all__ = [
+    "MERGE_BELOW",
+    "UNKNOWN_SESSION",
+    "OutputPiece",
+    "OutputRing",
+    "Replay",
+    "SessionRegistry",
+    "gateway_cap_message",
+    "per_user_cap_message",
+    "utf8_len",
+]
+
 # Adjacent output pieces of one stream are merged in the ring up to this size.
 MERGE_BELOW: Final = 4096
 
