@@ -1,4 +1,4 @@
-"""JWT verification and the authenticated principal (DECISIONS.md "Authorization").
+"""JWT verification and the authenticated principal (docs/protocol.md "Authorization").
 
 No I/O beyond reading key material once at start-up; tokens are never logged.
 """
@@ -87,7 +87,7 @@ class JwtSettings:
     audience: str | None = None
     issuer: str | None = None
     leeway_seconds: float = 30.0
-    # Tokens without `exp` are refused unless this is False (docs/protocol.md).
+    # Tokens without `exp` are refused unless this is False (docs/protocol.md "Token expiry").
     require_exp: bool = True
 
 

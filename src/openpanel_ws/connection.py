@@ -81,7 +81,8 @@ class LifecycleConfig:
     heartbeat_interval: float = 30.0
     flood_threshold: int = 50
     flood_window: float = 10.0
-    # A token's `exp` holds for the whole session, plus this leeway (docs/protocol.md).
+    # A token's `exp` holds for the whole session, plus this leeway (docs/protocol.md
+    # "Token expiry").
     jwt_leeway: float = 30.0
 
 

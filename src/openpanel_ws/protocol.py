@@ -55,7 +55,8 @@ Message = dict[str, Any]
 
 
 class ErrorCode(StrEnum):
-    """The specification's error table plus the two additions of DECISIONS.md."""
+    """The specification's error table plus DOCKER_UNAVAILABLE and INTERNAL_ERROR
+    (docs/protocol.md "Error codes")."""
 
     AUTH_REQUIRED = "AUTH_REQUIRED"
     AUTH_FAILED = "AUTH_FAILED"
@@ -82,7 +83,7 @@ RATE_LIMIT_MESSAGE: Final = "Rate limit exceeded. Please slow down."
 INVALID_TOKEN_MESSAGE: Final = "Invalid token"
 EXPIRED_TOKEN_MESSAGE: Final = "Token expired"
 
-# Stats and metrics intervals (DECISIONS.md): default and bounds in milliseconds.
+# Stats and metrics intervals (docs/protocol.md "Defaults and bounds"), in milliseconds.
 DEFAULT_INTERVAL_MS: Final = 2000
 MIN_INTERVAL_MS: Final = 500
 MAX_INTERVAL_MS: Final = 60000
@@ -189,7 +190,7 @@ def parse_timestamp_nanos(text: str) -> int:
     return whole * 1_000_000_000 + int((digits + "000000000")[:9])
 
 
-# The one `since` rule of the protocol (docs/protocol.md "Hostile input"): RFC 3339 text
+# The one `since` rule of the protocol (docs/protocol.md "Defaults and bounds"): RFC 3339 text
 # (any fraction length, kept to the nanosecond) or unix seconds (number or numeric text,
 # kept exactly as written), from 1970 up to the end of year 9999.
 SINCE_MIN_NANOS: Final = 0

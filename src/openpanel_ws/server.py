@@ -127,7 +127,7 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str],
 
 class RefusedOrigins:
     """Logs a refused Origin at INFO, at most once per origin per `period` seconds, so
-    an operator learns which setting to change without a flood (docs/protocol.md)."""
+    an operator learns which setting to change without a flood (docs/protocol.md "Origin")."""
 
     MAX_REMEMBERED = 1024
 

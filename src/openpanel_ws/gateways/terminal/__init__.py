@@ -45,6 +45,7 @@ from openpanel_ws.gateways.terminal.messages import (
     NO_TTY_RESIZE,
     NOT_FOUND_OR_NOT_RUNNING,
     PERMISSION_REVOKED,
+    REAUTH_DENIED,
     SERVER_SHUTDOWN,
     USER_CLOSED,
     OpenRequest,
@@ -209,7 +210,7 @@ class TerminalGateway(Gateway[Binding]):
             raise
 
     async def _resume(self, session: Session[Binding], request: OpenRequest) -> None:
-        """Reattach to a live session of the same user (docs/protocol.md)."""
+        """Reattach to a live session of the same user (docs/protocol.md "Terminal sessions")."""
         ref = request.container_ref
         assert request.session_id is not None
         terminal = self._registry.lookup(request.session_id, session.user.user_id)
@@ -362,13 +363,14 @@ class TerminalGateway(Gateway[Binding]):
             await terminal.close(CONNECTION_CLOSED, notify=False)
 
     async def on_principal_changed(self, session: Session[Binding]) -> None:
-        # Re-auth (docs/protocol.md): the shell ends if the new claims no longer allow it.
+        # Re-auth (docs/protocol.md "Re-authentication"): the shell ends if the new claims
+        # no longer allow it.
         terminal = bound_terminal(session)
         if terminal is None:
             return
         if not (session.user.may_open_terminal
                 and session.user.may_access_container([terminal.state.container_name])):
-            await terminal.close("permission", notify=True)
+            await terminal.close(REAUTH_DENIED, notify=True)
 
     async def start(self) -> None:
         handoff_file = os.environ.pop(handoff.HANDOFF_ENV, None)

@@ -37,6 +37,7 @@ __all__ = [
     "NO_TTY_RESIZE",
     "PERMISSION_REVOKED",
     "PROCESS_EXITED",
+    "REAUTH_DENIED",
     "RESUMED_ELSEWHERE",
     "SERVER_SHUTDOWN",
     "STDIN_CLOSED",
@@ -63,10 +64,12 @@ USER_CLOSED: Final = "User closed"
 PROCESS_EXITED: Final = "Process exited"
 IDLE_TIMEOUT: Final = "Idle timeout"
 PERMISSION_REVOKED: Final = "Permission revoked"
+# A re-auth's claims no longer allow the terminal (as `subscription_ended` on /ws/containers).
+REAUTH_DENIED: Final = "permission"
 # Internal reasons (the client is gone, nothing is sent; they reach the audit log).
 CONNECTION_CLOSED: Final = "Connection closed"
 SERVER_SHUTDOWN: Final = "Server shutdown"
-GRACE_EXPIRED: Final = "Detached too long"  # resume grace period over (docs/protocol.md)
+GRACE_EXPIRED: Final = "Detached too long"  # grace over (docs/protocol.md "Terminal sessions")
 # Sent to a connection whose terminal was resumed by another one.
 RESUMED_ELSEWHERE: Final = "Resumed on another connection"
 
@@ -110,11 +113,11 @@ class OpenRequest:
     shell: str
     cols: int
     rows: int
-    # Terminal extensions (docs/protocol.md): defaults are the specification's behaviour.
+    # docs/protocol.md "Terminal extensions": defaults are the specification's behaviour.
     command: tuple[str, ...] = ()  # run this instead of `shell`
     tty: bool = True
     stdin: bool = True
-    # Terminal sessions (docs/protocol.md): reattach to a live session.
+    # docs/protocol.md "Terminal sessions": reattach to a live session.
     session_id: str | None = None
     last_seq: int | None = None
 
