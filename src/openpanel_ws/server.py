@@ -292,16 +292,16 @@ class ClientHandler:
                 if action.first:
                     if guard is not None:
                         guard.authenticated(request.protocol)
-                    await self._guard(session, self.gateway.on_authenticated(session))
+                    await self.run_guarded(session, self.gateway.on_authenticated(session))
                 else:
                     # Same user, new claims: what they no longer allow ends now.
-                    await self._guard(session, self.gateway.on_principal_changed(session))
+                    await self.run_guarded(session, self.gateway.on_principal_changed(session))
             elif isinstance(action, Dispatch):
                 # Never awaited here: a slow request must not hold up the connection's
                 # other messages. Requests of one lane (e.g. one subscription) stay in order.
                 lanes.submit(self.gateway.lane(action.message), action.message)
 
-    async def _guard(self, session: Session[Any], work: object) -> None:
+    async def run_guarded(self, session: Session[Any], work: object) -> None:
         """Run gateway code: a ProtocolError becomes an error message, anything else
         INTERNAL_ERROR; the connection and the server stay up either way."""
         try:
@@ -347,7 +347,7 @@ class _Lanes:
         handler, session = self._handler, self._session
         try:
             while queue and not self._closed:
-                await handler._guard(session, handler.gateway.dispatch(session, queue[0]))
+                await handler.run_guarded(session, handler.gateway.dispatch(session, queue[0]))
                 queue.popleft()
         finally:
             if self._queues is not None:

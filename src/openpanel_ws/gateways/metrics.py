@@ -161,7 +161,7 @@ class MetricsGateway(Gateway[Subscription]):
 
     async def _subscribe(self, session: Session[Subscription], msg: Message) -> None:
         interval = protocol.interval_ms(msg)  # raises INVALID_MESSAGE before any change
-        old: Subscription | None = session.state
+        old = session.state
         if old is not None:
             # Drop an unsent frame of the old subscription. A fresh key per subscription
             # keeps the old key's queue slot from carrying the new frame ahead of the ack.
@@ -178,18 +178,21 @@ class MetricsGateway(Gateway[Subscription]):
         self._first_sample(sampler, session, sub.key)
 
     async def _unsubscribe(self, session: Session[Subscription], msg: Message) -> None:
-        old: Subscription | None = session.state
-        if old is not None:
-            session.writer.discard_latest(old.key)
-            self._leave(session, old)
-            session.state = None
+        self._end(session, discard_unsent=True)
         session.send(unsubscribed_message())
 
     async def on_disconnect(self, session: Session[Subscription]) -> None:
-        old: Subscription | None = session.state
-        if old is not None:
-            self._leave(session, old)
-            session.state = None
+        self._end(session, discard_unsent=False)
+
+    def _end(self, session: Session[Subscription], *, discard_unsent: bool) -> None:
+        """The session's subscription (if any) ends; `discard_unsent`: its unsent frame
+        too (the connection lives on)."""
+        old, session.state = session.state, None
+        if old is None:
+            return
+        if discard_unsent:
+            session.writer.discard_latest(old.key)
+        self._leave(session, old)
 
     async def stop(self) -> None:
         samplers = list(self._samplers.values())
