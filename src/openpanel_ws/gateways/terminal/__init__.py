@@ -40,13 +40,16 @@ from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_rec
 from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE, JournalEntry, TerminalJournal
 from openpanel_ws.gateways.terminal.messages import (
     ALREADY_OPEN,
+    AUDIT_UNWRITABLE,
     CONNECTION_CLOSED,
     NO_TERMINAL,
     NO_TTY_RESIZE,
     NOT_FOUND_OR_NOT_RUNNING,
     PERMISSION_REVOKED,
     REAUTH_DENIED,
+    RECORDING_UNWRITABLE,
     SERVER_SHUTDOWN,
+    SHUTTING_DOWN,
     USER_CLOSED,
     OpenRequest,
     TerminalRefused,
@@ -55,6 +58,8 @@ from openpanel_ws.gateways.terminal.messages import (
     parse_open,
     parse_resize,
     permission_denied,
+    program_not_found,
+    resize_failed,
 )
 from openpanel_ws.gateways.terminal.recording import CastRecorder, header, recording_name
 from openpanel_ws.gateways.terminal.session import (
@@ -194,7 +199,7 @@ class TerminalGateway(Gateway[Binding]):
             raise TerminalRefused(ALREADY_OPEN)
         unbind(session)  # a stale binding: its terminal is closing
         if self._stopping:
-            raise TerminalRefused("Server is shutting down")
+            raise TerminalRefused(SHUTTING_DOWN)
         if request.session_id is not None:
             await self._resume(session, request)
             return
@@ -244,8 +249,8 @@ class TerminalGateway(Gateway[Binding]):
         # through $PATH are caught after start.
         if request.program.startswith("/") and await path_exists(engine, container_id,
                                                                   request.program) is False:
-            what = "Command" if request.command else "Shell"
-            raise TerminalRefused(f"{what} not found in the container: {request.program}",
+            raise TerminalRefused(program_not_found(request.program,
+                                                    is_command=bool(request.command)),
                                 containerId=ref)
         proc = ExecProcess(engine, container_id, request.program, marker=session_id,
                            args=request.argv[1:], tty=request.tty, stdin=request.stdin)
@@ -275,7 +280,7 @@ class TerminalGateway(Gateway[Binding]):
                 state, user=terminal.user, client_id=session.client_id, remote=session.remote,
                 recording=terminal.recorder.path if terminal.recorder else None))
             if not terminal.audited:
-                raise TerminalRefused("Terminal refused: the audit log cannot be written")
+                raise TerminalRefused(AUDIT_UNWRITABLE)
         except asyncio.CancelledError:
             terminal.begin_close("Open failed", notify=False)  # shutdown: kill, don't wait
             raise
@@ -308,7 +313,7 @@ class TerminalGateway(Gateway[Binding]):
                 record_input=self.settings.terminal_record_input)
         except OSError as exc:
             log.error("terminal recording in %s cannot be created: %s", directory, exc)
-            raise TerminalRefused("Terminal refused: the recording cannot be written") from None
+            raise TerminalRefused(RECORDING_UNWRITABLE) from None
 
     async def _input(self, session: Session[Binding], msg: Message) -> None:
         data = parse_input(msg)
@@ -332,7 +337,7 @@ class TerminalGateway(Gateway[Binding]):
         except EngineUnavailable:
             raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE) from None
         except EngineError as exc:
-            raise TerminalRefused(f"Resize failed: {exc.message}") from None
+            raise TerminalRefused(resize_failed(exc.message)) from None
 
     async def _eof(self, session: Session[Binding], msg: Message) -> None:
         terminal = self._terminal_of(session)

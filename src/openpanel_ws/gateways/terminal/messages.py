@@ -22,12 +22,14 @@ from openpanel_ws.protocol import (
 
 __all__ = [
     "ALREADY_OPEN",
+    "AUDIT_UNWRITABLE",
     "CONNECTION_CLOSED",
     "DEFAULT_COLS",
     "DEFAULT_ROWS",
     "DEFAULT_SHELL",
     "GRACE_EXPIRED",
     "IDLE_TIMEOUT",
+    "INPUT_NOT_READ",
     "MAX_COMMAND_ARGS",
     "MAX_COMMAND_ARG_LEN",
     "MAX_SIZE",
@@ -38,8 +40,10 @@ __all__ = [
     "PERMISSION_REVOKED",
     "PROCESS_EXITED",
     "REAUTH_DENIED",
+    "RECORDING_UNWRITABLE",
     "RESUMED_ELSEWHERE",
     "SERVER_SHUTDOWN",
+    "SHUTTING_DOWN",
     "STDIN_CLOSED",
     "USER_CLOSED",
     "OpenRequest",
@@ -51,6 +55,9 @@ __all__ = [
     "parse_open",
     "parse_resize",
     "permission_denied",
+    "program_not_found",
+    "resize_failed",
+    "start_failed",
 ]
 
 DEFAULT_SHELL: Final = "/bin/sh"
@@ -86,6 +93,24 @@ MAX_COMMAND_ARGS: Final = 256
 MAX_COMMAND_ARG_LEN: Final = 4096
 STDIN_CLOSED: Final = "Input not delivered: standard input of this terminal is closed"
 NO_TTY_RESIZE: Final = "Resize needs a terminal opened with tty: true"
+INPUT_NOT_READ: Final = "Input not delivered: the shell is not reading its input"
+SHUTTING_DOWN: Final = "Server is shutting down"
+AUDIT_UNWRITABLE: Final = "Terminal refused: the audit log cannot be written"
+RECORDING_UNWRITABLE: Final = "Terminal refused: the recording cannot be written"
+
+
+def program_not_found(program: str, *, is_command: bool) -> str:
+    return f"{'Command' if is_command else 'Shell'} not found in the container: {program}"
+
+
+def start_failed(detail: str) -> str:
+    return f"Could not start the shell: {detail}"
+
+
+def resize_failed(detail: str) -> str:
+    return f"Resize failed: {detail}"
+
+
 class TerminalRefused(Exception):
     """A terminal request refused: becomes one `terminal_error` {message, ...context};
     nothing else changes (docs/protocol.md "Error codes")."""
@@ -97,7 +122,6 @@ class TerminalRefused(Exception):
 
     def to_message(self) -> Message:
         return {"type": "terminal_error", "message": self.message, **self.context}
-
 
 
 def permission_denied() -> ProtocolError:

@@ -24,6 +24,7 @@ from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.terminal.messages import (
     GRACE_EXPIRED,
     IDLE_TIMEOUT,
+    INPUT_NOT_READ,
     NOT_FOUND_OR_NOT_RUNNING,
     PROCESS_EXITED,
     RESUMED_ELSEWHERE,
@@ -32,6 +33,7 @@ from openpanel_ws.gateways.terminal.messages import (
     TerminalRefused,
     closed_message,
     output_message,
+    start_failed,
 )
 from openpanel_ws.gateways.terminal.recording import CastRecorder
 from openpanel_ws.gateways.terminal.sessions import OutputPiece, OutputRing
@@ -218,7 +220,7 @@ class Terminal:
         if not self.stdin_open:
             raise TerminalRefused(STDIN_CLOSED)
         if self.proc.backlog > INPUT_BACKLOG_LIMIT:
-            raise TerminalRefused("Input not delivered: the shell is not reading its input")
+            raise TerminalRefused(INPUT_NOT_READ)
         self.proc.write(data)
         now = time.monotonic()
         self.state.record_input(len(data), now)
@@ -393,7 +395,7 @@ async def create_exec(proc: ExecProcess, ref: str) -> None:
     except EngineError as exc:
         if exc.status == 409:  # stopped or paused meanwhile
             raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
-        raise TerminalRefused(f"Could not start the shell: {exc.message}",
+        raise TerminalRefused(start_failed(exc.message),
                           containerId=ref) from None
 
 
@@ -409,7 +411,7 @@ async def start_exec(proc: ExecProcess, request: OpenRequest) -> bytes:
         raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
                         context={"containerId": request.container_ref}) from None
     except EngineError as exc:
-        raise TerminalRefused(f"Could not start the shell: {exc.message}",
+        raise TerminalRefused(start_failed(exc.message),
                           containerId=request.container_ref) from None
     if not proc.tty:
         return b""  # nothing to size; a failed start shows as output and exit code
