@@ -24,7 +24,6 @@ __all__ = [
     "ADMIN_TOKEN_FILE",
     "ADMIN_TOKEN_TTL",
     "SECRET_FILE",
-    "SERVICE_RESTART",
     "JsonFormatter",
     "build_parser",
     "client_url",
@@ -224,13 +223,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# WebSocket close code "Service Restart": clients of a reloading gateway reconnect and
-# resume their terminals (a plain shutdown closes with 1001: the terminals are gone).
-SERVICE_RESTART = 1012
-
-
 async def _terminal_hand_off(app: Any) -> Path | None:
     from openpanel_ws.gateways.terminal import TerminalGateway
+    from openpanel_ws.protocol import RELOAD_REASON, CloseCode
     from openpanel_ws.server import CLIENTS_KEY, GATEWAYS_KEY
 
     gateway = app[GATEWAYS_KEY].get("terminal")
@@ -241,7 +236,9 @@ async def _terminal_hand_off(app: Any) -> Path | None:
         except Exception:
             log.exception("terminal hand-off failed; the terminals end with this process")
     for session in list(app[CLIENTS_KEY]):
-        session.close(SERVICE_RESTART, "server reload")
+        # "Service Restart": clients of a reloading gateway reconnect and resume their
+        # terminals (a plain shutdown closes with 1001: the terminals are gone).
+        session.close(CloseCode.SERVICE_RESTART, RELOAD_REASON)
     return path
 
 

@@ -312,7 +312,7 @@ class ClientHandler:
             raise
         except Exception:
             log.exception("%s: unexpected error handling a message", self.gateway.name)
-            session.error(ErrorCode.INTERNAL_ERROR, "Internal error")
+            session.error(ErrorCode.INTERNAL_ERROR, protocol.INTERNAL_ERROR_MESSAGE)
 
 
 class _Lanes:
@@ -438,7 +438,7 @@ def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
     async def on_shutdown(app: web.Application) -> None:
         # Every client gets 1001; then each gateway releases its upstreams.
         for session in list(clients):
-            session.close(CloseCode.GOING_AWAY, "server shutdown")
+            session.close(CloseCode.GOING_AWAY, protocol.SHUTDOWN_REASON)
         waits = [s.writer.wait_closed() for s in list(clients)]
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5)
