@@ -67,3 +67,19 @@ def test_every_error_and_close_code_is_in_the_reference() -> None:
         assert f"| `{code.value}` |" in text, code
     for close in CloseCode:
         assert f"| {close.value} |" in text, close
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.lower())
+    return text.replace(" ", "-")
+
+
+def test_links_into_the_reference_name_existing_anchors() -> None:
+    anchors = {slug(h) for h in headings(DOC.read_text())}
+    assert slug("Web console and `GET /api/containers`") == "web-console-and-get-apicontainers"
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    links = [(f.name, a) for f in files
+             for a in re.findall(r"protocol\.md#([\w-]+)", f.read_text())]
+    assert links
+    assert [link for link in links if link[1] not in anchors] == []

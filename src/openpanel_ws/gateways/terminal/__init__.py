@@ -159,6 +159,11 @@ class TerminalGateway(Gateway[Binding]):
         return len(self._terminals)
 
     @property
+    def ring_bytes(self) -> list[int]:
+        """Output bytes each live terminal's ring holds (for operators and the bench)."""
+        return [t.ring.held for t in self._terminals]
+
+    @property
     def detached_terminals(self) -> int:
         return sum(1 for t in self._terminals if t.binding is None and t.state.is_open)
 
