@@ -6,9 +6,10 @@ gateway sends (it builds the wire message, `gateways.metrics.metrics_message`) i
 computed by plain functions the unit tests call directly.
 
 CPU usage comes from cumulative `cpu_times` deltas between two readings, not from
-`psutil.cpu_percent`: that one keeps a single hidden baseline per thread (docs/metrics.md),
-so two samplers with different intervals would reset each other's. With explicit readings each
-sampler measures over its own period and no sampler disturbs another.
+`psutil.cpu_percent`: that one keeps a single hidden baseline per thread (docs/metrics.md
+"Timing and sharing"), so two samplers with different intervals would reset each other's.
+With explicit readings each sampler measures over its own period and no sampler disturbs
+another.
 """
 
 from __future__ import annotations
