@@ -66,6 +66,9 @@ class Sampler:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
+    """A connection's metrics subscription (`Session.state`): its interval and the
+    latest-value key its frames are conflated under."""
+
     interval_ms: int
     key: str
 
@@ -126,6 +129,9 @@ def next_deadline(deadline: float, period: float, now: float) -> float:
 
 
 class MetricsGateway(Gateway[Subscription]):
+    """`/ws/metrics`: one subscription per connection (`Session.state`), one shared
+    sampler per distinct interval."""
+
     name = "metrics"
 
     def __init__(self, services: Services) -> None:

@@ -86,6 +86,9 @@ STOP_TIMEOUT: Final = 25.0
 
 
 class TerminalGateway(Gateway[Binding]):
+    """`/ws/terminal`: its handlers, the live terminals (attached or detached), their
+    registry and caps, the audit log, the crash journal and the reload hand-off."""
+
     name = "terminal"
 
     def __init__(self, services: Services) -> None:
