@@ -28,7 +28,7 @@ from openpanel_ws.gateways.containers.stats import stats_message
 from openpanel_ws.gateways.logs.event_text import describe
 from openpanel_ws.gateways.logs.fanout import scope_allows
 from openpanel_ws.gateways.logs.filters import EventFilter
-from openpanel_ws.gateways.terminal_state import parse_input, parse_open, parse_resize
+from openpanel_ws.gateways.terminal.messages import parse_input, parse_open, parse_resize
 from openpanel_ws.protocol import ProtocolError
 from openpanel_ws.ratelimit import RateLimit
 

@@ -27,6 +27,11 @@ from openpanel_ws.web.console import (
     visible_containers,
 )
 
+__all__ = [
+    "INSPECT_CONCURRENCY",
+    "register",
+]
+
 INSPECT_CONCURRENCY = 16
 
 
