@@ -37,8 +37,8 @@ MAX_EARLY_KEYS: Final = 1024
 
 
 def scope_allows(scopes: tuple[str, ...] | None, event: Mapping[str, Any]) -> bool:
-    """A principal's `containers` scope over engine events (docs/protocol.md): unscoped
-    sees everything; scoped sees only container events of containers its globs match by
+    """A principal's `containers` scope over engine events (docs/protocol.md "Container
+    scopes"): unscoped sees everything; scoped sees only container events of containers its globs match by
     name (the rule of /ws/containers), and no image/network/volume/daemon events."""
     if scopes is None:
         return True
