@@ -60,7 +60,9 @@ async def test_a_missing_container_is_engine_not_found(docker: DockerEngine) -> 
 async def test_an_error_status_is_engine_status_error(docker: DockerEngine) -> None:
     with pytest.raises(EngineStatusError) as info:
         await read_all(docker, "/images/json", {"filters": "not json"})
-    assert info.value.status == 500
+    # 500 on Engine 20.10 (API 1.41); newer engines answer a bad filter with 400.
+    assert info.value.status in (400, 500)
+    assert str(info.value).startswith(f"engine error {info.value.status}: ")
     assert not isinstance(info.value, EngineNotFound)
     assert docker.open_streams == 0
 
