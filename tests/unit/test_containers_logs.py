@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from openpanel_ws.engine.client import time_param
 from openpanel_ws.engine.logs import (
     ContainerLogLine,
     FollowCursor,
@@ -14,6 +13,7 @@ from openpanel_ws.engine.logs import (
     LogParser,
     parse_all,
 )
+from openpanel_ws.engine.streams import time_param
 from openpanel_ws.protocol import parse_timestamp_nanos
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "containers"

@@ -16,9 +16,8 @@ from openpanel_ws.engine.client import (
     EngineNotFound,
     EngineStatusError,
     EngineUnavailable,
-    time_param,
 )
-from openpanel_ws.engine.streams import JsonLines, pump
+from openpanel_ws.engine.streams import JsonLines, pump, time_param
 
 
 @pytest.fixture
@@ -42,12 +41,6 @@ def test_the_error_tree() -> None:
     exc = EngineStatusError(409, "is not running")
     assert (exc.status, exc.message, str(exc)) == (409, "is not running", "engine error 409: is not running")
     assert (EngineUnavailable("down").status, str(EngineUnavailable("down"))) == (0, "down")
-
-
-def test_time_param_is_seconds_with_nine_digits() -> None:
-    assert time_param(1795737972035269178) == "1795737972.035269178"
-    assert time_param(7) == "0.000000007"
-    assert time_param(-5) == "0.000000000"
 
 
 async def test_a_missing_container_is_engine_not_found(docker: DockerEngine) -> None:

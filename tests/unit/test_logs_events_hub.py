@@ -5,14 +5,14 @@ from typing import Any
 
 import orjson
 
-from openpanel_ws.engine.client import DockerEngine, time_param
+from openpanel_ws.engine.client import DockerEngine
 from openpanel_ws.engine.events import (
     RESUME_MARGIN_NS,
     Deduper,
     EventsHub,
     event_nanos,
 )
-from openpanel_ws.engine.streams import LineSplitter
+from openpanel_ws.engine.streams import LineSplitter, time_param
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
 LINES = [line for line in FIXTURE.read_bytes().splitlines() if line]

@@ -29,7 +29,6 @@ __all__ = [
     "EngineNotFound",
     "EngineStatusError",
     "EngineUnavailable",
-    "time_param",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,10 +73,6 @@ OnOpen = Callable[[], None]
 _TRANSPORT_ERRORS: Final = (aiohttp.ClientError, OSError, TimeoutError)
 
 
-def time_param(nanos: int) -> str:
-    """The engine's `since`/`until` syntax for an exact instant: `<seconds>.<nanoseconds>`."""
-    seconds, fraction = divmod(max(0, nanos), 1_000_000_000)
-    return f"{seconds}.{fraction:09d}"
 
 
 class DockerEngine:

@@ -28,8 +28,8 @@ from typing import Any
 
 import orjson
 
-from openpanel_ws.engine.client import DockerEngine, EngineError, time_param
-from openpanel_ws.engine.streams import LineSplitter, pump
+from openpanel_ws.engine.client import DockerEngine, EngineError
+from openpanel_ws.engine.streams import LineSplitter, pump, time_param
 
 __all__ = [
     "RESUME_MARGIN_NS",

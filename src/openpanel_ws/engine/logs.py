@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from openpanel_ws.engine.client import time_param
+from openpanel_ws.engine.streams import time_param
 from openpanel_ws.protocol import parse_timestamp_nanos, rfc3339_from_nanos
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import orjson
 
-__all__ = ["MAX_JSON_LINE", "JsonLines", "LineSplitter", "StreamParser", "pump"]
+__all__ = ["MAX_JSON_LINE", "JsonLines", "LineSplitter", "StreamParser", "pump", "time_param"]
 
 T = TypeVar("T")
 
@@ -131,3 +131,8 @@ class JsonLines:
     def flush(self) -> list[dict[str, Any]]:
         self._lines.flush()
         return []
+
+def time_param(nanos: int) -> str:
+    """The engine's `since`/`until` syntax for an exact instant: `<seconds>.<nanoseconds>`."""
+    seconds, fraction = divmod(max(0, nanos), 1_000_000_000)
+    return f"{seconds}.{fraction:09d}"

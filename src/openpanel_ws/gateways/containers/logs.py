@@ -20,9 +20,9 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
-from openpanel_ws.engine.client import EngineError, EngineNotFound, time_param
+from openpanel_ws.engine.client import EngineError, EngineNotFound
 from openpanel_ws.engine.logs import ContainerLogLine, FollowCursor, HandoverFilter, LogParser
-from openpanel_ws.engine.streams import pump
+from openpanel_ws.engine.streams import pump, time_param
 from openpanel_ws.gateways.containers.upstream import (
     BACKOFF_INITIAL,
     Backoff,

@@ -21,9 +21,9 @@ import logging
 from typing import Any, Final
 
 from openpanel_ws import protocol
-from openpanel_ws.engine.client import EngineError, time_param
+from openpanel_ws.engine.client import EngineError
 from openpanel_ws.engine.events import EngineEvent
-from openpanel_ws.engine.streams import JsonLines, pump
+from openpanel_ws.engine.streams import JsonLines, pump, time_param
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.logs.fanout import Fanout, LogsState
 from openpanel_ws.gateways.logs.filters import EventFilter

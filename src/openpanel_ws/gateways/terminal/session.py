@@ -369,7 +369,7 @@ class Terminal:
                     f"/containers/{self.state.container_id}/json")
             except EngineNotFound:
                 return True
-            except (EngineError, EngineUnavailable):
+            except EngineError:
                 return False
             state = info.get("State") or {}
             if (not state.get("Running") or state.get("Restarting")
@@ -419,7 +419,7 @@ async def start_exec(proc: ExecProcess, request: OpenRequest) -> bytes:
         # The engine waits until the process is ready, then resizes: right after
         # start, before the first prompt reaches the client.
         await proc.resize(request.cols, request.rows)
-    except (EngineError, EngineUnavailable):
+    except EngineError:
         # 404: the exec has already ended, e.g. the shell does not exist.
         output = await proc.read_until_eof(timeout=5.0)
         code = await proc.wait_exit_code(timeout=3.0)
