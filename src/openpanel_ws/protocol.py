@@ -34,6 +34,8 @@ __all__ = [
     "SINCE_MAX_NANOS",
     "SINCE_MIN_NANOS",
     "SUBJECT_MISMATCH_MESSAGE",
+    "TERMINAL_MAX_SIZE",
+    "TERMINAL_MIN_SIZE",
     "CloseCode",
     "ErrorCode",
     "Message",
@@ -110,6 +112,10 @@ RELOAD_REASON: Final = "server reload"
 DEFAULT_INTERVAL_MS: Final = 2000
 MIN_INTERVAL_MS: Final = 500
 MAX_INTERVAL_MS: Final = 60000
+
+# Terminal `cols` and `rows` (docs/protocol.md "Defaults and bounds").
+TERMINAL_MIN_SIZE: Final = 1
+TERMINAL_MAX_SIZE: Final = 1000
 
 
 class ProtocolError(Exception):

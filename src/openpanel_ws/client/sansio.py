@@ -32,8 +32,9 @@ from openpanel_ws.client.messages import (
 )
 from openpanel_ws.client.outbox import Outbox, Outgoing, split_input
 from openpanel_ws.config import DEFAULT_RATE_LIMITS
-from openpanel_ws.gateways.terminal_state import MAX_SIZE, MIN_SIZE
 from openpanel_ws.protocol import (
+    TERMINAL_MAX_SIZE,
+    TERMINAL_MIN_SIZE,
     CloseCode,
     Message,
     parse_timestamp,
@@ -378,7 +379,7 @@ class ClientConnection:
 
     def terminal_resize(self, sub: TerminalSubscription, cols: int, rows: int) -> None:
         def clamp(n: int) -> int:
-            return max(MIN_SIZE, min(MAX_SIZE, n))  # the gateway's accepted range
+            return max(TERMINAL_MIN_SIZE, min(TERMINAL_MAX_SIZE, n))  # the gateway's accepted range
 
         sub.size = (clamp(cols), clamp(rows))
         if sub.resuming or not self.is_open:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from openpanel_ws.protocol import (
+    TERMINAL_MAX_SIZE,
+    TERMINAL_MIN_SIZE,
     ErrorCode,
     Message,
     ProtocolError,
@@ -63,8 +65,8 @@ __all__ = [
 DEFAULT_SHELL: Final = "/bin/sh"
 DEFAULT_COLS: Final = 80
 DEFAULT_ROWS: Final = 24
-MIN_SIZE: Final = 1
-MAX_SIZE: Final = 1000
+MIN_SIZE: Final = TERMINAL_MIN_SIZE
+MAX_SIZE: Final = TERMINAL_MAX_SIZE
 
 # Reasons of `terminal_closed`.
 USER_CLOSED: Final = "User closed"
