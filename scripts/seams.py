@@ -80,6 +80,8 @@ def private_reaches(path: Path, *, cross_module: bool) -> list[str]:
             base = node.value
             if isinstance(base, ast.Name) and base.id in {"self", "cls"}:
                 continue
+            if isinstance(base, ast.Call) and dotted(base.func) == "super":
+                continue  # an override calling the method it overrides
             if node.attr not in own:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
         elif isinstance(node, ast.ImportFrom) and node.module:

@@ -179,7 +179,7 @@ class WriteScheduler:
         self._armed = False
         dirty, self._dirty = self._dirty, []
         for writer in dirty:
-            writer._flush()
+            writer.write_pending()
 
     # stall watchdog: only writers waiting for a paused transport are watched
     def watch(self, writer: ClientWriter) -> None:
@@ -263,7 +263,9 @@ class ClientWriter:
             return False
         if not self._dirty and self._task is None:
             self._dirty = True
-            scheduler = self._scheduler  # WriteScheduler.mark, inlined: once per delivery
+            # WriteScheduler.mark, inlined: this runs once per delivery, so a method call
+            # here is paid per subscriber; the two classes are one mechanism.
+            scheduler = self._scheduler
             scheduler._dirty.append(self)
             if not scheduler._armed:
                 scheduler._armed = True
@@ -309,7 +311,7 @@ class ClientWriter:
         self._wake_drain_waiter()
         if self._task is not None:
             return  # the drain task closes when the backlog is written
-        self._flush()
+        self.write_pending()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._close_after_drain())
 
@@ -330,7 +332,7 @@ class ClientWriter:
         return (not self._close_sent and not self._ws.closed and transport is not None
                 and not transport.is_closing())
 
-    def _flush(self) -> None:
+    def write_pending(self) -> None:
         """Once per loop iteration for a writer with queued frames (and from close)."""
         self._dirty = False
         queue = self._queue
