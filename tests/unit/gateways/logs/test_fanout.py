@@ -13,7 +13,7 @@ from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.outbound import ClientWriter, WriteScheduler
 from openpanel_ws.sendqueue import QueueLimits
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
+FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "logs" / "engine-events.jsonl"
 EVENTS: list[dict[str, Any]] = [orjson.loads(line) for line in FIXTURE.read_bytes().splitlines() if line]
 SCHEDULER = WriteScheduler(QueueLimits(1000, 10_000_000), 1.0)
 

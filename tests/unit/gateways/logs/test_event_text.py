@@ -9,7 +9,7 @@ import pytest
 from openpanel_ws.gateways.logs.event_text import describe
 from openpanel_ws.gateways.logs.messages import docker_event
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
+FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "logs" / "engine-events.jsonl"
 EVENTS: list[dict[str, Any]] = [orjson.loads(line) for line in FIXTURE.read_bytes().splitlines() if line]
 
 

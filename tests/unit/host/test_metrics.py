@@ -24,7 +24,7 @@ from openpanel_ws.host.metrics import (
     host_sample,
 )
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "metrics" / "readings.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "metrics" / "readings.json"
 
 
 def reading(raw: dict[str, Any]) -> Reading:

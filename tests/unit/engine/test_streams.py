@@ -11,7 +11,7 @@ from openpanel_ws.engine.client import EngineUnavailable
 from openpanel_ws.engine.logs import ContainerLogLine, LogParser, parse_all
 from openpanel_ws.engine.streams import JsonLines, pump
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "containers"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "containers"
 TS = "2026-11-27T00:07:54.913594017Z"
 
 

@@ -14,7 +14,7 @@ from openpanel_ws.engine.events import (
 )
 from openpanel_ws.engine.streams import LineSplitter, time_param
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "engine-events.jsonl"
 LINES = [line for line in FIXTURE.read_bytes().splitlines() if line]
 
 

@@ -19,7 +19,7 @@ from openpanel_ws.engine.stats import (
 )
 from openpanel_ws.gateways.containers.stats import stats_message
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "containers"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "containers"
 
 
 def load(name: str) -> Any:

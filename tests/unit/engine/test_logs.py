@@ -16,7 +16,7 @@ from openpanel_ws.engine.logs import (
 from openpanel_ws.engine.streams import time_param
 from openpanel_ws.protocol import parse_timestamp_nanos
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "containers"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "containers"
 TS = "2026-11-27T00:07:54.913594017Z"
 
 
