@@ -66,7 +66,7 @@ async def _wait_for(page: Any, expression: str, timeout: float = 30.0) -> Any:
 async def test_every_endpoint_in_chromium_across_heartbeats(
         make_server: Any, containers: Containers, page: Any) -> None:
     srv: RunningServer = await make_server(heartbeat_interval=2.0)
-    name = containers.run(COUNTER)
+    name = await containers.run(COUNTER)
     await _load_client(page, srv.url)
     await page.evaluate("""([url, token, name]) => {
         const s = window.seen
@@ -110,7 +110,7 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
     proc = ServerProcess(free_port(), tmp_path)
     await proc.start()
     try:
-        name = containers.run(COUNTER)
+        name = await containers.run(COUNTER)
         base = f"http://127.0.0.1:{proc.port}"
         await _load_client(page, base)
         await page.evaluate("""([url, token, name]) => {
@@ -129,12 +129,12 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
         }""", [proc.url, make_token(), name])
         await _wait_for(page, "window.seen.logs.length >= 10 && "
                               "window.seen.states.includes('logs:authenticated')")
-        before_kill = containers.run("true", name=unique_name("opws-before"))
+        before_kill = await containers.run("true", name=unique_name("opws-before"))
         await _wait_for(page, f"window.seen.events.some(e => e.endsWith(' {before_kill}'))")
         await proc.kill()  # SIGKILL: no close frame, no goodbye
         during = unique_name("opws-during")
-        docker("create", "--name", during, TEST_IMAGE, "true")
-        docker("rm", during)
+        await docker("create", "--name", during, TEST_IMAGE, "true")
+        await docker("rm", during)
         await asyncio.sleep(0.5)
         await proc.start()
         await _wait_for(
@@ -167,7 +167,7 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_node(
         pytest.fail("node is not installed: run scripts/ensure-docker.sh")
     proc = ServerProcess(free_port(), tmp_path)
     await proc.start()
-    name = containers.run(COUNTER)
+    name = await containers.run(COUNTER)
     script = tmp_path / "follow.mjs"
     script.write_text(f"""
 import {{ OpenPanelClient }} from {str(CLIENT_JS)!r}
@@ -218,7 +218,7 @@ async def test_the_readme_examples_run_in_chromium(
     blocks = [b for b in re.findall(r"```javascript\n(.*?)```", readme, flags=re.S)
               if "xterm" not in b and "client.close()" not in b]
     assert blocks and "import { OpenPanelClient } from '/client/openpanel-ws.js'" in blocks[0]
-    name = containers.run(COUNTER)
+    name = await containers.run(COUNTER)
     code = ("\n".join(blocks).replace("ws://localhost:3001", server.url.replace("http://", "ws://"))
             .replace("your-jwt-token", make_token()).replace("container-123", name))
     logs: list[str] = []
@@ -237,7 +237,7 @@ async def test_held_keys_are_coalesced_not_rejected_in_chromium(
         server: RunningServer, containers: Containers, page: Any) -> None:
     """400 keystrokes written at once (a held key, a paste typed char by char) against a
     terminal limit of 10 messages/s: none rejected, none lost."""
-    name = containers.run()
+    name = await containers.run()
     await _load_client(page, server.url)
     await page.evaluate("""([url, token, name]) => {
         const s = window.seen
@@ -261,7 +261,7 @@ async def test_a_command_without_tty_in_chromium(
         server: RunningServer, containers: Containers, page: Any) -> None:
     """The terminal extensions through the JS client: `command`, `tty: false`, `stdin:
     false`; output names its stream, `closed` carries the exit code."""
-    name = containers.run()
+    name = await containers.run()
     await _load_client(page, server.url)
     closed = await page.evaluate("""([url, token, name]) => new Promise((resolve) => {
         const s = window.seen

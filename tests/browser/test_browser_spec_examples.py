@@ -40,7 +40,7 @@ async def test_the_spec_examples_stay_connected_in_chromium(
         make_server: Any, containers: Containers, page: Any) -> None:
     typescript, reconnect = _examples()
     srv: RunningServer = await make_server(heartbeat_interval=HEARTBEAT)
-    name = containers.run("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done")
+    name = await containers.run("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done")
     logs: list[str] = []
     page.on("console", lambda msg: logs.append(msg.text))
     await open_page(page, f"{srv.url}/healthz")  # a page of the gateway's own origin
@@ -66,7 +66,7 @@ async def test_the_spec_examples_stay_connected_in_node(
         pytest.fail("node is not installed: run scripts/ensure-docker.sh")
     typescript, reconnect = _examples()
     srv: RunningServer = await make_server(heartbeat_interval=HEARTBEAT)
-    name = containers.run("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done")
+    name = await containers.run("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done")
     token = make_token()
     # The same recorder as in the browser, then the examples verbatim.
     recorder = """

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_client_support import ServerProcess, cli_env, run_cli, ws_url
 
-from helpers import RunningServer, free_port, make_token
+from helpers import SECOND, RunningServer, eventually, free_port, make_token
 from openpanel_ws.client import (
     AuthenticationError,
     BackoffPolicy,
@@ -63,7 +63,8 @@ async def test_library_auth_failure_is_final(server: RunningServer) -> None:
         with pytest.raises(AuthenticationError) as info:
             await asyncio.wait_for(anext(client.metrics()), 30)
     assert info.value.code == "AUTH_FAILED"
-    await asyncio.sleep(0.5)
+    # "Never retried" is an absence: a window ten times the retry back-off for a retry to show.
+    await asyncio.sleep(0.5 * SECOND)
     assert calls == 1  # never retried
 
 
@@ -95,7 +96,8 @@ async def test_library_reconnects_reauthenticates_and_restores_the_subscription(
             assert isinstance(first, MetricsSample)
             await server.kill()
             restarted_at = time.time()
-            await asyncio.sleep(1.0)
+            await eventually(lambda: any("reconnecting" in s for s in statuses), 30,
+                             what="the client reconnecting")
             await server.start()
             while True:
                 sample = await asyncio.wait_for(anext(samples), 60)

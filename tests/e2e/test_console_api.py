@@ -42,8 +42,8 @@ async def test_list_needs_a_valid_bearer_token(server: RunningServer) -> None:
 
 async def test_list_shows_running_and_stopped_containers(server: RunningServer,
                                                           containers: Containers) -> None:
-    running = containers.run()
-    stopped = containers.run("exit 3")
+    running = await containers.run()
+    stopped = await containers.run("exit 3")
     deadline = time.monotonic() + 20
     while True:
         status, body = await containers_as(server, make_token())
@@ -53,7 +53,7 @@ async def test_list_shows_running_and_stopped_containers(server: RunningServer,
             break
     assert rows[running]["state"] == "running"
     assert rows[running]["image"] == "openpanel-ws-test:busybox"
-    assert rows[running]["id"] == containers.id_of(running)
+    assert rows[running]["id"] == await containers.id_of(running)
     assert rows[running]["startedAt"].endswith("Z")
     assert rows[running]["exitCode"] is None
     assert rows[stopped]["state"] == "exited"
@@ -66,8 +66,8 @@ async def test_list_shows_running_and_stopped_containers(server: RunningServer,
 async def test_scoped_token_lists_only_matching_containers(server: RunningServer,
                                                            containers: Containers) -> None:
     prefix = unique_name("scope")
-    mine = containers.run(name=f"{prefix}-a")
-    other = containers.run()
+    mine = await containers.run(name=f"{prefix}-a")
+    other = await containers.run()
     status, body = await containers_as(server, make_token("u", roles=(), containers=[f"{prefix}-*"]))
     assert status == 200
     names = [r["name"] for r in body["containers"]]  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ Msg = dict[str, Any]
 
 async def sh_docker(*args: str, check: bool = True) -> str:
     # Off the loop: the server under test shares this event loop.
-    return await asyncio.to_thread(docker, *args, check=check)
+    return await docker(*args, check=check)
 
 
 async def read_until(client: WsClient, done: Callable[[list[Msg]], bool], timeout: float = 30.0,
@@ -77,7 +77,7 @@ async def test_container_lifecycle_in_order_with_attributes(
         server: RunningServer, containers: Containers) -> None:
     client = await logs_client(server)
     name = unique_name("oplogs")
-    await asyncio.to_thread(containers.run, "sleep 0.3; exit 3", name=name)
+    await containers.run("sleep 0.3; exit 3", name=name)
     got = await read_until(client, lambda ms: "die" in actions_of(ms, name))
     await sh_docker("rm", name)
     got += await read_until(client, lambda ms: "destroy" in actions_of(ms, name), settle=0.5)
@@ -106,7 +106,7 @@ async def test_container_lifecycle_in_order_with_attributes(
 async def test_oom_kill_is_an_error_line(server: RunningServer, containers: Containers) -> None:
     client = await logs_client(server)
     name = unique_name("oplogs-oom")
-    await asyncio.to_thread(containers.run, "tail /dev/zero", name=name, options=["--memory", "16m"])
+    await containers.run("tail /dev/zero", name=name, options=["--memory", "16m"])
     got = await read_until(client, lambda ms: bool(lines_about(ms, f"Container {name} was killed")),
                            timeout=60)
     assert "oom" in actions_of(got, name)
@@ -120,7 +120,7 @@ async def test_thirty_clients_each_get_a_start_exactly_once_from_one_stream(
     clients = [await server.connect("/ws/logs", auth=True) for _ in range(30)]
     assert await hub.wait_connected(20)
     name = unique_name("oplogs-30")
-    await asyncio.to_thread(containers.run, "sleep 60", name=name)
+    await containers.run("sleep 60", name=name)
 
     async def starts(client: WsClient) -> list[str]:
         got = await read_until(client, lambda ms: "start" in actions_of(ms, name), timeout=60, settle=1.5)
@@ -135,14 +135,14 @@ async def test_thirty_clients_each_get_a_start_exactly_once_from_one_stream(
 async def test_nothing_before_auth(server: RunningServer, containers: Containers) -> None:
     client = await server.connect("/ws/logs")
     name = unique_name("oplogs-noauth")
-    await asyncio.to_thread(containers.run, "true", name=name)
+    await containers.run("true", name=name)
     assert await client.collect(2.0) == []
     assert server.services.events.listener_count == 0  # no stream opened for it either
     await client.send({"type": "subscribe", "filters": {}})
     assert (await client.expect("error"))["code"] == "AUTH_REQUIRED"
     await client.auth()
     later = unique_name("oplogs-afterauth")
-    await asyncio.to_thread(containers.run, "true", name=later)
+    await containers.run("true", name=later)
     got = await read_until(client, lambda ms: "start" in actions_of(ms, later))
     assert events_of(got, name) == []  # nothing from before authentication is replayed
 
@@ -202,8 +202,8 @@ async def test_subscribe_filters_narrow_one_client_only(
     await narrow.send({"type": "subscribe", "filters": {"type": 5}})
     assert (await narrow.expect("error"))["field"] == "filters.type"
 
-    await asyncio.to_thread(containers.run, "true", name=other)
-    await asyncio.to_thread(containers.run, "true", name=mine)
+    await containers.run("true", name=other)
+    await containers.run("true", name=mine)
     got_all = await read_until(everything, lambda ms: "die" in actions_of(ms, mine)
                                and "die" in actions_of(ms, other))
     got = await read_until(narrow, lambda ms: "die" in actions_of(ms, mine), settle=1.0)
@@ -217,7 +217,7 @@ async def test_subscribe_filters_narrow_one_client_only(
     await narrow.send({"type": "subscribe"})  # no filters: everything again
     assert (await narrow.expect("subscribed"))["filters"] == {}
     third = unique_name("oplogs-f3")
-    await asyncio.to_thread(containers.run, "true", name=third)
+    await containers.run("true", name=third)
     got = await read_until(narrow, lambda ms: "die" in actions_of(ms, third))
     assert actions_of(got, third)[:2] == ["create", "start"]
 
@@ -227,7 +227,7 @@ async def test_since_replays_missed_events_once_then_live(
     watcher = await logs_client(server)  # keeps the shared stream open meanwhile
     start = time.time()
     name = unique_name("oplogs-since")
-    await asyncio.to_thread(containers.run, "true", name=name)
+    await containers.run("true", name=name)
     await read_until(watcher, lambda ms: "die" in actions_of(ms, name))
     # A client that was away (e.g. cut off as a slow consumer) resumes with `since`.
     late = await logs_client(server)
@@ -342,7 +342,7 @@ async def test_engine_restart_loses_nothing_and_repeats_nothing(
     await sh_docker("create", "--name", before, "openpanel-ws-test:busybox", "true")
     containers.names.append(before)
     # Running across the restart; exits at once on SIGTERM so dockerd's shutdown is quick.
-    await asyncio.to_thread(containers.run, "trap 'exit 0' TERM; while :; do sleep 0.2; done",
+    await containers.run("trap 'exit 0' TERM; while :; do sleep 0.2; done",
                             name=during)
     for c in clients:
         seen[c] += await read_until(c, lambda ms: "create" in actions_of(ms, before)

@@ -137,7 +137,7 @@ async def fuzz_endpoint(server: RunningServer, path: str, seed_list: list[dict[s
 async def test_fuzz_every_endpoint(make_server: Any, containers: Containers,
                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    name = containers.run("i=0; while true; do i=$((i+1)); echo fuzz $i; sleep 0.5; done")
+    name = await containers.run("i=0; while true; do i=$((i+1)); echo fuzz $i; sleep 0.5; done")
     fast = RateLimit(1_000_000, 1.0)
     srv: RunningServer = await make_server(
         rate_limit_containers=fast, rate_limit_logs=fast, rate_limit_metrics=fast,
