@@ -114,6 +114,7 @@ class AsyncCalls(ast.NodeVisitor):
         self.depth = saved
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
+        self.awaited.add(id(node.body))  # `lambda: docker(...)` hands the coroutine on
         saved, self.depth = self.depth, 0
         self.generic_visit(node)
         self.depth = saved

@@ -78,11 +78,12 @@ class WsClient:
             return value
         raise ConnectionClosed(msg.type, self.ws.close_code, msg.extra)
 
-    async def expect(self, kind: str, timeout: float = 5.0,
+    async def expect(self, kind: str | None, timeout: float = 5.0,
                      where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
-        """The next message of `kind` (others are kept in order for later `recv`)."""
+        """The next message of `kind` (None: any) that `where` accepts; others are kept in
+        order for later `recv`. `timeout` is scaled by the factor."""
         for i, queued in enumerate(self.backlog):
-            if queued.get("type") == kind and (where is None or where(queued)):
+            if kind in (None, queued.get("type")) and (where is None or where(queued)):
                 return self.backlog.pop(i)
         deadline = time.monotonic() + scaled(timeout)
         while True:
@@ -90,12 +91,12 @@ class WsClient:
             if left <= 0:
                 raise TimeoutError(f"no {kind!r} within {scaled(timeout)}s; saw {self.backlog[-5:]}")
             msg = await self._recv_raw(left)
-            if msg.get("type") == kind and (where is None or where(msg)):
+            if kind in (None, msg.get("type")) and (where is None or where(msg)):
                 return msg
             if msg.get("type") != "ping":
                 self.backlog.append(msg)
 
-    async def expect_many(self, kind: str, count: int, timeout: float = 5.0,
+    async def expect_many(self, kind: str | None, count: int, timeout: float = 5.0,
                           where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
         """Exactly the next `count` messages of `kind`; `timeout` bounds the whole wait."""
         deadline = time.monotonic() + scaled(timeout)
@@ -110,14 +111,17 @@ class WsClient:
         return out
 
     async def quiet(self, seconds: float, kind: str | None = None) -> list[dict[str, Any]]:
-        """What arrives (of `kind`) in a window of `seconds` (scaled): for assertions that
-        nothing more comes. The window is the observation itself, not a wait for something."""
-        return await self.collect(seconds, kind)
+        """What arrives (of `kind`) in a window of `seconds`, scaled: for assertions that
+        nothing (more) comes, where there is no event to await. A longer window only makes
+        such an assertion stricter."""
+        return await self.collect(scaled(seconds), kind)
 
     async def collect(self, seconds: float, kind: str | None = None) -> list[dict[str, Any]]:
-        """Everything received for `seconds` (scaled; optionally only one type)."""
+        """Everything received for exactly `seconds` (optionally only one type), with
+        what is in `backlog`. Not scaled: for windows that are themselves the measurement
+        (samples per interval); `quiet` is for absences, `expect*` for waits."""
         out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + scaled(seconds)
+        deadline = time.monotonic() + seconds
         pending, self.backlog = self.backlog, []
         out.extend(pending)
         while True:
@@ -192,6 +196,10 @@ class RunningServer:
         if auth:
             await client.auth(auth if isinstance(auth, str) else None)
         return client
+
+    def connections(self) -> int:
+        """How many WebSocket connections this server holds right now."""
+        return len(self.app[CLIENTS_KEY])
 
     def authenticated(self) -> int:
         """How many connections to this server have authenticated (any gateway)."""

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from console_support import api_containers, drop_connections, http_get
 
-from helpers import Containers, RunningServer, docker, make_token
+from helpers import SECOND, Containers, RunningServer, docker, eventually, make_token
 
 pytest.importorskip("playwright")
 from playwright.async_api import Page, expect
@@ -158,11 +158,12 @@ async def test_terminal_runs_a_command(
     # The terminal follows its element: a smaller window, fewer columns, and the shell knows.
     await page.set_viewport_size({"width": 900, "height": 700})
     size = "[window.openpanelConsole.viewObj.term.cols, window.openpanelConsole.viewObj.term.rows]"
-    for _ in range(100):  # (wait_for_function evaluates a string: the page's CSP forbids that)
-        cols, lines = await page.evaluate(size)
-        if cols < 100:
-            break
-        await asyncio.sleep(0.1)
+
+    async def narrower() -> bool:  # (wait_for_function evaluates a string: the page's CSP forbids that)
+        return bool((await page.evaluate(size))[0] < 100)
+
+    await eventually(narrower, 10, step=0.1, what="fewer columns")
+    cols, lines = await page.evaluate(size)
     assert cols < 100
     await page.keyboard.type("stty size")
     await page.keyboard.press("Enter")
@@ -269,7 +270,8 @@ async def test_hostile_output_renders_as_text(
     saved = await asyncio.to_thread(Path(await download.path()).read_text)
     assert "<img src=x onerror=alert(1)>" in saved and "\x1b" not in saved
     assert download.suggested_filename.startswith(f"{name}-logs-")
-    await asyncio.sleep(0.5)  # give a late dialog the chance to show up (the fixture then fails)
+    # An absence: give a late dialog the chance to show up (the fixture then fails).
+    await asyncio.sleep(0.5 * SECOND)
     await shot(page, artifacts, "hostile")
 
 
@@ -319,17 +321,20 @@ async def test_scoped_token_sees_only_its_containers(
 # --- load: 1,000 lines/s ---------------------------------------------------------------------
 
 
+FLOOD_WINDOW = 5.0  # seconds of flood the page is measured over (the window is the measurement)
+
+
 async def test_logs_view_stays_bounded_under_a_flood(
         page: Page, server: RunningServer, containers: Containers, watched: Seen) -> None:
     # ~1,000 lines/s or more: 100 lines every 0.1 s.
-    name = await containers.run("i=0; while true; do seq $i $((i+99)) | sed 's/^/flood line /'; i=$((i+100)); "
-                          "sleep 0.1; done")
+    name = await containers.run(
+        "i=0; while true; do seq $i $((i+99)) | sed 's/^/flood line /'; i=$((i+100)); sleep 0.1; done")
     await open_console(page, server, f"/?container={name}&view=logs")
     await expect(page.locator("#panel-logs .log-rows")).to_contain_text("flood line", timeout=WAIT)
     await page.evaluate("""() => { window.__gaps = []; let last = performance.now();
         const tick = (t) => { window.__gaps.push(t - last); last = t;
           if (window.__gaps.length < 100000) requestAnimationFrame(tick) }; requestAnimationFrame(tick) }""")
-    await asyncio.sleep(5)
+    await asyncio.sleep(FLOOD_WINDOW)
     lines = int(await page.locator("#panel-logs").get_attribute("data-lines") or 0)
     rows = await page.locator("#panel-logs .log-row").count()
     gaps = await page.evaluate("window.__gaps")
@@ -369,7 +374,8 @@ async def test_screenshots_desktop_and_phone(
                 await expect(crow(page, web).locator(".cpu")).to_contain_text("CPU", timeout=WAIT)
                 worker = crow(page, f"shop-worker-{tag}")
                 await expect(worker.locator(".mem")).to_contain_text("MEM", timeout=WAIT)
-                await asyncio.sleep(1)
+                # A second more of live stats for the picture (only the screenshot shows it).
+                await asyncio.sleep(1.0 * SECOND)
             # Nothing overflows the viewport horizontally (readable without sideways scrolling).
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"{label}: page is {width}px wide"

@@ -12,7 +12,6 @@ import pytest
 
 from helpers import (
     SECOND,
-    TIMEOUT_FACTOR,
     Containers,
     RunningServer,
     WsClient,
@@ -54,7 +53,7 @@ async def log_lines(client: WsClient, count: int, timeout: float = 20.0) -> list
 
 
 async def quiet(client: WsClient, kind: str, seconds: float) -> list[dict[str, Any]]:
-    return await client.collect(seconds, kind)
+    return await client.quiet(seconds, kind)
 
 
 async def engine_lines(name: str, stream: str = "stdout") -> list[tuple[str, str]]:
@@ -469,7 +468,7 @@ async def test_stats_interval_counts(server: RunningServer, containers: Containe
         await first_stats(client, name, interval)
     counts = {}
     # The window is the measurement (samples per 10 s), so it is not scaled.
-    results = await asyncio.gather(*(c.collect(10.0 / TIMEOUT_FACTOR, "stats") for c in clients.values()))
+    results = await asyncio.gather(*(c.collect(10.0, "stats") for c in clients.values()))
     for interval, got in zip(clients, results, strict=True):
         counts[interval] = len(got)
     # The engine samples once a second: 500 ms gets every sample.

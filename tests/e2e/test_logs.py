@@ -28,7 +28,7 @@ Msg = dict[str, Any]
 
 
 async def sh_docker(*args: str, check: bool = True) -> str:
-    # Off the loop: the server under test shares this event loop.
+    # Awaited: the server under test shares this event loop.
     return await docker(*args, check=check)
 
 
@@ -45,9 +45,16 @@ async def read_until(client: WsClient, done: Callable[[list[Msg]], bool], timeou
             got.append(await client.recv(timeout=left))
         except TimeoutError:
             continue
-    if settle:
-        got += await client.collect(settle)
+    if settle:  # nothing (more) may follow: a window, scaled
+        got += await client.quiet(settle)
     return got
+
+
+def rotate_then_write_old(path: Path, to: Path, text: str) -> None:
+    """logrotate's default: rename, while the writer keeps its old file open and writes."""
+    with open(path, "a", encoding="utf-8") as old:
+        os.rename(path, to)
+        old.write(text)
 
 
 def events_of(messages: list[Msg], name: str) -> list[Msg]:
@@ -136,7 +143,7 @@ async def test_nothing_before_auth(server: RunningServer, containers: Containers
     client = await server.connect("/ws/logs")
     name = unique_name("oplogs-noauth")
     await containers.run("true", name=name)
-    assert await client.collect(2.0) == []
+    assert await client.quiet(2.0) == []
     assert server.services.events.listener_count == 0  # no stream opened for it either
     await client.send({"type": "subscribe", "filters": {}})
     assert (await client.expect("error"))["code"] == "AUTH_REQUIRED"
@@ -153,7 +160,7 @@ async def test_stream_is_shared_and_closed_when_the_last_client_leaves(server: R
     b = await logs_client(server)
     assert hub.listener_count == 1 and engine.open_streams == 1
     await a.close()
-    await asyncio.sleep(0.3)
+    await eventually(lambda: server.connections() == 1, what="the server saw the close")
     assert hub.running and engine.open_streams == 1
     # Another gateway (e.g. containers) holding the hub keeps the stream open.
     other: list[Msg] = []
@@ -271,9 +278,8 @@ async def test_host_log_file_tailing_survives_rotation(make_server: MakeServer, 
     assert [m["level"] for m in await expect_line("plain info line")] == ["info"] * 2
 
     # logrotate default: rename, then a new file under the old name.
-    with open(path, "a", encoding="utf-8") as old:
-        os.rename(path, tmp_path / "syslog.1")
-        old.write("written to the old file during rotation\n")
+    await asyncio.to_thread(rotate_then_write_old, path, tmp_path / "syslog.1",
+                            "written to the old file during rotation\n")
     path.write_text("first line of the new file\n")
     await expect_line("written to the old file during rotation")
     await expect_line("first line of the new file")
@@ -284,7 +290,7 @@ async def test_host_log_file_tailing_survives_rotation(make_server: MakeServer, 
     missing.write_text("hello from a new file\n")
     for msg in await expect_line("hello from a new file"):
         assert msg["source"] == "later.log"
-    leftovers = [m for c in clients for m in await c.collect(0.8, "system_log")
+    leftovers = [m for c in clients for m in await c.quiet(0.8, "system_log")
                  if m["source"] in {"syslog", "later.log"}]
     assert leftovers == []  # each line exactly once, the old line never
 
@@ -355,9 +361,7 @@ async def test_engine_restart_loses_nothing_and_repeats_nothing(
     try:
         t0 = time.monotonic()
         os.kill(pid, signal.SIGTERM)
-        while _alive(pid):
-            assert time.monotonic() - t0 < 60, "dockerd did not exit within 60 s"
-            await asyncio.sleep(0.1)
+        await eventually(lambda: not _alive(pid), 60, step=0.1, what="dockerd exiting")
         timeline["dockerd exited"] = round(time.monotonic() - t0, 2)
         # An event attempted while the engine is down is refused by the engine itself.
         containers.names.append(down)

@@ -27,6 +27,8 @@ from openpanel_ws.services import Services
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 
+SLOW_LINK = 0.001  # seconds a slow reader pauses every 20 frames (the link under test)
+
 
 class BurstGateway(Gateway):
     """Test-only: `fire` {count, size, every?} publishes frames encoded once to every
@@ -249,7 +251,7 @@ async def test_3000_frames_arrive_in_order_at_a_slow_but_reading_client() -> Non
             assert frame is not None, f"closed after {len(seqs)} frames"
             reads += 1
             if reads % 20 == 0:
-                await asyncio.sleep(0.001)  # a slow link: the server's transport pauses
+                await asyncio.sleep(SLOW_LINK)  # a slow link: the server's transport pauses
             message = json.loads(frame[1])
             if message["type"] == "burst":
                 seqs.append(message["seq"])

@@ -97,7 +97,7 @@ async def test_f2_reauth_with_a_narrower_scope_ends_what_it_no_longer_allows(
     assert (ended["subscription"], ended["containerId"], ended["reason"]) == ("logs", web, "permission")
     await client.round_trip()  # what was in flight before the re-auth took effect
     client.backlog.clear()
-    assert await client.collect(1.0, "log") == []
+    assert await client.quiet(1.0, "log") == []
     # ... and a new subscription is checked with the new claims.
     await client.send({"type": "subscribe_logs", "containerId": web})
     assert (await client.expect("error", 10))["code"] == "PERMISSION_DENIED"
@@ -175,7 +175,7 @@ async def test_f3_a_scoped_principal_sees_only_its_containers_events(
     # The hub handed each event to both connections at once: after a round trip the
     # viewer has what it was sent; the window after it is for anything leaking late.
     await viewer.round_trip()
-    seen = await viewer.collect(1.0)
+    seen = await viewer.quiet(1.0)
     events = [m["event"] for m in seen if m["type"] == "docker_event"]
     assert events, "the scoped viewer must still see its own container's events"
     assert all(e["Type"] == "container" for e in events)
