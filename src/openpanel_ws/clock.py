@@ -13,6 +13,7 @@ import heapq
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from openpanel_ws.connection import Close, Connection, PingFrame, Send, State
 from openpanel_ws.gateways.base import Session
@@ -27,7 +28,7 @@ class ConnectionClock:
 
     __slots__ = ("conn", "session", "slot")
 
-    def __init__(self, conn: Connection, session: Session) -> None:
+    def __init__(self, conn: Connection, session: Session[Any]) -> None:
         self.conn = conn
         self.session = session
         self.slot = -1

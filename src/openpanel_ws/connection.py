@@ -1,10 +1,10 @@
 """The connection lifecycle shared by the four gateways, as a sans-I/O state machine.
 
 Feed it what arrived (`receive_text`, `receive_binary`, `receive_pong_frame`,
-`receive_ping_frame`) and the
-clock (`tick`); it returns the actions to perform. It never touches a socket, so every
-rule of DECISIONS.md (auth, AUTH_REQUIRED, rate limits, flooding, heartbeat) is tested
-with plain function calls.
+`receive_ping_frame`, `close`) and the clock (`tick`); it returns the actions to
+perform. It never touches a socket, so every lifecycle rule of docs/protocol.md (auth,
+AUTH_REQUIRED, rate limits, flooding, heartbeat, token expiry) is tested with plain
+function calls.
 """
 
 from __future__ import annotations
@@ -129,6 +129,11 @@ class Connection:
         return []
 
     # --- input ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """The socket is gone (either side closed it): every later input and tick is a
+        no-op, so nothing is sent or dispatched for this connection again."""
+        self.state = State.CLOSED
 
     def receive_pong_frame(self) -> None:
         """A WebSocket-level pong answers the heartbeat too."""

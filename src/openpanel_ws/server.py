@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -61,7 +62,7 @@ def new_client_id() -> str:
     return f"client-{os.getpid():x}{next(_client_ids):x}-{os.urandom(3).hex()}"
 
 
-def default_gateways(services: Services) -> list[Gateway]:
+def default_gateways(services: Services) -> list[Gateway[Any]]:
     from openpanel_ws.gateways.containers import ContainersGateway
     from openpanel_ws.gateways.logs import LogsGateway
     from openpanel_ws.gateways.metrics import MetricsGateway
@@ -144,7 +145,7 @@ def origin_refused(request: web.Request, origin: str, allowed: list[str],
 class ClientHandler:
     """Runs one WebSocket connection for one gateway."""
 
-    def __init__(self, gateway: Gateway, services: Services, clients: set[Session],
+    def __init__(self, gateway: Gateway[Any], services: Services, clients: set[Session[Any]],
                  scheduler: WriteScheduler | None = None, wheel: TimerWheel | None = None,
                  refused: RefusedOrigins | None = None) -> None:
         self.gateway = gateway
@@ -196,7 +197,7 @@ class ClientHandler:
         # "Outbound path"); asyncio sets TCP_NODELAY on accepted TCP sockets.
         writer = ClientWriter(ws, stream, self.scheduler)  # type: ignore[arg-type]
         client_id = new_client_id()
-        session = Session(client_id, writer, request.remote or "")
+        session: Session[Any] = Session(client_id, writer, request.remote or "")
         conn = Connection(client_id, self.lifecycle, self.services.verifier.verify, time.monotonic())
         self.clients.add(session)
         session.send(protocol.connected_message(client_id, self.settings.auth_timeout))
@@ -219,7 +220,7 @@ class ClientHandler:
                     await self.gateway.on_disconnect(session)
                 except Exception:
                     log.exception("%s: on_disconnect failed", self.gateway.name)
-            conn.state = State.CLOSED
+            conn.close()
             if not writer.closed:
                 writer.close(CloseCode.NORMAL, "")
             try:
@@ -228,7 +229,7 @@ class ClientHandler:
                 writer.cancel()
         return ws
 
-    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection, session: Session,
+    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection, session: Session[Any],
                          clock: ConnectionClock, lanes: _Lanes, guard: HandshakeGuard | None,
                          request: web.Request) -> None:
         # No local outlives its message: an idle connection must not keep the last one
@@ -254,7 +255,7 @@ class ClientHandler:
                 return
             del msg
 
-    async def _perform(self, actions: list[Action], conn: Connection, session: Session,
+    async def _perform(self, actions: list[Action], conn: Connection, session: Session[Any],
                        clock: ConnectionClock, lanes: _Lanes, guard: HandshakeGuard | None,
                        request: web.Request) -> None:
         for action in actions:
@@ -278,7 +279,7 @@ class ClientHandler:
                 # other messages. Requests of one lane (e.g. one subscription) stay in order.
                 lanes.submit(self.gateway.lane(action.message), action.message)
 
-    async def _guard(self, session: Session, work: object) -> None:
+    async def _guard(self, session: Session[Any], work: object) -> None:
         """Run gateway code: a ProtocolError becomes an error message, anything else
         INTERNAL_ERROR; the connection and the server stay up either way."""
         try:
@@ -299,7 +300,7 @@ class _Lanes:
 
     __slots__ = ("_closed", "_handler", "_queues", "_session", "_tasks")
 
-    def __init__(self, handler: ClientHandler, session: Session) -> None:
+    def __init__(self, handler: ClientHandler, session: Session[Any]) -> None:
         self._handler = handler
         self._session = session
         self._queues: dict[str, deque[Message]] | None = None
@@ -383,14 +384,14 @@ def new_scheduler(settings: Settings) -> WriteScheduler:
                           settings.send_timeout)
 
 
-def create_app(settings: Settings, gateways: list[Gateway] | None = None,
+def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
                services: Services | None = None) -> web.Application:
     services = services or Services.from_settings(settings)
     app = web.Application()
     app[SERVICES_KEY] = services
     gateway_list = gateways if gateways is not None else default_gateways(services)
     app[GATEWAYS_KEY] = {g.name: g for g in gateway_list}
-    clients: set[Session] = set()
+    clients: set[Session[Any]] = set()
     app[CLIENTS_KEY] = clients
     guard = HandshakeGuard(settings.handshake_timeout, settings.max_unauthenticated,
                            settings.max_unauthenticated_per_ip)

@@ -184,3 +184,13 @@ def test_any_message_counts_as_an_answer() -> None:
     c.receive_ping_frame()
     assert PingFrame() in c.tick(150.0)
     assert c.tick(180.0) == [Close(4002, "heartbeat timeout")]
+
+
+def test_close_ends_the_lifecycle_nothing_is_sent_or_dispatched_after() -> None:
+    c = conn()
+    c.receive_text('{"type":"auth","token":"good"}', 0.0)
+    c.close()
+    assert c.state is State.CLOSED
+    assert c.receive_text('{"type":"ping"}', 1.0) == []
+    assert c.receive_binary(1.0) == []
+    assert c.tick(10_000.0) == []

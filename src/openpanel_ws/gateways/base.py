@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from openpanel_ws import protocol
 from openpanel_ws.auth import Principal
@@ -25,19 +25,23 @@ log = logging.getLogger(__name__)
 # by this reference, so identity means the same content).
 _LAST_FRAME: list[bytes] = [b"", text_frame(b"")]
 
+# What a gateway keeps per connection (its subscriptions, its terminal binding, ...).
+StateT = TypeVar("StateT")
 
-class Session:
+
+class Session(Generic[StateT]):
     """One authenticated client as a gateway sees it."""
 
-    __slots__ = ("__weakref__", "client_id", "gateway_state", "principal", "remote", "writer")
+    __slots__ = ("__weakref__", "client_id", "principal", "remote", "state", "writer")
 
     def __init__(self, client_id: str, writer: ClientWriter, remote: str = "") -> None:
         self.client_id = client_id
         self.writer = writer
         self.remote = remote
         self.principal: Principal | None = None
-        # Per-connection state owned by the gateway (subscriptions, terminal, ...).
-        self.gateway_state: Any = None
+        # Per-connection state owned by the gateway; made on first use, so an idle
+        # connection costs nothing here.
+        self.state: StateT | None = None
 
     @property
     def user(self) -> Principal:
@@ -75,24 +79,26 @@ class Session:
         self.writer.close(code, reason)
 
 
-Handler = Callable[[Session, Message], Awaitable[None]]
+Handler = Callable[[Session[StateT], Message], Awaitable[None]]
 
 
-class Gateway:
-    """Base class: subclasses set `name` and register handlers in `handlers()`."""
+class Gateway(Generic[StateT]):
+    """Base class: subclasses set `name` and register handlers in `handlers()`.
+
+    `StateT` is the type of `Session.state` on this gateway's connections."""
 
     name: ClassVar[str]
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
-        self._handlers: dict[str, Handler] = self.handlers()
+        self._handlers: dict[str, Handler[StateT]] = self.handlers()
 
     @property
     def path(self) -> str:
         return f"/ws/{self.name}"
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler[StateT]]:
         """Message type -> coroutine handling it."""
         return {}
 
@@ -102,13 +108,13 @@ class Gateway:
     async def stop(self) -> None:
         """Server shutdown: release every upstream."""
 
-    async def on_authenticated(self, session: Session) -> None:
+    async def on_authenticated(self, session: Session[StateT]) -> None:
         """First successful auth of a connection."""
 
-    async def on_disconnect(self, session: Session) -> None:
+    async def on_disconnect(self, session: Session[StateT]) -> None:
         """The connection is gone: release everything the session held."""
 
-    async def on_principal_changed(self, session: Session) -> None:
+    async def on_principal_changed(self, session: Session[StateT]) -> None:
         """A re-auth (same user) replaced the session's claims: end what they no longer
         allow (`subscription_ended` / `terminal_closed` with reason `permission`)."""
 
@@ -117,7 +123,7 @@ class Gateway:
         lane per connection (strictly serial)."""
         return ""
 
-    async def dispatch(self, session: Session, message: Message) -> None:
+    async def dispatch(self, session: Session[StateT], message: Message) -> None:
         kind = message["type"]
         handler = self._handlers.get(kind)
         if handler is None:

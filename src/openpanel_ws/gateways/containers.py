@@ -110,7 +110,7 @@ def parse_since(msg: Message) -> int | None:
 
 @dataclass(eq=False)
 class LogSub:
-    session: Session
+    session: Session[SessionState]
     ref: str
     upstream: LogUpstream
     # Lines held while this subscriber's history is being fetched (None: live).
@@ -123,7 +123,7 @@ class LogSub:
 
 @dataclass(eq=False)
 class StatsSub:
-    session: Session
+    session: Session[SessionState]
     ref: str
     upstream: StatsUpstream
     pacer: Pacer
@@ -476,7 +476,7 @@ def send_stats(sub: StatsSub, stats: ContainerStats, frames: dict[str, bytes]) -
 # --- the gateway ------------------------------------------------------------------------
 
 
-class ContainersGateway(Gateway):
+class ContainersGateway(Gateway[SessionState]):
     name = "containers"
 
     def __init__(self, services: Services) -> None:
@@ -485,7 +485,7 @@ class ContainersGateway(Gateway):
         self.stats_upstreams: dict[str, StatsUpstream] = {}
         self._listening = False
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler[SessionState]]:
         return {
             "subscribe_logs": self.subscribe_logs,
             "unsubscribe_logs": self.unsubscribe_logs,
@@ -504,14 +504,14 @@ class ContainersGateway(Gateway):
         return f"{kind}\0{ref}"
 
     @staticmethod
-    def state(session: Session) -> SessionState:
-        if not isinstance(session.gateway_state, SessionState):
-            session.gateway_state = SessionState()
-        return session.gateway_state
+    def state(session: Session[SessionState]) -> SessionState:
+        if not isinstance(session.state, SessionState):
+            session.state = SessionState()
+        return session.state
 
     # --- logs ---------------------------------------------------------------------------
 
-    async def subscribe_logs(self, session: Session, msg: Message) -> None:
+    async def subscribe_logs(self, session: Session[SessionState], msg: Message) -> None:
         ref = protocol.require_str(msg, "containerId")
         tail = parse_tail(msg)
         since = parse_since(msg)
@@ -540,7 +540,7 @@ class ContainersGateway(Gateway):
             self._register(self.log_upstreams, upstream)
         state.logs[ref] = sub
 
-    async def unsubscribe_logs(self, session: Session, msg: Message) -> None:
+    async def unsubscribe_logs(self, session: Session[SessionState], msg: Message) -> None:
         ref = protocol.require_str(msg, "containerId")
         sub = self.state(session).logs.pop(ref, None)
         if sub is not None:
@@ -555,7 +555,7 @@ class ContainersGateway(Gateway):
 
     # --- stats --------------------------------------------------------------------------
 
-    async def subscribe_stats(self, session: Session, msg: Message) -> None:
+    async def subscribe_stats(self, session: Session[SessionState], msg: Message) -> None:
         ref = protocol.require_str(msg, "containerId")
         interval = protocol.interval_ms(msg)
         state = self.state(session)
@@ -584,7 +584,7 @@ class ContainersGateway(Gateway):
             self._register(self.stats_upstreams, upstream)
         state.stats[ref] = sub
 
-    async def unsubscribe_stats(self, session: Session, msg: Message) -> None:
+    async def unsubscribe_stats(self, session: Session[SessionState], msg: Message) -> None:
         ref = protocol.require_str(msg, "containerId")
         sub = self.state(session).stats.pop(ref, None)
         if sub is not None:
@@ -661,8 +661,8 @@ class ContainersGateway(Gateway):
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    async def on_disconnect(self, session: Session) -> None:
-        state = session.gateway_state
+    async def on_disconnect(self, session: Session[SessionState]) -> None:
+        state = session.state
         if not isinstance(state, SessionState):
             return
         logs, state.logs = list(state.logs.values()), {}
@@ -672,9 +672,9 @@ class ContainersGateway(Gateway):
         for stats_sub in stats:
             await self._drop_stats_sub(stats_sub)
 
-    async def on_principal_changed(self, session: Session) -> None:
+    async def on_principal_changed(self, session: Session[SessionState]) -> None:
         """Re-auth: every live subscription is checked against the new claims."""
-        state = session.gateway_state
+        state = session.state
         if not isinstance(state, SessionState):
             return
         user = session.user

@@ -238,7 +238,7 @@ class Fanout:
     __slots__ = ("_clients",)
 
     def __init__(self) -> None:
-        self._clients: dict[Session, ClientState] = {}
+        self._clients: dict[Session[Any], ClientState] = {}
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -246,25 +246,25 @@ class Fanout:
     def __contains__(self, session: object) -> bool:
         return session in self._clients
 
-    def add(self, session: Session, now_nanos: int | None = None) -> None:
+    def add(self, session: Session[Any], now_nanos: int | None = None) -> None:
         if session not in self._clients:
             principal = session.principal
             scopes = principal.container_scopes if principal is not None else None
             self._clients[session] = ClientState(
                 time.time_ns() if now_nanos is None else now_nanos, scopes)
 
-    def set_scopes(self, session: Session, scopes: tuple[str, ...] | None) -> None:
+    def set_scopes(self, session: Session[Any], scopes: tuple[str, ...] | None) -> None:
         state = self._clients.get(session)
         if state is not None:
             state.scopes = scopes
 
-    def discard(self, session: Session) -> None:
+    def discard(self, session: Session[Any]) -> None:
         self._clients.pop(session, None)
 
     def clear(self) -> None:
         self._clients.clear()
 
-    def set_filter(self, session: Session, flt: EventFilter) -> None:
+    def set_filter(self, session: Session[Any], flt: EventFilter) -> None:
         state = self._clients.get(session)
         if state is not None:
             state.filter = None if flt.empty else flt
@@ -293,7 +293,7 @@ class Fanout:
                 continue
             self._deliver(session, state, frame)
 
-    def _deliver(self, session: Session, state: ClientState, frame: bytes) -> None:
+    def _deliver(self, session: Session[Any], state: ClientState, frame: bytes) -> None:
         if state.held is None:
             session.send_frame(frame)
         elif state.held.push(frame) is not None:  # the send-queue bound (it drops the backlog)
@@ -301,7 +301,7 @@ class Fanout:
 
     # --- `since` replay: events from before the client joined ------------------------
 
-    def begin_replay(self, session: Session) -> int | None:
+    def begin_replay(self, session: Session[Any]) -> int | None:
         """Hold the client's live frames; returns the replay's `until` (its join time),
         or None when the client is unknown or a replay is already running."""
         state = self._clients.get(session)
@@ -310,7 +310,7 @@ class Fanout:
         state.held = SendQueue(HELD_LIMITS)
         return state.joined_nanos
 
-    def finish_replay(self, session: Session, events: Iterable[EngineEvent],
+    def finish_replay(self, session: Session[Any], events: Iterable[EngineEvent],
                       ack: Message | None = None) -> int:
         """Send `ack` (with `replayed`: the count), then the replayed events (filtered,
         without those already sent live), then the live frames held meanwhile."""
@@ -347,7 +347,7 @@ def since_nanos(value: Any) -> int:
 # --- the gateway --------------------------------------------------------------------
 
 
-class LogsGateway(Gateway):
+class LogsGateway(Gateway[Any]):
     name = "logs"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -357,12 +357,12 @@ class LogsGateway(Gateway):
         self._engine_down: str | None = None  # detail while the engine is unreachable
         self._host_logs: HostLogTailer | None = None
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler[Any]]:
         return {"subscribe": self._subscribe}
 
     # --- lifecycle ------------------------------------------------------------------
 
-    async def on_authenticated(self, session: Session) -> None:
+    async def on_authenticated(self, session: Session[Any]) -> None:
         # No await before the client is registered: the `authenticated` frame is queued
         # but not yet sent, so every event after the client sees it is delivered.
         self.clients.add(session)
@@ -371,10 +371,10 @@ class LogsGateway(Gateway):
         if self._engine_down is not None:
             session.send(system_log(protocol.rfc3339(), "error", self._engine_down, SOURCE_GATEWAY))
 
-    async def on_principal_changed(self, session: Session) -> None:
+    async def on_principal_changed(self, session: Session[Any]) -> None:
         self.clients.set_scopes(session, session.user.container_scopes)
 
-    async def on_disconnect(self, session: Session) -> None:
+    async def on_disconnect(self, session: Session[Any]) -> None:
         self.clients.discard(session)
         if not len(self.clients):
             await self._detach()
@@ -408,7 +408,7 @@ class LogsGateway(Gateway):
 
     # --- messages -------------------------------------------------------------------
 
-    async def _subscribe(self, session: Session, message: Message) -> None:
+    async def _subscribe(self, session: Session[Any], message: Message) -> None:
         # Validate everything before changing anything.
         flt = EventFilter.parse(message.get("filters"))
         since = None if message.get("since") is None else since_nanos(message["since"])

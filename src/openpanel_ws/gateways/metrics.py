@@ -39,7 +39,7 @@ class Sampler:
 
     interval_ms: int
     # session -> its latest-value key (a new key per subscription, see `_subscribe`)
-    subscribers: dict[Session, str] = field(default_factory=dict)
+    subscribers: dict[Session[Subscription], str] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     prev: Reading | None = None  # baseline of the next tick: this sampler's last tick
     frame: bytes | None = None
@@ -67,7 +67,7 @@ def next_deadline(deadline: float, period: float, now: float) -> float:
     return deadline
 
 
-class MetricsGateway(Gateway):
+class MetricsGateway(Gateway[Subscription]):
     name = "metrics"
 
     def __init__(self, services: Services) -> None:
@@ -83,7 +83,7 @@ class MetricsGateway(Gateway):
         self.samples_taken = 0
         self.samplers_started = 0
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler[Subscription]]:
         return {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe}
 
     # --- introspection -----------------------------------------------------------------
@@ -101,9 +101,9 @@ class MetricsGateway(Gateway):
 
     # --- messages ------------------------------------------------------------------------
 
-    async def _subscribe(self, session: Session, msg: Message) -> None:
+    async def _subscribe(self, session: Session[Subscription], msg: Message) -> None:
         interval = protocol.interval_ms(msg)  # raises INVALID_MESSAGE before any change
-        old: Subscription | None = session.gateway_state
+        old: Subscription | None = session.state
         if old is not None:
             # Drop an unsent frame of the old subscription. A fresh key per subscription
             # keeps the old key's queue slot from carrying the new frame ahead of the ack.
@@ -111,7 +111,7 @@ class MetricsGateway(Gateway):
             if old.interval_ms != interval:
                 self._leave(session, old)
         sub = Subscription(interval, f"metrics#{next(_keys)}")
-        session.gateway_state = sub
+        session.state = sub
         session.send({"type": "subscribed", "interval": interval})
         sampler = self._samplers.get(interval)
         if sampler is None:
@@ -119,19 +119,19 @@ class MetricsGateway(Gateway):
         sampler.subscribers[session] = sub.key
         self._first_sample(sampler, session, sub.key)
 
-    async def _unsubscribe(self, session: Session, msg: Message) -> None:
-        old: Subscription | None = session.gateway_state
+    async def _unsubscribe(self, session: Session[Subscription], msg: Message) -> None:
+        old: Subscription | None = session.state
         if old is not None:
             session.writer.discard_latest(old.key)
             self._leave(session, old)
-            session.gateway_state = None
+            session.state = None
         session.send({"type": "unsubscribed"})
 
-    async def on_disconnect(self, session: Session) -> None:
-        old: Subscription | None = session.gateway_state
+    async def on_disconnect(self, session: Session[Subscription]) -> None:
+        old: Subscription | None = session.state
         if old is not None:
             self._leave(session, old)
-            session.gateway_state = None
+            session.state = None
 
     async def stop(self) -> None:
         samplers = list(self._samplers.values())
@@ -142,7 +142,7 @@ class MetricsGateway(Gateway):
 
     # --- samplers ------------------------------------------------------------------------
 
-    def _leave(self, session: Session, sub: Subscription) -> None:
+    def _leave(self, session: Session[Subscription], sub: Subscription) -> None:
         sampler = self._samplers.get(sub.interval_ms)
         if sampler is None:
             return
@@ -167,7 +167,7 @@ class MetricsGateway(Gateway):
         self.samplers_started += 1
         return sampler
 
-    def _first_sample(self, sampler: Sampler, session: Session, key: str) -> None:
+    def _first_sample(self, sampler: Sampler, session: Session[Subscription], key: str) -> None:
         """A new subscriber gets a sample now, not after a full interval."""
         if sampler.frame is None or sampler.prev is None:
             return  # the sampler is warming up: its first tick is at most MIN_CPU_WINDOW away

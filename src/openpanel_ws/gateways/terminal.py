@@ -106,12 +106,12 @@ def _permission_denied() -> ProtocolError:
 
 
 class Binding:
-    """One connection's hold on a terminal (`Session.gateway_state`). The terminal
+    """One connection's hold on a terminal (`Session.state`). The terminal
     outlives it: a dropped connection detaches, another one may attach again."""
 
     __slots__ = ("session", "terminal")
 
-    def __init__(self, session: Session, terminal: Terminal) -> None:
+    def __init__(self, session: Session[Binding], terminal: Terminal) -> None:
         self.session = session
         self.terminal = terminal
 
@@ -161,17 +161,17 @@ class Terminal:
 
     # --- connections ------------------------------------------------------------------
 
-    def attach(self, session: Session) -> Binding:
+    def attach(self, session: Session[Binding]) -> Binding:
         """Bind to `session` (cancelling the grace timer); the caller sends the replay."""
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
         old = self.binding
         binding = self.binding = Binding(session, self)
-        session.gateway_state = binding
+        session.state = binding
         if old is not None and old.session is not session:
-            if old.session.gateway_state is old:
-                old.session.gateway_state = None
+            if old.session.state is old:
+                old.session.state = None
             old.session.send(closed_message(RESUMED_ELSEWHERE, None))
         return binding
 
@@ -202,8 +202,8 @@ class Terminal:
             self._grace.cancel()
             self._grace = None
         binding, self.binding = self.binding, None
-        if binding is not None and binding.session.gateway_state is binding:
-            binding.session.gateway_state = None
+        if binding is not None and binding.session.state is binding:
+            binding.session.state = None
         handed = self.proc.hand_over_socket()
         if handed is None or not self.state.is_open or self.proc.exec_id is None:
             return None
@@ -368,8 +368,8 @@ class Terminal:
         binding = self.binding
         self.binding = None
         if binding is not None:
-            if binding.session.gateway_state is binding:
-                binding.session.gateway_state = None
+            if binding.session.state is binding:
+                binding.session.state = None
             if notify:
                 message = closed_message(reason, exit_code)
                 if self.container_lost:
@@ -400,7 +400,7 @@ class Terminal:
             await asyncio.sleep(0.05)
 
 
-class TerminalGateway(Gateway):
+class TerminalGateway(Gateway[Binding]):
     name = "terminal"
 
     def __init__(self, services: Services) -> None:
@@ -413,7 +413,7 @@ class TerminalGateway(Gateway):
         self._journal: TerminalJournal | None = None
         self._stopping = False
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler[Binding]]:
         return {
             "open_terminal": self._reporting(self._open),
             "input": self._reporting(self._input),
@@ -423,10 +423,10 @@ class TerminalGateway(Gateway):
         }
 
     @staticmethod
-    def _reporting(handler: Handler) -> Handler:
+    def _reporting(handler: Handler[Binding]) -> Handler[Binding]:
         """TerminalError -> `terminal_error`; ProtocolError goes on to the shared `error`."""
 
-        async def run(session: Session, msg: Message) -> None:
+        async def run(session: Session[Binding], msg: Message) -> None:
             try:
                 await handler(session, msg)
             except TerminalError as exc:
@@ -447,8 +447,8 @@ class TerminalGateway(Gateway):
             self._terminals.discard(terminal)
             self._registry.remove(terminal.state.session_id)
         binding = terminal.binding
-        if binding is not None and binding.session.gateway_state is binding:
-            binding.session.gateway_state = None
+        if binding is not None and binding.session.state is binding:
+            binding.session.state = None
         if terminal.journaled and forget and self._journal is not None:
             terminal.journaled = False
             await self._journal_call(self._journal.record_close, terminal.state.session_id)
@@ -479,19 +479,19 @@ class TerminalGateway(Gateway):
         return sum(1 for t in self._terminals if t.binding is None and t.state.is_open)
 
     @staticmethod
-    def _terminal_of(session: Session) -> Terminal:
-        binding = session.gateway_state
+    def _terminal_of(session: Session[Binding]) -> Terminal:
+        binding = session.state
         if not isinstance(binding, Binding) or not binding.current:
             raise TerminalError(NO_TERMINAL)
         return binding.terminal
 
-    async def _still_allowed(self, session: Session, terminal: Terminal) -> None:
+    async def _still_allowed(self, session: Session[Binding], terminal: Terminal) -> None:
         # A refreshed token may have lost the permission: the shell goes with it.
         if not session.user.may_open_terminal:
             await terminal.close(PERMISSION_REVOKED, notify=True)
             raise _permission_denied()
 
-    async def _container(self, session: Session, ref: str) -> dict[str, Any]:
+    async def _container(self, session: Session[Binding], ref: str) -> dict[str, Any]:
         """The running container `ref` names, as this user may see it."""
         try:
             info = await resolve_container(self.services.engine, session.user, ref)
@@ -507,13 +507,13 @@ class TerminalGateway(Gateway):
 
     # --- handlers ---------------------------------------------------------------------
 
-    async def _open(self, session: Session, msg: Message) -> None:
+    async def _open(self, session: Session[Binding], msg: Message) -> None:
         if not session.user.may_open_terminal:
             raise _permission_denied()
         request = parse_open(msg)
-        if session.gateway_state is not None:
-            if isinstance(session.gateway_state, Binding) and not session.gateway_state.current:
-                session.gateway_state = None
+        if session.state is not None:
+            if isinstance(session.state, Binding) and not session.state.current:
+                session.state = None
             else:
                 raise TerminalError(ALREADY_OPEN)
         if self._stopping:
@@ -532,7 +532,7 @@ class TerminalGateway(Gateway):
                 self._registry.remove(session_id)
             raise
 
-    async def _resume(self, session: Session, request: OpenRequest) -> None:
+    async def _resume(self, session: Session[Binding], request: OpenRequest) -> None:
         """Reattach to a live session of the same user (docs/protocol.md)."""
         ref = request.container_ref
         assert request.session_id is not None
@@ -546,7 +546,7 @@ class TerminalGateway(Gateway):
         if request.last_seq is not None and not terminal.ring.valid_last_seq(request.last_seq):
             raise invalid(f"Field 'lastSeq' is beyond this session's output "
                           f"({terminal.ring.seq} bytes)", "lastSeq")
-        if session.gateway_state is not None or not state.is_open or self._stopping:
+        if session.state is not None or not state.is_open or self._stopping:
             raise TerminalError(UNKNOWN_SESSION, containerId=ref, sessionId=request.session_id)
         # From here to the last replayed piece nothing awaits: live output cannot slip in.
         binding = terminal.attach(session)
@@ -558,7 +558,7 @@ class TerminalGateway(Gateway):
         for piece in replay.pieces:
             binding.deliver(piece)
 
-    async def _open_new(self, session: Session, request: OpenRequest, session_id: str) -> None:
+    async def _open_new(self, session: Session[Binding], request: OpenRequest, session_id: str) -> None:
         ref = request.container_ref
         engine = self.services.engine
         info = await self._container(session, ref)
@@ -678,14 +678,14 @@ class TerminalGateway(Gateway):
             return output
         return b""
 
-    async def _input(self, session: Session, msg: Message) -> None:
+    async def _input(self, session: Session[Binding], msg: Message) -> None:
         data = parse_input(msg)
         terminal = self._terminal_of(session)
         await self._still_allowed(session, terminal)
         if data:
             terminal.write(data)
 
-    async def _resize(self, session: Session, msg: Message) -> None:
+    async def _resize(self, session: Session[Binding], msg: Message) -> None:
         cols, rows = parse_resize(msg)
         terminal = self._terminal_of(session)
         await self._still_allowed(session, terminal)
@@ -702,26 +702,26 @@ class TerminalGateway(Gateway):
         except EngineError as exc:
             raise TerminalError(f"Resize failed: {exc.message}") from None
 
-    async def _eof(self, session: Session, msg: Message) -> None:
+    async def _eof(self, session: Session[Binding], msg: Message) -> None:
         terminal = self._terminal_of(session)
         await self._still_allowed(session, terminal)
         terminal.close_stdin()
 
-    async def _close_terminal(self, session: Session, msg: Message) -> None:
+    async def _close_terminal(self, session: Session[Binding], msg: Message) -> None:
         terminal = self._terminal_of(session)
         await terminal.close(USER_CLOSED, notify=True)
 
     # --- lifecycle --------------------------------------------------------------------
 
-    async def on_disconnect(self, session: Session) -> None:
+    async def on_disconnect(self, session: Session[Binding]) -> None:
         await self._detach(session)
 
-    async def _detach(self, session: Session) -> None:
+    async def _detach(self, session: Session[Binding]) -> None:
         """A connection is gone: its terminal waits for a resume (grace > 0) or ends."""
-        binding = session.gateway_state
+        binding = session.state
         if not isinstance(binding, Binding):
             return
-        session.gateway_state = None
+        session.state = None
         terminal = binding.terminal
         if terminal.binding is not binding:
             return
@@ -731,9 +731,9 @@ class TerminalGateway(Gateway):
         else:
             await terminal.close(CONNECTION_CLOSED, notify=False)
 
-    async def on_principal_changed(self, session: Session) -> None:
+    async def on_principal_changed(self, session: Session[Binding]) -> None:
         # Re-auth (docs/protocol.md): the shell ends if the new claims no longer allow it.
-        binding = session.gateway_state
+        binding = session.state
         if isinstance(binding, Binding) and binding.current:
             terminal = binding.terminal
             if not (session.user.may_open_terminal
