@@ -505,7 +505,7 @@ async def test_stats_stop_with_the_container_and_resume_on_start(
     await first_stats(client, name)
     await docker("stop", "-t", "0", name)
     # The last samples in flight: no message marks the end of the stream to await.
-    await client.collect(2.0)
+    await client.collect(scaled(2.0))
     assert await quiet(client, "stats", 3.0) == []
     await docker("start", name)
     msg = await client.expect("stats", 20)
