@@ -40,6 +40,11 @@ def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_FACTOR
 
 
+def deadline(seconds: float) -> float:
+    """The `time.monotonic()` value `seconds` (scaled) from now."""
+    return time.monotonic() + scaled(seconds)
+
+
 def make_token(sub: str = "tester", *, roles: Sequence[str] = ("admin",), secret: str = SECRET,
                **kwargs: Any) -> str:
     return issue_token(secret, subject=sub, roles=roles, **kwargs)
@@ -69,6 +74,13 @@ class WsClient:
         if self.backlog:
             return self.backlog.pop(0)
         return await self._recv_raw(scaled(timeout))
+
+    async def recv_by(self, deadline: float) -> dict[str, Any]:
+        """The next message by `deadline`, a `time.monotonic()` value from `deadline()`
+        (already scaled): for loops that share one budget across many receives."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        return await self._recv_raw(max(0.001, deadline - time.monotonic()))
 
     async def _recv_raw(self, timeout: float) -> dict[str, Any]:
         msg = await self.ws.receive(timeout=timeout)

@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 
-from helpers import Containers, RunningServer, WsClient, docker, eventually, unique_name
+from helpers import (
+    Containers,
+    RunningServer,
+    WsClient,
+    deadline,
+    docker,
+    eventually,
+    scaled,
+    unique_name,
+)
 from openpanel_ws.server import GATEWAYS_KEY
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -36,13 +45,12 @@ async def read_until(client: WsClient, done: Callable[[list[Msg]], bool], timeou
                      settle: float = 0.0) -> list[Msg]:
     """Everything the client receives until `done(all so far)`, then `settle` s more."""
     got: list[Msg] = []
-    deadline = time.monotonic() + timeout
+    by = deadline(timeout)
     while not done(got):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"condition not met in {timeout}s; last: {got[-5:]}")
+        if time.monotonic() >= by:
+            raise AssertionError(f"condition not met in {scaled(timeout)}s; last: {got[-5:]}")
         try:
-            got.append(await client.recv(timeout=left))
+            got.append(await client.recv_by(by))
         except TimeoutError:
             continue
     if settle:  # nothing (more) may follow: a window, scaled

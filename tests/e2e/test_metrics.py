@@ -23,9 +23,9 @@ import pytest
 
 from helpers import (
     SECOND,
-    TIMEOUT_FACTOR,
     RunningServer,
     WsClient,
+    deadline,
     eventually,
     scaled,
     start_server,
@@ -214,12 +214,13 @@ async def busy_cores(seconds: float) -> AsyncIterator[None]:
 
 
 async def wait_for_usage(client: WsClient, predicate: Any, timeout: float) -> float:
-    deadline = time.monotonic() + scaled(timeout)
+    by = deadline(timeout)
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if time.monotonic() >= by:
             raise AssertionError("CPU usage never reached the expected range")
-        msg = await client.expect("metrics", timeout=left / TIMEOUT_FACTOR)
+        msg = await client.recv_by(by)
+        if msg["type"] != "metrics":
+            continue
         usage: float = msg["system"]["cpu"]["usage"]
         if predicate(usage):
             return usage

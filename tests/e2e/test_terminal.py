@@ -15,6 +15,7 @@ from helpers import (
     Containers,
     RunningServer,
     WsClient,
+    deadline,
     docker,
     eventually,
     make_token,
@@ -53,19 +54,18 @@ class Term:
 
     async def next_other(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """The next message that is not terminal_output (output is accumulated)."""
-        deadline = time.monotonic() + timeout
+        by = deadline(timeout)
         while not self.others:
-            self._take(await self.client.recv(max(0.01, deadline - time.monotonic())))
+            self._take(await self.client.recv_by(by))
         return self.others.pop(0)
 
     async def until(self, needle: str, timeout: float = TIMEOUT, start: int = 0) -> str:
         """Accumulated output once it contains `needle` after `start`."""
-        deadline = time.monotonic() + timeout
+        by = deadline(timeout)
         while needle not in self.text[start:]:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() >= by:
                 raise TimeoutError(f"{needle!r} not seen; output tail: {self.text[-300:]!r}")
-            self._take(await self.client.recv(left))
+            self._take(await self.client.recv_by(by))
         return self.text
 
     async def closed(self, timeout: float = TIMEOUT) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from helpers import Containers, RunningServer, WsClient, docker, eventually
+from helpers import Containers, RunningServer, WsClient, deadline, docker, eventually
 
 TIMEOUT = 30.0
 
@@ -29,9 +29,9 @@ class Exec:
         await self.client.send(message)
 
     async def next_other(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        by = deadline(timeout)
         while not self.others:
-            msg = await self.client.recv(max(0.01, deadline - time.monotonic()))
+            msg = await self.client.recv_by(by)
             if msg.get("type") == "terminal_output":
                 stream = msg.get("stream")
                 self.out[stream] = self.out.get(stream, "") + msg["data"]
