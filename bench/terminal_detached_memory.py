@@ -86,7 +86,7 @@ async def main(count: int) -> None:
         subprocess.run(["docker", "exec", name, "touch", "/tmp/go"], check=True)
         await asyncio.sleep(8)  # each shell prints 1 MiB into its ring
         heap2, rss2 = heap(), proc.memory_info().rss
-        rings = [t.ring.held for t in gateway._terminals]
+        rings = gateway.ring_bytes
         print(f"{count} detached sessions")
         print(f"  idle (prompt only): heap {(heap1 - heap0) / count / 1024:.1f} KiB/session, "
               f"RSS {(rss1 - rss0) / count / 1024:.1f} KiB/session")

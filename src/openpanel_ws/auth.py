@@ -1,4 +1,4 @@
-"""JWT verification and the authenticated principal (DECISIONS.md "Authorization").
+"""JWT verification and the authenticated principal (docs/protocol.md "Authorization").
 
 No I/O beyond reading key material once at start-up; tokens are never logged.
 """
@@ -15,6 +15,20 @@ from typing import Any
 import jwt
 
 from openpanel_ws.protocol import EXPIRED_TOKEN_MESSAGE, INVALID_TOKEN_MESSAGE
+
+__all__ = [
+    "ADMIN_ROLE",
+    "ASYMMETRIC_ALGORITHMS",
+    "SUPPORTED_ALGORITHMS",
+    "SYMMETRIC_ALGORITHMS",
+    "TERMINAL_PERMISSION",
+    "AuthError",
+    "JwtSettings",
+    "Principal",
+    "TokenVerifier",
+    "issue_token",
+    "principal_from_claims",
+]
 
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -73,7 +87,7 @@ class JwtSettings:
     audience: str | None = None
     issuer: str | None = None
     leeway_seconds: float = 30.0
-    # Tokens without `exp` are refused unless this is False (docs/protocol.md).
+    # Tokens without `exp` are refused unless this is False (docs/protocol.md "Token expiry").
     require_exp: bool = True
 
 

@@ -20,6 +20,26 @@ from openpanel_ws import __version__
 from openpanel_ws.auth import issue_token
 from openpanel_ws.config import ConfigError, Settings, load_settings
 
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "ADMIN_TOKEN_TTL",
+    "SECRET_FILE",
+    "JsonFormatter",
+    "build_parser",
+    "client_url",
+    "cmd_recordings_list",
+    "cmd_recordings_play",
+    "cmd_serve",
+    "cmd_token",
+    "configure_logging",
+    "embedded_secret",
+    "main",
+    "register_client_commands",
+    "resolve_secret",
+    "token_banner",
+    "write_private",
+]
+
 log = logging.getLogger("openpanel_ws")
 
 SECRET_FILE = "jwt-secret"
@@ -193,7 +213,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     asyncio.run(run())
     if reloading:
         if handoff and handoff[0] is not None:
-            os.environ["OPENPANEL_WS_TERMINAL_HANDOFF"] = str(handoff[0])
+            from openpanel_ws.gateways.terminal.handoff import HANDOFF_ENV
+
+            os.environ[HANDOFF_ENV] = str(handoff[0])
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -201,13 +223,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# WebSocket close code "Service Restart": clients of a reloading gateway reconnect and
-# resume their terminals (a plain shutdown closes with 1001: the terminals are gone).
-SERVICE_RESTART = 1012
-
-
 async def _terminal_hand_off(app: Any) -> Path | None:
     from openpanel_ws.gateways.terminal import TerminalGateway
+    from openpanel_ws.protocol import RELOAD_REASON, CloseCode
     from openpanel_ws.server import CLIENTS_KEY, GATEWAYS_KEY
 
     gateway = app[GATEWAYS_KEY].get("terminal")
@@ -218,7 +236,9 @@ async def _terminal_hand_off(app: Any) -> Path | None:
         except Exception:
             log.exception("terminal hand-off failed; the terminals end with this process")
     for session in list(app[CLIENTS_KEY]):
-        session.close(SERVICE_RESTART, "server reload")
+        # "Service Restart": clients of a reloading gateway reconnect and resume their
+        # terminals (a plain shutdown closes with 1001: the terminals are gone).
+        session.close(CloseCode.SERVICE_RESTART, RELOAD_REASON)
     return path
 
 
@@ -255,7 +275,7 @@ def _recordings_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_recordings_list(args: argparse.Namespace) -> int:
-    from openpanel_ws.gateways.recording import list_casts
+    from openpanel_ws.gateways.terminal.recording import list_casts
 
     directory = _recordings_dir(args)
     if not directory.is_dir():
@@ -269,7 +289,7 @@ def cmd_recordings_list(args: argparse.Namespace) -> int:
 
 
 def cmd_recordings_play(args: argparse.Namespace) -> int:
-    from openpanel_ws.gateways.recording import CastError, play, read_cast
+    from openpanel_ws.gateways.terminal.recording import CastError, play, read_cast
 
     if args.speed <= 0:
         raise ConfigError("recordings play: --speed must be positive")

@@ -19,6 +19,12 @@ from openpanel_ws.connection import Close, Connection, PingFrame, Send, State
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.outbound import OP_PING, control_frame
 
+__all__ = [
+    "PING_FRAME",
+    "ConnectionClock",
+    "TimerWheel",
+]
+
 # A ping frame (docs/protocol.md, "Heartbeat"): built once, the same bytes for everyone.
 PING_FRAME = control_frame(OP_PING)
 

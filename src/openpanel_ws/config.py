@@ -16,6 +16,17 @@ from urllib.parse import urlsplit
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
 from openpanel_ws.ratelimit import RateLimit
 
+__all__ = [
+    "ENV_PREFIX",
+    "ORIGINS_SETTING",
+    "ConfigError",
+    "Settings",
+    "default_state_dir",
+    "load_settings",
+    "normalize_origin",
+    "validate",
+]
+
 ENV_PREFIX = "OPENPANEL_WS_"
 
 
@@ -32,7 +43,7 @@ def default_state_dir() -> Path:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 3001
-    # JWT (DECISIONS "Authorization")
+    # JWT (docs/protocol.md "Authorization")
     jwt_secret: str | None = None
     jwt_algorithm: str = "HS256"
     jwt_public_key_file: Path | None = None
@@ -219,7 +230,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def normalize_origin(value: str) -> str:
     """`scheme://host[:port]` as a browser sends it in `Origin` (lower case, no default
-    port). ValueError for anything else: a path, no scheme, a bad port (docs/protocol.md)."""
+    port). ValueError for anything else: a path, no scheme, a bad port (docs/protocol.md "Origin")."""
     text = value.strip()
     try:
         parts = urlsplit(text)

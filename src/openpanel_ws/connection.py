@@ -20,6 +20,18 @@ from openpanel_ws.auth import AuthError, Principal
 from openpanel_ws.protocol import CloseCode, ErrorCode, Message, ProtocolError
 from openpanel_ws.ratelimit import FloodDetector, RateLimit, TokenBucket
 
+__all__ = [
+    "Action",
+    "Authenticated",
+    "Close",
+    "Connection",
+    "Dispatch",
+    "LifecycleConfig",
+    "PingFrame",
+    "Send",
+    "State",
+]
+
 
 class State(Enum):
     AWAITING_AUTH = auto()
@@ -69,7 +81,8 @@ class LifecycleConfig:
     heartbeat_interval: float = 30.0
     flood_threshold: int = 50
     flood_window: float = 10.0
-    # A token's `exp` holds for the whole session, plus this leeway (docs/protocol.md).
+    # A token's `exp` holds for the whole session, plus this leeway (docs/protocol.md
+    # "Token expiry").
     jwt_leeway: float = 30.0
 
 
@@ -114,13 +127,13 @@ class Connection:
         if self.state is State.CLOSED:
             return []
         if self.state is State.AWAITING_AUTH and now >= self._auth_deadline:
-            return self._close_auth(ErrorCode.AUTH_TIMEOUT, "Authentication timeout")
+            return self._close_auth(ErrorCode.AUTH_TIMEOUT, protocol.AUTH_TIMEOUT_MESSAGE)
         if self.state is State.OPEN and self._expiry is not None and now >= self._expiry:
             return self._close_auth(ErrorCode.AUTH_FAILED, protocol.EXPIRED_TOKEN_MESSAGE)
         if now >= self._next_ping:
             if self._awaiting_pong:
                 self.state = State.CLOSED
-                return [Close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")]
+                return [Close(CloseCode.HEARTBEAT_TIMEOUT, protocol.HEARTBEAT_TIMEOUT_REASON)]
             self._awaiting_pong = True
             self._next_ping = now + self._config.heartbeat_interval
             # JSON ping for clients that answer it; a ping frame for browsers, which
@@ -150,7 +163,7 @@ class Connection:
         if not self._bucket.try_take(now):
             return self._reject_rate(now)
         return [Send(protocol.error_message(
-            ErrorCode.INVALID_MESSAGE, "Binary frames are not supported; send JSON text"))]
+            ErrorCode.INVALID_MESSAGE, protocol.BINARY_FRAME_MESSAGE))]
 
     def receive_text(self, text: str, now: float) -> list[Action]:
         if self.state is State.CLOSED:
@@ -171,7 +184,8 @@ class Connection:
         if kind == "auth":
             return self._authenticate(message, now)
         if self.state is State.AWAITING_AUTH:
-            return [Send(protocol.error_message(ErrorCode.AUTH_REQUIRED, "Authentication required"))]
+            return [Send(protocol.error_message(ErrorCode.AUTH_REQUIRED,
+                                                 protocol.AUTH_REQUIRED_MESSAGE))]
         if kind == "ping":
             return [Send(protocol.pong_message())]
         return [Dispatch(message)]
@@ -191,7 +205,7 @@ class Connection:
         first = self.state is State.AWAITING_AUTH
         if not first and self.principal is not None and principal.user_id != self.principal.user_id:
             # A re-auth refreshes the token of the same user; it never switches users.
-            return self._close_auth(ErrorCode.AUTH_FAILED, "Token subject does not match this connection")
+            return self._close_auth(ErrorCode.AUTH_FAILED, protocol.SUBJECT_MISMATCH_MESSAGE)
         self.state = State.OPEN
         self.principal = principal
         self._expiry = None
@@ -213,5 +227,5 @@ class Connection:
     def _reject_rate(self, now: float) -> list[Action]:
         if self._flood.record_rejection(now):
             self.state = State.CLOSED
-            return [Close(CloseCode.POLICY_VIOLATION, "message flooding")]
+            return [Close(CloseCode.POLICY_VIOLATION, protocol.FLOODING_REASON)]
         return [Send(protocol.error_message(ErrorCode.RATE_LIMIT, protocol.RATE_LIMIT_MESSAGE))]

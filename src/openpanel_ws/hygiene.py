@@ -19,6 +19,16 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+__all__ = [
+    "LOG_EVERY_SECONDS",
+    "MESSAGES",
+    "GatewayRunner",
+    "HandshakeGuard",
+    "LogThrottle",
+    "PendingSockets",
+    "raise_nofile_limit",
+]
+
 log = logging.getLogger(__name__)
 
 LOG_EVERY_SECONDS = 10.0

@@ -35,6 +35,24 @@ from typing import Protocol
 from openpanel_ws.protocol import CloseCode
 from openpanel_ws.sendqueue import QueueLimits, SendQueue
 
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "OP_CLOSE",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "ClientWriter",
+    "FlowLike",
+    "StreamLike",
+    "TransportLike",
+    "WebSocketLike",
+    "WriteScheduler",
+    "close_frame",
+    "control_frame",
+    "text_frame",
+    "text_frame_once",
+]
+
 log = logging.getLogger(__name__)
 
 OP_TEXT = 0x1

@@ -15,13 +15,57 @@ from typing import Any, Final
 
 import orjson
 
+__all__ = [
+    "API_VERSION",
+    "AUTH_REQUIRED_MESSAGE",
+    "AUTH_TIMEOUT_MESSAGE",
+    "BINARY_FRAME_MESSAGE",
+    "DEFAULT_INTERVAL_MS",
+    "EXPIRED_TOKEN_MESSAGE",
+    "FLOODING_REASON",
+    "HEARTBEAT_TIMEOUT_REASON",
+    "INTERNAL_ERROR_MESSAGE",
+    "INVALID_TOKEN_MESSAGE",
+    "MAX_INTERVAL_MS",
+    "MIN_INTERVAL_MS",
+    "RATE_LIMIT_MESSAGE",
+    "RELOAD_REASON",
+    "SHUTDOWN_REASON",
+    "SINCE_MAX_NANOS",
+    "SINCE_MIN_NANOS",
+    "SUBJECT_MISMATCH_MESSAGE",
+    "CloseCode",
+    "ErrorCode",
+    "Message",
+    "ProtocolError",
+    "authenticated_message",
+    "connected_message",
+    "decode",
+    "encode",
+    "error_message",
+    "interval_ms",
+    "invalid",
+    "optional_int",
+    "optional_str",
+    "parse_since",
+    "parse_timestamp",
+    "parse_timestamp_nanos",
+    "ping_message",
+    "pong_message",
+    "require_int",
+    "require_str",
+    "rfc3339",
+    "rfc3339_from_nanos",
+]
+
 API_VERSION: Final = "1.3.0"
 
 Message = dict[str, Any]
 
 
 class ErrorCode(StrEnum):
-    """The specification's error table plus the two additions of DECISIONS.md."""
+    """The specification's error table plus DOCKER_UNAVAILABLE and INTERNAL_ERROR
+    (docs/protocol.md "Error codes")."""
 
     AUTH_REQUIRED = "AUTH_REQUIRED"
     AUTH_FAILED = "AUTH_FAILED"
@@ -35,20 +79,34 @@ class ErrorCode(StrEnum):
 
 
 class CloseCode(IntEnum):
+    """The close codes the server sends (docs/protocol.md "Close codes")."""
+
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutdown
-    POLICY_VIOLATION = 1008  # flooding, origin refused
+    POLICY_VIOLATION = 1008  # flooding
     MESSAGE_TOO_BIG = 1009
+    SERVICE_RESTART = 1012  # reload (SIGHUP): reconnect and resume
     TRY_AGAIN_LATER = 1013  # slow consumer
-    AUTH_FAILED = 4001  # auth failed or timed out
+    AUTH_FAILED = 4001  # auth failed or timed out, token expired
     HEARTBEAT_TIMEOUT = 4002
 
 
+# Client-facing texts of the shared lifecycle (docs/protocol.md "Error codes").
 RATE_LIMIT_MESSAGE: Final = "Rate limit exceeded. Please slow down."
 INVALID_TOKEN_MESSAGE: Final = "Invalid token"
 EXPIRED_TOKEN_MESSAGE: Final = "Token expired"
+AUTH_REQUIRED_MESSAGE: Final = "Authentication required"
+AUTH_TIMEOUT_MESSAGE: Final = "Authentication timeout"
+SUBJECT_MISMATCH_MESSAGE: Final = "Token subject does not match this connection"
+BINARY_FRAME_MESSAGE: Final = "Binary frames are not supported; send JSON text"
+INTERNAL_ERROR_MESSAGE: Final = "Internal error"
+# Close reasons (docs/protocol.md "Close codes").
+HEARTBEAT_TIMEOUT_REASON: Final = "heartbeat timeout"
+FLOODING_REASON: Final = "message flooding"
+SHUTDOWN_REASON: Final = "server shutdown"
+RELOAD_REASON: Final = "server reload"
 
-# Stats and metrics intervals (DECISIONS.md): default and bounds in milliseconds.
+# Stats and metrics intervals (docs/protocol.md "Defaults and bounds"), in milliseconds.
 DEFAULT_INTERVAL_MS: Final = 2000
 MIN_INTERVAL_MS: Final = 500
 MAX_INTERVAL_MS: Final = 60000
@@ -155,7 +213,7 @@ def parse_timestamp_nanos(text: str) -> int:
     return whole * 1_000_000_000 + int((digits + "000000000")[:9])
 
 
-# The one `since` rule of the protocol (docs/protocol.md "Hostile input"): RFC 3339 text
+# The one `since` rule of the protocol (docs/protocol.md "Defaults and bounds"): RFC 3339 text
 # (any fraction length, kept to the nanosecond) or unix seconds (number or numeric text,
 # kept exactly as written), from 1970 up to the end of year 9999.
 SINCE_MIN_NANOS: Final = 0
@@ -195,6 +253,12 @@ def parse_since(value: Any, field: str = "since") -> int:
     if not SINCE_MIN_NANOS <= nanos <= SINCE_MAX_NANOS:
         raise error
     return nanos
+
+
+def optional_since(msg: Mapping[str, Any], field: str = "since") -> int | None:
+    """The message's `since` (`parse_since`), or None when absent or null."""
+    value = msg.get(field)
+    return None if value is None else parse_since(value, field)
 
 
 def _seconds_to_nanos(seconds: Decimal, error: ProtocolError) -> int:

@@ -6,6 +6,12 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
+__all__ = [
+    "FloodDetector",
+    "RateLimit",
+    "TokenBucket",
+]
+
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hour": 3600.0}
 _RATE_RE = re.compile(r"(?P<count>\d+)\s*/\s*(?P<number>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+)")

@@ -14,6 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "Overflow",
+    "QueueLimits",
+    "SendQueue",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class QueueLimits:

@@ -42,6 +42,28 @@ from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
 from openpanel_ws.web.routes import register as register_console
 
+__all__ = [
+    "CLIENTS_KEY",
+    "CLIENT_FILES",
+    "GATEWAYS_KEY",
+    "GUARD_KEY",
+    "SCHEDULER_KEY",
+    "SERVICES_KEY",
+    "ClientHandler",
+    "RefusedOrigins",
+    "RouteHandler",
+    "client_file_handler",
+    "create_app",
+    "create_runner",
+    "default_gateways",
+    "healthz",
+    "new_client_id",
+    "new_scheduler",
+    "origin_allowed",
+    "origin_refused",
+    "readyz",
+]
+
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("services", Services)
@@ -105,7 +127,7 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str],
 
 class RefusedOrigins:
     """Logs a refused Origin at INFO, at most once per origin per `period` seconds, so
-    an operator learns which setting to change without a flood (docs/protocol.md)."""
+    an operator learns which setting to change without a flood (docs/protocol.md "Origin")."""
 
     MAX_REMEMBERED = 1024
 
@@ -270,16 +292,16 @@ class ClientHandler:
                 if action.first:
                     if guard is not None:
                         guard.authenticated(request.protocol)
-                    await self._guard(session, self.gateway.on_authenticated(session))
+                    await self.run_guarded(session, self.gateway.on_authenticated(session))
                 else:
                     # Same user, new claims: what they no longer allow ends now.
-                    await self._guard(session, self.gateway.on_principal_changed(session))
+                    await self.run_guarded(session, self.gateway.on_principal_changed(session))
             elif isinstance(action, Dispatch):
                 # Never awaited here: a slow request must not hold up the connection's
                 # other messages. Requests of one lane (e.g. one subscription) stay in order.
                 lanes.submit(self.gateway.lane(action.message), action.message)
 
-    async def _guard(self, session: Session[Any], work: object) -> None:
+    async def run_guarded(self, session: Session[Any], work: object) -> None:
         """Run gateway code: a ProtocolError becomes an error message, anything else
         INTERNAL_ERROR; the connection and the server stay up either way."""
         try:
@@ -290,7 +312,7 @@ class ClientHandler:
             raise
         except Exception:
             log.exception("%s: unexpected error handling a message", self.gateway.name)
-            session.error(ErrorCode.INTERNAL_ERROR, "Internal error")
+            session.error(ErrorCode.INTERNAL_ERROR, protocol.INTERNAL_ERROR_MESSAGE)
 
 
 class _Lanes:
@@ -325,7 +347,7 @@ class _Lanes:
         handler, session = self._handler, self._session
         try:
             while queue and not self._closed:
-                await handler._guard(session, handler.gateway.dispatch(session, queue[0]))
+                await handler.run_guarded(session, handler.gateway.dispatch(session, queue[0]))
                 queue.popleft()
         finally:
             if self._queues is not None:
@@ -416,7 +438,7 @@ def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
     async def on_shutdown(app: web.Application) -> None:
         # Every client gets 1001; then each gateway releases its upstreams.
         for session in list(clients):
-            session.close(CloseCode.GOING_AWAY, "server shutdown")
+            session.close(CloseCode.GOING_AWAY, protocol.SHUTDOWN_REASON)
         waits = [s.writer.wait_closed() for s in list(clients)]
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5)

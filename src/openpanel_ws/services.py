@@ -9,6 +9,10 @@ from openpanel_ws.config import Settings
 from openpanel_ws.engine.client import DockerEngine
 from openpanel_ws.engine.events import EventsHub
 
+__all__ = [
+    "Services",
+]
+
 
 @dataclass
 class Services:

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from openpanel_ws.engine.logs import (
+    ContainerLogLine,
+    FollowCursor,
     HandoverFilter,
-    LogCursor,
-    LogLine,
     LogParser,
-    nanos_param,
     parse_all,
 )
+from openpanel_ws.engine.streams import time_param
 from openpanel_ws.protocol import parse_timestamp_nanos
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "containers"
@@ -28,9 +28,11 @@ def frame(stream: int, payload: bytes) -> bytes:
     return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
 
 
-def feed_in_pieces(data: bytes, step: int, *, tty: bool, max_line_bytes: int = 65536) -> list[LogLine]:
+def feed_in_pieces(
+    data: bytes, step: int, *, tty: bool, max_line_bytes: int = 65536
+) -> list[ContainerLogLine]:
     parser = LogParser(tty=tty, max_line_bytes=max_line_bytes)
-    out: list[LogLine] = []
+    out: list[ContainerLogLine] = []
     for i in range(0, len(data), step):
         out += parser.feed(data[i : i + step])
     return out + parser.flush()
@@ -107,16 +109,16 @@ def test_garbage_input_does_not_raise() -> None:
     assert (line.data, line.nanos) == ("plain line", 0)
 
 
-def line(nanos: int, data: str, stream: str = "stdout") -> LogLine:
-    return LogLine(stream, nanos, data)
+def line(nanos: int, data: str, stream: str = "stdout") -> ContainerLogLine:
+    return ContainerLogLine(stream, nanos, data)
 
 
 def test_cursor_resume_drops_the_replayed_lines_only() -> None:
-    cursor = LogCursor()
+    cursor = FollowCursor()
     # stdout and stderr arrive out of timestamp order: nothing is dropped while live.
     delivered = [line(10, "a"), line(30, "b"), line(20, "c", "stderr"), line(30, "d", "stderr")]
     assert all(cursor.admit(x) for x in delivered)
-    assert cursor.since_param() == nanos_param(30)
+    assert cursor.since_param() == time_param(30)
     cursor.begin_replay()
     # The engine's `since` is inclusive: it sends the lines at 30 again, then new ones.
     replay = [line(30, "b"), line(30, "d", "stderr"), line(31, "e"), line(30, "f", "stderr")]
@@ -125,8 +127,8 @@ def test_cursor_resume_drops_the_replayed_lines_only() -> None:
 
 
 def test_cursor_without_lines_has_no_since() -> None:
-    assert LogCursor().since_param() is None
-    assert nanos_param(1_795_738_074_000_000_001) == "1795738074.000000001"
+    assert FollowCursor().since_param() is None
+    assert time_param(1_795_738_074_000_000_001) == "1795738074.000000001"
 
 
 def test_handover_drops_history_and_older_backlog_keeps_new() -> None:

@@ -1,13 +1,23 @@
-"""Validation of subscribe_logs fields (no engine involved)."""
+"""Validation of /ws/containers requests (no engine involved)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
-from openpanel_ws.gateways.containers import DEFAULT_TAIL, ended_message, parse_since, parse_tail
-from openpanel_ws.protocol import ErrorCode, ProtocolError
+import helpers
+from fakes import Sink
+from openpanel_ws.auth import Principal
+from openpanel_ws.gateways.base import Session
+from openpanel_ws.gateways.containers import ContainersGateway, ended_message
+from openpanel_ws.gateways.containers.requests import DEFAULT_TAIL, parse_tail
+from openpanel_ws.outbound import ClientWriter, WriteScheduler
+from openpanel_ws.protocol import ErrorCode, ProtocolError, optional_since
+from openpanel_ws.sendqueue import QueueLimits
+from openpanel_ws.services import Services
 
 
 @pytest.mark.parametrize(
@@ -35,14 +45,14 @@ def test_bad_tail(value: Any) -> None:
     ],
 )
 def test_since(value: Any, nanos: int | None) -> None:
-    assert parse_since({"since": value}) == nanos
+    assert optional_since({"since": value}) == nanos
 
 
 @pytest.mark.parametrize("value", [
     "yesterday", "", -1, "-5", "nan", "inf", float("nan"), float("inf"), True, [1], "2026-13-01T00:00:00Z"])
 def test_bad_since(value: Any) -> None:
     with pytest.raises(ProtocolError) as info:
-        parse_since({"since": value})
+        optional_since({"since": value})
     assert (info.value.code, info.value.field) == (ErrorCode.INVALID_MESSAGE, "since")
 
 
@@ -50,3 +60,48 @@ def test_ended_message() -> None:
     msg = ended_message("stats", "web")
     assert msg["type"] == "subscription_ended"
     assert (msg["subscription"], msg["containerId"], msg["reason"]) == ("stats", "web", "container_removed")
+
+
+# --- the gateway's handlers, before any engine call ------------------------------------
+
+
+def gateway_and_session() -> tuple[ContainersGateway, Session[Any], Sink]:
+    gateway = ContainersGateway(Services.from_settings(helpers.test_settings()))
+    sink = Sink()
+    writer = ClientWriter(sink.ws, sink, WriteScheduler(QueueLimits(100, 1_000_000), 1.0))
+    sink.peer = writer
+    session: Session[Any] = Session("c1", writer)
+    session.principal = Principal("tester")
+    return gateway, session, sink
+
+
+async def test_unsubscribing_what_was_never_subscribed_makes_no_state() -> None:
+    gateway, session, sink = gateway_and_session()
+    for kind in ("logs", "stats"):
+        await gateway.dispatch(session, {"type": f"unsubscribe_{kind}", "containerId": "web"})
+    await gateway.on_disconnect(session)
+    assert session.state is None  # an idle connection holds nothing
+    session.close(1000, "")
+    await asyncio.wait_for(session.writer.wait_closed(), 2)
+    assert [orjson.loads(f) for f in sink.frames] == [
+        {"type": "unsubscribed_logs", "containerId": "web"},
+        {"type": "unsubscribed_stats", "containerId": "web"},
+    ]
+    await gateway.services.close()
+
+
+@pytest.mark.parametrize(("message", "field"), [
+    ({"type": "subscribe_logs"}, "containerId"),
+    ({"type": "subscribe_logs", "containerId": "web", "tail": -1}, "tail"),
+    ({"type": "subscribe_logs", "containerId": "web", "since": "yesterday"}, "since"),
+    ({"type": "subscribe_stats", "containerId": "web", "interval": 10}, "interval"),
+    ({"type": "unsubscribe_stats", "containerId": ""}, "containerId"),
+])
+async def test_a_bad_request_names_its_field_and_changes_nothing(message: Any, field: str) -> None:
+    gateway, session, _ = gateway_and_session()
+    with pytest.raises(ProtocolError) as info:
+        await gateway.dispatch(session, message)
+    assert (info.value.code, info.value.field) == (ErrorCode.INVALID_MESSAGE, field)
+    assert session.state is None or not session.state.subs
+    assert gateway.upstream_counts() == {"logs": 0, "stats": 0}
+    await gateway.services.close()

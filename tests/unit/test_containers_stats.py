@@ -17,6 +17,7 @@ from openpanel_ws.engine.stats import (
     memory_usage,
     network_bytes,
 )
+from openpanel_ws.gateways.containers.stats import stats_message
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "containers"
 
@@ -76,7 +77,7 @@ def test_cgroup_v2_sample() -> None:
     assert network_bytes(sample) == (1300, 2400)
     assert block_io_bytes(sample) == (1048576 + 524288, 4194304)
     assert stats.pids == 7
-    message = stats.message("web")
+    message = stats_message("web", stats)
     assert message["containerId"] == "web"
     assert message["timestamp"] == "2026-11-27T00:30:01.500000000Z"
     assert message["stats"]["cpu"] == {"usage": 100.0, "percent": 100.0}

@@ -19,13 +19,16 @@ from openpanel_ws import protocol
 from openpanel_ws.auth import AuthError, JwtSettings, Principal, TokenVerifier, principal_from_claims
 from openpanel_ws.connection import Action, Connection, LifecycleConfig
 from openpanel_ws.engine.client import DockerEngine
-from openpanel_ws.engine.events import EventsHub, LineSplitter, event_key, event_nanos
-from openpanel_ws.engine.logs import LogLine, LogParser, parse_all
+from openpanel_ws.engine.events import EventsHub, event_key, event_nanos
+from openpanel_ws.engine.logs import ContainerLogLine, LogParser, parse_all
 from openpanel_ws.engine.stats import ContainerStats, compute, is_running_sample
-from openpanel_ws.gateways.containers import parse_tail
-from openpanel_ws.gateways.event_text import describe
-from openpanel_ws.gateways.logs import EventFilter, scope_allows
-from openpanel_ws.gateways.terminal_state import parse_input, parse_open, parse_resize
+from openpanel_ws.engine.streams import LineSplitter
+from openpanel_ws.gateways.containers.requests import parse_tail
+from openpanel_ws.gateways.containers.stats import stats_message
+from openpanel_ws.gateways.logs.event_text import describe
+from openpanel_ws.gateways.logs.fanout import scope_allows
+from openpanel_ws.gateways.logs.filters import EventFilter
+from openpanel_ws.gateways.terminal.messages import parse_input, parse_open, parse_resize
 from openpanel_ws.protocol import ProtocolError
 from openpanel_ws.ratelimit import RateLimit
 
@@ -115,7 +118,7 @@ def test_event_filter_and_scope_on_any_event(raw_filter: dict[str, Any], event: 
 @given(st.lists(st.binary(max_size=64), max_size=12), st.booleans())
 def test_log_demux(chunks: list[bytes], tty: bool) -> None:
     parser = LogParser(tty=tty, max_line_bytes=32)
-    lines: list[LogLine] = []
+    lines: list[ContainerLogLine] = []
     for chunk in chunks:
         lines.extend(parser.feed(chunk))
     lines.extend(parser.flush())
@@ -143,7 +146,7 @@ def test_stats(sample: dict[str, Any]) -> None:
     result = compute(sample)
     assert result is None or isinstance(result, ContainerStats)
     if result is not None:
-        orjson.dumps(result.message("c"))
+        orjson.dumps(stats_message("c", result))
 
 
 @FUZZ

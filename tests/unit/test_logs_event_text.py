@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from openpanel_ws.gateways.event_text import describe
-from openpanel_ws.gateways.logs import docker_event
+from openpanel_ws.gateways.logs.event_text import describe
+from openpanel_ws.gateways.logs.messages import docker_event
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
 EVENTS: list[dict[str, Any]] = [orjson.loads(line) for line in FIXTURE.read_bytes().splitlines() if line]

@@ -10,10 +10,9 @@ from openpanel_ws.engine.events import (
     RESUME_MARGIN_NS,
     Deduper,
     EventsHub,
-    LineSplitter,
     event_nanos,
-    since_param,
 )
+from openpanel_ws.engine.streams import LineSplitter, time_param
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
 LINES = [line for line in FIXTURE.read_bytes().splitlines() if line]
@@ -68,8 +67,8 @@ async def test_resume_point_and_since_syntax() -> None:
     assert hub.resume_since() == 1_000
     hub.last_nanos = 5 * 10**9
     assert hub.resume_since() == 5 * 10**9 - RESUME_MARGIN_NS
-    assert since_param(1795737972035269178) == "1795737972.035269178"
-    assert since_param(7) == "0.000000007"
+    assert time_param(1795737972035269178) == "1795737972.035269178"
+    assert time_param(7) == "0.000000007"
 
 
 async def test_malformed_lines_are_ignored() -> None:

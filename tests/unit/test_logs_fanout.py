@@ -8,7 +8,8 @@ import orjson
 
 from fakes import Sink
 from openpanel_ws.gateways.base import Session
-from openpanel_ws.gateways.logs import EventFilter, Fanout
+from openpanel_ws.gateways.logs.fanout import Fanout
+from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.outbound import ClientWriter, WriteScheduler
 from openpanel_ws.sendqueue import QueueLimits
 
@@ -109,14 +110,33 @@ async def test_replay_goes_before_held_live_frames_without_duplicates() -> None:
 
 
 async def test_held_frames_are_bounded() -> None:
-    from openpanel_ws.gateways import logs
+    from openpanel_ws.gateways.logs import fanout
 
     fan = Fanout()
     s, _ = session("s")
     fan.add(s)
     fan.begin_replay(s)
-    for _ in range(logs.MAX_HELD_FRAMES + 1):
+    for _ in range(fanout.MAX_HELD_FRAMES + 1):
         fan.broadcast({"type": "system_log"})
     assert s.closed  # a slow consumer, closed with 1013 instead of growing memory
     fan.finish_replay(s, [])
     await asyncio.wait_for(s.writer.wait_closed(), 2)
+
+
+async def test_a_clients_state_lives_in_its_session_and_goes_with_it() -> None:
+    fan = Fanout()
+    s, _ = session("s")
+    fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
+    fan.set_scopes(s, ("web-*",))
+    assert s.state is None  # nothing is made for a session that never joined
+    fan.add(s, now_nanos=42)
+    state = s.state
+    assert state is not None and state.joined_nanos == 42 and state.scopes is None
+    fan.set_scopes(s, ("web-*",))
+    fan.set_filter(s, EventFilter.parse({"type": ["volume"]}))
+    assert state.scopes == ("web-*",) and state.filter is not None
+    fan.add(s)  # again: the same state
+    assert s.state is state
+    fan.discard(s)
+    assert s.state is None and s not in fan and len(fan) == 0
+    await drain(s)

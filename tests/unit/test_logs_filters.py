@@ -6,8 +6,8 @@ from typing import Any
 import orjson
 import pytest
 
-from openpanel_ws.gateways.logs import EventFilter, since_nanos
-from openpanel_ws.protocol import ErrorCode, ProtocolError
+from openpanel_ws.gateways.logs.filters import EventFilter
+from openpanel_ws.protocol import ErrorCode, ProtocolError, parse_since
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "logs" / "engine-events.jsonl"
 EVENTS: list[dict[str, Any]] = [orjson.loads(line) for line in FIXTURE.read_bytes().splitlines() if line]
@@ -88,11 +88,11 @@ def test_malformed_events_do_not_match_or_raise() -> None:
     ("1795737972.5", 1795737972500000000),
 ])
 def test_since_accepts_rfc3339_and_unix_seconds(value: Any, nanos: int) -> None:
-    assert since_nanos(value) == nanos
+    assert parse_since(value) == nanos
 
 
 @pytest.mark.parametrize("value", ["yesterday", "", -1, True, [1], {"a": 1}, float("nan")])
 def test_since_rejects_the_rest(value: Any) -> None:
     with pytest.raises(ProtocolError) as err:
-        since_nanos(value)
+        parse_since(value)
     assert err.value.field == "since"

@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 import pytest
 
-from openpanel_ws.gateways.metrics import next_deadline
+from openpanel_ws.gateways.metrics import metrics_message, next_deadline
 from openpanel_ws.host.metrics import (
     CpuCounters,
     DiskReading,
@@ -20,7 +21,7 @@ from openpanel_ws.host.metrics import (
     cpu_counters,
     cpu_percent,
     disk_from_statvfs,
-    metrics_message,
+    host_sample,
 )
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "metrics" / "readings.json"
@@ -45,12 +46,12 @@ def reading(raw: dict[str, Any]) -> Reading:
 
 def test_message_from_fixture_readings() -> None:
     data = json.loads(FIXTURE.read_text())
-    assert metrics_message(reading(data["prev"]), reading(data["cur"])) == data["expected"]
+    assert metrics_message(host_sample(reading(data["prev"]), reading(data["cur"]))) == data["expected"]
 
 
 def test_without_baseline_cpu_and_rates_are_zero() -> None:
     data = json.loads(FIXTURE.read_text())
-    msg = metrics_message(None, reading(data["cur"]))
+    msg = metrics_message(host_sample(None, reading(data["cur"])))
     assert msg["system"]["cpu"]["usage"] == 0.0
     assert msg["system"]["cpu"]["perCore"] == [0.0, 0.0]
     assert msg["system"]["network"]["rx_rate"] == 0
@@ -60,7 +61,7 @@ def test_without_baseline_cpu_and_rates_are_zero() -> None:
 def test_counter_going_backwards_gives_zero_rate_and_unreadable_disk_gives_zeros() -> None:
     data = json.loads(FIXTURE.read_text())
     cur = dict(data["cur"], rx_bytes=5, disk=None)
-    msg = metrics_message(reading(data["prev"]), reading(cur))
+    msg = metrics_message(host_sample(reading(data["prev"]), reading(cur)))
     assert msg["system"]["network"]["rx_rate"] == 0
     assert msg["system"]["disk"] == {"total": 0, "used": 0, "free": 0, "percent": 0.0}
 
@@ -145,3 +146,18 @@ def test_host_reader_unreadable_disk_path() -> None:
     reader = HostReader("/nonexistent/openpanel-ws")
     assert reader.read().disk is None
     assert reader.disk_error is not None and "/nonexistent/openpanel-ws" in reader.disk_error
+
+
+def test_message_bytes_keep_the_fixture_field_order() -> None:
+    # The gateway builds the wire message from a `HostSample`: same bytes, same order.
+    data = json.loads(FIXTURE.read_text())
+    msg = metrics_message(host_sample(reading(data["prev"]), reading(data["cur"])))
+    assert orjson.dumps(msg) == orjson.dumps(data["expected"])
+
+
+def test_sample_is_plain_data_the_message_is_built_from() -> None:
+    data = json.loads(FIXTURE.read_text())
+    sample = host_sample(reading(data["prev"]), reading(data["cur"]))
+    assert sample.cores == len(data["cur"]["cores"]) == len(sample.per_core)
+    assert sample.memory.used == data["cur"]["memory_total"] - data["cur"]["memory_available"]
+    assert metrics_message(sample)["system"]["cpu"]["usage"] == sample.cpu_usage

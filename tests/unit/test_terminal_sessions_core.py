@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from openpanel_ws.config import ConfigError, load_settings
-from openpanel_ws.gateways.recording import CastRecorder, header, play, read_cast, recording_name
-from openpanel_ws.gateways.terminal_journal import TerminalJournal, owner_alive
-from openpanel_ws.gateways.terminal_sessions import OutputRing, SessionRegistry, utf8_len
-from openpanel_ws.gateways.terminal_state import parse_open
+from openpanel_ws.gateways.terminal.journal import TerminalJournal, owner_alive
+from openpanel_ws.gateways.terminal.messages import parse_open
+from openpanel_ws.gateways.terminal.recording import CastRecorder, header, play, read_cast, recording_name
+from openpanel_ws.gateways.terminal.sessions import OutputRing, SessionRegistry, utf8_len
 from openpanel_ws.protocol import ProtocolError
 
 # --- ring and seq -----------------------------------------------------------------------

@@ -7,22 +7,19 @@ from pathlib import Path
 import orjson
 import pytest
 
-from openpanel_ws.audit import AuditLog, end_record, start_record
 from openpanel_ws.engine.exec import start_failure_message
-from openpanel_ws.gateways.terminal_state import (
+from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_record
+from openpanel_ws.gateways.terminal.messages import (
     IDLE_TIMEOUT,
     PROCESS_EXITED,
     USER_CLOSED,
-    OutputDecoder,
-    Phase,
-    TerminalError,
-    TerminalState,
+    TerminalRefused,
     closed_message,
-    new_session_id,
     parse_input,
     parse_open,
     parse_resize,
 )
+from openpanel_ws.gateways.terminal.state import OutputDecoder, Phase, TerminalState, new_session_id
 from openpanel_ws.protocol import ProtocolError
 
 SAMPLE = "a àçãé 日本語 😀€ z"
@@ -138,7 +135,7 @@ def test_messages() -> None:
     assert closed_message(USER_CLOSED, 129) == {"type": "terminal_closed", "reason": "User closed"}
     assert closed_message(PROCESS_EXITED, 7) == {"type": "terminal_closed",
                                                  "reason": "Process exited", "exitCode": 7}
-    assert TerminalError("x", containerId="web").to_message() == {
+    assert TerminalRefused("x", containerId="web").to_message() == {
         "type": "terminal_error", "message": "x", "containerId": "web"}
     assert new_session_id() != new_session_id()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from openpanel_ws.gateways.terminal_state import ExecOutput, parse_open
+from openpanel_ws.gateways.terminal.messages import parse_open
+from openpanel_ws.gateways.terminal.state import ExecOutput
 from openpanel_ws.protocol import ProtocolError
 
 

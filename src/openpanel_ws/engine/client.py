@@ -1,7 +1,13 @@
-"""Docker Engine API over aiohttp (unix socket or tcp).
+"""Docker Engine API over aiohttp (unix socket or tcp): the only aiohttp client code.
 
-FIELD-NOTES: aiodocker leaks a connection per abandoned stream, so this talks to the
-Engine API directly. Every streaming response is closed when its `async with` exits.
+aiodocker leaks a connection per abandoned stream, so this talks to the Engine API
+directly. Every streaming response is closed when its generator (`stream_chunks`) is
+closed or its task cancelled. Every failure leaves this module as an `EngineError`:
+
+    EngineError
+     +-- EngineUnavailable   not reachable, no answer in time, or a stream broke off
+     +-- EngineStatusError   the engine answered with an HTTP error status
+          +-- EngineNotFound 404
 """
 
 from __future__ import annotations
@@ -9,12 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
+
+__all__ = [
+    "DEFAULT_ENGINE_TIMEOUT",
+    "DockerEngine",
+    "EngineError",
+    "EngineNotFound",
+    "EngineStatusError",
+    "EngineUnavailable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +42,37 @@ DEFAULT_ENGINE_TIMEOUT = 5.0
 
 
 class EngineError(Exception):
-    """The engine answered with an error status."""
+    """Anything that went wrong talking to the engine (the root of the tree above)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"engine error {status}: {message}")
-        self.status = status
+    status: int = 0  # the HTTP status, for `EngineStatusError`; 0 otherwise
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
         self.message = message
 
 
-class EngineNotFound(EngineError):
-    pass
+class EngineUnavailable(EngineError):
+    """The engine cannot be reached, did not answer in time, or a stream broke off."""
 
 
-class EngineUnavailable(Exception):
-    """The engine cannot be reached."""
+class EngineStatusError(EngineError):
+    """The engine answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        Exception.__init__(self, f"engine error {status}: {message}")
+        self.message = message
+        self.status = status
+
+
+class EngineNotFound(EngineStatusError):
+    """404: no such container (or exec, ...)."""
+
+
+# `stream_chunks(on_open=...)`: called once the engine has answered a stream's request.
+OnOpen = Callable[[], None]
+_TRANSPORT_ERRORS: Final = (aiohttp.ClientError, OSError, TimeoutError)
+
+
 
 
 class DockerEngine:
@@ -132,7 +164,7 @@ class DockerEngine:
                 raise _error(resp.status, data)
         except TimeoutError:
             raise EngineUnavailable(f"no answer within {header_timeout:g} s") from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from None
         if not data:
             return None
@@ -150,7 +182,7 @@ class DockerEngine:
     async def ping(self, timeout: float = 3.0) -> bool:
         try:
             await self.request("GET", "/_ping", timeout=timeout)
-        except (EngineUnavailable, EngineError):
+        except EngineError:
             return False
         return True
 
@@ -160,8 +192,8 @@ class DockerEngine:
         return result
 
     @contextlib.asynccontextmanager
-    async def stream(
-        self, path: str, params: Mapping[str, Any] | None = None, method: str = "GET"
+    async def _open_stream(
+        self, path: str, params: Mapping[str, Any] | None, method: str
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A streaming response (logs, stats, events); closed when the block exits."""
         try:
@@ -172,23 +204,58 @@ class DockerEngine:
                 )
         except TimeoutError:
             raise EngineUnavailable(f"no answer within {self.timeout:g} s") from None
-        except (aiohttp.ClientConnectionError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from None
         self.open_streams += 1
         try:
             if resp.status >= 400:
-                raise _error(resp.status, await resp.read())
+                try:
+                    body = await resp.read()
+                except _TRANSPORT_ERRORS as exc:
+                    raise EngineUnavailable(str(exc) or type(exc).__name__) from None
+                raise _error(resp.status, body)
             yield resp
         finally:
             self.open_streams -= 1
             resp.close()
+
+    async def stream_chunks(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        method: str = "GET",
+        on_open: OnOpen | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """The body of a streaming response (logs, stats, events), chunk by chunk as it
+        arrives; ends when the engine ends the stream.
+
+        Raises only `EngineError`s: `EngineUnavailable` when the engine cannot be reached,
+        does not send its headers within `timeout`, or the stream breaks off;
+        `EngineStatusError` (`EngineNotFound`) for an error status. `on_open` is called
+        once the engine has answered (an events stream sends no body until an event).
+        The response is closed when the generator is closed (`contextlib.aclosing`) or
+        the task reading it is cancelled.
+        """
+        async with self._open_stream(path, params, method) as resp:
+            if on_open is not None:
+                on_open()
+            while True:
+                try:
+                    chunk = await resp.content.readany()
+                except _TRANSPORT_ERRORS as exc:
+                    raise EngineUnavailable(
+                        f"stream interrupted: {exc or type(exc).__name__}") from None
+                if not chunk:
+                    return
+                yield chunk
 
     async def hijack(
         self, path: str, body: Any
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """POST with `Upgrade: tcp` and return the raw bidirectional stream after 101.
 
-        FIELD-NOTES: aiohttp's client keeps bytes that follow a 101 in a private buffer,
+        aiohttp's client keeps bytes that follow a 101 in a private buffer,
         so exec attach uses a plain asyncio connection.
         """
         payload = orjson.dumps(body)
@@ -228,9 +295,9 @@ class DockerEngine:
         return reader, writer
 
 
-def _error(status: int, data: bytes) -> EngineError:
+def _error(status: int, data: bytes) -> EngineStatusError:
     message = data.decode("utf-8", "replace").strip()
     with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
         message = str(orjson.loads(data).get("message", message))
-    cls = EngineNotFound if status == 404 else EngineError
+    cls = EngineNotFound if status == 404 else EngineStatusError
     return cls(status, message)

@@ -26,10 +26,21 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
-from openpanel_ws.engine.client import DockerEngine, EngineError, EngineUnavailable
+from openpanel_ws.engine.client import DockerEngine, EngineError
+from openpanel_ws.engine.streams import LineSplitter, pump, time_param
+
+__all__ = [
+    "RESUME_MARGIN_NS",
+    "Deduper",
+    "EngineEvent",
+    "EventListener",
+    "EventsHub",
+    "StatusListener",
+    "event_key",
+    "event_nanos",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +52,6 @@ StatusListener = Callable[[bool, str], None]
 _SEEN_KEYS = 4096
 # How far before the last delivered event a resumed stream starts (see module doc).
 RESUME_MARGIN_NS = 2_000_000_000
-# One engine event is a JSON line of a few hundred bytes; a line past this is dropped.
-MAX_EVENT_LINE = 1 << 20
 
 
 def event_nanos(event: EngineEvent) -> int:
@@ -64,49 +73,6 @@ def event_key(event: EngineEvent) -> tuple[Any, ...]:
         actor.get("ID") if isinstance(actor, dict) else None,
         event.get("id"),
     )
-
-
-def since_param(nanos: int) -> str:
-    """The engine's `since` syntax for an exact instant: `<seconds>.<nanoseconds>`."""
-    seconds, rest = divmod(max(0, nanos), 1_000_000_000)
-    return f"{seconds}.{rest:09d}"
-
-
-class LineSplitter:
-    """Bytes of a newline-delimited stream -> complete lines, with a bounded buffer."""
-
-    __slots__ = ("_buf", "_max", "_skipping", "dropped")
-
-    def __init__(self, max_line: int = MAX_EVENT_LINE) -> None:
-        self._buf = bytearray()
-        self._max = max_line
-        self._skipping = False  # inside a line that was too long: drop up to its newline
-        self.dropped = 0
-
-    def feed(self, data: bytes) -> list[bytes]:
-        lines: list[bytes] = []
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            if self._skipping:
-                self._skipping = False
-            else:
-                self._buf += data[start:end]
-                if len(self._buf) <= self._max:
-                    lines.append(bytes(self._buf))
-                else:
-                    self.dropped += 1
-            self._buf.clear()
-            start = end + 1
-        if not self._skipping:
-            self._buf += data[start:]
-            if len(self._buf) > self._max:
-                self.dropped += 1
-                self._buf.clear()
-                self._skipping = True
-        return lines
 
 
 class Deduper:
@@ -231,24 +197,23 @@ class EventsHub:
         delay = self.backoff_initial
         lost_reported = False
         while self._listeners:
-            params = {"since": since_param(self.resume_since())}
+            params = {"since": time_param(self.resume_since())}
+
+            def opened() -> None:
+                nonlocal delay, lost_reported
+                self.streams_opened += 1
+                self.connected = True
+                self._ready.set()
+                delay = self.backoff_initial
+                if lost_reported:
+                    lost_reported = False
+                    self._notify_status(True, "Docker engine connection restored")
+
             try:
-                async with self._engine.stream("/events", params) as resp:
-                    self.streams_opened += 1
-                    self.connected = True
-                    self._ready.set()
-                    delay = self.backoff_initial
-                    if lost_reported:
-                        lost_reported = False
-                        self._notify_status(True, "Docker engine connection restored")
-                    splitter = LineSplitter()
-                    async for chunk in resp.content.iter_any():
-                        for line in splitter.feed(chunk):
-                            if line.strip():
-                                self.handle_line(line)
+                await pump(self._engine.stream_chunks("/events", params, on_open=opened),
+                           LineSplitter(), self._handle_lines)
                 reason = "events stream ended"
-            except (TimeoutError, EngineUnavailable, EngineError, aiohttp.ClientError,
-                    ConnectionError) as exc:
+            except EngineError as exc:
                 reason = str(exc) or type(exc).__name__
             except Exception as exc:  # a bug must not end the stream for good: retry
                 log.exception("events stream failed")
@@ -260,6 +225,11 @@ class EventsHub:
                 self._notify_status(False, f"Docker engine connection lost: {reason}")
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self.backoff_max)
+
+    def _handle_lines(self, lines: list[bytes]) -> None:
+        for line in lines:
+            if line.strip():
+                self.handle_line(line)
 
     def handle_line(self, line: bytes) -> None:
         """One JSON line from the engine: dedupe, then hand to every listener."""

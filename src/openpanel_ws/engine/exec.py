@@ -1,6 +1,6 @@
 """Interactive Docker exec: create, attach (hijacked TTY socket), resize, exit code, kill.
 
-FIELD-NOTES "Docker engine" drives every choice here:
+How the engine behaves (measured on Engine API 1.41) drives every choice here:
 - attach is a raw socket after `101 UPGRADED` (`DockerEngine.hijack`); with a TTY the
   stream is not multiplexed;
 - resize answers 500 before the exec has started and 404 after it has exited, so the
@@ -26,6 +26,17 @@ from typing import Any
 from urllib.parse import quote
 
 from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound, EngineUnavailable
+
+__all__ = [
+    "MARKER_ENV",
+    "START_FAILURE_CODES",
+    "START_FAILURE_PREFIX",
+    "TERM_ENV",
+    "ExecProcess",
+    "exit_code_of",
+    "path_exists",
+    "start_failure_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -254,13 +265,13 @@ class ExecProcess:
                 code = await exit_code_of(self.engine, kill_id, 5.0)
             except EngineNotFound:
                 return True  # container gone: so are its processes
+            except EngineUnavailable as exc:
+                log.warning("terminal kill exec failed, engine unavailable: %s", exc)
+                return False
             except EngineError as exc:
                 if exc.status == 409:  # container not running: nothing left to kill
                     return True
                 log.warning("terminal kill exec failed: %s", exc)
-                return False
-            except EngineUnavailable as exc:
-                log.warning("terminal kill exec failed, engine unavailable: %s", exc)
                 return False
             if code not in START_FAILURE_CODES:
                 return True
@@ -276,7 +287,7 @@ async def exit_code_of(engine: DockerEngine, exec_id: str, timeout: float) -> in
     while True:
         try:
             info = await engine.get(f"/exec/{exec_id}/json")
-        except (EngineError, EngineUnavailable):
+        except EngineError:
             return None
         if not info.get("Running"):
             code = info.get("ExitCode")
@@ -299,6 +310,6 @@ async def path_exists(engine: DockerEngine, container_id: str, path: str) -> boo
         )
     except EngineNotFound:
         return False
-    except (EngineError, EngineUnavailable):
+    except EngineError:
         return None
     return True

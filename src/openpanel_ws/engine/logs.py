@@ -6,7 +6,7 @@ nano timestamp and a space. Non-TTY containers send 8-byte-header frames
 TTY containers send the raw bytes (lines end in `\\r\\n`, all on stdout). HTTP chunks
 split frames and lines anywhere, so everything incomplete is held until the rest arrives.
 
-Also here: `LogCursor`, which decides whether a line was already delivered, so a
+Also here: `FollowCursor`, which decides whether a line was already delivered, so a
 stream re-opened with `since` (restart, engine hiccup) or a late subscriber's history
 produce neither a gap nor a duplicate.
 """
@@ -18,7 +18,20 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from openpanel_ws.engine.streams import time_param
 from openpanel_ws.protocol import parse_timestamp_nanos, rfc3339_from_nanos
+
+__all__ = [
+    "ENGINE_PARTIAL_BYTES",
+    "STDERR",
+    "STDOUT",
+    "ContainerLogLine",
+    "FollowCursor",
+    "HandoverFilter",
+    "LogParser",
+    "parse_all",
+    "split_frames",
+]
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -31,7 +44,7 @@ ENGINE_PARTIAL_BYTES = 16 * 1024  # the engine's log message size: longer lines 
 
 
 @dataclass(frozen=True, slots=True)
-class LogLine:
+class ContainerLogLine:
     stream: str
     nanos: int  # the engine's timestamp of the line (0 when it had none)
     data: str
@@ -79,7 +92,7 @@ def split_frames(buf: bytes | bytearray) -> tuple[list[tuple[str, bytes]], int]:
 
 
 class LogParser:
-    """Feed engine bytes, get complete `LogLine`s; `flush()` when the stream ends."""
+    """Feed engine bytes, get complete `ContainerLogLine`s; `flush()` when the stream ends."""
 
     def __init__(self, *, tty: bool, max_line_bytes: int = 65536) -> None:
         if max_line_bytes < 4:
@@ -91,8 +104,8 @@ class LogParser:
         self._tty_at_line_start = True
         self._tty_run = 0  # payload bytes since the last timestamp prefix (TTY)
 
-    def feed(self, chunk: bytes) -> list[LogLine]:
-        out: list[LogLine] = []
+    def feed(self, chunk: bytes) -> list[ContainerLogLine]:
+        out: list[ContainerLogLine] = []
         self._buf += chunk
         if self.tty:
             self._feed_tty(out)
@@ -100,9 +113,9 @@ class LogParser:
             self._feed_frames(out)
         return out
 
-    def flush(self) -> list[LogLine]:
+    def flush(self) -> list[ContainerLogLine]:
         """End of stream: a partial line still counts (the container may not end with \\n)."""
-        out: list[LogLine] = []
+        out: list[ContainerLogLine] = []
         if self.tty and self._buf:
             # Whatever remains is a line start that never got its timestamp completed.
             self._tty_take_timestamp(final=True)
@@ -118,7 +131,7 @@ class LogParser:
 
     # --- multiplexed (non-TTY) -------------------------------------------------------
 
-    def _feed_frames(self, out: list[LogLine]) -> None:
+    def _feed_frames(self, out: list[ContainerLogLine]) -> None:
         frames, used = split_frames(self._buf)
         for stream, payload in frames:
             # One frame is one log message: it starts with its own timestamp, also when
@@ -132,7 +145,7 @@ class LogParser:
 
     # --- raw (TTY) ----------------------------------------------------------------------
 
-    def _feed_tty(self, out: list[LogLine]) -> None:
+    def _feed_tty(self, out: list[ContainerLogLine]) -> None:
         while self._buf:
             if self._tty_at_line_start and not self._tty_take_timestamp(final=False):
                 return  # wait for the rest of the timestamp
@@ -176,7 +189,7 @@ class LogParser:
 
     # --- lines ----------------------------------------------------------------------------
 
-    def _append(self, stream: str, payload: bytes, out: list[LogLine]) -> None:
+    def _append(self, stream: str, payload: bytes, out: list[ContainerLogLine]) -> None:
         pending = self._pending[stream]
         data = pending.data
         data += payload
@@ -196,10 +209,10 @@ class LogParser:
             del data[:cut]
 
     @staticmethod
-    def _emit(stream: str, pending: _Pending, raw: bytes | bytearray, out: list[LogLine]) -> None:
+    def _emit(stream: str, pending: _Pending, raw: bytes | bytearray, out: list[ContainerLogLine]) -> None:
         # TTY lines end in \r\n, and a program's own \r\n becomes \r\r\n there.
         raw = raw.rstrip(b"\r")
-        out.append(LogLine(stream, pending.nanos, bytes(raw).decode("utf-8", "replace")))
+        out.append(ContainerLogLine(stream, pending.nanos, bytes(raw).decode("utf-8", "replace")))
 
 
 def _nanos(text: bytes) -> int:
@@ -216,7 +229,7 @@ def _strip_timestamp(payload: bytes) -> tuple[int, bytes]:
     return _nanos(match.group()[:-1]), payload[match.end() :]
 
 
-def parse_all(data: bytes, *, tty: bool, max_line_bytes: int = 65536) -> list[LogLine]:
+def parse_all(data: bytes, *, tty: bool, max_line_bytes: int = 65536) -> list[ContainerLogLine]:
     """A whole (non-follow) response at once."""
     parser = LogParser(tty=tty, max_line_bytes=max_line_bytes)
     return parser.feed(data) + parser.flush()
@@ -225,7 +238,7 @@ def parse_all(data: bytes, *, tty: bool, max_line_bytes: int = 65536) -> list[Lo
 # --- delivery bookkeeping ----------------------------------------------------------------
 
 
-class LogCursor:
+class FollowCursor:
     """Where a stream got to, so that re-opening it with `since` repeats nothing.
 
     The engine writes stdout and stderr lines to its log in arrival order, but each
@@ -243,7 +256,7 @@ class LogCursor:
         self._floor: int | None = None
         self._replay: Counter[tuple[int, str, str]] = Counter()
 
-    def admit(self, line: LogLine) -> bool:
+    def admit(self, line: ContainerLogLine) -> bool:
         """True when `line` was not delivered before; records it."""
         if line.nanos and self._floor is not None:
             if line.nanos < self._floor:
@@ -265,7 +278,7 @@ class LogCursor:
         self._replay = Counter(self._at_max)
 
     def since_param(self) -> str | None:
-        return None if self.nanos is None else nanos_param(self.nanos)
+        return None if self.nanos is None else time_param(self.nanos)
 
 
 class HandoverFilter:
@@ -282,7 +295,7 @@ class HandoverFilter:
 
     __slots__ = ("_floor", "_keys", "_newest", "done")
 
-    def __init__(self, history: Iterable[LogLine], since_nanos: int | None = None) -> None:
+    def __init__(self, history: Iterable[ContainerLogLine], since_nanos: int | None = None) -> None:
         self._keys: Counter[tuple[int, str, str]] = Counter()
         oldest: int | None = None
         newest: int | None = None
@@ -296,7 +309,7 @@ class HandoverFilter:
         self._newest = newest
         self.done = newest is None and since_nanos is None
 
-    def admit(self, line: LogLine) -> bool:
+    def admit(self, line: ContainerLogLine) -> bool:
         if self.done or not line.nanos:
             return True
         if self._keys[line.key] > 0:
@@ -309,9 +322,3 @@ class HandoverFilter:
             self.done = True
             self._keys.clear()
         return True
-
-
-def nanos_param(nanos: int) -> str:
-    """The engine's `since`/`until` format: seconds with a nanosecond fraction."""
-    seconds, fraction = divmod(nanos, 1_000_000_000)
-    return f"{seconds}.{fraction:09d}"

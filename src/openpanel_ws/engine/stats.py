@@ -17,10 +17,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from openpanel_ws.protocol import parse_timestamp_nanos, rfc3339_from_nanos
+from openpanel_ws.protocol import parse_timestamp_nanos
+
+__all__ = [
+    "ContainerStats",
+    "Pacer",
+    "Sample",
+    "block_io_bytes",
+    "compute",
+    "cpu_percent",
+    "is_running_sample",
+    "memory_usage",
+    "network_bytes",
+]
 
 Sample = Mapping[str, Any]
-
 
 
 def _num(value: Any) -> int:
@@ -92,6 +103,8 @@ def block_io_bytes(sample: Sample) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class ContainerStats:
+    """The numbers of one sample (the wire `stats` message is built by the gateway)."""
+
     nanos: int  # the sample's `read` time
     cpu_percent: float
     memory_usage: int
@@ -102,26 +115,6 @@ class ContainerStats:
     blkio_read: int
     blkio_write: int
     pids: int
-
-    def message(self, container_ref: str) -> dict[str, Any]:
-        """The specification's `stats` message; `blkio` and `pids` are additive extras."""
-        cpu = round(self.cpu_percent, 2)
-        return {
-            "type": "stats",
-            "containerId": container_ref,
-            "timestamp": rfc3339_from_nanos(self.nanos),
-            "stats": {
-                "cpu": {"usage": cpu, "percent": cpu},
-                "memory": {
-                    "usage": self.memory_usage,
-                    "limit": self.memory_limit,
-                    "percent": round(self.memory_percent, 2),
-                },
-                "network": {"rx_bytes": self.rx_bytes, "tx_bytes": self.tx_bytes},
-                "blkio": {"read_bytes": self.blkio_read, "write_bytes": self.blkio_write},
-                "pids": self.pids,
-            },
-        }
 
 
 def compute(sample: Sample) -> ContainerStats | None:

@@ -13,6 +13,8 @@ from openpanel_ws.auth import Principal
 from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.protocol import ErrorCode, ProtocolError
 
+__all__ = ["DOCKER_UNAVAILABLE_MESSAGE", "container_names", "could_be_id", "resolve_container"]
+
 DOCKER_UNAVAILABLE_MESSAGE = "Docker engine unavailable"
 
 

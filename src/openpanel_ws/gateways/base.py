@@ -19,6 +19,13 @@ from openpanel_ws.protocol import ErrorCode, Message
 if TYPE_CHECKING:
     from openpanel_ws.services import Services
 
+__all__ = [
+    "Gateway",
+    "Handler",
+    "Session",
+    "StateT",
+]
+
 log = logging.getLogger(__name__)
 
 # [payload, its frame]: the last payload framed by `Session.send_encoded` (kept alive

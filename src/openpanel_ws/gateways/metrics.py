@@ -18,9 +18,21 @@ from dataclasses import dataclass, field
 
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
-from openpanel_ws.host.metrics import HostReader, Reading, metrics_message
-from openpanel_ws.protocol import Message
+from openpanel_ws.host.metrics import HostReader, HostSample, Reading, Usage, host_sample
+from openpanel_ws.protocol import Message, rfc3339
 from openpanel_ws.services import Services
+
+__all__ = [
+    "FRESH_SECONDS",
+    "MIN_CPU_WINDOW",
+    "MetricsGateway",
+    "Sampler",
+    "Subscription",
+    "metrics_message",
+    "next_deadline",
+    "subscribed_message",
+    "unsubscribed_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +66,57 @@ class Sampler:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
+    """A connection's metrics subscription (`Session.state`): its interval and the
+    latest-value key its frames are conflated under."""
+
     interval_ms: int
     key: str
+
+
+# --- wire format (docs/protocol.md "Metrics") ----------------------------------------
+
+
+def _usage(usage: Usage) -> Message:
+    return {"total": usage.total, "used": usage.used, "free": usage.free,
+            "percent": usage.percent}
+
+
+def metrics_message(sample: HostSample) -> Message:
+    """The `metrics` message of one sample.
+
+    The specification's fields come first and keep their exact names and meaning; the
+    rest (`perCore`, `loadAverage`, `swap`, `uptime`, `rx_rate`, `tx_rate`) are additive.
+    """
+    return {
+        "type": "metrics",
+        "timestamp": rfc3339(sample.wall),
+        "system": {
+            "cpu": {
+                "usage": sample.cpu_usage,
+                "cores": sample.cores,
+                "perCore": list(sample.per_core),
+                "loadAverage": list(sample.load),
+            },
+            "memory": _usage(sample.memory),
+            "disk": _usage(sample.disk),
+            "network": {
+                "rx_bytes": sample.rx_bytes,
+                "tx_bytes": sample.tx_bytes,
+                "rx_rate": sample.rx_rate,
+                "tx_rate": sample.tx_rate,
+            },
+            "swap": _usage(sample.swap),
+            "uptime": sample.uptime,
+        },
+    }
+
+
+def subscribed_message(interval_ms: int) -> Message:
+    return {"type": "subscribed", "interval": interval_ms}
+
+
+def unsubscribed_message() -> Message:
+    return {"type": "unsubscribed"}
 
 
 def next_deadline(deadline: float, period: float, now: float) -> float:
@@ -68,6 +129,9 @@ def next_deadline(deadline: float, period: float, now: float) -> float:
 
 
 class MetricsGateway(Gateway[Subscription]):
+    """`/ws/metrics`: one subscription per connection (`Session.state`), one shared
+    sampler per distinct interval."""
+
     name = "metrics"
 
     def __init__(self, services: Services) -> None:
@@ -103,7 +167,7 @@ class MetricsGateway(Gateway[Subscription]):
 
     async def _subscribe(self, session: Session[Subscription], msg: Message) -> None:
         interval = protocol.interval_ms(msg)  # raises INVALID_MESSAGE before any change
-        old: Subscription | None = session.state
+        old = session.state
         if old is not None:
             # Drop an unsent frame of the old subscription. A fresh key per subscription
             # keeps the old key's queue slot from carrying the new frame ahead of the ack.
@@ -112,7 +176,7 @@ class MetricsGateway(Gateway[Subscription]):
                 self._leave(session, old)
         sub = Subscription(interval, f"metrics#{next(_keys)}")
         session.state = sub
-        session.send({"type": "subscribed", "interval": interval})
+        session.send(subscribed_message(interval))
         sampler = self._samplers.get(interval)
         if sampler is None:
             sampler = self._start_sampler(interval)
@@ -120,18 +184,21 @@ class MetricsGateway(Gateway[Subscription]):
         self._first_sample(sampler, session, sub.key)
 
     async def _unsubscribe(self, session: Session[Subscription], msg: Message) -> None:
-        old: Subscription | None = session.state
-        if old is not None:
-            session.writer.discard_latest(old.key)
-            self._leave(session, old)
-            session.state = None
-        session.send({"type": "unsubscribed"})
+        self._end(session, discard_unsent=True)
+        session.send(unsubscribed_message())
 
     async def on_disconnect(self, session: Session[Subscription]) -> None:
-        old: Subscription | None = session.state
-        if old is not None:
-            self._leave(session, old)
-            session.state = None
+        self._end(session, discard_unsent=False)
+
+    def _end(self, session: Session[Subscription], *, discard_unsent: bool) -> None:
+        """The session's subscription (if any) ends; `discard_unsent`: its unsent frame
+        too (the connection lives on)."""
+        old, session.state = session.state, None
+        if old is None:
+            return
+        if discard_unsent:
+            session.writer.discard_latest(old.key)
+        self._leave(session, old)
 
     async def stop(self) -> None:
         samplers = list(self._samplers.values())
@@ -194,7 +261,7 @@ class MetricsGateway(Gateway[Subscription]):
             return None
         self._note_disk()
         self.samples_taken += 1
-        return protocol.encode(metrics_message(prev, reading))
+        return protocol.encode(metrics_message(host_sample(prev, reading)))
 
     def _note_disk(self) -> None:
         error = self.reader.disk_error
@@ -212,7 +279,7 @@ class MetricsGateway(Gateway[Subscription]):
             return
         sampler.failing = False
         self._note_disk()
-        frame = protocol.encode(metrics_message(sampler.prev, reading))
+        frame = protocol.encode(metrics_message(host_sample(sampler.prev, reading)))
         sampler.prev = reading
         sampler.frame, sampler.frame_at = frame, reading.monotonic
         sampler.ticks += 1

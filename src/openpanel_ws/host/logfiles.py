@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import BinaryIO, Final
 
+__all__ = ["MAX_LINE_BYTES", "FileTailer", "HostLogTailer", "LineSink", "guess_level", "source_names"]
+
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES: Final = 16 * 1024  # longer lines are cut (a log line, not a payload)

@@ -1,13 +1,15 @@
 """Host metrics: raw readings from psutil (the edge) and the pure math on them (the core).
 
-`HostReader.read()` takes one `Reading` of cumulative counters; `metrics_message(prev, cur)`
-turns two readings into the body of a `metrics` message without any I/O, so every number
-the gateway sends is computed by plain functions the unit tests call directly.
+`HostReader.read()` takes one `Reading` of cumulative counters; `host_sample(prev, cur)`
+turns two readings into a `HostSample` without any I/O, so every number the metrics
+gateway sends (it builds the wire message, `gateways.metrics.metrics_message`) is
+computed by plain functions the unit tests call directly.
 
 CPU usage comes from cumulative `cpu_times` deltas between two readings, not from
-`psutil.cpu_percent`: that one keeps a single hidden baseline per thread (FIELD-NOTES), so
-two samplers with different intervals would reset each other's. With explicit readings each
-sampler measures over its own period and no sampler disturbs another.
+`psutil.cpu_percent`: that one keeps a single hidden baseline per thread (docs/metrics.md
+"Timing and sharing"), so two samplers with different intervals would reset each other's.
+With explicit readings each sampler measures over its own period and no sampler disturbs
+another.
 """
 
 from __future__ import annotations
@@ -20,7 +22,22 @@ from typing import Any
 
 import psutil
 
-from openpanel_ws.protocol import Message, rfc3339
+__all__ = [
+    "VIRTUAL_NET_DIR",
+    "CpuCounters",
+    "DiskReading",
+    "HostReader",
+    "HostSample",
+    "Reading",
+    "Usage",
+    "counted_interfaces",
+    "cpu_counters",
+    "cpu_percent",
+    "cpu_sum",
+    "disk_from_statvfs",
+    "host_sample",
+    "percent",
+]
 
 VIRTUAL_NET_DIR = "/sys/devices/virtual/net"
 
@@ -73,7 +90,7 @@ def percent(part: int | float, whole: int | float) -> float:
 def counted_interfaces(
     names: Iterable[str], *, virtual: Iterable[str], loopback: Iterable[str], include_virtual: bool
 ) -> list[str]:
-    """The interfaces whose counters make up `system.network` (DECISIONS "Metrics gateway").
+    """The interfaces whose counters make up `system.network` (docs/protocol.md "Metrics").
 
     Loopback never counts. Virtual interfaces (docker0, veth*, br-*, ifb*: those under
     /sys/devices/virtual/net) are left out unless configured, so container traffic
@@ -131,60 +148,69 @@ def _rate(prev: int, cur: int, seconds: float) -> int:
     return round((cur - prev) / seconds)
 
 
-def metrics_message(prev: Reading | None, cur: Reading) -> Message:
-    """The `metrics` message for `cur`, with CPU and rates over the period since `prev`.
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A capacity and how much of it is in use (memory, disk, swap), in bytes."""
 
-    The specification's fields come first and keep their exact names and meaning; the
-    rest (`perCore`, `loadAverage`, `swap`, `uptime`, `rx_rate`, `tx_rate`) are additive.
-    """
+    total: int
+    used: int
+    free: int
+    percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class HostSample:
+    """What the host did over the period between two readings, ready to be sent: the
+    metrics gateway turns it into a `metrics` message."""
+
+    wall: float  # when `cur` was read
+    cpu_usage: float
+    per_core: tuple[float, ...]
+    load: tuple[float, float, float]
+    memory: Usage
+    disk: Usage
+    swap: Usage
+    rx_bytes: int
+    tx_bytes: int
+    rx_rate: int
+    tx_rate: int
+    uptime: int
+
+    @property
+    def cores(self) -> int:
+        return len(self.per_core)
+
+
+def host_sample(prev: Reading | None, cur: Reading) -> HostSample:
+    """The sample for `cur`, with CPU and rates over the period since `prev` (zeros
+    without a usable baseline)."""
     if prev is not None and len(prev.cores) == len(cur.cores):
         usage = cpu_percent(prev.cpu, cur.cpu)
-        per_core = [cpu_percent(p, c) for p, c in zip(prev.cores, cur.cores, strict=True)]
+        per_core = tuple(cpu_percent(p, c) for p, c in zip(prev.cores, cur.cores, strict=True))
         seconds = cur.monotonic - prev.monotonic
         rx_rate = _rate(prev.rx_bytes, cur.rx_bytes, seconds)
         tx_rate = _rate(prev.tx_bytes, cur.tx_bytes, seconds)
     else:
-        usage, per_core, rx_rate, tx_rate = 0.0, [0.0] * len(cur.cores), 0, 0
+        usage, per_core, rx_rate, tx_rate = 0.0, (0.0,) * len(cur.cores), 0, 0
     mem_used = cur.memory_total - cur.memory_available
     swap_used = cur.swap_total - cur.swap_free
     disk = cur.disk or DiskReading(0, 0, 0)
-    return {
-        "type": "metrics",
-        "timestamp": rfc3339(cur.wall),
-        "system": {
-            "cpu": {
-                "usage": usage,
-                "cores": len(cur.cores),
-                "perCore": per_core,
-                "loadAverage": [round(x, 2) for x in cur.load],
-            },
-            "memory": {
-                "total": cur.memory_total,
-                "used": mem_used,
-                "free": cur.memory_available,
-                "percent": percent(mem_used, cur.memory_total),
-            },
-            "disk": {
-                "total": disk.total,
-                "used": disk.used,
-                "free": disk.free,
-                "percent": percent(disk.used, disk.used + disk.free),
-            },
-            "network": {
-                "rx_bytes": cur.rx_bytes,
-                "tx_bytes": cur.tx_bytes,
-                "rx_rate": rx_rate,
-                "tx_rate": tx_rate,
-            },
-            "swap": {
-                "total": cur.swap_total,
-                "used": swap_used,
-                "free": cur.swap_free,
-                "percent": percent(swap_used, cur.swap_total),
-            },
-            "uptime": int(cur.uptime),
-        },
-    }
+    load = cur.load
+    return HostSample(
+        wall=cur.wall,
+        cpu_usage=usage,
+        per_core=per_core,
+        load=(round(load[0], 2), round(load[1], 2), round(load[2], 2)),
+        memory=Usage(cur.memory_total, mem_used, cur.memory_available,
+                     percent(mem_used, cur.memory_total)),
+        disk=Usage(disk.total, disk.used, disk.free, percent(disk.used, disk.used + disk.free)),
+        swap=Usage(cur.swap_total, swap_used, cur.swap_free, percent(swap_used, cur.swap_total)),
+        rx_bytes=cur.rx_bytes,
+        tx_bytes=cur.tx_bytes,
+        rx_rate=rx_rate,
+        tx_rate=tx_rate,
+        uptime=int(cur.uptime),
+    )
 
 
 # --- the edge: psutil and /sys ------------------------------------------------------

@@ -10,11 +10,32 @@ import gzip
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from openpanel_ws.auth import Principal
+from openpanel_ws.protocol import rfc3339
+
+__all__ = [
+    "API_CACHE_CONTROL",
+    "ASSET_CACHE_CONTROL",
+    "COMPRESSIBLE",
+    "CONTENT_SECURITY_POLICY",
+    "CONTENT_TYPES",
+    "SECURITY_HEADERS",
+    "STATIC_DIR",
+    "BadAuthorization",
+    "StaticFile",
+    "accepts_gzip",
+    "bearer_token",
+    "build_static_table",
+    "container_summary",
+    "engine_time",
+    "etag_matches",
+    "list_response",
+    "own_names",
+    "visible_containers",
+]
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -149,12 +170,6 @@ def own_names(entry: Mapping[str, Any]) -> list[str]:
 def visible_containers(principal: Principal, entries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The entries this principal may see: the same rule as the WebSocket gateways."""
     return [e for e in entries if principal.may_access_container(own_names(e))]
-
-
-def rfc3339(value: float | None) -> str | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def engine_time(value: Any) -> str | None:

@@ -27,6 +27,11 @@ from openpanel_ws.web.console import (
     visible_containers,
 )
 
+__all__ = [
+    "INSPECT_CONCURRENCY",
+    "register",
+]
+
 INSPECT_CONCURRENCY = 16
 
 
@@ -91,7 +96,7 @@ def register(app: web.Application, services: Services) -> None:
             async with limit:
                 try:
                     info = await engine.inspect_container(str(entry.get("Id", "")))
-                except (EngineError, EngineUnavailable):
+                except EngineError:
                     return None
             state = info.get("State") if isinstance(info, dict) else None
             return state if isinstance(state, dict) else None

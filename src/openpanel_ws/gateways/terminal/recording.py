@@ -23,6 +23,18 @@ from typing import Any, Final
 
 import orjson
 
+__all__ = [
+    "SUFFIX",
+    "CastError",
+    "CastInfo",
+    "CastRecorder",
+    "header",
+    "list_casts",
+    "play",
+    "read_cast",
+    "recording_name",
+]
+
 log = logging.getLogger(__name__)
 
 SUFFIX: Final = ".cast"
@@ -67,7 +79,7 @@ class CastRecorder:
         path = directory / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         recorder = cls(fd, str(path), now, record_input=record_input)
-        recorder._write(orjson.dumps(head) + b"\n")
+        recorder.write_header(head)
         if recorder.fd is None:
             raise OSError(f"cannot write the recording header to {path}")
         return recorder
@@ -77,6 +89,9 @@ class CastRecorder:
         """Go on appending to an existing recording (after a reload). Raises OSError."""
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         return cls(fd, path, started, record_input=record_input)
+
+    def write_header(self, head: dict[str, Any]) -> None:
+        self._write(orjson.dumps(head) + b"\n")
 
     @property
     def active(self) -> bool:

@@ -1,4 +1,4 @@
-"""Engine event -> one readable `system_log` line (level, message), or None.
+"""Engine event -> one readable `system_log` line (`SystemLogLine`: level, message), or None.
 
 Pure functions over the engine's event JSON (Engine API 1.41 shapes, recorded under
 tests/fixtures/logs/). Only notable events get a line: health-check execs, attach,
@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+__all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "SystemLogLine", "describe"]
+
 DEBUG: Final = "debug"
 INFO: Final = "info"
 WARNING: Final = "warning"
@@ -18,7 +20,9 @@ ERROR: Final = "error"
 
 
 @dataclass(frozen=True, slots=True)
-class LogLine:
+class SystemLogLine:
+    """What a `system_log` message says about an engine event (built in `messages`)."""
+
     level: str
     message: str
 
@@ -58,7 +62,7 @@ def _action(event: Mapping[str, Any]) -> str:
     return action if isinstance(action, str) else ""
 
 
-def describe(event: Mapping[str, Any]) -> LogLine | None:
+def describe(event: Mapping[str, Any]) -> SystemLogLine | None:
     """The readable line for a notable event; None for the rest."""
     kind = event.get("Type")
     action = _action(event)
@@ -69,7 +73,7 @@ def describe(event: Mapping[str, Any]) -> LogLine | None:
     if kind in ("volume", "network"):
         return _volume_or_network(event, str(kind), action)
     if kind == "daemon" and action == "reload":
-        return LogLine(INFO, "Docker daemon configuration reloaded")
+        return SystemLogLine(INFO, "Docker daemon configuration reloaded")
     return None
 
 
@@ -83,37 +87,37 @@ _CONTAINER_SIMPLE: Final = {
 }
 
 
-def _container(event: Mapping[str, Any], action: str) -> LogLine | None:
+def _container(event: Mapping[str, Any], action: str) -> SystemLogLine | None:
     name = _container_name(event)
     attrs = _attrs(event)
     if action in _CONTAINER_SIMPLE:
         level, verb = _CONTAINER_SIMPLE[action]
-        return LogLine(level, f"Container {name} {verb}")
+        return SystemLogLine(level, f"Container {name} {verb}")
     if action == "create":
         image = attrs.get("image")
         suffix = f" from image {image}" if isinstance(image, str) and image else ""
-        return LogLine(INFO, f"Container {name} created{suffix}")
+        return SystemLogLine(INFO, f"Container {name} created{suffix}")
     if action == "die":
         code = str(attrs.get("exitCode", "")).strip()
         if code in ("", "0"):
-            return LogLine(INFO, f"Container {name} exited with code {code or '0'}")
-        return LogLine(WARNING, f"Container {name} died with exit code {code}")
+            return SystemLogLine(INFO, f"Container {name} exited with code {code or '0'}")
+        return SystemLogLine(WARNING, f"Container {name} died with exit code {code}")
     if action == "oom":
-        return LogLine(ERROR, f"Container {name} was killed: out of memory (OOM)")
+        return SystemLogLine(ERROR, f"Container {name} was killed: out of memory (OOM)")
     if action == "kill":
         signal = attrs.get("signal")
-        return LogLine(DEBUG, f"Container {name} sent signal {signal}" if signal else
+        return SystemLogLine(DEBUG, f"Container {name} sent signal {signal}" if signal else
                        f"Container {name} killed")
     if action.startswith("health_status"):
         status = action.partition(":")[2].strip() or "unknown"
         level = WARNING if status == "unhealthy" else INFO
-        return LogLine(level, f"Container {name} health status: {status}")
+        return SystemLogLine(level, f"Container {name} health status: {status}")
     if action == "rename":
         old = attrs.get("oldName")
         old_name = old.lstrip("/") if isinstance(old, str) and old else "?"
-        return LogLine(INFO, f"Container {old_name} renamed to {name}")
+        return SystemLogLine(INFO, f"Container {old_name} renamed to {name}")
     if action == "update":
-        return LogLine(INFO, f"Container {name} configuration updated")
+        return SystemLogLine(INFO, f"Container {name} configuration updated")
     return None
 
 
@@ -121,21 +125,21 @@ _IMAGE_VERBS = {"pull": "pulled", "delete": "removed", "import": "imported",
                 "load": "loaded", "push": "pushed"}
 
 
-def _image(event: Mapping[str, Any], action: str) -> LogLine | None:
+def _image(event: Mapping[str, Any], action: str) -> SystemLogLine | None:
     ident = _actor_id(event)
     name = _attrs(event).get("name")
     label = name if isinstance(name, str) and name and name != ident else _short(ident)
     verb = _IMAGE_VERBS.get(action)
     if verb is not None:
-        return LogLine(INFO, f"Image {label} {verb}")
+        return SystemLogLine(INFO, f"Image {label} {verb}")
     if action == "tag":
-        return LogLine(DEBUG, f"Image {_short(ident)} tagged {label}")
+        return SystemLogLine(DEBUG, f"Image {_short(ident)} tagged {label}")
     if action == "untag":
-        return LogLine(DEBUG, f"Image {label} untagged")
+        return SystemLogLine(DEBUG, f"Image {label} untagged")
     return None
 
 
-def _volume_or_network(event: Mapping[str, Any], kind: str, action: str) -> LogLine | None:
+def _volume_or_network(event: Mapping[str, Any], kind: str, action: str) -> SystemLogLine | None:
     if action not in ("create", "destroy", "remove"):
         return None  # mount/unmount/connect/disconnect: once per container start, noise
     attrs = _attrs(event)
@@ -146,4 +150,4 @@ def _volume_or_network(event: Mapping[str, Any], kind: str, action: str) -> LogL
     detail = attrs.get("driver") if kind == "volume" else attrs.get("type")
     suffix = f" ({detail})" if isinstance(detail, str) and detail else ""
     verb = "created" if action == "create" else "removed"
-    return LogLine(DEBUG, f"{kind.capitalize()} {label} {verb}{suffix}")
+    return SystemLogLine(DEBUG, f"{kind.capitalize()} {label} {verb}{suffix}")

@@ -16,8 +16,14 @@ from typing import Any
 
 import orjson
 
-from openpanel_ws.gateways.terminal_state import TerminalState
+from openpanel_ws.gateways.terminal.state import TerminalState
 from openpanel_ws.protocol import rfc3339
+
+__all__ = [
+    "AuditLog",
+    "end_record",
+    "start_record",
+]
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,21 @@ of docs/protocol.md "Terminal sessions":
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
+
+__all__ = [
+    "MERGE_BELOW",
+    "UNKNOWN_SESSION",
+    "OutputPiece",
+    "OutputRing",
+    "Replay",
+    "SessionRegistry",
+    "gateway_cap_message",
+    "per_user_cap_message",
+    "utf8_len",
+]
 
 # Adjacent output pieces of one stream are merged in the ring up to this size.
 MERGE_BELOW: Final = 4096
@@ -59,11 +72,11 @@ class OutputRing:
 
     __slots__ = ("_pieces", "capacity", "held", "seq")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, pieces: Iterable[OutputPiece] = (), seq: int = 0) -> None:
         self.capacity = capacity
-        self._pieces: deque[OutputPiece] = deque()
-        self.held = 0  # bytes currently in the ring
-        self.seq = 0  # end of everything produced so far
+        self._pieces: deque[OutputPiece] = deque(pieces)
+        self.held = sum(p.size for p in self._pieces)  # bytes currently in the ring
+        self.seq = seq  # end of everything produced so far
 
     def append(self, text: str, stream: str | None = None) -> OutputPiece:
         size = utf8_len(text)
@@ -86,13 +99,8 @@ class OutputRing:
     @classmethod
     def restore(cls, capacity: int, pieces: list[tuple[str, str | None, int]], seq: int) -> OutputRing:
         """A ring from `pieces()` (a reload hands the ring on)."""
-        ring = cls(capacity)
-        for text, stream, end in pieces:
-            size = utf8_len(text)
-            ring._pieces.append(OutputPiece(text, stream, end, size))
-            ring.held += size
-        ring.seq = seq
-        return ring
+        return cls(capacity, (OutputPiece(text, stream, end, utf8_len(text))
+                              for text, stream, end in pieces), seq)
 
     def pieces(self) -> list[tuple[str, str | None, int]]:
         return [(p.text, p.stream, p.end) for p in self._pieces]

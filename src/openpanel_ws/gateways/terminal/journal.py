@@ -26,6 +26,14 @@ from typing import Final
 
 import psutil
 
+__all__ = [
+    "JOURNAL_FILE",
+    "JournalEntry",
+    "TerminalJournal",
+    "owner_alive",
+    "process_start_time",
+]
+
 log = logging.getLogger(__name__)
 
 JOURNAL_FILE: Final = "terminal-sessions.sqlite3"

@@ -1,0 +1,217 @@
+"""Container logs: one engine `logs?follow=1` stream per container, shared by every
+subscriber (docs/containers.md "One upstream per container").
+
+The stream belongs to no subscriber: it starts at "now" and never uses a client's
+`tail`/`since`. Every subscriber is attached to the live stream at once (its lines
+held back), its own history is fetched by a separate non-follow request, and
+`HandoverFilter` joins the two with no gap and no duplicate. When the stream ends
+(container stopped, engine restarted) the upstream waits for the container's next
+`start` and re-opens with `since` = its `FollowCursor`, dropping what was already
+delivered; a failing stream backs off (capped exponential).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import orjson
+
+from openpanel_ws.engine.client import EngineError, EngineNotFound
+from openpanel_ws.engine.logs import ContainerLogLine, FollowCursor, HandoverFilter, LogParser
+from openpanel_ws.engine.streams import pump, time_param
+from openpanel_ws.gateways.containers.upstream import (
+    BACKOFF_INITIAL,
+    Backoff,
+    Subscription,
+    Upstream,
+    UpstreamLinks,
+)
+from openpanel_ws.outbound import text_frame
+from openpanel_ws.protocol import CloseCode
+from openpanel_ws.sendqueue import QueueLimits
+
+__all__ = ["LOGS", "LogSub", "LogUpstream", "log_frame"]
+
+log = logging.getLogger(__name__)
+
+LOGS: Final = "logs"
+# A late subscriber's history is fetched with at least this many lines, so the handover
+# can recognise the shared stream's older lines even when the client asked for few.
+HANDOVER_WINDOW: Final = 100
+# A logs stream that keeps failing is retried at most this often.
+STREAM_BACKOFF_MAX: Final = 30.0
+# A logs stream that lived at least this long was healthy: the backoff starts over.
+HEALTHY_STREAM_SECONDS: Final = 5.0
+# The shared logs stream starts this long before it was created (see LogUpstream).
+START_MARGIN_NANOS: Final = 1_000_000_000
+LOGS_PARAMS: Final = {"stdout": True, "stderr": True, "timestamps": True}
+
+
+@dataclass(eq=False)
+class LogSub(Subscription):
+    kind: ClassVar[str] = LOGS
+    upstream: LogUpstream
+    # Lines held while this subscriber's history is being fetched (None: live).
+    pending: list[ContainerLogLine] | None = None
+    handover: HandoverFilter | None = None
+    history_task: asyncio.Task[None] | None = None
+    joined_nanos: int = 0
+
+
+def log_frame(container_ref: str, line: ContainerLogLine) -> bytes:
+    """The `log` message for one line, framed (built once per distinct `containerId`)."""
+    return text_frame(orjson.dumps({
+        "type": "log",
+        "containerId": container_ref,
+        "timestamp": line.timestamp,
+        "stream": line.stream,
+        "data": line.data,
+    }))
+
+
+def send_line(sub: LogSub, line: ContainerLogLine, frames: dict[str, bytes]) -> None:
+    """Encode and frame once per distinct `containerId` text, send the same bytes to each."""
+    frame = frames.get(sub.ref)
+    if frame is None:
+        frame = frames[sub.ref] = log_frame(sub.ref, line)
+    sub.session.send_frame(frame)
+
+
+def _by_time(line: ContainerLogLine) -> int:
+    return line.nanos
+
+
+class LogUpstream(Upstream[LogSub]):
+    kind: ClassVar[str] = LOGS
+
+    def __init__(self, links: UpstreamLinks, container_id: str, *, tty: bool, max_line: int,
+                 send_queue_max: int) -> None:
+        super().__init__(links, container_id)
+        self.tty = tty
+        self.cursor = FollowCursor()
+        # The shared stream belongs to no subscriber: it starts at "now" (a little before,
+        # so nothing falls between it and a subscriber's history request) and resumes by
+        # its own cursor. A subscriber's `tail`/`since` shape only its own history.
+        self.start_nanos = time.time_ns() - START_MARGIN_NANOS
+        self.backoff = Backoff(BACKOFF_INITIAL, STREAM_BACKOFF_MAX)
+        self.max_line = max_line
+        # Lines held for a late subscriber while its history is fetched count against
+        # the one send-queue bound (`QueueLimits`): past it, 1013 as for queued frames.
+        self.held_limits = QueueLimits(send_queue_max, 1 << 62)
+
+    def _parser(self) -> LogParser:
+        return LogParser(tty=self.tty, max_line_bytes=self.max_line)
+
+    async def run(self) -> None:
+        params: dict[str, Any] = {**LOGS_PARAMS, "follow": True, "tail": "all",
+                                  "since": time_param(self.start_nanos)}
+        while self.subs:
+            failed = False
+            opened_at = time.monotonic()
+            try:
+                await pump(self.engine.stream_chunks(self.path + "/logs", params),
+                           self._parser(), self.deliver)
+            except EngineNotFound:
+                pass  # removed, or about to be: wait_running decides
+            except EngineError as exc:
+                failed = True
+                log.info("logs stream of %s interrupted: %s", self.container_id[:12], exc)
+            # A failing upstream (engine error, or a stream that ends at once while the
+            # container runs) backs off exponentially, capped, instead of spinning.
+            if time.monotonic() - opened_at >= HEALTHY_STREAM_SECONDS and not failed:
+                self.backoff.reset()
+            if failed:
+                await asyncio.sleep(self.backoff.next_delay())
+            quick = 0.0 if failed else self.backoff.next_delay()
+            if not await self.wait_running(after_stream=not failed, quick_delay=quick):
+                self.end_removed()
+                return
+            # Resume right after the last delivered line; never-seen output of a new run
+            # starts after the previous run finished.
+            self.cursor.begin_replay()
+            params = {**LOGS_PARAMS, "follow": True, "tail": "all"}
+            since = self.cursor.since_param()
+            if since is None:
+                # Nothing delivered yet: the new run, but not before the stream began.
+                floors = [n for n in (self.finished_at, self.start_nanos) if n is not None]
+                since = time_param(max(floors))
+            params["since"] = since
+
+    def deliver(self, lines: list[ContainerLogLine]) -> None:
+        # stdout and stderr are logged in arrival order, each line stamped when read:
+        # put what arrived together back in time order (stable: split lines stay put).
+        lines.sort(key=_by_time)
+        for line in lines:
+            if not self.cursor.admit(line):
+                continue
+            frames: dict[str, bytes] = {}
+            for sub in list(self.subs):
+                if sub.pending is not None:
+                    if self.held_limits.exceeded(len(sub.pending) + 1, 0):
+                        sub.session.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: log backlog")
+                        sub.pending = []
+                    sub.pending.append(line)
+                    continue
+                if sub.handover is not None:
+                    if not sub.handover.admit(line):
+                        continue
+                    if sub.handover.done:
+                        sub.handover = None
+                send_line(sub, line, frames)
+
+    def add(self, sub: LogSub, tail: int | str, since: int | None) -> None:
+        """Attach a subscriber to the live stream at once (its lines held) and fetch its
+        own history by a separate request."""
+        sub.pending = []
+        sub.joined_nanos = time.time_ns()
+        self.subs[sub] = None
+        sub.history_task = asyncio.get_running_loop().create_task(
+            self._history(sub, tail, since), name=f"logs-history-{self.container_id[:12]}"
+        )
+
+    async def _history(self, sub: LogSub, tail: int | str, since: int | None) -> None:
+        """A late subscriber's backlog by a separate non-follow request; then live."""
+        fetch: int | str = "all" if tail == "all" else max(int(tail), HANDOVER_WINDOW)
+        params: dict[str, Any] = {**LOGS_PARAMS, "tail": fetch}
+        if since is not None:
+            params["since"] = time_param(since)
+        history: list[ContainerLogLine] = []
+        try:
+            await pump(self.engine.stream_chunks(self.path + "/logs", params),
+                       self._parser(), history.extend)
+            history.sort(key=_by_time)
+        except EngineError as exc:
+            # No history (engine trouble): the subscriber still gets the live lines.
+            log.info("logs history of %s failed: %s", self.container_id[:12], exc)
+        if sub not in self.subs:
+            return
+        shown = history if tail == "all" else history[len(history) - int(tail):] if tail else []
+        frames: dict[str, bytes] = {}
+        for i, line in enumerate(shown):
+            send_line(sub, line, frames)
+            frames.clear()
+            if i % 256 == 255:
+                await asyncio.sleep(0)  # let the writer drain a big backlog
+                if sub not in self.subs:
+                    return
+        # A `since` in the future gives an empty history, then the live lines: the
+        # handover floor is never later than the moment the subscriber joined.
+        floor = None if since is None else min(since, sub.joined_nanos)
+        handover = HandoverFilter(history, floor)
+        held, sub.pending = sub.pending or [], None
+        for line in held:
+            if handover.admit(line):
+                send_line(sub, line, frames)
+                frames.clear()
+        sub.handover = None if handover.done else handover
+        sub.history_task = None
+
+    def remove(self, sub: LogSub) -> None:
+        self.subs.pop(sub, None)
+        if sub.history_task is not None:
+            sub.history_task.cancel()
+            sub.history_task = None

@@ -1,0 +1,258 @@
+"""What the logs and stats upstreams share: one engine stream per container, its task,
+waiting for the container to run again, and the registry the gateway keeps them in.
+
+An upstream knows nothing of the gateway: it reports through two callbacks given when
+it is made, `on_finished` (its task ended on its own: failure, or the container is
+gone) and `on_removed` (the container was removed: its subscribers must be told).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Generic, TypeVar
+from urllib.parse import quote
+
+from openpanel_ws import protocol
+from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound
+from openpanel_ws.gateways.base import Session
+
+__all__ = [
+    "BACKOFF_INITIAL",
+    "BACKOFF_MAX",
+    "RECHECK_SECONDS",
+    "Backoff",
+    "ContainersState",
+    "Subscription",
+    "Upstream",
+    "UpstreamLinks",
+    "UpstreamRegistry",
+]
+
+log = logging.getLogger(__name__)
+
+# While stopped, the container's state is re-checked this often even without an event
+# (the events stream may itself be reconnecting).
+RECHECK_SECONDS: Final = 5.0
+BACKOFF_INITIAL: Final = 0.25
+BACKOFF_MAX: Final = 5.0
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One client's subscription to one container (`kind`: "logs" or "stats")."""
+
+    kind: ClassVar[str]
+    session: Session[ContainersState]
+    ref: str  # the client's `containerId`, exactly as sent
+    names: tuple[str, ...]  # the container's names when subscribed (scope re-checks)
+    upstream: Upstream[Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.ref)
+
+
+class ContainersState:
+    """A connection's subscriptions on /ws/containers, by (kind, containerId). Made on
+    the first subscribe, so an idle connection holds none."""
+
+    __slots__ = ("subs",)
+
+    def __init__(self) -> None:
+        self.subs: dict[tuple[str, str], Subscription] = {}
+
+    def discard(self, sub: Subscription) -> None:
+        if self.subs.get(sub.key) is sub:
+            del self.subs[sub.key]
+
+
+class Backoff:
+    """Capped exponential delays (sans-I/O): 0.25, 0.5, 1, ... up to `maximum`."""
+
+    __slots__ = ("_delay", "initial", "maximum")
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._delay = initial
+
+    def next_delay(self) -> float:
+        delay = self._delay
+        self._delay = min(self._delay * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self.initial
+
+
+S = TypeVar("S", bound=Subscription)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamLinks:
+    """What an upstream is given: the engine, and whom to tell when its task ended on
+    its own (`on_finished`) or its container was removed (`on_removed`)."""
+
+    engine: DockerEngine
+    on_finished: Callable[[Upstream[Any]], None]
+    on_removed: Callable[[Upstream[Any]], None]
+
+
+class Upstream(Generic[S]):
+    """One container's engine stream and its subscribers (`S`)."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, links: UpstreamLinks, container_id: str) -> None:
+        self.engine = links.engine
+        self.container_id = container_id
+        self.path = f"/containers/{quote(container_id, safe='')}"
+        self.subs: dict[S, None] = {}  # insertion-ordered set
+        self.task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()  # a `start` event (or removal) since last cleared
+        self.removed = False
+        self.finished_at: int | None = None  # end of the last run (engine clock), nanos
+        self._links = links
+
+    def on_event(self, action: str) -> None:
+        if action == "start":
+            self.started.set()
+        elif action == "destroy":
+            self.removed = True
+            self.started.set()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(
+            self._main(), name=f"{self.kind}-{self.container_id[:12]}"
+        )
+
+    async def close(self) -> None:
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def remove(self, sub: S) -> None:
+        self.subs.pop(sub, None)
+
+    async def _main(self) -> None:
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s upstream of %s failed", self.kind, self.container_id[:12])
+        finally:
+            self._links.on_finished(self)
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def end_removed(self) -> None:
+        """The container is gone: the gateway tells every subscriber and drops them."""
+        self._links.on_removed(self)
+
+    async def wait_running(self, *, after_stream: bool, quick_delay: float = BACKOFF_INITIAL) -> bool:
+        """Until the container runs: True; removed: False. Engine outages are waited out.
+
+        `after_stream`: a stream just ended; if the container still runs, wait
+        `quick_delay` first so that a failing stream cannot spin."""
+        delay = BACKOFF_INITIAL
+        quick_end = after_stream
+        while True:
+            self.started.clear()
+            if self.removed:
+                return False
+            try:
+                info = await self.engine.inspect_container(self.container_id)
+            except EngineNotFound:
+                return False
+            except EngineError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            state = info.get("State") or {}
+            finished = state.get("FinishedAt")
+            if isinstance(finished, str) and not finished.startswith("0001-"):
+                with contextlib.suppress(ValueError):
+                    self.finished_at = protocol.parse_timestamp_nanos(finished)
+            if state.get("Running"):
+                if quick_end:
+                    # The stream ended while the container still runs (engine hiccup):
+                    # back off so a failing stream cannot spin.
+                    await asyncio.sleep(quick_delay)
+                    quick_end = False
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.started.wait(), RECHECK_SECONDS)
+
+
+U = TypeVar("U", bound=Upstream[Any])
+
+
+class UpstreamRegistry(Generic[U]):
+    """The running upstreams of one kind, by container id. `on_change` is called when
+    the set changes (the gateway listens to engine events only while it holds any)."""
+
+    __slots__ = ("_items", "_on_change")
+
+    def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
+        self._items: dict[str, U] = {}
+        self._on_change = on_change
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[U]:
+        return iter(list(self._items.values()))
+
+    def get(self, container_id: str) -> U | None:
+        return self._items.get(container_id)
+
+    def attach(self, container_id: str, make: Callable[[], U], join: Callable[[U], None]) -> U:
+        """The container's upstream, made by `make` and started when there is none yet;
+        `join` (adding the subscriber) runs before a new upstream starts."""
+        upstream = self._items.get(container_id)
+        if upstream is not None:
+            join(upstream)
+            return upstream
+        upstream = make()
+        join(upstream)
+        self.add(upstream)
+        return upstream
+
+    def add(self, upstream: U) -> None:
+        """Register a new upstream and start its task."""
+        self._items[upstream.container_id] = upstream
+        self._on_change()
+        upstream.start()
+
+    def forget(self, upstream: U) -> None:
+        """Drop `upstream` (if it is still the one registered); its task is not touched."""
+        if self._items.get(upstream.container_id) is upstream:
+            del self._items[upstream.container_id]
+        self._on_change()
+
+    async def release(self, upstream: U) -> None:
+        """A subscriber left: close the upstream when it was the last one."""
+        if not upstream.subs:
+            self.forget(upstream)
+            await upstream.close()
+
+    def notify(self, container_id: str, action: str) -> None:
+        """An engine event about `container_id` (start, destroy, ...)."""
+        upstream = self._items.get(container_id)
+        if upstream is not None:
+            upstream.on_event(action)
+
+    async def close_all(self) -> None:
+        upstreams = list(self._items.values())
+        self._items.clear()
+        self._on_change()
+        for upstream in upstreams:
+            await upstream.close()

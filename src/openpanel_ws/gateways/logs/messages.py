@@ -1,0 +1,37 @@
+"""Wire messages of /ws/logs: `docker_event` and `system_log` (docs/logs.md)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from openpanel_ws import protocol
+from openpanel_ws.engine.events import EngineEvent, event_nanos
+from openpanel_ws.gateways.logs.event_text import describe
+from openpanel_ws.protocol import Message
+
+__all__ = ["SOURCE_DOCKER", "SOURCE_GATEWAY", "docker_event", "event_frames", "system_log"]
+
+SOURCE_DOCKER: Final = "docker"
+SOURCE_GATEWAY: Final = "gateway"
+
+
+def system_log(timestamp: str, level: str, message: str, source: str) -> Message:
+    return {"type": "system_log", "timestamp": timestamp, "level": level,
+            "message": message, "source": source}
+
+
+def docker_event(event: EngineEvent) -> Message:
+    nanos = event_nanos(event)
+    stamp = protocol.rfc3339_from_nanos(nanos) if nanos > 0 else protocol.rfc3339()
+    return {"type": "docker_event", "timestamp": stamp, "event": event}
+
+
+def event_frames(event: EngineEvent) -> tuple[bytes, bytes | None]:
+    """The encoded `docker_event` and, for a notable event, its `docker` system_log."""
+    message = docker_event(event)
+    line = describe(event)
+    readable = None
+    if line is not None:
+        readable = protocol.encode(
+            system_log(message["timestamp"], line.level, line.message, SOURCE_DOCKER))
+    return protocol.encode(message), readable

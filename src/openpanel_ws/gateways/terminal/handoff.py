@@ -1,0 +1,132 @@
+"""Reload (SIGHUP, docs/terminal.md "Reload"): live terminals handed to the re-executed
+gateway.
+
+The reloading gateway suspends each live terminal (`Terminal.suspend`), describes it in
+one JSON record and writes the records to a hand-off file whose path it passes to its
+re-executed self in `HANDOFF_ENV`. The attach sockets stay open across exec; the new
+image (same pid) reads the file and rebuilds each terminal around its socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from openpanel_ws.engine.exec import ExecProcess
+from openpanel_ws.gateways.terminal.recording import CastRecorder
+from openpanel_ws.gateways.terminal.session import Suspended, Terminal
+from openpanel_ws.gateways.terminal.sessions import OutputRing
+from openpanel_ws.gateways.terminal.state import TerminalState
+
+if TYPE_CHECKING:
+    from openpanel_ws.gateways.terminal import TerminalGateway
+
+__all__ = ["HANDOFF_ENV", "Record", "adopt", "pending_output", "read_records", "record", "write_records"]
+
+log = logging.getLogger(__name__)
+
+# Set by a reloading gateway for its re-executed self: the hand-off file.
+HANDOFF_ENV: Final = "OPENPANEL_WS_TERMINAL_HANDOFF"
+
+Record = dict[str, Any]
+
+
+def record(terminal: Terminal, suspended: Suspended) -> Record:
+    """What the next gateway image needs to adopt `terminal` (suspended)."""
+    state = terminal.state
+    proc = terminal.proc
+    now = time.monotonic()
+    recorder = terminal.recorder
+    return {
+        "sessionId": state.session_id, "user": terminal.user, "clientId": terminal.client_id,
+        "remote": terminal.remote, "containerRef": state.container_ref,
+        "containerId": state.container_id, "containerName": state.container_name,
+        "containerStartedAt": terminal.container_started_at, "shell": state.shell,
+        "program": proc.program, "args": proc.args, "tty": proc.tty,
+        "stdin": proc.stdin, "stdinOpen": terminal.stdin_open,
+        "execId": proc.exec_id, "fd": suspended.fd,
+        "pending": base64.b64encode(suspended.pending).decode(),
+        "startedAt": state.started_at, "idleTimeout": state.idle_timeout,
+        "idleFor": now - state.last_activity, "bytesIn": state.bytes_in,
+        "bytesOut": state.bytes_out, "cols": terminal.cols, "rows": terminal.rows,
+        "ring": terminal.ring.pieces(), "ringSeq": terminal.ring.seq,
+        "recording": recorder.path if recorder is not None else None,
+        "recordingElapsed": now - recorder.started if recorder is not None else 0.0,
+        "recordInput": recorder.record_input if recorder is not None else False,
+        "audited": terminal.audited, "journaled": terminal.journaled,
+    }
+
+
+def write_records(state_dir: Path, records: list[Record]) -> Path | None:
+    """The hand-off file (0600) holding `records`; None when it cannot be written."""
+    path = state_dir / f"terminal-handoff-{os.getpid()}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps({"pid": os.getpid(), "sessions": records}))
+    except OSError as exc:
+        log.error("terminal hand-off file %s: %s; the sessions will be reaped", path, exc)
+        return None
+    return path
+
+
+def read_records(path: Path) -> list[Record]:
+    """The records of a hand-off file, which is deleted; none when it is unreadable or
+    not this very process's (only the re-executed process, same pid, may adopt the
+    descriptors). Blocking: call it in a thread."""
+    try:
+        data = orjson.loads(path.read_bytes())
+        path.unlink()
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.error("terminal hand-off file %s unreadable: %s", path, exc)
+        return []
+    if not isinstance(data, dict) or data.get("pid") != os.getpid():
+        log.error("terminal hand-off file %s is not this process's; ignored", path)
+        return []
+    sessions = data.get("sessions", [])
+    return [r for r in sessions if isinstance(r, dict)] if isinstance(sessions, list) else []
+
+
+async def adopt(gateway: TerminalGateway, rec: Record) -> Terminal:
+    """Rebuild a handed-on terminal around its attach socket (not yet started)."""
+    session_id = str(rec["sessionId"])
+    proc = ExecProcess(gateway.services.engine, rec["containerId"], rec["program"],
+                       marker=session_id, args=rec["args"], tty=rec["tty"], stdin=rec["stdin"])
+    proc.exec_id = rec["execId"]
+    await proc.adopt_socket(int(rec["fd"]))
+    now = time.monotonic()
+    settings = gateway.settings
+    state = TerminalState(
+        session_id=session_id, container_ref=rec["containerRef"],
+        container_id=rec["containerId"], container_name=rec["containerName"],
+        shell=rec["shell"], started_at=rec["startedAt"],
+        idle_timeout=settings.terminal_idle_timeout, now=now - float(rec["idleFor"]))
+    state.bytes_in, state.bytes_out = rec["bytesIn"], rec["bytesOut"]
+    terminal = Terminal(gateway, state, proc, user=rec["user"], client_id=rec["clientId"],
+                        remote=rec["remote"], cols=rec["cols"], rows=rec["rows"])
+    terminal.ring = OutputRing.restore(settings.terminal_ring_bytes,
+                                       [(t, st, e) for t, st, e in rec["ring"]], rec["ringSeq"])
+    terminal.stdin_open = rec["stdinOpen"]
+    terminal.audited = rec["audited"]
+    terminal.journaled = rec["journaled"]
+    terminal.container_started_at = rec["containerStartedAt"]
+    if rec["recording"]:
+        try:
+            terminal.recorder = CastRecorder.reopen(
+                rec["recording"], now - float(rec["recordingElapsed"]),
+                record_input=rec["recordInput"])
+        except OSError as exc:
+            log.error("terminal recording %s not continued: %s", rec["recording"], exc)
+    return terminal
+
+
+def pending_output(rec: Record) -> bytes:
+    """Output bytes read before the reload, emitted first by the adopted pump."""
+    return base64.b64decode(rec["pending"])

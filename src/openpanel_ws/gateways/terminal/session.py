@@ -1,0 +1,430 @@
+"""One terminal session and a connection's hold on it: the I/O of a live terminal.
+
+A `Terminal` owns its exec (`engine.exec`), an output pump task, an idle watch task,
+a grace timer while detached, and a single teardown that always kills the shell and
+its children through the engine before it reports `terminal_closed` (with a TTY,
+closing the attach socket leaves the shell running; docs/terminal.md). It outlives
+its connection: a `Binding` is one connection's hold on it (docs/protocol.md
+"Terminal sessions").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
+from openpanel_ws.engine.exec import ExecProcess, start_failure_message
+from openpanel_ws.gateways.access import DOCKER_UNAVAILABLE_MESSAGE
+from openpanel_ws.gateways.base import Session
+from openpanel_ws.gateways.terminal.messages import (
+    GRACE_EXPIRED,
+    IDLE_TIMEOUT,
+    INPUT_NOT_READ,
+    NOT_FOUND_OR_NOT_RUNNING,
+    PROCESS_EXITED,
+    RESUMED_ELSEWHERE,
+    STDIN_CLOSED,
+    OpenRequest,
+    TerminalRefused,
+    closed_message,
+    output_message,
+    start_failed,
+)
+from openpanel_ws.gateways.terminal.recording import CastRecorder
+from openpanel_ws.gateways.terminal.sessions import OutputPiece, OutputRing
+from openpanel_ws.gateways.terminal.state import ExecOutput, TerminalState
+from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
+
+if TYPE_CHECKING:
+    from openpanel_ws.gateways.terminal import TerminalGateway
+
+__all__ = [
+    "INPUT_BACKLOG_LIMIT",
+    "LOST_CHECK_WAIT",
+    "OUTPUT_HIGH_WATER",
+    "OUTPUT_LOW_WATER",
+    "Binding",
+    "Suspended",
+    "Terminal",
+    "bound_terminal",
+    "create_exec",
+    "start_exec",
+    "unbind",
+]
+
+log = logging.getLogger(__name__)
+
+# Client backlog (fraction of its slow-consumer bound) at which the output pump stops
+# reading the shell, and the level at which it resumes.
+OUTPUT_HIGH_WATER = 0.5
+OUTPUT_LOW_WATER = 0.125
+
+# Bytes queued towards a shell that does not read its stdin before input is refused
+# (input is never buffered without bound).
+INPUT_BACKLOG_LIMIT: Final = 1024 * 1024
+# How long a SIGKILLed program's container is watched for stopping (containerLost).
+LOST_CHECK_WAIT: Final = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """A terminal stopped for a reload: its attach socket's descriptor and the output
+    bytes read but not yet turned into text."""
+
+    fd: int
+    pending: bytes
+
+
+class Binding:
+    """One connection's hold on a terminal: the terminal gateway's `Session.state`.
+
+    The terminal outlives it: a dropped connection detaches, another one may attach
+    again. `Session.state` is written only by the transitions of this module (`bind`,
+    `Binding.release`, `unbind`) and read through `bound_terminal`.
+    """
+
+    __slots__ = ("session", "terminal")
+
+    def __init__(self, session: Session[Binding], terminal: Terminal) -> None:
+        self.session = session
+        self.terminal = terminal
+
+    @classmethod
+    def bind(cls, session: Session[Binding], terminal: Terminal) -> Binding:
+        """`session` now holds `terminal` (open, resume)."""
+        binding = session.state = cls(session, terminal)
+        return binding
+
+    def release(self) -> None:
+        """The session stops holding this binding; a no-op when it holds another one
+        already (it resumed or opened a terminal meanwhile)."""
+        if self.session.state is self:
+            self.session.state = None
+
+    @property
+    def current(self) -> bool:
+        return self.terminal.binding is self and self.terminal.state.is_open
+
+    def deliver(self, piece: OutputPiece) -> bool:
+        return self.session.send(output_message(piece.text, piece.stream, piece.end))
+
+
+def bound_terminal(session: Session[Binding]) -> Terminal | None:
+    """The open terminal `session` holds, None when it holds none (or a stale binding:
+    its terminal is closing, or was resumed on another connection)."""
+    binding = session.state
+    return binding.terminal if binding is not None and binding.current else None
+
+
+def unbind(session: Session[Binding]) -> Binding | None:
+    """Take `session`'s binding away (stale or not) and return it."""
+    binding, session.state = session.state, None
+    return binding
+
+
+class Terminal:
+    """One terminal session: its exec, output ring, recording, output pump, idle watch,
+    grace timer and (single) teardown. Attached to at most one connection at a time."""
+
+    def __init__(self, gateway: TerminalGateway, state: TerminalState, proc: ExecProcess, *,
+                 user: str, client_id: str, remote: str, cols: int, rows: int) -> None:
+        self.gateway = gateway
+        self.state = state
+        self.proc = proc
+        # Who opened it, for the audit log and ownership (the `sub`).
+        self.user = user
+        self.client_id = client_id
+        self.remote = remote
+        self.cols = cols
+        self.rows = rows
+        self.binding: Binding | None = None
+        self.ring = OutputRing(gateway.settings.terminal_ring_bytes)
+        self.recorder: CastRecorder | None = None
+        self.audited = False  # a start line was written, so an end line follows
+        self.journaled = False
+        self._output = ExecOutput(tty=proc.tty)  # text, or per-stream text without a TTY
+        self.stdin_open = proc.stdin  # False after `eof` (terminal extensions)
+        self.container_started_at = ""  # State.StartedAt at open: a restart changes it
+        self.container_lost = False
+        self._pending_output = b""  # read during start-up, emitted first by the pump
+        self._pump: asyncio.Task[None] | None = None
+        self._idle: asyncio.Task[None] | None = None
+        self._grace: asyncio.TimerHandle | None = None
+        self._teardown: asyncio.Task[None] | None = None
+
+    def start_tasks(self, pending_output: bytes = b"") -> None:
+        self._pending_output = pending_output
+        loop = asyncio.get_running_loop()
+        self._pump = loop.create_task(self._pump_output(), name=f"{self.state.session_id}-pump")
+        self._idle = loop.create_task(self._watch_idle(), name=f"{self.state.session_id}-idle")
+
+    # --- connections ------------------------------------------------------------------
+
+    def attach(self, session: Session[Binding]) -> Binding:
+        """Bind to `session` (cancelling the grace timer); the caller sends the replay."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        old = self.binding
+        binding = self.binding = Binding.bind(session, self)
+        if old is not None and old.session is not session:
+            old.release()
+            old.session.send(closed_message(RESUMED_ELSEWHERE, None))
+        return binding
+
+    def detach(self, binding: Binding, grace: float) -> None:
+        """The connection is gone: keep the shell `grace` seconds for a resume."""
+        if self.binding is not binding:
+            return
+        self.binding = None
+        if self.state.is_open:
+            log.info("terminal %s detached; kept %gs for a resume", self.state.session_id, grace)
+            self.start_grace(grace)
+
+    def start_grace(self, grace: float) -> None:
+        self._grace = asyncio.get_running_loop().call_later(
+            grace, lambda: self.begin_close(GRACE_EXPIRED, notify=False))
+
+    # --- reload (docs/terminal.md "Reload") ---------------------------------------------
+
+    async def suspend(self) -> Suspended | None:
+        """Stop every task of this session and give up its attach socket for the
+        re-executed gateway (`handoff`). None when it cannot be handed on."""
+        for task in (self._pump, self._idle):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        binding, self.binding = self.binding, None
+        if binding is not None:
+            binding.release()
+        handed = self.proc.hand_over_socket()
+        if handed is None or not self.state.is_open or self.proc.exec_id is None:
+            return None
+        fd, buffered = handed
+        if self.recorder is not None:
+            self.recorder.close()
+        return Suspended(fd, self._output.pending_bytes() + buffered)
+
+    # --- client input --------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.stdin_open:
+            raise TerminalRefused(STDIN_CLOSED)
+        if self.proc.backlog > INPUT_BACKLOG_LIMIT:
+            raise TerminalRefused(INPUT_NOT_READ)
+        self.proc.write(data)
+        now = time.monotonic()
+        self.state.record_input(len(data), now)
+        if self.recorder is not None:
+            self.recorder.input(data.decode("utf-8", "replace"), now)
+
+    def resized(self, cols: int, rows: int) -> None:
+        self.cols, self.rows = cols, rows
+        if self.recorder is not None:
+            self.recorder.resize(cols, rows, time.monotonic())
+
+    def close_stdin(self) -> None:
+        """`eof` (terminal extensions): the program reads end-of-file after what was sent."""
+        if self.stdin_open:
+            if self.proc.tty:
+                # The engine does not pass a closed stdin on to a TTY's reader: type the
+                # terminal's end-of-file character, as a keyboard would.
+                self.write(b"\x04")
+            else:
+                self.proc.close_stdin()
+            self.stdin_open = False
+        self.state.touch(time.monotonic())
+
+    # --- output ---------------------------------------------------------------------
+
+    def _emit(self, messages: list[Message]) -> None:
+        now = time.monotonic()
+        for message in messages:
+            text = str(message["data"])
+            stream = message.get("stream")
+            piece = self.ring.append(text, stream if isinstance(stream, str) else None)
+            if self.recorder is not None:
+                self.recorder.output(text, now)
+            binding = self.binding
+            if binding is not None:
+                binding.deliver(piece)  # a gone client detaches through on_disconnect
+
+    async def _pump_output(self) -> None:
+        """Shell output -> ring (and recording) -> the attached client, in order, each
+        chunk as soon as it is read. Detached, the shell keeps running into the ring."""
+        try:
+            chunk = self._pending_output
+            self._pending_output = b""
+            while True:
+                if chunk:
+                    self.state.record_output(len(chunk))
+                    self._emit(self._output.feed(chunk))
+                    # Backpressure: a client on a slow link pauses the shell's output (the
+                    # engine and the TTY buffer it) instead of being cut off with 1013.
+                    binding = self.binding
+                    if binding is not None and binding.session.writer.backlog > OUTPUT_HIGH_WATER:
+                        await binding.session.writer.wait_backlog_below(OUTPUT_LOW_WATER)
+                chunk = await self.proc.read()
+                if not chunk:
+                    break
+            self._emit(self._output.flush())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("terminal %s: output pump failed", self.state.session_id)
+        # EOF: the shell ended (unless a teardown already started, then this is a no-op).
+        self.begin_close(PROCESS_EXITED, notify=True)
+
+    async def _watch_idle(self) -> None:
+        while self.state.is_open:
+            now = time.monotonic()
+            if self.state.is_idle(now):
+                self.begin_close(IDLE_TIMEOUT, notify=True)
+                return
+            await asyncio.sleep(self.state.idle_deadline() - now)
+
+    # --- teardown -------------------------------------------------------------------
+
+    def begin_close(self, reason: str, *, notify: bool) -> asyncio.Task[None]:
+        """Start the teardown once; later callers get the same task."""
+        if self._teardown is None:
+            self.state.begin_close(reason)
+            if self._grace is not None:
+                self._grace.cancel()
+                self._grace = None
+            self._teardown = asyncio.get_running_loop().create_task(
+                self._close(reason, notify), name=f"{self.state.session_id}-close")
+            self.gateway.track(self._teardown)
+        return self._teardown
+
+    async def close(self, reason: str, *, notify: bool) -> None:
+        # Shielded: a cancelled caller (dropped handler) must not stop the kill.
+        await asyncio.shield(self.begin_close(reason, notify=notify))
+
+    async def _close(self, reason: str, notify: bool) -> None:
+        exit_code: int | None = None
+        killed = False
+        try:
+            if self._idle is not None:
+                self._idle.cancel()
+            if reason == PROCESS_EXITED:
+                # The pump sent everything the shell printed; it is finishing now.
+                exit_code = await self.proc.wait_exit_code()
+                if exit_code in (None, 137):  # SIGKILL: maybe with its whole container
+                    self.container_lost = await self._container_gone()
+            else:
+                # Stop reading and close the attach socket first: an unread socket
+                # blocks the engine's copy of this exec, which was seen to stall the
+                # kill exec below for its whole timeout.
+                if self._pump is not None:
+                    self._pump.cancel()
+                self.proc.close_socket()
+            # Always, even after a clean exit: background jobs outlive their shell.
+            killed = await self.proc.kill()
+            if self._pump is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._pump
+            if reason != PROCESS_EXITED and self.proc.exec_id is not None:
+                exit_code = await self.proc.wait_exit_code(timeout=2.0)  # for the audit
+        except Exception:
+            log.exception("terminal %s: teardown failed", self.state.session_id)
+        finally:
+            self.proc.close_socket()
+            self.state.finish(exit_code, time.time())
+            if self.recorder is not None:
+                self.recorder.close()
+            if self.audited:
+                self.gateway.audit_end(self)
+            await self.gateway.release(self, forget=killed)
+        log.info("terminal %s closed: %s (exit code %s)", self.state.session_id, reason, exit_code)
+        binding = self.binding
+        self.binding = None
+        if binding is not None:
+            binding.release()
+            if notify:
+                message = closed_message(reason, exit_code)
+                if self.container_lost:
+                    message["containerLost"] = True  # terminal extensions
+                binding.session.send(message)
+
+    async def _container_gone(self, wait: float = LOST_CHECK_WAIT) -> bool:
+        """Whether the container stopped, restarted or was removed under the program.
+
+        The exec ends a moment before the engine marks its container stopped, so look
+        a few times before deciding it still runs.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                info = await self.gateway.services.engine.get(
+                    f"/containers/{self.state.container_id}/json")
+            except EngineNotFound:
+                return True
+            except EngineError:
+                return False
+            state = info.get("State") or {}
+            if (not state.get("Running") or state.get("Restarting")
+                    or str(state.get("StartedAt", "")) != self.container_started_at):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+
+# --- exec start-up ----------------------------------------------------------------
+
+
+async def create_exec(proc: ExecProcess, ref: str) -> None:
+    """Create the exec of a new terminal; the engine's refusals become the client's."""
+    try:
+        await proc.create()
+    except EngineUnavailable:
+        raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
+                        context={"containerId": ref}) from None
+    except EngineNotFound:
+        raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
+    except EngineError as exc:
+        if exc.status == 409:  # stopped or paused meanwhile
+            raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
+        raise TerminalRefused(start_failed(exc.message),
+                          containerId=ref) from None
+
+
+async def start_exec(proc: ExecProcess, request: OpenRequest) -> bytes:
+    """Start the exec and apply the initial size before any output is forwarded.
+
+    Returns output already read (a shell that ended at once). Raises TerminalRefused
+    when the shell could not be started at all.
+    """
+    try:
+        await proc.start()
+    except EngineUnavailable:
+        raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
+                        context={"containerId": request.container_ref}) from None
+    except EngineError as exc:
+        raise TerminalRefused(start_failed(exc.message),
+                          containerId=request.container_ref) from None
+    if not proc.tty:
+        return b""  # nothing to size; a failed start shows as output and exit code
+    try:
+        # The engine waits until the process is ready, then resizes: right after
+        # start, before the first prompt reaches the client.
+        await proc.resize(request.cols, request.rows)
+    except EngineError:
+        # 404: the exec has already ended, e.g. the shell does not exist.
+        output = await proc.read_until_eof(timeout=5.0)
+        code = await proc.wait_exit_code(timeout=3.0)
+        reason = start_failure_message(request.program, output, code)
+        if reason is not None:
+            raise TerminalRefused(reason, containerId=request.container_ref) from None
+        return output
+    return b""
