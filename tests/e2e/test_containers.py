@@ -503,9 +503,13 @@ async def test_stats_stop_with_the_container_and_resume_on_start(
     name = await containers.run("sleep 3600")
     client = await connect(server)
     await first_stats(client, name)
+    engine = server.services.engine
+    streaming = engine.open_streams
     await docker("stop", "-t", "0", name)
-    # The last samples in flight: no message marks the end of the stream to await.
-    await client.collect(scaled(2.0))
+    # The stats stream of the stopped container ends; then the samples it sent are in.
+    await eventually(lambda: engine.open_streams < streaming, 10, what="the stats stream ended")
+    await client.round_trip()
+    client.backlog.clear()
     assert await quiet(client, "stats", 3.0) == []
     await docker("start", name)
     msg = await client.expect("stats", 20)
