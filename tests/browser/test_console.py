@@ -359,9 +359,9 @@ async def test_screenshots_desktop_and_phone(
         "echo \"$(date +%T) WARN upstream slow, retrying ($i)\" >&2; fi; sleep 0.3; done",
         name=f"shop-web-{tag}")
     await containers.run("while true; do echo \"$(date +%T) checkpoint complete\"; sleep 2; done",
-                   name=f"shop-db-{tag}")
+                         name=f"shop-db-{tag}")
     await containers.run("while true; do dd if=/dev/zero of=/tmp/x bs=1M count=8 2>/dev/null; sleep 1; done",
-                   name=f"shop-worker-{tag}")
+                         name=f"shop-worker-{tag}")
     await containers.run("exit 0", name=f"shop-migrate-{tag}")
     token = make_token("demo", containers=[f"shop-*-{tag}"])
     for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):

@@ -223,7 +223,7 @@ async def test_logs_of_a_stopped_container_then_its_next_run(
     server: RunningServer, containers: Containers
 ) -> None:
     name = await containers.run("n=$(cat /n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /n; "
-                          "echo run $n; sleep 3600")
+                                "echo run $n; sleep 3600")
     await containers.wait_logged(name, "run 1")
     await docker("stop", "-t", "0", name)
     first = await connect(server)

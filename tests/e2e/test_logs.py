@@ -356,8 +356,7 @@ async def test_engine_restart_loses_nothing_and_repeats_nothing(
     await sh_docker("create", "--name", before, "openpanel-ws-test:busybox", "true")
     containers.names.append(before)
     # Running across the restart; exits at once on SIGTERM so dockerd's shutdown is quick.
-    await containers.run("trap 'exit 0' TERM; while :; do sleep 0.2; done",
-                            name=during)
+    await containers.run("trap 'exit 0' TERM; while :; do sleep 0.2; done", name=during)
     for c in clients:
         seen[c] += await read_until(c, lambda ms: "create" in actions_of(ms, before)
                                     and "start" in actions_of(ms, during))
