@@ -8,8 +8,9 @@ Run: ``.venv/bin/python scripts/seams.py`` (no arguments; reads ``src/`` and ``t
   modules. Each is a caller depending on another module's internals.
 - aiohttp outside the edges: modules under ``gateways/`` that import aiohttp.
 - blocking calls in async tests: calls inside an ``async def`` in ``tests/`` to the
-  blocking helpers (``docker``, ``subprocess.*``, ``time.sleep``) — each stalls the
-  loop the server under test shares with the test.
+  blocking helpers (``docker_sync``, ``subprocess.*``, ``time.sleep``) — each stalls the
+  loop the server under test shares with the test — plus calls of the async helpers
+  (``docker``, ``Containers.run``...) that are not awaited (they would do nothing).
 - fixed sleeps in tests: ``asyncio.sleep``/``time.sleep`` calls with a literal delay.
 """
 
@@ -20,9 +21,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCKING = {"docker", "time.sleep", "subprocess.run", "subprocess.check_output",
-            "subprocess.call", "subprocess.check_call", "os.system",
-            "containers.run", "containers.id_of", "containers.cleanup"}
+BLOCKING = {"docker_sync", "time.sleep", "subprocess.run", "subprocess.check_output",
+            "subprocess.call", "subprocess.check_call", "subprocess.Popen", "os.system",
+            "containers.cleanup_sync"}
+ASYNC_HELPERS = {"docker", "containers.run", "containers.id_of", "containers.logs",
+                 "containers.has_process", "containers.wait_logged", "containers.cleanup"}
 
 
 def blocking_helpers(tree: ast.Module) -> set[str]:
@@ -96,6 +99,11 @@ class AsyncCalls(ast.NodeVisitor):
         self.blocking: list[int] = []
         self.sleeps: list[int] = []
         self.depth = 0
+        self.awaited: set[int] = set()
+
+    def visit_Await(self, node: ast.Await) -> None:
+        self.awaited.add(id(node.value))
+        self.generic_visit(node)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
         self.depth += 1
@@ -108,6 +116,7 @@ class AsyncCalls(ast.NodeVisitor):
         self.depth = saved
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
+        self.awaited.add(id(node.body))  # `lambda: docker(...)` hands the coroutine on
         saved, self.depth = self.depth, 0
         self.generic_visit(node)
         self.depth = saved
@@ -115,6 +124,8 @@ class AsyncCalls(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         name = dotted(node.func)
         if self.depth and name in self.names:
+            self.blocking.append(node.lineno)
+        elif name in ASYNC_HELPERS and id(node) not in self.awaited:
             self.blocking.append(node.lineno)
         if name in {"asyncio.sleep", "time.sleep"} and node.args and isinstance(
             node.args[0], ast.Constant

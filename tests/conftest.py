@@ -52,4 +52,4 @@ def containers(engine: None) -> Iterator[Containers]:
     try:
         yield c
     finally:
-        c.cleanup()
+        c.cleanup_sync()

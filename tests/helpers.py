@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import socket
 import subprocess
@@ -19,11 +20,29 @@ from aiohttp import web
 
 from openpanel_ws.auth import issue_token
 from openpanel_ws.config import Settings
-from openpanel_ws.server import SERVICES_KEY, create_app, create_runner
+from openpanel_ws.server import CLIENTS_KEY, SERVICES_KEY, create_app, create_runner
 from openpanel_ws.services import Services
 
 SECRET = "test-secret-" + "x" * 32
 TEST_IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
+
+# Every timeout and "nothing more arrives" window of the tests is multiplied by this factor,
+# so a slow machine can stretch them (as the `websockets` project's
+# WEBSOCKETS_TESTS_TIMEOUT_FACTOR does). CI=true keeps 1: the waits are on conditions and
+# passed under 3x CPU oversubscription, while 2 made the window-heavy files 30-45% slower
+# (docs/testing.md).
+TIMEOUT_FACTOR = float(os.environ.get("OPENPANEL_WS_TEST_TIMEOUT_FACTOR", "1"))
+SECOND = 1.0 * TIMEOUT_FACTOR  # one second, scaled: `asyncio.sleep(0.5 * SECOND)`
+
+
+def scaled(seconds: float) -> float:
+    """`seconds` multiplied by the timeout factor."""
+    return seconds * TIMEOUT_FACTOR
+
+
+def deadline(seconds: float) -> float:
+    """The `time.monotonic()` value `seconds` (scaled) from now."""
+    return time.monotonic() + scaled(seconds)
 
 
 def make_token(sub: str = "tester", *, roles: Sequence[str] = ("admin",), secret: str = SECRET,
@@ -51,9 +70,17 @@ class WsClient:
         await self.ws.send_str(message if isinstance(message, str) else orjson.dumps(message).decode())
 
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next message; `timeout` (like every timeout here) is scaled by the factor."""
         if self.backlog:
             return self.backlog.pop(0)
-        return await self._recv_raw(timeout)
+        return await self._recv_raw(scaled(timeout))
+
+    async def recv_by(self, deadline: float) -> dict[str, Any]:
+        """The next message by `deadline`, a `time.monotonic()` value from `deadline()`
+        (already scaled): for loops that share one budget across many receives."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        return await self._recv_raw(max(0.001, deadline - time.monotonic()))
 
     async def _recv_raw(self, timeout: float) -> dict[str, Any]:
         msg = await self.ws.receive(timeout=timeout)
@@ -64,25 +91,48 @@ class WsClient:
             return value
         raise ConnectionClosed(msg.type, self.ws.close_code, msg.extra)
 
-    async def expect(self, kind: str, timeout: float = 5.0,
+    async def expect(self, kind: str | None, timeout: float = 5.0,
                      where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
-        """The next message of `kind` (others are kept in order for later `recv`)."""
+        """The next message of `kind` (None: any) that `where` accepts; others are kept in
+        order for later `recv`. `timeout` is scaled by the factor."""
         for i, queued in enumerate(self.backlog):
-            if queued.get("type") == kind and (where is None or where(queued)):
+            if kind in (None, queued.get("type")) and (where is None or where(queued)):
                 return self.backlog.pop(i)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no {kind!r} within {timeout}s; saw {self.backlog[-5:]}")
+                raise TimeoutError(f"no {kind!r} within {scaled(timeout)}s; saw {self.backlog[-5:]}")
             msg = await self._recv_raw(left)
-            if msg.get("type") == kind and (where is None or where(msg)):
+            if kind in (None, msg.get("type")) and (where is None or where(msg)):
                 return msg
             if msg.get("type") != "ping":
                 self.backlog.append(msg)
 
+    async def expect_many(self, kind: str | None, count: int, timeout: float = 5.0,
+                          where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """Exactly the next `count` messages of `kind`; `timeout` bounds the whole wait."""
+        deadline = time.monotonic() + scaled(timeout)
+        out = []
+        for _ in range(count):
+            left = (deadline - time.monotonic()) / TIMEOUT_FACTOR
+            try:
+                out.append(await self.expect(kind, max(left, 0.001), where))
+            except TimeoutError:
+                raise TimeoutError(f"{len(out)} of {count} {kind!r} within {scaled(timeout)}s; "
+                                   f"saw {self.backlog[-5:]}") from None
+        return out
+
+    async def quiet(self, seconds: float, kind: str | None = None) -> list[dict[str, Any]]:
+        """What arrives (of `kind`) in a window of `seconds`, scaled: for assertions that
+        nothing (more) comes, where there is no event to await. A longer window only makes
+        such an assertion stricter."""
+        return await self.collect(scaled(seconds), kind)
+
     async def collect(self, seconds: float, kind: str | None = None) -> list[dict[str, Any]]:
-        """Everything received for `seconds` (optionally only one type)."""
+        """Everything received for exactly `seconds` (optionally only one type), with
+        what is in `backlog`. Not scaled: for windows that are themselves the measurement
+        (samples per interval); `quiet` is for absences, `expect*` for waits."""
         out: list[dict[str, Any]] = []
         deadline = time.monotonic() + seconds
         pending, self.backlog = self.backlog, []
@@ -97,13 +147,20 @@ class WsClient:
                 break
         return [m for m in out if kind is None or m.get("type") == kind]
 
+    async def round_trip(self, timeout: float = 5.0) -> None:
+        """A ping answered: everything the server sent before the pong has arrived (kept in
+        `backlog`). The server writes one connection's messages in order, so this is the
+        acknowledgement to await instead of a pause for messages in flight."""
+        await self.send({"type": "ping"})
+        await self.expect("pong", timeout)
+
     async def auth(self, token: str | None = None) -> dict[str, Any]:
         await self.send({"type": "auth", "token": token or make_token()})
         return await self.expect("authenticated")
 
     async def wait_closed(self, timeout: float = 5.0) -> int | None:
         """Read until the server closes; returns the close code."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             msg = await self.ws.receive(timeout=max(0.01, deadline - time.monotonic()))
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
@@ -153,6 +210,14 @@ class RunningServer:
             await client.auth(auth if isinstance(auth, str) else None)
         return client
 
+    def connections(self) -> int:
+        """How many WebSocket connections this server holds right now."""
+        return len(self.app[CLIENTS_KEY])
+
+    def authenticated(self) -> int:
+        """How many connections to this server have authenticated (any gateway)."""
+        return sum(1 for session in self.app[CLIENTS_KEY] if session.principal is not None)
+
     async def stop(self) -> None:
         for client in self.clients:
             with contextlib.suppress(Exception):
@@ -183,8 +248,26 @@ async def start_server(**overrides: Any) -> RunningServer:
 # --- containers ----------------------------------------------------------------------
 
 
-def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+async def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
+    """`docker ARGS...` as a child process the loop awaits (the server under test keeps
+    running meanwhile); its stdout, stripped."""
+    proc = await asyncio.create_subprocess_exec("docker", *args, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), scaled(timeout))
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed: {err.decode().strip()}")
+    return out.decode().strip()
+
+
+def docker_sync(*args: str, check: bool = True, timeout: float = 60) -> str:
+    """`docker` for sync fixtures and sync tests only (it blocks the calling thread)."""
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=scaled(timeout))
     if check and result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout.strip()
@@ -195,26 +278,59 @@ def unique_name(prefix: str = "opws") -> str:
 
 
 class Containers:
-    """Creates test containers from the offline busybox image and removes them after."""
+    """Creates test containers from the offline busybox image and removes them after.
+
+    The async methods are for async tests; `cleanup_sync` is for the sync fixture's teardown."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
 
-    def run(self, command: str = "sleep 3600", *, name: str | None = None,
-            options: Sequence[str] = (), detach: bool = True) -> str:
+    def _run_args(self, command: str, name: str | None, options: Sequence[str],
+                  detach: bool) -> tuple[str, list[str]]:
         name = name or unique_name()
         self.names.append(name)
-        args = ["run", "-d" if detach else "--rm", "--name", name, *options, TEST_IMAGE,
-                "sh", "-c", command]
-        docker(*args)
+        return name, ["run", "-d" if detach else "--rm", "--name", name, *options, TEST_IMAGE,
+                      "sh", "-c", command]
+
+    async def run(self, command: str = "sleep 3600", *, name: str | None = None,
+                  options: Sequence[str] = (), detach: bool = True) -> str:
+        name, args = self._run_args(command, name, options, detach)
+        await docker(*args)
         return name
 
-    def id_of(self, name: str) -> str:
-        return docker("inspect", "-f", "{{.Id}}", name)
+    async def id_of(self, name: str) -> str:
+        return await docker("inspect", "-f", "{{.Id}}", name)
 
-    def cleanup(self) -> None:
+    async def logs(self, name: str) -> str:
+        """Everything `name` logged so far (stdout and stderr), by the Docker CLI."""
+        proc = await asyncio.create_subprocess_exec("docker", "logs", name,
+                                                    stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        return out.decode(errors="replace")
+
+    async def has_process(self, name: str, needle: str) -> bool:
+        """Whether a live process in `name` has `needle` in its command line (`ps`)."""
+        out = await docker("exec", name, "ps", "-o", "stat,args", check=False)
+        return any(needle in row and not row.lstrip().startswith("Z") and "ps -o" not in row
+                   for row in out.splitlines()[1:])
+
+    async def wait_logged(self, name: str, text: str, timeout: float = 20.0) -> None:
+        """Until `name` has logged `text` (the engine's own log, not the gateway's)."""
+        async def logged() -> bool:
+            return text in await self.logs(name)
+
+        await eventually(logged, timeout, step=0.1, what=f"{name} logged {text!r}")
+
+    async def cleanup(self) -> None:
         if self.names:
-            docker("rm", "-f", *self.names, check=False)
+            await docker("rm", "-f", *self.names, check=False)
+            self.names.clear()
+
+    def cleanup_sync(self) -> None:
+        if self.names:
+            docker_sync("rm", "-f", *self.names, check=False)
             self.names.clear()
 
 
@@ -258,9 +374,15 @@ async def run_for(*args: str, seconds: float) -> str:
     return (await output).decode()
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
+async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0,
+                     step: float = 0.05, what: str = "condition") -> None:
+    """Until `predicate()` (a bool or an awaitable of one) is true; fails after `timeout`
+    (scaled). `step` is only the polling period, never a wait for anything."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        result = predicate()
+        if await result if inspect.isawaitable(result) else result:
+            return
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"{what} not met within {scaled(timeout)}s")
         await asyncio.sleep(step)

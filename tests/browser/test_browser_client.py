@@ -17,7 +17,18 @@ import pytest
 from pages import open_page
 from test_client_support import ServerProcess
 
-from helpers import TEST_IMAGE, Containers, RunningServer, docker, free_port, make_token, unique_name
+from helpers import (
+    SECOND,
+    TEST_IMAGE,
+    Containers,
+    RunningServer,
+    docker,
+    eventually,
+    free_port,
+    make_token,
+    scaled,
+    unique_name,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_JS = ROOT / "clients" / "js" / "openpanel-ws.js"
@@ -52,21 +63,22 @@ def _numbers(lines: list[str]) -> list[int]:
 
 
 async def _wait_for(page: Any, expression: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {expression}: "
-                                 f"{await page.evaluate('JSON.stringify(window.seen)')}")
-        await asyncio.sleep(0.2)
+    """The value of `expression` once it is truthy (Chromium re-evaluates it on every
+    animation frame); fails after `timeout` (scaled)."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        handle = await page.wait_for_function(expression, timeout=scaled(timeout) * 1000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"timed out waiting for {expression}: "
+                             f"{await page.evaluate('JSON.stringify(window.seen)')}") from None
+    return await handle.json_value()
 
 
 async def test_every_endpoint_in_chromium_across_heartbeats(
         make_server: Any, containers: Containers, page: Any) -> None:
     srv: RunningServer = await make_server(heartbeat_interval=2.0)
-    name = containers.run(COUNTER)
+    name = await containers.run(COUNTER)
     await _load_client(page, srv.url)
     await page.evaluate("""([url, token, name]) => {
         const s = window.seen
@@ -82,7 +94,8 @@ async def test_every_endpoint_in_chromium_across_heartbeats(
         t.addEventListener('output', e => s.term.push(e.detail.data))
     }""", [srv.url.replace("http://", "ws://"), make_token(), name])
     await _wait_for(page, "window.seen.term.join('').includes('sum=42')")
-    await asyncio.sleep(7.0)  # three heartbeat intervals and more
+    # Time itself is under test: three heartbeat intervals and more, all answered.
+    await asyncio.sleep(3.5 * srv.settings.heartbeat_interval * SECOND)
     seen = await page.evaluate("window.seen")
     assert seen["stats"] >= 3 and seen["metrics"] >= 3, seen
     nums = _numbers(seen["logs"])
@@ -97,12 +110,6 @@ async def test_every_endpoint_in_chromium_across_heartbeats(
     await page.evaluate("window.client.close()")
 
 
-async def _kill_and_restart(proc: ServerProcess) -> None:
-    await proc.kill()  # SIGKILL: no close frame, no goodbye
-    await asyncio.sleep(1.5)
-    await proc.start()
-
-
 async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
         engine: None, containers: Containers, page: Any, tmp_path: Path) -> None:
     """Logs: no gap, no duplicate. Events: those that happened while the server was dead
@@ -110,7 +117,7 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
     proc = ServerProcess(free_port(), tmp_path)
     await proc.start()
     try:
-        name = containers.run(COUNTER)
+        name = await containers.run(COUNTER)
         base = f"http://127.0.0.1:{proc.port}"
         await _load_client(page, base)
         await page.evaluate("""([url, token, name]) => {
@@ -129,13 +136,12 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
         }""", [proc.url, make_token(), name])
         await _wait_for(page, "window.seen.logs.length >= 10 && "
                               "window.seen.states.includes('logs:authenticated')")
-        before_kill = containers.run("true", name=unique_name("opws-before"))
+        before_kill = await containers.run("true", name=unique_name("opws-before"))
         await _wait_for(page, f"window.seen.events.some(e => e.endsWith(' {before_kill}'))")
         await proc.kill()  # SIGKILL: no close frame, no goodbye
         during = unique_name("opws-during")
-        docker("create", "--name", during, TEST_IMAGE, "true")
-        docker("rm", during)
-        await asyncio.sleep(0.5)
+        await docker("create", "--name", during, TEST_IMAGE, "true")
+        await docker("rm", during)
         await proc.start()
         await _wait_for(
             page, "window.seen.states.filter(s => s === 'containers:authenticated').length >= 2", 60)
@@ -143,7 +149,8 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_chromium(
         await _wait_for(page, f"window.seen.logs.length >= {before + 20}")
         await _wait_for(page, f"window.seen.events.some(e => e.includes(' destroy ') "
                               f"&& e.endsWith(' {during}'))")
-        await asyncio.sleep(1.0)  # anything replayed twice would have arrived by now
+        # An absence: anything replayed twice would have arrived within this window.
+        await asyncio.sleep(1.0 * SECOND)
         seen = await page.evaluate("window.seen")
         await page.evaluate("window.client.close()")
     finally:
@@ -167,7 +174,7 @@ async def test_the_client_survives_a_server_sigkill_under_logs_in_node(
         pytest.fail("node is not installed: run scripts/ensure-docker.sh")
     proc = ServerProcess(free_port(), tmp_path)
     await proc.start()
-    name = containers.run(COUNTER)
+    name = await containers.run(COUNTER)
     script = tmp_path / "follow.mjs"
     script.write_text(f"""
 import {{ OpenPanelClient }} from {str(CLIENT_JS)!r}
@@ -185,7 +192,7 @@ process.on('SIGTERM', () => {{ c.close(); process.exit(0) }})
 
     async def read_until(predicate: Any, timeout: float = 60.0) -> None:
         assert follower.stdout is not None
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while not predicate():
             raw = await asyncio.wait_for(follower.stdout.readline(), max(0.1, deadline - time.monotonic()))
             if not raw:
@@ -194,7 +201,9 @@ process.on('SIGTERM', () => {{ c.close(); process.exit(0) }})
 
     try:
         await read_until(lambda: sum(x.startswith("LINE ") for x in out) >= 10)
-        await _kill_and_restart(proc)
+        await proc.kill()  # SIGKILL: no close frame, no goodbye
+        await read_until(lambda: "STATE reconnecting" in out)
+        await proc.start()
         await read_until(lambda: out.count("STATE authenticated") >= 2)
         mark = len(out)
         await read_until(lambda: sum(x.startswith("LINE ") for x in out[mark:]) >= 20)
@@ -218,18 +227,18 @@ async def test_the_readme_examples_run_in_chromium(
     blocks = [b for b in re.findall(r"```javascript\n(.*?)```", readme, flags=re.S)
               if "xterm" not in b and "client.close()" not in b]
     assert blocks and "import { OpenPanelClient } from '/client/openpanel-ws.js'" in blocks[0]
-    name = containers.run(COUNTER)
+    name = await containers.run(COUNTER)
     code = ("\n".join(blocks).replace("ws://localhost:3001", server.url.replace("http://", "ws://"))
             .replace("your-jwt-token", make_token()).replace("container-123", name))
     logs: list[str] = []
     page.on("console", lambda msg: logs.append(msg.text))
     await open_page(page, server.url + "/healthz")
     await page.add_script_tag(content=code, type="module")
-    deadline = time.monotonic() + 30
     wanted = ("Log: line-", "Stats:", "containers: authenticated", "logs: authenticated", "cpu ")
-    while not all(any(x.startswith(w) for x in logs) for w in wanted):
-        assert time.monotonic() < deadline, logs[-20:]
-        await asyncio.sleep(0.2)
+    try:
+        await eventually(lambda: all(any(x.startswith(w) for x in logs) for w in wanted), 30)
+    except AssertionError:
+        raise AssertionError(logs[-20:]) from None
     assert not [x for x in logs if x.startswith(("Error:", "WebSocket error:"))], logs
 
 
@@ -237,7 +246,7 @@ async def test_held_keys_are_coalesced_not_rejected_in_chromium(
         server: RunningServer, containers: Containers, page: Any) -> None:
     """400 keystrokes written at once (a held key, a paste typed char by char) against a
     terminal limit of 10 messages/s: none rejected, none lost."""
-    name = containers.run()
+    name = await containers.run()
     await _load_client(page, server.url)
     await page.evaluate("""([url, token, name]) => {
         const s = window.seen
@@ -261,7 +270,7 @@ async def test_a_command_without_tty_in_chromium(
         server: RunningServer, containers: Containers, page: Any) -> None:
     """The terminal extensions through the JS client: `command`, `tty: false`, `stdin:
     false`; output names its stream, `closed` carries the exit code."""
-    name = containers.run()
+    name = await containers.run()
     await _load_client(page, server.url)
     closed = await page.evaluate("""([url, token, name]) => new Promise((resolve) => {
         const s = window.seen
@@ -283,7 +292,7 @@ async def test_get_token_refreshes_before_exp_on_the_open_connection_in_chromium
     """Tokens that live 4 s on a server with 1 s leeway: the client re-authenticates on
     the open connection before each `exp`, so the connection outlives every token."""
     srv: RunningServer = await make_server(jwt_leeway=1.0)
-    tokens = [make_token(ttl_seconds=4.0 * (i + 1)) for i in range(6)]
+    tokens = [make_token(ttl_seconds=4.0 * (i + 1)) for i in range(6 + int(3 * SECOND))]
     await _load_client(page, srv.url)
     await page.evaluate("""([url, tokens]) => {
         const s = window.seen
@@ -295,7 +304,8 @@ async def test_get_token_refreshes_before_exp_on_the_open_connection_in_chromium
         c.addEventListener('error', e => s.errors.push(e.detail.code))
         c.subscribeMetrics({ interval: 500 }, () => { s.metrics++ }, e => s.errors.push(e.code))
     }""", [srv.url.replace("http://", "ws://"), tokens])
-    await asyncio.sleep(10.0)  # past the first two tokens' exp + leeway
+    # Time itself is under test: past the first two tokens' exp + leeway.
+    await asyncio.sleep(10.0 * SECOND)
     seen = await page.evaluate("window.seen")
     await page.evaluate("window.client.close()")
     assert seen["errors"] == [] and seen["states"] == ["connecting", "authenticated"], seen

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from console_support import api_containers, drop_connections, http_get
 
-from helpers import Containers, RunningServer, docker, make_token
+from helpers import SECOND, Containers, RunningServer, docker, eventually, make_token
 
 pytest.importorskip("playwright")
 from playwright.async_api import Page, expect
@@ -82,7 +82,7 @@ def crow(page: Page, name: str) -> Any:
 
 async def test_fragment_login_lists_containers_and_follows_new_lines(
         page: Page, server: RunningServer, containers: Containers, artifacts: Path, watched: Seen) -> None:
-    name = containers.run(
+    name = await containers.run(
         "echo ready; while true; do if [ -f /tmp/go ]; then echo \"after-subscribe $(cat /tmp/go)\"; "
         "rm /tmp/go; fi; sleep 0.2; done")
     token = make_token()
@@ -100,7 +100,7 @@ async def test_fragment_login_lists_containers_and_follows_new_lines(
     await expect(page).to_have_url(re.compile(rf"\?container={name}&view=logs$"))
     logs = page.locator("#panel-logs .log-rows")
     await expect(logs).to_contain_text("ready", timeout=WAIT)  # history: the subscription is live
-    docker("exec", name, "sh", "-c", "echo 7f3a > /tmp/go")
+    await docker("exec", name, "sh", "-c", "echo 7f3a > /tmp/go")
     await expect(logs).to_contain_text("after-subscribe 7f3a", timeout=WAIT)
     await shot(page, artifacts, "logs")
 
@@ -124,7 +124,7 @@ async def test_login_form_refuses_a_bad_token_and_accepts_a_good_one(
 
 async def test_deep_links_open_each_view(
         page: Page, server: RunningServer, containers: Containers, watched: Seen) -> None:
-    name = containers.run()
+    name = await containers.run()
     await open_console(page, server, f"/?container={name}&view=stats")
     await expect(page.locator("#panel-stats")).to_be_visible(timeout=WAIT)
     await expect(page.locator("#detail-name")).to_have_text(name)
@@ -145,7 +145,7 @@ async def test_deep_links_open_each_view(
 
 async def test_terminal_runs_a_command(
         page: Page, server: RunningServer, containers: Containers, artifacts: Path, watched: Seen) -> None:
-    name = containers.run()
+    name = await containers.run()
     await open_console(page, server, f"/?container={name}&view=terminal")
     await expect(page.locator("#panel-terminal .term-state")).to_have_text("connected", timeout=WAIT)
     rows = page.locator("#panel-terminal .xterm-rows")
@@ -158,11 +158,12 @@ async def test_terminal_runs_a_command(
     # The terminal follows its element: a smaller window, fewer columns, and the shell knows.
     await page.set_viewport_size({"width": 900, "height": 700})
     size = "[window.openpanelConsole.viewObj.term.cols, window.openpanelConsole.viewObj.term.rows]"
-    for _ in range(100):  # (wait_for_function evaluates a string: the page's CSP forbids that)
-        cols, lines = await page.evaluate(size)
-        if cols < 100:
-            break
-        await asyncio.sleep(0.1)
+
+    async def narrower() -> bool:  # (wait_for_function evaluates a string: the page's CSP forbids that)
+        return bool((await page.evaluate(size))[0] < 100)
+
+    await eventually(narrower, 10, step=0.1, what="fewer columns")
+    cols, lines = await page.evaluate(size)
     assert cols < 100
     await page.keyboard.type("stty size")
     await page.keyboard.press("Enter")
@@ -197,7 +198,7 @@ async def test_terminal_runs_a_command(
 
 async def test_stats_charts_receive_samples(
         page: Page, server: RunningServer, containers: Containers, artifacts: Path, watched: Seen) -> None:
-    name = containers.run(
+    name = await containers.run(
         "while true; do dd if=/dev/zero of=/tmp/x bs=64k count=64 2>/dev/null; sleep 0.3; done")
     await open_console(page, server, f"/?container={name}&view=stats")
     charts = page.locator("#panel-stats .chart")
@@ -221,7 +222,7 @@ async def test_host_metrics_and_events_views(
 
     await page.click('[data-nav="events"]')
     await expect(page).to_have_url(re.compile(r"\?view=events$"))
-    name = containers.run("sleep 1; exit 4")
+    name = await containers.run("sleep 1; exit 4")
     table = page.locator("#view-events tbody")
     await expect(table).to_contain_text(name, timeout=WAIT)
     await expect(table).to_contain_text("exit 4", timeout=WAIT)  # the `die` event's exit code
@@ -244,7 +245,7 @@ printf '\033]0;pwned-title\007title gone\033[2J\033[Hcursor gone\n'; echo done; 
 
 async def test_hostile_output_renders_as_text(
         page: Page, server: RunningServer, containers: Containers, artifacts: Path, watched: Seen) -> None:
-    name = containers.run(HOSTILE)
+    name = await containers.run(HOSTILE)
     await open_console(page, server, f"/?container={name}&view=logs")
     rows = page.locator("#panel-logs .log-rows")
     await expect(rows).to_contain_text("done", timeout=WAIT)
@@ -269,7 +270,8 @@ async def test_hostile_output_renders_as_text(
     saved = await asyncio.to_thread(Path(await download.path()).read_text)
     assert "<img src=x onerror=alert(1)>" in saved and "\x1b" not in saved
     assert download.suggested_filename.startswith(f"{name}-logs-")
-    await asyncio.sleep(0.5)  # give a late dialog the chance to show up (the fixture then fails)
+    # An absence: give a late dialog the chance to show up (the fixture then fails).
+    await asyncio.sleep(0.5 * SECOND)
     await shot(page, artifacts, "hostile")
 
 
@@ -299,8 +301,8 @@ async def test_page_is_served_with_a_strict_policy(server: RunningServer) -> Non
 
 async def test_scoped_token_sees_only_its_containers(
         page: Page, server: RunningServer, containers: Containers, artifacts: Path, watched: Seen) -> None:
-    mine = containers.run(name=f"scoped-mine-{os.urandom(4).hex()}")
-    other = containers.run(name=f"scoped-other-{os.urandom(4).hex()}")
+    mine = await containers.run(name=f"scoped-mine-{os.urandom(4).hex()}")
+    other = await containers.run(name=f"scoped-other-{os.urandom(4).hex()}")
     token = make_token("scoped-user", roles=(), containers=["scoped-mine-*"])
     status, body = await api_containers(server.url, token)
     assert status == 200
@@ -319,17 +321,20 @@ async def test_scoped_token_sees_only_its_containers(
 # --- load: 1,000 lines/s ---------------------------------------------------------------------
 
 
+FLOOD_WINDOW = 5.0  # seconds of flood the page is measured over (the window is the measurement)
+
+
 async def test_logs_view_stays_bounded_under_a_flood(
         page: Page, server: RunningServer, containers: Containers, watched: Seen) -> None:
     # ~1,000 lines/s or more: 100 lines every 0.1 s.
-    name = containers.run("i=0; while true; do seq $i $((i+99)) | sed 's/^/flood line /'; i=$((i+100)); "
-                          "sleep 0.1; done")
+    name = await containers.run(
+        "i=0; while true; do seq $i $((i+99)) | sed 's/^/flood line /'; i=$((i+100)); sleep 0.1; done")
     await open_console(page, server, f"/?container={name}&view=logs")
     await expect(page.locator("#panel-logs .log-rows")).to_contain_text("flood line", timeout=WAIT)
     await page.evaluate("""() => { window.__gaps = []; let last = performance.now();
         const tick = (t) => { window.__gaps.push(t - last); last = t;
           if (window.__gaps.length < 100000) requestAnimationFrame(tick) }; requestAnimationFrame(tick) }""")
-    await asyncio.sleep(5)
+    await asyncio.sleep(FLOOD_WINDOW)
     lines = int(await page.locator("#panel-logs").get_attribute("data-lines") or 0)
     rows = await page.locator("#panel-logs .log-row").count()
     gaps = await page.evaluate("window.__gaps")
@@ -347,17 +352,17 @@ async def test_screenshots_desktop_and_phone(
         chromium_browser: Any, server: RunningServer, containers: Containers, artifacts: Path) -> None:
     # A token scoped to this test's containers keeps other tests' containers out of the pictures.
     tag = os.urandom(3).hex()
-    web = containers.run(
+    web = await containers.run(
         "i=0; while true; do i=$((i+1)); "
         "printf '%s \\033[32mINFO\\033[0m GET /api/items/%s 200 \\033[2m%sms\\033[0m\\n' "
         "\"$(date +%T)\" $i $((i * 7 % 40 + 3)); if [ $((i % 6)) = 0 ]; then "
         "echo \"$(date +%T) WARN upstream slow, retrying ($i)\" >&2; fi; sleep 0.3; done",
         name=f"shop-web-{tag}")
-    containers.run("while true; do echo \"$(date +%T) checkpoint complete\"; sleep 2; done",
-                   name=f"shop-db-{tag}")
-    containers.run("while true; do dd if=/dev/zero of=/tmp/x bs=1M count=8 2>/dev/null; sleep 1; done",
-                   name=f"shop-worker-{tag}")
-    containers.run("exit 0", name=f"shop-migrate-{tag}")
+    await containers.run("while true; do echo \"$(date +%T) checkpoint complete\"; sleep 2; done",
+                         name=f"shop-db-{tag}")
+    await containers.run("while true; do dd if=/dev/zero of=/tmp/x bs=1M count=8 2>/dev/null; sleep 1; done",
+                         name=f"shop-worker-{tag}")
+    await containers.run("exit 0", name=f"shop-migrate-{tag}")
     token = make_token("demo", containers=[f"shop-*-{tag}"])
     for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         context = await chromium_browser.new_context(viewport=viewport)
@@ -369,7 +374,8 @@ async def test_screenshots_desktop_and_phone(
                 await expect(crow(page, web).locator(".cpu")).to_contain_text("CPU", timeout=WAIT)
                 worker = crow(page, f"shop-worker-{tag}")
                 await expect(worker.locator(".mem")).to_contain_text("MEM", timeout=WAIT)
-                await asyncio.sleep(1)
+                # A second more of live stats for the picture (only the screenshot shows it).
+                await asyncio.sleep(1.0 * SECOND)
             # Nothing overflows the viewport horizontally (readable without sideways scrolling).
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"{label}: page is {width}px wide"
@@ -397,7 +403,7 @@ async def test_screenshots_desktop_and_phone(
 
 async def test_keyboard_reaches_the_views(
         page: Page, server: RunningServer, containers: Containers, watched: Seen) -> None:
-    name = containers.run()
+    name = await containers.run()
     await open_console(page, server)
     await expect(crow(page, name)).to_be_visible(timeout=WAIT)
     await crow(page, name).focus()

@@ -14,7 +14,7 @@ import pytest
 from test_client_exec import PtyCli
 from test_client_support import PYTHON, cli_env, run_cli, ws_url
 
-from helpers import Containers, RunningServer, docker, free_port
+from helpers import Containers, RunningServer, docker, eventually, free_port, scaled
 
 SCRIPT = b"echo from-$((2+3))\necho oops >&2\nexit 5\n"
 
@@ -24,14 +24,14 @@ async def run_cli_stdin(*args: str, stdin: str, timeout: float = 30.0) -> tuple[
     proc = await asyncio.create_subprocess_exec(
         "sh", "-c", f'exec "$@" {stdin}', "sh", PYTHON, "-m", "openpanel_ws", *args,
         env=cli_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), scaled(timeout))
     assert proc.returncode is not None
     return proc.returncode, out, err
 
 
 async def test_exec_i_reads_a_file_dev_null_or_closed_stdin(
         server: RunningServer, containers: Containers, tmp_path: Path) -> None:
-    name = containers.run()
+    name = await containers.run()
     url = ws_url(server.url)
     script = tmp_path / "script.sh"
     script.write_bytes(SCRIPT)
@@ -47,7 +47,7 @@ async def test_exec_i_reads_a_file_dev_null_or_closed_stdin(
 
 
 async def test_exec_without_i_gives_no_stdin(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     rc, out, err = await run_cli("exec", name, "--url", ws_url(server.url),
                                  stdin=b"echo should-not-run\n", timeout=30)
     assert (rc, out, err) == (0, "", "")
@@ -55,7 +55,7 @@ async def test_exec_without_i_gives_no_stdin(server: RunningServer, containers: 
 
 async def test_exec_without_t_is_plain_bytes_streams_apart(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     rc, out, err = await run_cli("exec", "-i", name, "--url", ws_url(server.url), stdin=SCRIPT)
     # No TTY: no prompt, no banner, no \r\n, no escape sequences; stderr on stderr.
     assert (rc, out, err) == (5, "from-5\n", "oops\n")
@@ -63,7 +63,7 @@ async def test_exec_without_t_is_plain_bytes_streams_apart(
 
 async def test_exec_runs_a_command_and_returns_its_exit_code(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     url = ws_url(server.url)
     rc, out, err = await run_cli("exec", "--url", url, name, "ls", "/")
     assert rc == 0 and {"bin", "etc", "proc"} <= set(out.split()), err
@@ -75,7 +75,7 @@ async def test_exec_runs_a_command_and_returns_its_exit_code(
 
 async def test_exec_t_allocates_a_tty_and_without_t_there_is_none(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     url = ws_url(server.url)
     rc, out, _ = await run_cli("exec", "--url", url, name, "tty")
     assert (rc, out) == (1, "not a tty\n")
@@ -90,16 +90,24 @@ async def test_exec_t_allocates_a_tty_and_without_t_there_is_none(
 @pytest.mark.parametrize("command", [("logs", "-f"), ("events",), ("stats",), ("metrics",), ("exec",)])
 async def test_ctrl_c_exits_130_with_a_newline(
         server: RunningServer, containers: Containers, command: tuple[str, ...]) -> None:
-    name = containers.run("echo started; sleep 3600")
+    name = await containers.run("echo started; sleep 3600")
     url = ws_url(server.url)
     args = {"logs": [*command, name, "--url", url], "stats": [*command, name, "--url", url],
             "exec": ["exec", "--url", url, name, "sleep", "600"]}.get(command[0], [*command, "--url", url])
     cli = await PtyCli.spawn(*args)
     try:
-        await asyncio.sleep(2.0)  # streaming (or waiting for the next item)
+        # Streaming (or waiting for the next item): what shows it depends on the command.
+        if command[0] == "logs":
+            await cli.expect(rb"started")
+        elif command[0] in ("stats", "metrics"):
+            await cli.expect(rb"\x1b\[H\x1b\[2J")  # the first table drawn
+        elif command[0] == "exec":
+            await eventually(lambda: containers.has_process(name, "sleep 600"), 30, what="the exec")
+        else:
+            await eventually(lambda: server.authenticated() == 1, 30, what="the CLI connected")
         cli.write(b"\x03")
         assert await cli.wait(30) == 130
-        await asyncio.sleep(0.2)
+        await eventually(lambda: bytes(cli.output).endswith(b"^C\r\n"), 5, what="the ^C line")
         assert bytes(cli.output).endswith(b"^C\r\n"), bytes(cli.output[-200:])
     finally:
         await cli.close()
@@ -107,13 +115,13 @@ async def test_ctrl_c_exits_130_with_a_newline(
 
 async def test_lost_container_during_exec_it_says_so_on_a_fresh_line_and_exits_137(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     cli = await PtyCli.spawn("exec", "-it", name, "--url", ws_url(server.url))
     try:
         await cli.expect(rb"# ")
         cli.write(b"printf no-newline\r")
         await cli.expect(rb"no-newline/ # ")
-        await asyncio.to_thread(docker, "restart", "-t", "0", name)
+        await docker("restart", "-t", "0", name)
         assert await cli.wait(30) == 137
         out = bytes(cli.output)
         assert re.search(rb"# (\x1b\[6n|\r/ # \x1b\[J)*\r\nopenpanel-ws: container '[^']+' stopped, "
@@ -126,7 +134,7 @@ async def test_connection_lost_error_starts_on_a_fresh_line(
         make_server: object, containers: Containers) -> None:
     assert callable(make_server)
     server = await make_server()
-    name = containers.run()
+    name = await containers.run()
     cli = await PtyCli.spawn("exec", "-it", name, "--url", ws_url(server.url))
     try:
         await cli.expect(rb"# ")
@@ -144,7 +152,7 @@ async def test_refused_arguments_exit_2_with_one_line(
     rc, out, err = await run_cli("events", "--filter", "colour=red", "--url", url, timeout=30)
     assert rc == 2 and out == "", out[:300]
     assert err.count("\n") == 1 and "colour" in err, err
-    name = containers.run("echo a-line; sleep 3600")
+    name = await containers.run("echo a-line; sleep 3600")
     rc, out, err = await run_cli("logs", "-f", name, "--since", "2026-13-45T00:00:00Z", "--url", url,
                                  timeout=30)
     assert rc == 2 and out == "", out[:300]
@@ -168,12 +176,12 @@ async def _serve(env: dict[str, str], port: int, *, tty: bool) -> bytes:
     out = b""
     try:
         while b"export " not in out:
-            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            line = await asyncio.wait_for(proc.stdout.readline(), scaled(30))
             assert line, out
             out += line
     finally:
         proc.send_signal(2)
-        await asyncio.wait_for(proc.wait(), 30)
+        await asyncio.wait_for(proc.wait(), scaled(30))
     return out
 
 
@@ -201,7 +209,7 @@ async def test_exec_i_large_stdin_arrives_intact(
         server: RunningServer, containers: Containers, tmp_path: Path) -> None:
     import hashlib
 
-    name = containers.run()
+    name = await containers.run()
     data = b"".join(b"line %06d of a large script\n" % i for i in range(4000))  # ~116 kB
     path = tmp_path / "big.txt"
     path.write_bytes(data)

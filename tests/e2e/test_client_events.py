@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from test_client_support import CliStream, ws_url
 
-from helpers import Containers, RunningServer, docker, unique_name
+from helpers import Containers, RunningServer, docker, eventually, unique_name
 
 
 async def test_events_json_and_filter(server: RunningServer, containers: Containers) -> None:
@@ -15,8 +13,9 @@ async def test_events_json_and_filter(server: RunningServer, containers: Contain
     cli = await CliStream.start("events", "--json", "--filter", f"container={name}",
                                 "--url", ws_url(server.url))
     try:
-        await asyncio.sleep(2.0)  # connected, authenticated, filter applied
-        await asyncio.to_thread(containers.run, "sleep 3600", name=name)
+        # connected and authenticated; its `subscribe` {filters} follows at once
+        await eventually(lambda: server.authenticated() == 1, 30, what="the CLI connected")
+        await containers.run("sleep 3600", name=name)
         seen = []
         while True:
             item = orjson.loads(await cli.readline(60))
@@ -36,9 +35,9 @@ async def test_events_human_lines(server: RunningServer, containers: Containers)
     name = unique_name("opws-cli-ev")
     cli = await CliStream.start("events", "--filter", f"container={name}", "--url", ws_url(server.url))
     try:
-        await asyncio.sleep(2.0)
-        await asyncio.to_thread(containers.run, "sleep 3600", name=name)
-        await asyncio.to_thread(docker, "stop", "-t", "0", name)
+        await eventually(lambda: server.authenticated() == 1, 30, what="the CLI connected")
+        await containers.run("sleep 3600", name=name)
+        await docker("stop", "-t", "0", name)
         lines = await cli.read_until(lambda line: "died with exit code" in line, timeout=60)
         start = next(line for line in lines if " container start " in line)
         assert f"name={name}" in start and start[:4].isdigit()

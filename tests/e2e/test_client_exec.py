@@ -13,7 +13,7 @@ import time
 
 from test_client_support import PYTHON, cli_env, run_cli, ws_url
 
-from helpers import Containers, RunningServer, docker, make_token
+from helpers import Containers, RunningServer, docker, eventually, make_token, scaled
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:
@@ -64,7 +64,7 @@ class PtyCli:
     async def expect(self, pattern: bytes, timeout: float = 30.0) -> re.Match[bytes]:
         """Wait for `pattern` (a regex) in the output after what was matched before."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             match = regex.search(self.output, self._seen)
             if match:
@@ -78,7 +78,7 @@ class PtyCli:
                 await asyncio.wait_for(self._data.wait(), min(left, 0.5))
 
     async def wait(self, timeout: float = 30.0) -> int:
-        return await asyncio.wait_for(self.proc.wait(), timeout)
+        return await asyncio.wait_for(self.proc.wait(), scaled(timeout))
 
     async def close(self) -> None:
         if self.proc.returncode is None:
@@ -97,7 +97,7 @@ PROMPT = rb"# "
 
 async def test_exec_interactive_shell_resize_ctrl_c_and_exit_code(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run("sleep 3600")
+    name = await containers.run("sleep 3600")
     cli = await PtyCli.spawn("exec", "-it", name, "--url", ws_url(server.url), rows=24, cols=80)
     try:
         before = termios.tcgetattr(cli.slave)
@@ -112,17 +112,16 @@ async def test_exec_interactive_shell_resize_ctrl_c_and_exit_code(
         assert termios.tcgetattr(cli.slave)[3] & termios.ECHO == 0
         # resize: SIGWINCH -> `resize` -> the remote tty has the new size
         set_size(cli.master, 40, 120)
-        for _ in range(20):
+
+        async def resized() -> bool:
             cli.write(b"stty size\r")
             match = await cli.expect(rb"\r\n(\d+) (\d+)\r\n")
-            if match.groups() == (b"40", b"120"):
-                break
-            await asyncio.sleep(0.3)
-        else:
-            raise AssertionError("resize never reached the remote terminal")
+            return match.groups() == (b"40", b"120")
+
+        await eventually(resized, 10, step=0.3, what="the resize reaching the remote terminal")
         # Ctrl-C and arrow keys pass through as bytes: interrupt a long sleep remotely
         cli.write(b"sleep 60\r")
-        await asyncio.sleep(0.5)
+        await eventually(lambda: containers.has_process(name, "sleep 60"), 10, what="sleep 60")
         cli.write(b"\x03")
         cli.write(b"echo after-\x1b[D\x1b[Cint\r")  # left then right arrow: a no-op edit
         await cli.expect(rb"after-int\r\n", timeout=30)
@@ -138,12 +137,12 @@ async def test_exec_interactive_shell_resize_ctrl_c_and_exit_code(
 
 async def test_held_key_burst_arrives_complete_without_rate_limit(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run("sleep 3600")
+    name = await containers.run("sleep 3600")
     cli = await PtyCli.spawn("exec", "-it", name, "--url", ws_url(server.url))
     try:
         await cli.expect(PROMPT)
         cli.write(b"cat > /tmp/burst\r")
-        await asyncio.sleep(0.5)
+        await eventually(lambda: containers.has_process(name, "cat"), 10, what="cat reading")
         keys = bytes(ord("a") + i % 26 for i in range(200))
         started = time.monotonic()
         for i, key in enumerate(keys):  # 200 keystrokes in one second
@@ -153,7 +152,7 @@ async def test_held_key_burst_arrives_complete_without_rate_limit(
         await cli.expect(PROMPT)
         cli.write(b"wc -c < /tmp/burst\r")
         await cli.expect(rb"\r\n\s*201\r\n", timeout=30)
-        content = await asyncio.to_thread(docker, "exec", name, "cat", "/tmp/burst")
+        content = await docker("exec", name, "cat", "/tmp/burst")
         assert content == keys.decode()
         assert b"Rate limit" not in cli.output and b"RATE_LIMIT" not in cli.output
         cli.write(b"exit\r")
@@ -168,7 +167,7 @@ async def test_exec_errors_are_one_line(server: RunningServer, containers: Conta
     assert rc == 1
     assert err.startswith("openpanel-ws: container 'opws-no-such-container-x' not found"), err
     assert err.count("\n") == 1
-    name = containers.run("sleep 3600")
+    name = await containers.run("sleep 3600")
     rc, _, err = await run_cli("exec", "-i", name, "--url", url, stdin=b"",
                                env=cli_env(make_token("viewer", roles=["viewer"])))
     assert rc == 1 and err.startswith("openpanel-ws: permission denied"), err
@@ -177,7 +176,7 @@ async def test_exec_errors_are_one_line(server: RunningServer, containers: Conta
 
 
 async def test_exec_piped_script(server: RunningServer, containers: Containers) -> None:
-    name = containers.run("sleep 3600")
+    name = await containers.run("sleep 3600")
     rc, out, err = await run_cli("exec", "-i", name, "--url", ws_url(server.url),
                                  stdin=b"echo piped-$((2+3))\nexit 4\n")
     assert rc == 4, err
@@ -187,7 +186,7 @@ async def test_exec_piped_script(server: RunningServer, containers: Containers) 
 async def test_library_terminal_session(server: RunningServer, containers: Containers) -> None:
     from openpanel_ws.client import OpenPanelClient
 
-    name = containers.run("sleep 3600")
+    name = await containers.run("sleep 3600")
     async with OpenPanelClient(ws_url(server.url), make_token()) as client:
         session = await client.terminal(name, cols=90, rows=30)
         assert session.session_id
@@ -195,11 +194,15 @@ async def test_library_terminal_session(server: RunningServer, containers: Conta
         output = ""
         chunks = aiter(session)
         while "30 90" not in output:  # the size given at open applies from the start
-            output += await asyncio.wait_for(anext(chunks), 30)
+            output += await asyncio.wait_for(anext(chunks), scaled(30))
         session.resize(2000, 5)  # clamped to the accepted range, never a session killer
-        await asyncio.sleep(0.5)
-        session.write("stty size; exit 5\n")
-        output = "".join([chunk async for chunk in chunks])
+        deadline = time.monotonic() + scaled(30)
+        while "5 1000" not in output[output.rfind("30 90"):]:  # the resize applies asynchronously
+            assert time.monotonic() < deadline, output[-300:]
+            session.write("stty size\n")
+            output += await asyncio.wait_for(anext(chunks), scaled(30))
+        session.write("exit 5\n")
+        output += "".join([chunk async for chunk in chunks])
         assert "5 1000" in output
         assert session.exit_code == 5
         await session.close()

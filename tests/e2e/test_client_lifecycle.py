@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_client_support import ServerProcess, cli_env, run_cli, ws_url
 
-from helpers import RunningServer, free_port, make_token
+from helpers import SECOND, RunningServer, eventually, free_port, make_token, scaled
 from openpanel_ws.client import (
     AuthenticationError,
     BackoffPolicy,
@@ -61,9 +61,10 @@ async def test_library_auth_failure_is_final(server: RunningServer) -> None:
 
     async with OpenPanelClient(ws_url(server.url), token, backoff=BackoffPolicy(base=0.05)) as client:
         with pytest.raises(AuthenticationError) as info:
-            await asyncio.wait_for(anext(client.metrics()), 30)
+            await asyncio.wait_for(anext(client.metrics()), scaled(30))
     assert info.value.code == "AUTH_FAILED"
-    await asyncio.sleep(0.5)
+    # "Never retried" is an absence: a window ten times the retry back-off for a retry to show.
+    await asyncio.sleep(0.5 * SECOND)
     assert calls == 1  # never retried
 
 
@@ -71,7 +72,7 @@ async def test_library_fails_fast_only_when_asked() -> None:
     port = free_port()
     async with OpenPanelClient(f"ws://127.0.0.1:{port}", make_token(), wait_for_server=False) as client:
         with pytest.raises(ConnectionFailed, match="connection refused"):
-            await asyncio.wait_for(anext(client.metrics()), 30)
+            await asyncio.wait_for(anext(client.metrics()), scaled(30))
 
 
 async def test_library_reconnects_reauthenticates_and_restores_the_subscription(tmp_path: Path) -> None:
@@ -91,14 +92,15 @@ async def test_library_reconnects_reauthenticates_and_restores_the_subscription(
         async with OpenPanelClient(server.url, token, backoff=BackoffPolicy(base=0.2, cap=2.0),
                                    on_status=statuses.append) as client:
             samples = client.metrics(interval=500)
-            first = await asyncio.wait_for(anext(samples), 30)
+            first = await asyncio.wait_for(anext(samples), scaled(30))
             assert isinstance(first, MetricsSample)
             await server.kill()
             restarted_at = time.time()
-            await asyncio.sleep(1.0)
+            await eventually(lambda: any("reconnecting" in s for s in statuses), 30,
+                             what="the client reconnecting")
             await server.start()
             while True:
-                sample = await asyncio.wait_for(anext(samples), 60)
+                sample = await asyncio.wait_for(anext(samples), scaled(60))
                 if parse_timestamp(sample.timestamp) > restarted_at:
                     break
             assert tokens >= 2  # re-authenticated with a freshly obtained token
@@ -116,7 +118,7 @@ async def test_library_answers_server_pings(make_server: object) -> None:
         samples = client.metrics(interval=500)
         deadline = time.monotonic() + 4.0  # eight heartbeats; an unanswered one closes with 4002
         while time.monotonic() < deadline:
-            await asyncio.wait_for(anext(samples), 30)
+            await asyncio.wait_for(anext(samples), scaled(30))
         await samples.aclose()
     assert statuses == []
 
@@ -136,10 +138,10 @@ async def test_library_refreshes_the_token_before_exp_on_the_open_connection(
     async with OpenPanelClient(ws_url(srv.url), token, on_status=statuses.append,
                                token_refresh_margin=2.0) as client:
         samples = client.metrics(interval=500)
-        await asyncio.wait_for(anext(samples), 30)
+        await asyncio.wait_for(anext(samples), scaled(30))
         first_exp = issued[0] + 4
         while time.time() < first_exp + 2.5:  # well past the first token's exp
-            await asyncio.wait_for(anext(samples), 30)
+            await asyncio.wait_for(anext(samples), scaled(30))
         await samples.aclose()
     assert len(issued) >= 2, "no refresh on the open connection"
     assert statuses == [], statuses  # never closed, never reconnected

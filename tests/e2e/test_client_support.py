@@ -11,12 +11,11 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
-from helpers import SECRET, make_token
+from helpers import SECRET, eventually, make_token, scaled
 
 PYTHON = sys.executable
 
@@ -40,7 +39,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | 
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), scaled(timeout))
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -66,7 +65,7 @@ class CliStream:
 
     async def readline(self, timeout: float = 30.0) -> str:
         assert self.proc.stdout is not None
-        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), scaled(timeout))
         if not raw:
             raise EOFError(f"CLI ended (rc={await self.proc.wait()}): {await self.stderr()}")
         line = raw.decode().rstrip("\n")
@@ -75,7 +74,7 @@ class CliStream:
 
     async def read_until(self, predicate: object, timeout: float = 60.0) -> list[str]:
         assert callable(predicate)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout  # readline scales what is left
         while True:
             line = await self.readline(max(0.1, deadline - time.monotonic()))
             if predicate(line):
@@ -85,7 +84,7 @@ class CliStream:
         if self.proc.stderr is None:
             return ""
         with contextlib.suppress(TimeoutError):
-            return (await asyncio.wait_for(self.proc.stderr.read(), 5)).decode()
+            return (await asyncio.wait_for(self.proc.stderr.read(), scaled(5))).decode()
         return ""
 
     async def stop(self) -> int:
@@ -93,7 +92,7 @@ class CliStream:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGINT)
             try:
-                await asyncio.wait_for(self.proc.wait(), 10)
+                await asyncio.wait_for(self.proc.wait(), scaled(10))
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
@@ -113,19 +112,25 @@ class ServerProcess:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 30.0) -> None:
+    def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPANEL_WS_")}
         env.update(OPENPANEL_WS_JWT_SECRET=SECRET, XDG_STATE_HOME=str(self.state_dir),
                    PYTHONUNBUFFERED="1")
+        return env
+
+    async def start(self, timeout: float = 30.0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            PYTHON, "-m", "openpanel_ws", "serve", "--port", str(self.port), env=env,
+            PYTHON, "-m", "openpanel_ws", "serve", "--port", str(self.port), env=self.environment(),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not _port_open(self.port):
-            if self.proc.returncode is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server on port {self.port} did not start")
-            await asyncio.sleep(0.1)
+        proc = self.proc
+
+        async def listening() -> bool:
+            if proc.returncode is not None:
+                raise AssertionError(f"server on port {self.port} exited with {proc.returncode}")
+            return await _port_open(self.port)
+
+        await eventually(listening, timeout, step=0.1, what=f"a server listening on port {self.port}")
 
     async def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -137,15 +142,20 @@ class ServerProcess:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             try:
-                await asyncio.wait_for(self.proc.wait(), 15)
+                await asyncio.wait_for(self.proc.wait(), scaled(15))
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         self.proc = None
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+async def _port_open(port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), scaled(0.5))
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
 
-from helpers import SECRET, Containers, RunningServer, make_token, unique_name
+from helpers import SECRET, Containers, RunningServer, eventually, make_token, unique_name
 from openpanel_ws.auth import issue_token
 
 
@@ -42,18 +42,22 @@ async def test_list_needs_a_valid_bearer_token(server: RunningServer) -> None:
 
 async def test_list_shows_running_and_stopped_containers(server: RunningServer,
                                                           containers: Containers) -> None:
-    running = containers.run()
-    stopped = containers.run("exit 3")
-    deadline = time.monotonic() + 20
-    while True:
+    running = await containers.run()
+    stopped = await containers.run("exit 3")
+    listing: dict[str, Any] = {}
+
+    async def stopped_listed() -> bool:
         status, body = await containers_as(server, make_token())
         assert status == 200
         rows = {r["name"]: r for r in body["containers"]}  # type: ignore[attr-defined]
-        if rows.get(stopped, {}).get("state") == "exited" or time.monotonic() > deadline:
-            break
+        listing.update(body=body, rows=rows)
+        return bool(rows.get(stopped, {}).get("state") == "exited")
+
+    await eventually(stopped_listed, 20, what=f"{stopped} listed as exited")
+    body, rows = listing["body"], listing["rows"]
     assert rows[running]["state"] == "running"
     assert rows[running]["image"] == "openpanel-ws-test:busybox"
-    assert rows[running]["id"] == containers.id_of(running)
+    assert rows[running]["id"] == await containers.id_of(running)
     assert rows[running]["startedAt"].endswith("Z")
     assert rows[running]["exitCode"] is None
     assert rows[stopped]["state"] == "exited"
@@ -66,8 +70,8 @@ async def test_list_shows_running_and_stopped_containers(server: RunningServer,
 async def test_scoped_token_lists_only_matching_containers(server: RunningServer,
                                                            containers: Containers) -> None:
     prefix = unique_name("scope")
-    mine = containers.run(name=f"{prefix}-a")
-    other = containers.run()
+    mine = await containers.run(name=f"{prefix}-a")
+    other = await containers.run()
     status, body = await containers_as(server, make_token("u", roles=(), containers=[f"{prefix}-*"]))
     assert status == 200
     names = [r["name"] for r in body["containers"]]  # type: ignore[attr-defined]

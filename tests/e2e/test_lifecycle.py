@@ -20,7 +20,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from helpers import SECRET, RunningServer, eventually, free_port, make_token
+from helpers import SECRET, RunningServer, eventually, free_port, make_token, scaled
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.server import create_app, default_gateways
@@ -91,7 +91,7 @@ async def test_messages_before_auth_are_refused_and_not_processed(server: Runnin
     assert err["code"] == "AUTH_REQUIRED"
     # nothing was subscribed: after auth, no metrics arrive unasked
     await client.auth()
-    assert await client.collect(1.0, "metrics") == []
+    assert await client.quiet(1.0, "metrics") == []
 
 
 async def test_reauth_on_an_open_connection(server: RunningServer) -> None:
@@ -138,6 +138,10 @@ async def test_oversize_message_closes_1009(make_server: MakeServer) -> None:
     assert await client.wait_closed() == 1009
 
 
+def is_ping_reply(message: dict[str, Any]) -> bool:
+    return message["type"] == "pong" or message.get("code") == "RATE_LIMIT"
+
+
 async def test_rate_limit_10_per_second_admits_exactly_ten(server: RunningServer) -> None:
     client = await server.connect("/ws/containers")
     start = time.monotonic()
@@ -145,7 +149,9 @@ async def test_rate_limit_10_per_second_admits_exactly_ten(server: RunningServer
     for _ in range(14):
         await client.send({"type": "ping"})
     elapsed = time.monotonic() - start
-    replies = await client.collect(1.0)
+    # One reply per ping: a pong, or a RATE_LIMIT error.
+    replies = await client.expect_many(None, 14, 10, where=is_ping_reply)
+    assert [m for m in await client.quiet(0.3) if is_ping_reply(m)] == []  # and no more
     pongs = [m for m in replies if m["type"] == "pong"]
     limited = [m for m in replies if m.get("code") == "RATE_LIMIT"]
     refilled = int(elapsed * 10)  # tokens that came back while we were sending (0 normally)
@@ -157,10 +163,11 @@ async def test_rate_limit_10_per_second_admits_exactly_ten(server: RunningServer
 
 async def test_rate_limit_100_per_minute_admits_exactly_a_hundred(server: RunningServer) -> None:
     client = await server.connect("/ws/logs", auth=True)
-    await client.collect(0.3)  # whatever the logs gateway pushes on its own
     for _ in range(120):
         await client.send({"type": "ping"})
-    replies = await client.collect(1.5)
+    # what the logs gateway pushes on its own is not a reply
+    replies = await client.expect_many(None, 120, 20, where=is_ping_reply)
+    assert [m for m in await client.quiet(0.3) if is_ping_reply(m)] == []  # and no more
     pongs = sum(m["type"] == "pong" for m in replies)
     limited = sum(m.get("code") == "RATE_LIMIT" for m in replies)
     assert (pongs, limited) == (99, 21)  # auth took the 100th token; refill is 0.6 s per token
@@ -171,7 +178,7 @@ async def test_pong_is_exempt_from_the_rate_limit(server: RunningServer) -> None
     for _ in range(30):
         await client.send({"type": "pong", "timestamp": protocol.rfc3339()})
     await client.send({"type": "ping"})
-    replies = await client.collect(0.5)
+    replies = await client.quiet(0.5)
     assert [m["type"] for m in replies if m["type"] != "ping"] == ["pong"]
 
 
@@ -417,11 +424,39 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
+async def _cli_async(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`_cli` for async tests: the loop (and the server under test) keeps running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "openpanel_ws", *args, env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), scaled(60))
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "openpanel_ws", "serve", env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def _readline(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stdout is not None
+    return (await asyncio.wait_for(proc.stdout.readline(), scaled(30))).decode()
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
 async def test_token_cli_round_trip(server: RunningServer) -> None:
-    result = _cli("token", "--sub", "alice", "--role", "admin", "--permission", "terminal",
-                  env={"OPENPANEL_WS_JWT_SECRET": SECRET})
-    assert result.returncode == 0, result.stderr
-    token = result.stdout.strip().splitlines()[-1]
+    rc, out, err = await _cli_async("token", "--sub", "alice", "--role", "admin", "--permission",
+                                    "terminal", env={"OPENPANEL_WS_JWT_SECRET": SECRET})
+    assert rc == 0, err
+    token = out.strip().splitlines()[-1]
     client = await server.connect("/ws/terminal")
     assert (await client.auth(token))["userId"] == "alice"
 
@@ -438,11 +473,9 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0(engine: None, tmp_pa
     port = free_port()
     env = {**os.environ, "OPENPANEL_WS_JWT_SECRET": SECRET, "OPENPANEL_WS_PORT": str(port),
            "XDG_STATE_HOME": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "openpanel_ws", "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = await _serve(env)
     try:
-        assert proc.stdout is not None
-        banner = proc.stdout.readline()
+        banner = await _readline(proc)
         assert f"ws://127.0.0.1:{port}" in banner
         async with aiohttp.ClientSession() as session:
             sockets = [await session.ws_connect(f"http://127.0.0.1:{port}{p}") for p in ENDPOINTS]
@@ -454,15 +487,13 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0(engine: None, tmp_pa
             proc.send_signal(signal.SIGTERM)
             for ws in sockets:
                 while True:
-                    msg = await ws.receive(timeout=10)
+                    msg = await ws.receive(timeout=scaled(10))
                     if msg.type is not aiohttp.WSMsgType.TEXT:
                         break
                 assert ws.close_code == 1001
-        assert proc.wait(timeout=15) == 0
+        assert await asyncio.wait_for(proc.wait(), scaled(15)) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        await _stop(proc)
 
 
 async def test_make_run_style_start_prints_a_working_admin_token(engine: None, tmp_path: Any) -> None:
@@ -471,23 +502,22 @@ async def test_make_run_style_start_prints_a_working_admin_token(engine: None, t
     env = {**os.environ, "OPENPANEL_WS_PORT": str(port), "XDG_STATE_HOME": str(tmp_path)}
     env.pop("OPENPANEL_WS_JWT_SECRET", None)
     for _ in range(2):
-        proc = subprocess.Popen([sys.executable, "-m", "openpanel_ws", "serve"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = await _serve(env)
         try:
-            assert proc.stdout is not None
             # stdout is not a terminal: the token goes to a 0600 file, the banner names it
-            lines = [proc.stdout.readline() for _ in range(4)]
+            lines = [await _readline(proc) for _ in range(4)]
             assert any("admin token (24 h): not printed" in line for line in lines), lines
             token = (tmp_path / "openpanel-ws" / "admin-token").read_text().strip()
             async with aiohttp.ClientSession() as session:
                 async with session.ws_connect(f"http://127.0.0.1:{port}/ws/metrics") as ws:
                     await ws.receive()
                     await ws.send_str(json.dumps({"type": "auth", "token": token}))
-                    reply = json.loads((await ws.receive(timeout=5)).data)
+                    reply = json.loads((await ws.receive(timeout=scaled(5))).data)
                     assert reply["type"] == "authenticated" and reply["userId"] == "admin"
         finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+            if proc.returncode is None:
+                proc.terminate()
+            await asyncio.wait_for(proc.wait(), scaled(15))
     secret_file = tmp_path / "openpanel-ws" / "jwt-secret"
     assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
 

@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 
-from helpers import Containers, RunningServer, WsClient, docker, eventually, unique_name
+from helpers import (
+    Containers,
+    RunningServer,
+    WsClient,
+    deadline,
+    docker,
+    eventually,
+    scaled,
+    unique_name,
+)
 from openpanel_ws.server import GATEWAYS_KEY
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -28,26 +37,32 @@ Msg = dict[str, Any]
 
 
 async def sh_docker(*args: str, check: bool = True) -> str:
-    # Off the loop: the server under test shares this event loop.
-    return await asyncio.to_thread(docker, *args, check=check)
+    # Awaited: the server under test shares this event loop.
+    return await docker(*args, check=check)
 
 
 async def read_until(client: WsClient, done: Callable[[list[Msg]], bool], timeout: float = 30.0,
                      settle: float = 0.0) -> list[Msg]:
     """Everything the client receives until `done(all so far)`, then `settle` s more."""
     got: list[Msg] = []
-    deadline = time.monotonic() + timeout
+    by = deadline(timeout)
     while not done(got):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"condition not met in {timeout}s; last: {got[-5:]}")
+        if time.monotonic() >= by:
+            raise AssertionError(f"condition not met in {scaled(timeout)}s; last: {got[-5:]}")
         try:
-            got.append(await client.recv(timeout=left))
+            got.append(await client.recv_by(by))
         except TimeoutError:
             continue
-    if settle:
-        got += await client.collect(settle)
+    if settle:  # nothing (more) may follow: a window, scaled
+        got += await client.quiet(settle)
     return got
+
+
+def rotate_then_write_old(path: Path, to: Path, text: str) -> None:
+    """logrotate's default: rename, while the writer keeps its old file open and writes."""
+    with open(path, "a", encoding="utf-8") as old:
+        os.rename(path, to)
+        old.write(text)
 
 
 def events_of(messages: list[Msg], name: str) -> list[Msg]:
@@ -77,7 +92,7 @@ async def test_container_lifecycle_in_order_with_attributes(
         server: RunningServer, containers: Containers) -> None:
     client = await logs_client(server)
     name = unique_name("oplogs")
-    await asyncio.to_thread(containers.run, "sleep 0.3; exit 3", name=name)
+    await containers.run("sleep 0.3; exit 3", name=name)
     got = await read_until(client, lambda ms: "die" in actions_of(ms, name))
     await sh_docker("rm", name)
     got += await read_until(client, lambda ms: "destroy" in actions_of(ms, name), settle=0.5)
@@ -106,7 +121,7 @@ async def test_container_lifecycle_in_order_with_attributes(
 async def test_oom_kill_is_an_error_line(server: RunningServer, containers: Containers) -> None:
     client = await logs_client(server)
     name = unique_name("oplogs-oom")
-    await asyncio.to_thread(containers.run, "tail /dev/zero", name=name, options=["--memory", "16m"])
+    await containers.run("tail /dev/zero", name=name, options=["--memory", "16m"])
     got = await read_until(client, lambda ms: bool(lines_about(ms, f"Container {name} was killed")),
                            timeout=60)
     assert "oom" in actions_of(got, name)
@@ -120,7 +135,7 @@ async def test_thirty_clients_each_get_a_start_exactly_once_from_one_stream(
     clients = [await server.connect("/ws/logs", auth=True) for _ in range(30)]
     assert await hub.wait_connected(20)
     name = unique_name("oplogs-30")
-    await asyncio.to_thread(containers.run, "sleep 60", name=name)
+    await containers.run("sleep 60", name=name)
 
     async def starts(client: WsClient) -> list[str]:
         got = await read_until(client, lambda ms: "start" in actions_of(ms, name), timeout=60, settle=1.5)
@@ -135,14 +150,14 @@ async def test_thirty_clients_each_get_a_start_exactly_once_from_one_stream(
 async def test_nothing_before_auth(server: RunningServer, containers: Containers) -> None:
     client = await server.connect("/ws/logs")
     name = unique_name("oplogs-noauth")
-    await asyncio.to_thread(containers.run, "true", name=name)
-    assert await client.collect(2.0) == []
+    await containers.run("true", name=name)
+    assert await client.quiet(2.0) == []
     assert server.services.events.listener_count == 0  # no stream opened for it either
     await client.send({"type": "subscribe", "filters": {}})
     assert (await client.expect("error"))["code"] == "AUTH_REQUIRED"
     await client.auth()
     later = unique_name("oplogs-afterauth")
-    await asyncio.to_thread(containers.run, "true", name=later)
+    await containers.run("true", name=later)
     got = await read_until(client, lambda ms: "start" in actions_of(ms, later))
     assert events_of(got, name) == []  # nothing from before authentication is replayed
 
@@ -153,7 +168,7 @@ async def test_stream_is_shared_and_closed_when_the_last_client_leaves(server: R
     b = await logs_client(server)
     assert hub.listener_count == 1 and engine.open_streams == 1
     await a.close()
-    await asyncio.sleep(0.3)
+    await eventually(lambda: server.connections() == 1, what="the server saw the close")
     assert hub.running and engine.open_streams == 1
     # Another gateway (e.g. containers) holding the hub keeps the stream open.
     other: list[Msg] = []
@@ -202,8 +217,8 @@ async def test_subscribe_filters_narrow_one_client_only(
     await narrow.send({"type": "subscribe", "filters": {"type": 5}})
     assert (await narrow.expect("error"))["field"] == "filters.type"
 
-    await asyncio.to_thread(containers.run, "true", name=other)
-    await asyncio.to_thread(containers.run, "true", name=mine)
+    await containers.run("true", name=other)
+    await containers.run("true", name=mine)
     got_all = await read_until(everything, lambda ms: "die" in actions_of(ms, mine)
                                and "die" in actions_of(ms, other))
     got = await read_until(narrow, lambda ms: "die" in actions_of(ms, mine), settle=1.0)
@@ -217,7 +232,7 @@ async def test_subscribe_filters_narrow_one_client_only(
     await narrow.send({"type": "subscribe"})  # no filters: everything again
     assert (await narrow.expect("subscribed"))["filters"] == {}
     third = unique_name("oplogs-f3")
-    await asyncio.to_thread(containers.run, "true", name=third)
+    await containers.run("true", name=third)
     got = await read_until(narrow, lambda ms: "die" in actions_of(ms, third))
     assert actions_of(got, third)[:2] == ["create", "start"]
 
@@ -227,7 +242,7 @@ async def test_since_replays_missed_events_once_then_live(
     watcher = await logs_client(server)  # keeps the shared stream open meanwhile
     start = time.time()
     name = unique_name("oplogs-since")
-    await asyncio.to_thread(containers.run, "true", name=name)
+    await containers.run("true", name=name)
     await read_until(watcher, lambda ms: "die" in actions_of(ms, name))
     # A client that was away (e.g. cut off as a slow consumer) resumes with `since`.
     late = await logs_client(server)
@@ -271,9 +286,8 @@ async def test_host_log_file_tailing_survives_rotation(make_server: MakeServer, 
     assert [m["level"] for m in await expect_line("plain info line")] == ["info"] * 2
 
     # logrotate default: rename, then a new file under the old name.
-    with open(path, "a", encoding="utf-8") as old:
-        os.rename(path, tmp_path / "syslog.1")
-        old.write("written to the old file during rotation\n")
+    await asyncio.to_thread(rotate_then_write_old, path, tmp_path / "syslog.1",
+                            "written to the old file during rotation\n")
     path.write_text("first line of the new file\n")
     await expect_line("written to the old file during rotation")
     await expect_line("first line of the new file")
@@ -284,7 +298,7 @@ async def test_host_log_file_tailing_survives_rotation(make_server: MakeServer, 
     missing.write_text("hello from a new file\n")
     for msg in await expect_line("hello from a new file"):
         assert msg["source"] == "later.log"
-    leftovers = [m for c in clients for m in await c.collect(0.8, "system_log")
+    leftovers = [m for c in clients for m in await c.quiet(0.8, "system_log")
                  if m["source"] in {"syslog", "later.log"}]
     assert leftovers == []  # each line exactly once, the old line never
 
@@ -342,8 +356,7 @@ async def test_engine_restart_loses_nothing_and_repeats_nothing(
     await sh_docker("create", "--name", before, "openpanel-ws-test:busybox", "true")
     containers.names.append(before)
     # Running across the restart; exits at once on SIGTERM so dockerd's shutdown is quick.
-    await asyncio.to_thread(containers.run, "trap 'exit 0' TERM; while :; do sleep 0.2; done",
-                            name=during)
+    await containers.run("trap 'exit 0' TERM; while :; do sleep 0.2; done", name=during)
     for c in clients:
         seen[c] += await read_until(c, lambda ms: "create" in actions_of(ms, before)
                                     and "start" in actions_of(ms, during))
@@ -355,9 +368,7 @@ async def test_engine_restart_loses_nothing_and_repeats_nothing(
     try:
         t0 = time.monotonic()
         os.kill(pid, signal.SIGTERM)
-        while _alive(pid):
-            assert time.monotonic() - t0 < 60, "dockerd did not exit within 60 s"
-            await asyncio.sleep(0.1)
+        await eventually(lambda: not _alive(pid), 60, step=0.1, what="dockerd exiting")
         timeline["dockerd exited"] = round(time.monotonic() - t0, 2)
         # An event attempted while the engine is down is refused by the engine itself.
         containers.names.append(down)

@@ -12,17 +12,24 @@ import contextlib
 import itertools
 import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from helpers import RunningServer, WsClient, eventually, start_server
+from helpers import (
+    SECOND,
+    RunningServer,
+    WsClient,
+    deadline,
+    eventually,
+    scaled,
+    start_server,
+)
 from openpanel_ws.gateways.metrics import MetricsGateway
 from openpanel_ws.protocol import parse_timestamp
 from openpanel_ws.server import GATEWAYS_KEY
@@ -190,28 +197,30 @@ while time.monotonic() < end:
 """
 
 
-@contextlib.contextmanager
-def busy_cores(seconds: float) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def busy_cores(seconds: float) -> AsyncIterator[None]:
     """One busy process per logical CPU, bounded in time even if the test dies."""
     env = {**os.environ, "BUSY_SECONDS": str(seconds)}
-    procs = [subprocess.Popen([sys.executable, "-c", BUSY], env=env)
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", BUSY, env=env)
              for _ in range(psutil.cpu_count(logical=True) or 1)]
     try:
         yield
     finally:
         for proc in procs:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
         for proc in procs:
-            proc.wait(timeout=10)
+            await asyncio.wait_for(proc.wait(), scaled(10))
 
 
 async def wait_for_usage(client: WsClient, predicate: Any, timeout: float) -> float:
-    deadline = time.monotonic() + timeout
+    by = deadline(timeout)
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if time.monotonic() >= by:
             raise AssertionError("CPU usage never reached the expected range")
-        msg = await client.expect("metrics", timeout=left)
+        msg = await client.recv_by(by)
+        if msg["type"] != "metrics":
+            continue
         usage: float = msg["system"]["cpu"]["usage"]
         if predicate(usage):
             return usage
@@ -227,12 +236,13 @@ async def test_cpu_rises_under_load_and_falls_back(srv: RunningServer) -> None:
     await slow.expect("metrics", timeout=5)
     assert gateway(srv).sampler_count == 2
 
-    with busy_cores(40):
+    async with busy_cores(40):
         loaded_fast = await wait_for_usage(fast, lambda u: u > 80.0, timeout=25)
         loaded_slow = await wait_for_usage(slow, lambda u: u > 80.0, timeout=25)
     loaded = min(loaded_fast, loaded_slow)
     # Drop what queued up during the load, then the value must fall clearly.
-    await fast.collect(0.2)
+    await fast.round_trip()
+    fast.backlog.clear()
     fell = await wait_for_usage(fast, lambda u: u < loaded - 20.0, timeout=30)
     assert fell < loaded - 20.0
 
@@ -302,7 +312,8 @@ async def test_resubscribe_replaces_the_interval(srv: RunningServer) -> None:
     assert ack["interval"] == 1500
     await eventually(lambda: gw.sampler_count == 1 and gw.sampler(1500) is not None)
     assert gw.sampler(500) is None
-    await client.collect(0.3)
+    await client.round_trip()  # the 500 ms samples sent before the new sampler took over
+    client.backlog.clear()
     samples = await client.collect(4.0, "metrics")
     # 1500 ms cadence now, not 500 (which would give ~8)
     assert 1 <= len(samples) <= 4, len(samples)
@@ -327,7 +338,7 @@ async def test_unsubscribe_stops_samples_and_is_idempotent(srv: RunningServer) -
     await client.expect("metrics", timeout=5)
     await client.send({"type": "unsubscribe"})
     await client.expect("unsubscribed")
-    after = await client.collect(1.5)
+    after = await client.quiet(1.5)
     assert [m for m in after if m["type"] == "metrics"] == []
     assert gw.sampler_count == 0
     await client.send({"type": "unsubscribe"})
@@ -359,7 +370,8 @@ async def test_late_joiner_of_a_slow_interval_gets_a_sample_promptly(srv: Runnin
     first = await srv.connect(PATH, auth=True)
     await subscribe(first, 30000)
     await first.expect("metrics", timeout=5)
-    await asyncio.sleep(1.5)  # the shared sample is now older than the fresh window
+    # The shared sample ages past the fresh window: the time is what is under test.
+    await asyncio.sleep(1.5 * SECOND)
     late = await srv.connect(PATH, auth=True)
     started = time.monotonic()
     await subscribe(late, 30000)
@@ -387,7 +399,8 @@ async def test_many_subscribers_share_one_sampler(srv: RunningServer) -> None:
     assert gw.samples_taken - taken <= (sampler.ticks - ticks) + 3
 
     # Every subscriber got the same sample (same bytes decode to equal objects).
-    per_client = await asyncio.gather(*(c.collect(0.5, "metrics") for c in clients))
+    await asyncio.gather(*(c.round_trip(10) for c in clients))  # every sample sent so far is in
+    per_client = [[m for m in c.backlog if m["type"] == "metrics"] for c in clients]
     by_stamp: list[dict[str, dict[str, Any]]] = [{m["timestamp"]: m for m in msgs} for msgs in per_client]
     common = set(by_stamp[0]).intersection(*(set(d) for d in by_stamp[1:]))
     assert common, "no sample reached all 100 subscribers"

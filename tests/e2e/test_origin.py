@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from helpers import RunningServer, free_port
+from helpers import RunningServer, free_port, scaled
 
 
 async def test_a_refused_origin_gets_a_403_naming_the_setting_and_one_log_line(
@@ -64,7 +64,7 @@ async def test_the_banner_lists_the_allowed_origins(engine: None, tmp_path: Path
     try:
         banner: list[str] = []
         while not any("allowed browser origins" in line for line in banner) and len(banner) < 12:
-            banner.append((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())
+            banner.append((await asyncio.wait_for(proc.stdout.readline(), scaled(30))).decode())
     finally:
         proc.terminate()
         await proc.wait()

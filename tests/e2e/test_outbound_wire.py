@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from helpers import eventually, free_port, make_token
+from helpers import eventually, free_port, make_token, scaled
 from helpers import test_settings as settings_with
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
@@ -26,6 +26,8 @@ from openpanel_ws.server import create_app
 from openpanel_ws.services import Services
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+
+SLOW_LINK = 0.001  # seconds a slow reader pauses every 20 frames (the link under test)
 
 
 class BurstGateway(Gateway):
@@ -208,7 +210,7 @@ async def test_a_client_that_stops_reading_gets_1013_or_an_abort_and_never_block
         async def read_all(r: RawClient) -> list[int]:
             seqs: list[int] = []
             while len(seqs) < 3000:
-                frame = await asyncio.wait_for(r.frame(), 10)
+                frame = await asyncio.wait_for(r.frame(), scaled(10))
                 assert frame is not None
                 message = json.loads(frame[1])
                 if message["type"] == "burst":
@@ -223,7 +225,7 @@ async def test_a_client_that_stops_reading_gets_1013_or_an_abort_and_never_block
         # a 1013 Close (slow consumer), or by an abort (EOF / reset).
         last: tuple[int, bytes] | None = None
         try:
-            while (frame := await asyncio.wait_for(stuck.frame(aborted_ok=True), 10)) is not None:
+            while (frame := await asyncio.wait_for(stuck.frame(aborted_ok=True), scaled(10))) is not None:
                 assert last is None or last[0] != OP_CLOSE, "a frame after the Close frame"
                 last = frame
         except ConnectionResetError:
@@ -245,11 +247,11 @@ async def test_3000_frames_arrive_in_order_at_a_slow_but_reading_client() -> Non
         seqs: list[int] = []
         reads = 0
         while len(seqs) < 3000:
-            frame = await asyncio.wait_for(slow.frame(chunk=4096), 10)
+            frame = await asyncio.wait_for(slow.frame(chunk=4096), scaled(10))
             assert frame is not None, f"closed after {len(seqs)} frames"
             reads += 1
             if reads % 20 == 0:
-                await asyncio.sleep(0.001)  # a slow link: the server's transport pauses
+                await asyncio.sleep(SLOW_LINK)  # a slow link: the server's transport pauses
             message = json.loads(frame[1])
             if message["type"] == "burst":
                 seqs.append(message["seq"])
@@ -287,7 +289,7 @@ async def test_a_close_frame_never_lands_inside_a_data_frame_under_a_burst_with_
                     else:
                         client.writer.write(masked(OP_CLOSE, (1000).to_bytes(2, "big")))
                 try:
-                    frame = await asyncio.wait_for(client.frame(), 10)
+                    frame = await asyncio.wait_for(client.frame(), scaled(10))
                 except ConnectionResetError:
                     assert close is not None, "reset before the Close frame"
                     break
@@ -309,6 +311,6 @@ async def test_a_close_frame_never_lands_inside_a_data_frame_under_a_burst_with_
             assert int.from_bytes(close[:2], "big") == (4000 if server_closes else 1000)
             assert seqs == list(range(len(seqs))) and len(seqs) < 10_000_000  # in order, then closed
             assert pongs == pings  # each answered once, whole, in order
-            await asyncio.wait_for(gw.done.wait(), 30)  # the burst went on after the close
+            await asyncio.wait_for(gw.done.wait(), scaled(30))  # the burst went on after the close
             client.close()
             trigger.close()

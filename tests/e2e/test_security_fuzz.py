@@ -3,7 +3,6 @@ server and engine. The server stays up, logs no traceback, and its memory stays 
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import logging
@@ -13,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from helpers import ConnectionClosed, Containers, RunningServer, WsClient, make_token
+from helpers import ConnectionClosed, Containers, RunningServer, WsClient, eventually, make_token
 from openpanel_ws.ratelimit import RateLimit
 
 pytestmark = pytest.mark.timeout(600)
@@ -137,7 +136,7 @@ async def fuzz_endpoint(server: RunningServer, path: str, seed_list: list[dict[s
 async def test_fuzz_every_endpoint(make_server: Any, containers: Containers,
                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    name = containers.run("i=0; while true; do i=$((i+1)); echo fuzz $i; sleep 0.5; done")
+    name = await containers.run("i=0; while true; do i=$((i+1)); echo fuzz $i; sleep 0.5; done")
     fast = RateLimit(1_000_000, 1.0)
     srv: RunningServer = await make_server(
         rate_limit_containers=fast, rate_limit_logs=fast, rate_limit_metrics=fast,
@@ -147,13 +146,13 @@ async def test_fuzz_every_endpoint(make_server: Any, containers: Containers,
     proc = psutil.Process()
     for path, seed_list in plan.items():  # warm-up: imports, caches, first upstreams
         await fuzz_endpoint(srv, path, seed_list, rng, 100)
+    await eventually(lambda: srv.connections() == 0, 10, what="the warm-up connections gone")
     gc.collect()
-    await asyncio.sleep(1.0)
     rss_before = proc.memory_info().rss
     for path, seed_list in plan.items():
         reconnects = await fuzz_endpoint(srv, path, seed_list, rng, PER_ENDPOINT)
         print(f"{path}: {PER_ENDPOINT} messages, {reconnects} reconnects")
-    await asyncio.sleep(1.0)
+    await eventually(lambda: srv.connections() == 0, 10, what="the fuzzing connections gone")
     gc.collect()
     rss_growth = proc.memory_info().rss - rss_before
     # Still serving.

@@ -11,7 +11,6 @@ import re
 import resource
 import socket
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from helpers import SECRET, RunningServer, free_port, make_token
+from helpers import SECRET, RunningServer, eventually, free_port, make_token, scaled
+from openpanel_ws.server import GUARD_KEY
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,6 +27,15 @@ UPGRADE = (
     "GET /ws/containers HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
 )
+
+
+TRICKLE = 0.3  # seconds between a slowloris client's header lines (the attack's pace)
+RESET_PACE = 0.005  # seconds between two reset connections (the attack's pace)
+
+
+def pending(server: RunningServer) -> int:
+    """Sockets the server counts as not yet authenticated."""
+    return server.app[GUARD_KEY].pending.count
 
 
 def upgrade_request() -> bytes:
@@ -38,8 +47,8 @@ async def open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
 
 
 async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
-    """True when the server ends the socket (EOF or reset) within `within` seconds."""
-    deadline = time.monotonic() + within
+    """True when the server ends the socket (EOF or reset) within `within` seconds (scaled)."""
+    deadline = time.monotonic() + scaled(within)
     try:
         while time.monotonic() < deadline:
             data = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
@@ -66,7 +75,7 @@ async def test_f4_sockets_that_never_finish_the_upgrade_are_closed(make_server: 
             for i in range(20):
                 writer.write(f"X-Slow-{i}: a\r\n".encode())
                 await writer.drain()
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(TRICKLE)
 
     trickle = [asyncio.ensure_future(slowloris(w)) for _, w in slow]
     results = await asyncio.gather(
@@ -78,7 +87,7 @@ async def test_f4_sockets_that_never_finish_the_upgrade_are_closed(make_server: 
     assert sum(results) == 60
     # An upgraded socket is not cut by the handshake clock (auth has its own).
     client = await srv.connect("/ws/containers")
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(srv.settings.handshake_timeout * 1.5)  # past the clock under test
     await client.auth()
 
 
@@ -86,13 +95,13 @@ async def test_f4_unauthenticated_sockets_are_capped(make_server: Any) -> None:
     srv: RunningServer = await make_server(handshake_timeout=30.0, max_unauthenticated=10)
     authed = [await srv.connect("/ws/containers", auth=True) for _ in range(3)]
     idle = [await open_raw(srv.port) for _ in range(10)]
-    await asyncio.sleep(0.2)
+    await eventually(lambda: pending(srv) == 10, what="10 sockets pending")
     extra_reader, extra_writer = await open_raw(srv.port)
     assert await closed_by_server(extra_reader, 2.0)  # refused at once
     extra_writer.close()
     for _, w in idle:
         w.close()
-    await asyncio.sleep(0.3)
+    await eventually(lambda: pending(srv) == 0, what="the idle sockets released")
     client = await srv.connect("/ws/containers", auth=True)  # room again
     await client.send({"type": "ping"})
     await client.expect("pong")
@@ -104,7 +113,7 @@ async def test_f4_unauthenticated_sockets_are_capped(make_server: Any) -> None:
 async def test_f4_per_ip_cap_when_enabled(make_server: Any) -> None:
     srv: RunningServer = await make_server(handshake_timeout=30.0, max_unauthenticated_per_ip=3)
     idle = [await open_raw(srv.port) for _ in range(3)]
-    await asyncio.sleep(0.2)
+    await eventually(lambda: pending(srv) == 3, what="3 sockets pending")
     reader, writer = await open_raw(srv.port)
     assert await closed_by_server(reader, 2.0)
     writer.close()
@@ -121,8 +130,8 @@ async def test_f5_handshake_resets_log_no_traceback(
         sock.sendall(upgrade_request())
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()  # RST
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(1.0)
+        await asyncio.sleep(RESET_PACE)
+    await eventually(lambda: pending(server) == 0, what="every reset socket released")
     client = await server.connect("/ws/containers", auth=True)  # still serving
     await client.close()
     tracebacks = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
@@ -131,16 +140,34 @@ async def test_f5_handshake_resets_log_no_traceback(
     assert len(noisy) <= 2, [r.getMessage() for r in noisy]
 
 
-def _serve(port: int, nofile: int, log: Path) -> subprocess.Popen[bytes]:
+async def _serve(port: int, nofile: int, log: Path) -> asyncio.subprocess.Process:
     env = {**os.environ, "OPENPANEL_WS_JWT_SECRET": SECRET, "OPENPANEL_WS_PORT": str(port),
            "OPENPANEL_WS_HANDSHAKE_TIMEOUT": "3"}
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile // 2, nofile))
 
-    return subprocess.Popen(
-        [sys.executable, "-m", "openpanel_ws", "serve"], env=env, stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"), preexec_fn=limit)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "openpanel_ws", "serve", env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=fd, preexec_fn=limit)
+    finally:
+        os.close(fd)
+
+
+async def _authenticates(port: int) -> bool:
+    """A real client connects and authenticates (the server is serving)."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                f"http://127.0.0.1:{port}/ws/containers") as ws:
+            await ws.receive_json(timeout=scaled(5))
+            await ws.send_json({"type": "auth", "token": make_token()})
+            return bool((await ws.receive_json(timeout=scaled(5)))["type"] == "authenticated")
+    except (aiohttp.ClientError, TimeoutError, TypeError, ValueError):
+        return False
 
 
 async def test_f4_f5_fd_exhaustion_is_logged_once_without_tracebacks(
@@ -148,14 +175,14 @@ async def test_f4_f5_fd_exhaustion_is_logged_once_without_tracebacks(
 ) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = _serve(port, 128, log)
+    proc = await _serve(port, 128, log)
     socks: list[socket.socket] = []
     try:
-        deadline = time.monotonic() + 20
-        while "listening" not in log.read_text() and "open-files" not in log.read_text():
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+        def logged_the_limit() -> bool:
+            assert proc.returncode is None, log.read_text()
+            return re.search(r"open-files limit: 128 \(hard 128\)", log.read_text()) is not None
+
+        await eventually(logged_the_limit, 20, step=0.1, what="the open-files limit logged")
         text = log.read_text()
         assert re.search(r"open-files limit: 128 \(hard 128\)", text), text
         for _ in range(200):
@@ -165,27 +192,24 @@ async def test_f4_f5_fd_exhaustion_is_logged_once_without_tracebacks(
                 with contextlib.suppress(BlockingIOError):
                     s.connect(("127.0.0.1", port))
                 socks.append(s)
-        await asyncio.sleep(2.0)
+        await eventually(lambda: "out of file descriptors" in log.read_text(), 10,
+                         what="the server running out of file descriptors")
         for s in socks:
             s.close()
         socks.clear()
-        await asyncio.sleep(4.0)  # the idle ones are cut by the handshake timeout
-        # Serving again: a real client authenticates.
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                f"http://127.0.0.1:{port}/ws/containers") as ws:
-            await ws.receive_json(timeout=5)
-            await ws.send_json({"type": "auth", "token": make_token()})
-            assert (await ws.receive_json(timeout=5))["type"] == "authenticated"
+        # Serving again (the idle ones are cut by the handshake timeout): a real client
+        # authenticates.
+        await eventually(lambda: _authenticates(port), 20, step=0.5, what="serving again")
     finally:
         for s in socks:
             s.close()
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
+        if proc.returncode is None:
+            proc.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), scaled(10))
+        if proc.returncode is None:
             proc.kill()
+            await proc.wait()
     text = log.read_text()
     assert "Traceback" not in text, text[:3000]
     assert len(text) < 20_000, len(text)

@@ -42,7 +42,7 @@ async def test_the_specifications_typescript_example_receives_logs(
 ) -> None:
     if not SPEC.exists():
         pytest.skip("the specification is not beside this checkout")
-    name = containers.run("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done")
+    name = await containers.run("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done")
     example = _code_blocks(SPEC, "typescript")[0]
     script = tmp_path / "example.mjs"
     script.write_text(_fill(example, server, make_token(), name))
@@ -67,7 +67,7 @@ async def test_the_specifications_reconnection_example_authenticates(
 async def test_the_readme_python_example_receives_logs(
     server: RunningServer, containers: Containers, tmp_path: Path
 ) -> None:
-    name = containers.run("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done")
+    name = await containers.run("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done")
     example = next(b for b in _code_blocks(ROOT / "README.md", "python") if "follow_logs" in b)
     code = (example.replace("ws://127.0.0.1:3001", f"ws://127.0.0.1:{server.port}")
             .replace("<token>", make_token()).replace("my-container", name))

@@ -15,6 +15,7 @@ from helpers import (
     Containers,
     RunningServer,
     WsClient,
+    deadline,
     docker,
     eventually,
     make_token,
@@ -25,6 +26,7 @@ from openpanel_ws.server import GATEWAYS_KEY
 # The busybox image's PID 1 (`sh -c "sleep 3600"` execs sleep) never reaps orphans, so
 # killed processes may linger as zombies ("Z"): dead, holding no resources but a pid.
 TIMEOUT = 30.0
+SLOW_READ = 0.01  # seconds per message read: the slow link under test (not a wait)
 
 
 class Term:
@@ -52,19 +54,18 @@ class Term:
 
     async def next_other(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """The next message that is not terminal_output (output is accumulated)."""
-        deadline = time.monotonic() + timeout
+        by = deadline(timeout)
         while not self.others:
-            self._take(await self.client.recv(max(0.01, deadline - time.monotonic())))
+            self._take(await self.client.recv_by(by))
         return self.others.pop(0)
 
     async def until(self, needle: str, timeout: float = TIMEOUT, start: int = 0) -> str:
         """Accumulated output once it contains `needle` after `start`."""
-        deadline = time.monotonic() + timeout
+        by = deadline(timeout)
         while needle not in self.text[start:]:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() >= by:
                 raise TimeoutError(f"{needle!r} not seen; output tail: {self.text[-300:]!r}")
-            self._take(await self.client.recv(left))
+            self._take(await self.client.recv_by(by))
         return self.text
 
     async def closed(self, timeout: float = TIMEOUT) -> dict[str, Any]:
@@ -97,7 +98,7 @@ async def opened(server: RunningServer, container: str, **fields: Any) -> Term:
 
 async def leftovers(name: str) -> list[str]:
     """Live processes in the container other than its PID 1 and our `ps`."""
-    out = await asyncio.to_thread(docker, "exec", name, "ps", "-o", "pid,stat,args")
+    out = await docker("exec", name, "ps", "-o", "pid,stat,args")
     rows = []
     for line in out.splitlines()[1:]:
         pid, stat, args = ([*line.split(None, 2), "", ""])[:3]
@@ -108,26 +109,27 @@ async def leftovers(name: str) -> list[str]:
 
 
 async def assert_no_leftovers(name: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while rows := await leftovers(name):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"processes left behind: {rows}")
-        await asyncio.sleep(0.2)
+    async def none_left() -> bool:
+        return not await leftovers(name)
+
+    try:
+        await eventually(none_left, timeout, step=0.2)
+    except AssertionError:
+        raise AssertionError(f"processes left behind: {await leftovers(name)}") from None
 
 
 async def wait_for_process(name: str, needle: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(needle in row for row in await leftovers(name)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{needle!r} never ran")
-        await asyncio.sleep(0.2)
+    async def running() -> bool:
+        return any(needle in row for row in await leftovers(name))
+
+    await eventually(running, timeout, step=0.2, what=f"{needle!r} running")
 
 
 # --- happy paths ------------------------------------------------------------------------
 
 
 async def test_echo_round_trip(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await terminal(server)
     reply = await term.open(name)
     assert reply["type"] == "terminal_opened"
@@ -140,7 +142,7 @@ async def test_echo_round_trip(server: RunningServer, containers: Containers) ->
 
 
 async def test_custom_shell_by_path_and_by_name(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name, shell="/bin/ash")
     await term.type('echo "shell=$0"\n')
     await term.until("shell=/bin/ash")
@@ -150,7 +152,7 @@ async def test_custom_shell_by_path_and_by_name(server: RunningServer, container
 
 
 async def test_resize_seen_by_stty(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name, cols=100, rows=30)
     await term.type("stty size\n")
     await term.until("30 100\r\n")
@@ -162,7 +164,7 @@ async def test_resize_seen_by_stty(server: RunningServer, containers: Containers
 
 
 async def test_bad_messages_change_nothing(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await terminal(server)
     # Nothing open yet.
     for msg in ({"type": "input", "data": "ls\n"}, {"type": "resize", "cols": 80, "rows": 24},
@@ -194,7 +196,7 @@ async def test_bad_messages_change_nothing(server: RunningServer, containers: Co
 
 
 async def test_exit_code_and_reopen(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name)
     await term.type("sleep 1000 &\n")  # a background job the shell leaves behind
     await wait_for_process(name, "sleep 1000")
@@ -209,7 +211,7 @@ async def test_exit_code_and_reopen(server: RunningServer, containers: Container
 
 
 async def test_close_terminal_leaves_no_process(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name)
     # A background job, one that ignores HUP, one with a cleared environment, a
     # foreground program: all must go.
@@ -231,7 +233,7 @@ async def test_socket_gone_leaves_no_process(make_server: Any, containers: Conta
     # Resume off (grace 0): the shell goes with the socket. With resume on, see
     # test_terminal_sessions.py (grace expiry).
     server = await make_server(terminal_grace=0)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name)
     await term.type("sleep 1004 & top\n")
     await wait_for_process(name, "top")
@@ -247,7 +249,7 @@ async def test_socket_gone_leaves_no_process(make_server: Any, containers: Conta
 
 
 async def test_server_shutdown_leaves_no_process(containers: Containers, engine: None) -> None:
-    name = containers.run()
+    name = await containers.run()
     srv = await start_server()
     try:
         term = await opened(srv, name)
@@ -259,7 +261,7 @@ async def test_server_shutdown_leaves_no_process(containers: Containers, engine:
 
 
 async def test_utf8_split_across_reads(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name)
     sample = "àçãéü日本語😀€"
     # Typed as octal escapes, so only the output (not the echo) holds the characters;
@@ -273,7 +275,7 @@ async def test_utf8_split_across_reads(server: RunningServer, containers: Contai
 
 
 async def test_paste_100_kb_arrives_complete(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name)
     lines = [f"{i:05d} {'abcdefghij' * 7} ção ü 日本 😀\n" for i in range(1200)]
     payload = "".join(lines)
@@ -298,7 +300,7 @@ async def test_paste_100_kb_arrives_complete(server: RunningServer, containers: 
 
 
 async def test_authorization(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     viewer = await terminal(server, make_token("viewer", roles=["viewer"]))
     reply = await viewer.open(name)
     assert reply["type"] == "error" and reply["code"] == "PERMISSION_DENIED", reply
@@ -323,8 +325,8 @@ async def test_authorization(server: RunningServer, containers: Containers) -> N
 
 
 async def test_stopped_or_missing_container(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
-    await asyncio.to_thread(docker, "stop", "-t", "0", name)
+    name = await containers.run()
+    await docker("stop", "-t", "0", name)
     term = await terminal(server)
     for ref in (name, "opws-does-not-exist"):
         reply = await term.open(ref)
@@ -333,7 +335,7 @@ async def test_stopped_or_missing_container(server: RunningServer, containers: C
 
 
 async def test_missing_shell(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await terminal(server)
     for shell in ("/bin/bash", "bash"):
         reply = await term.open(name, shell=shell)
@@ -345,7 +347,7 @@ async def test_missing_shell(server: RunningServer, containers: Containers) -> N
 
 
 async def test_second_open_refused(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name)
     reply = await term.open(name)
     assert reply["type"] == "terminal_error" and "already open" in reply["message"]
@@ -362,7 +364,7 @@ async def test_second_open_refused(server: RunningServer, containers: Containers
 async def test_audit_lines(make_server: Any, containers: Containers, tmp_path: Path) -> None:
     audit = tmp_path / "terminal-audit.jsonl"
     srv = await make_server(terminal_audit_log=audit)
-    name = containers.run()
+    name = await containers.run()
     term = await terminal(srv, make_token("alice", roles=["viewer"], permissions=["terminal"]))
     opened_reply = await term.open(name)
     session_id = opened_reply["sessionId"]
@@ -390,7 +392,7 @@ async def test_audit_lines(make_server: Any, containers: Containers, tmp_path: P
 
 async def test_idle_timeout(make_server: Any, containers: Containers) -> None:
     srv = await make_server(terminal_idle_timeout=2)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(srv, name)
     await term.type("top\n")  # output alone does not count as activity
     await wait_for_process(name, "top")
@@ -401,7 +403,7 @@ async def test_idle_timeout(make_server: Any, containers: Containers) -> None:
 
 async def test_refreshed_token_without_permission_ends_the_terminal(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await opened(server, name)
     await term.type("sleep 1005 &\n")
     await wait_for_process(name, "sleep 1005")
@@ -417,7 +419,7 @@ async def test_refreshed_token_without_permission_ends_the_terminal(
 async def test_audit_log_unwritable_refuses_the_terminal(
         make_server: Any, containers: Containers, tmp_path: Path) -> None:
     srv = await make_server(terminal_audit_log=tmp_path / "missing-dir" / "audit.jsonl")
-    name = containers.run()
+    name = await containers.run()
     term = await terminal(srv)
     reply = await term.open(name)
     assert reply["type"] == "terminal_error" and "audit log" in reply["message"], reply
@@ -427,7 +429,7 @@ async def test_audit_log_unwritable_refuses_the_terminal(
 async def test_slow_consumer_is_cut_off_and_its_shell_killed(
         make_server: Any, containers: Containers) -> None:
     srv = await make_server(send_queue_max=64, send_timeout=2.0, terminal_grace=0)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(srv, name)
     await term.type("yes 0123456789012345678901234567890123456789\n")
     # This client never reads: its queue overflows, the server cuts it off (1013 or an
@@ -460,7 +462,7 @@ async def test_remote_engine_over_tcp(make_server: Any, containers: Containers) 
         port = proxy.sockets[0].getsockname()[1]
         srv = await make_server(docker_host=f"tcp://127.0.0.1:{port}")
         assert not srv.services.engine.is_local
-        name = containers.run()
+        name = await containers.run()
         term = await opened(srv, name, cols=77, rows=22)
         await term.type("stty size; sleep 1006 & top\n")
         await term.until("22 77\r\n")
@@ -474,8 +476,8 @@ async def test_remote_engine_over_tcp(make_server: Any, containers: Containers) 
 
 async def test_kill_falls_back_to_the_session_shell_without_bin_sh(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
-    await asyncio.to_thread(docker, "exec", name, "rm", "/bin/sh")
+    name = await containers.run()
+    await docker("exec", name, "rm", "/bin/sh")
     term = await opened(server, name, shell="/bin/ash")
     await term.type("sleep 1007 & top\n")
     await wait_for_process(name, "top")
@@ -489,7 +491,7 @@ async def test_a_slowly_reading_client_is_throttled_not_cut_off(
     """Backpressure: a flood of output to a client on a slow link pauses the shell's
     output instead of overflowing the client's queue (which would close it with 1013)."""
     srv = await make_server(send_queue_max=64, send_queue_max_bytes=512 * 1024)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(srv, name)
     await term.type("yes 0123456789012345678901234567890123456789\n")
     deadline = time.monotonic() + 3.0
@@ -498,7 +500,7 @@ async def test_a_slowly_reading_client_is_throttled_not_cut_off(
         msg = await term.client.recv(TIMEOUT)
         assert msg["type"] in ("terminal_output", "ping"), msg
         received += 1
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(SLOW_READ)
     assert received > 64  # more than the queue bound: it was throttled, then resumed
     await term.type("\x03")
     await term.type("echo done-$((40+2))\n")

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from helpers import Containers, RunningServer, WsClient, docker
+from helpers import Containers, RunningServer, WsClient, deadline, docker, eventually
 
 TIMEOUT = 30.0
 
@@ -29,9 +29,9 @@ class Exec:
         await self.client.send(message)
 
     async def next_other(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        by = deadline(timeout)
         while not self.others:
-            msg = await self.client.recv(max(0.01, deadline - time.monotonic()))
+            msg = await self.client.recv_by(by)
             if msg.get("type") == "terminal_output":
                 stream = msg.get("stream")
                 self.out[stream] = self.out.get(stream, "") + msg["data"]
@@ -52,7 +52,7 @@ async def exec_client(server: RunningServer) -> Exec:
 
 async def test_command_without_tty_separates_streams_and_keeps_exit_code(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     reply = await ex.open(name, tty=False, stdin=False,
                           command=["sh", "-c", "echo out; echo err >&2; echo 'é€'; exit 3"])
@@ -64,7 +64,7 @@ async def test_command_without_tty_separates_streams_and_keeps_exit_code(
 
 
 async def test_eof_ends_the_programs_input(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     assert (await ex.open(name, tty=False, command=["sh", "-c", "cat; echo done"]))["type"] \
         == "terminal_opened"
@@ -76,7 +76,7 @@ async def test_eof_ends_the_programs_input(server: RunningServer, containers: Co
 
 
 async def test_shell_without_stdin_ends_at_once(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     assert (await ex.open(name, tty=False, stdin=False))["type"] == "terminal_opened"
     closed = await ex.next_other()
@@ -84,7 +84,7 @@ async def test_shell_without_stdin_ends_at_once(server: RunningServer, container
 
 
 async def test_input_refused_when_stdin_is_closed(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     assert (await ex.open(name, tty=False, stdin=False, command=["sleep", "600"]))["type"] \
         == "terminal_opened"
@@ -97,14 +97,14 @@ async def test_input_refused_when_stdin_is_closed(server: RunningServer, contain
     await ex.send({"type": "close_terminal"})
     assert (await ex.next_other())["reason"] == "User closed"
     # The non-TTY program is killed like a shell.
-    deadline = time.monotonic() + TIMEOUT
-    while "sleep 600" in await asyncio.to_thread(docker, "exec", name, "ps", "-o", "stat,args"):
-        assert time.monotonic() < deadline, "sleep 600 left behind"
-        await asyncio.sleep(0.2)
+    async def gone() -> bool:
+        return "sleep 600" not in await docker("exec", name, "ps", "-o", "stat,args")
+
+    await eventually(gone, TIMEOUT, step=0.2, what="sleep 600 not left behind")
 
 
 async def test_command_with_tty(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     assert (await ex.open(name, command=["echo", "a  b"]))["type"] == "terminal_opened"
     closed = await ex.next_other()
@@ -113,7 +113,7 @@ async def test_command_with_tty(server: RunningServer, containers: Containers) -
 
 
 async def test_bad_extension_fields_are_refused(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     cases = [({"tty": "no"}, "tty"), ({"stdin": 0}, "stdin"), ({"command": []}, "command"),
              ({"command": "ls /"}, "command"), ({"command": ["ls", 1]}, "command"),
@@ -131,10 +131,10 @@ async def test_bad_extension_fields_are_refused(server: RunningServer, container
 
 
 async def test_container_lost_is_reported(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     assert (await ex.open(name))["type"] == "terminal_opened"
-    await asyncio.to_thread(docker, "restart", "-t", "0", name)
+    await docker("restart", "-t", "0", name)
     closed = await ex.next_other()
     assert closed.get("containerLost") is True, closed
     # A program killed by a signal in a running container is not a lost container.
@@ -146,7 +146,7 @@ async def test_container_lost_is_reported(server: RunningServer, containers: Con
 
 async def test_program_that_cannot_start_reports_on_stderr(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     assert (await ex.open(name, tty=False, stdin=False, command=["no-such-program"]))["type"] \
         == "terminal_opened"
@@ -156,7 +156,7 @@ async def test_program_that_cannot_start_reports_on_stderr(
 
 
 async def test_eof_with_a_tty_is_ctrl_d(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     ex = await exec_client(server)
     assert (await ex.open(name, command=["sh", "-c", "cat; echo done"]))["type"] == "terminal_opened"
     await ex.send({"type": "input", "data": "abc\n"})

@@ -4,6 +4,7 @@ socket, exactly-once replay by `seq`, grace expiry, crash clean-up, caps, record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import stat
@@ -25,13 +26,15 @@ from test_terminal import (
 )
 
 from helpers import (
-    SECRET,
+    SECOND,
     Containers,
     RunningServer,
     WsClient,
+    docker,
     eventually,
     free_port,
     make_token,
+    scaled,
 )
 from openpanel_ws.client import ClientError, OpenPanelClient, TerminalError
 from openpanel_ws.client.aio import TerminalSession
@@ -74,7 +77,7 @@ def drop(term: Term) -> None:
 
 
 async def test_resume_keeps_the_shell(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await seq_terminal(server)
     first = await term.open(name)
     session_id = first["sessionId"]
@@ -96,14 +99,19 @@ async def test_resume_keeps_the_shell(server: RunningServer, containers: Contain
 
 async def test_missed_output_arrives_exactly_once_in_order(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     term = await seq_terminal(server)
     session_id = (await term.open(name))["sessionId"]
-    await term.type("stty -echo; i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); "
-                    "usleep 5000; done; echo EN\"\"D; stty echo\n")
+    await term.type("stty -echo; i=0; while [ $i -lt 400 ]; do echo line-$i; echo $i > /tmp/at; "
+                    "i=$((i+1)); usleep 5000; done; echo EN\"\"D; stty echo\n")
     await term.until("line-20\r\n")
     drop(term)
-    await asyncio.sleep(1.0)  # the shell keeps printing while nobody is attached
+
+    async def printed_while_detached() -> bool:  # the shell keeps printing meanwhile
+        at = await docker("exec", name, "cat", "/tmp/at", check=False)
+        return at.isdigit() and int(at) >= 150
+
+    await eventually(printed_while_detached, TIMEOUT, what="150 lines printed while detached")
     again = await seq_terminal(server)
     again.seq = term.seq
     reply = await again.open(name, sessionId=session_id, lastSeq=term.seq)
@@ -117,7 +125,7 @@ async def test_missed_output_arrives_exactly_once_in_order(
 async def test_resume_without_last_seq_replays_the_buffer(
         server: RunningServer, containers: Containers) -> None:
     """A refreshed page has no screen left: it gets everything still buffered."""
-    name = containers.run()
+    name = await containers.run()
     term = await seq_terminal(server)
     session_id = (await term.open(name))["sessionId"]
     await term.type('echo MAR""KER-1\n')
@@ -133,7 +141,7 @@ async def test_resume_without_last_seq_replays_the_buffer(
 
 
 async def test_other_users_session_is_unknown(server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     owner = await terminal(server, make_token("alice"))
     session_id = (await owner.open(name))["sessionId"]
     drop(owner)
@@ -152,7 +160,7 @@ async def test_other_users_session_is_unknown(server: RunningServer, containers:
 
 async def test_a_second_connection_takes_the_session_over(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     first = await opened(server, name)
     gateway = server.app[GATEWAYS_KEY]["terminal"]
     (terminal_obj,) = gateway._terminals
@@ -168,7 +176,7 @@ async def test_a_second_connection_takes_the_session_over(
 
 async def test_grace_expiry_leaves_no_process(make_server: Any, containers: Containers) -> None:
     srv = await make_server(terminal_grace=3)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(srv, name)
     await term.type("sleep 1010 & top\n")
     await wait_for_process(name, "top")
@@ -186,7 +194,7 @@ async def test_grace_expiry_leaves_no_process(make_server: Any, containers: Cont
 async def test_detached_session_is_alive_until_grace_ends(
         make_server: Any, containers: Containers) -> None:
     srv = await make_server(terminal_grace=600)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(srv, name)
     await term.type("sleep 1011\n")
     await wait_for_process(name, "sleep 1011")
@@ -200,7 +208,7 @@ async def test_detached_session_is_alive_until_grace_ends(
 
 async def test_caps_hold_across_connections(make_server: Any, containers: Containers) -> None:
     srv = await make_server(terminal_max_per_user=2, terminal_max=3)
-    name = containers.run()
+    name = await containers.run()
     alice = make_token("alice")
     first = await opened_as(srv, name, alice)
     drop(first)  # detached, still counts
@@ -235,7 +243,7 @@ async def opened_as(server: RunningServer, name: str, token: str) -> Term:
 
 async def test_kill_9_then_restart_leaves_no_process(containers: Containers, engine: None,
                                                      tmp_path: Path) -> None:
-    name = containers.run()
+    name = await containers.run()
     proc = ServerProcess(free_port(), tmp_path)
     await proc.start()
     try:
@@ -250,7 +258,8 @@ async def test_kill_9_then_restart_leaves_no_process(containers: Containers, eng
         await wait_for_process(name, "top")
         await proc.kill()  # SIGKILL: no clean-up at all
         await client.close()
-        await asyncio.sleep(1.0)
+        # An absence (nobody cleaned up after the crash): a window for a wrong clean-up.
+        await asyncio.sleep(1.0 * SECOND)
         assert any("top" in row for row in await leftovers(name)), "the crash left nothing?"
         journal = tmp_path / "openpanel-ws" / "terminal-sessions.sqlite3"
         assert journal.exists() and stat.S_IMODE(journal.stat().st_mode) == 0o600
@@ -265,7 +274,7 @@ async def test_recording_replays_to_the_same_screen(
     record_dir = tmp_path / "casts"
     audit = tmp_path / "audit.jsonl"
     srv = await make_server(terminal_record_dir=record_dir, terminal_audit_log=audit)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(srv, name, cols=60, rows=12)
     await term.type("PS1='$ '; printf '\\033[1;31mred\\033[0m plain\\n'; seq 1 30\n")
     await term.until("30\r\n")
@@ -312,7 +321,7 @@ def screen(text: str, cols: int, rows: int) -> list[str]:
 async def test_recording_with_input(make_server: Any, containers: Containers,
                                     tmp_path: Path) -> None:
     srv = await make_server(terminal_record_dir=tmp_path, terminal_record_input=True)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(srv, name)
     await term.type('echo in""put\n')
     await term.until("input\r\n")
@@ -332,7 +341,7 @@ async def test_recording_directory_unwritable_refuses(make_server: Any, containe
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("")
     srv = await make_server(terminal_record_dir=blocked)
-    name = containers.run()
+    name = await containers.run()
     term = await terminal(srv)
     reply = await term.open(name)
     assert reply["type"] == "terminal_error" and "recording" in reply["message"], reply
@@ -346,21 +355,28 @@ class Output:
     def __init__(self, session: TerminalSession) -> None:
         self.text = ""
         self.error: BaseException | None = None
+        self._changed = asyncio.Event()  # set on every chunk and at the end
         self.task = asyncio.get_running_loop().create_task(self._drain(session))
 
     async def _drain(self, session: TerminalSession) -> None:
         try:
             async for data in session:
                 self.text += data
+                self._changed.set()
         except ClientError as exc:
             self.error = exc
+        finally:
+            self._changed.set()
 
     async def until(self, needle: str, start: int = 0, timeout: float = TIMEOUT) -> int:
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + scaled(timeout)
         while (at := self.text.find(needle, start)) < 0:
-            if self.task.done() or asyncio.get_running_loop().time() > deadline:
+            left = deadline - asyncio.get_running_loop().time()
+            if self.task.done() or left <= 0:
                 raise AssertionError(f"{needle!r} not seen ({self.error}); tail {self.text[-200:]!r}")
-            await asyncio.sleep(0.05)
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
         return at + len(needle)
 
 
@@ -368,7 +384,7 @@ async def test_python_client_resumes_across_a_reload_not_a_restart(
         containers: Containers, engine: None, tmp_path: Path) -> None:
     """A reload (SIGHUP: the gateway re-executes itself and hands its sessions on) keeps
     the shell; a restart (stop, start) does not, and the client says so."""
-    name = containers.run()
+    name = await containers.run()
     server = ServerProcess(free_port(), tmp_path)
     await server.start()
     try:
@@ -403,7 +419,7 @@ async def test_python_client_resumes_across_a_reload_not_a_restart(
 
 async def test_exec_says_when_the_session_did_not_survive(
         containers: Containers, engine: None, tmp_path: Path) -> None:
-    name = containers.run()
+    name = await containers.run()
     server = ServerProcess(free_port(), tmp_path)
     await server.start()
     cli = await asyncio.create_subprocess_exec(
@@ -432,7 +448,7 @@ async def test_exec_says_when_the_session_did_not_survive(
 
 async def test_resume_without_a_tty_keeps_both_streams(
         server: RunningServer, containers: Containers) -> None:
-    name = containers.run()
+    name = await containers.run()
     client = await server.connect("/ws/terminal", auth=True)
     script = ("i=0; while [ $i -lt 60 ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); "
               "usleep 20000; done")
@@ -466,28 +482,13 @@ class RecordingServer(ServerProcess):
         super().__init__(port, state_dir)
         self.record_dir = record_dir
 
-    async def start(self, timeout: float = 30.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPANEL_WS_")}
-        env.update(OPENPANEL_WS_JWT_SECRET=SECRET, XDG_STATE_HOME=str(self.state_dir),
-                   OPENPANEL_WS_TERMINAL_RECORD_DIR=str(self.record_dir), PYTHONUNBUFFERED="1")
-        self.proc = await asyncio.create_subprocess_exec(
-            PYTHON, "-m", "openpanel_ws", "serve", "--port", str(self.port), env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
-        for _ in range(int(timeout * 10)):
-            try:
-                _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            return
-        raise AssertionError("server did not start")
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "OPENPANEL_WS_TERMINAL_RECORD_DIR": str(self.record_dir)}
 
 
 async def test_reload_keeps_the_recording_going(containers: Containers, engine: None,
                                                 tmp_path: Path) -> None:
-    name = containers.run()
+    name = await containers.run()
     record_dir = tmp_path / "casts"
     server = RecordingServer(free_port(), tmp_path, record_dir)
     await server.start()
@@ -521,7 +522,7 @@ async def test_a_client_that_went_silent_can_resume(make_server: Any, containers
     the heartbeat (4002): the shell waits, detached, and a resume on a new connection
     gets everything, including what was stuck behind the dead connection."""
     srv = await make_server(heartbeat_interval=1.0)
-    name = containers.run()
+    name = await containers.run()
     term = await opened(srv, name)
     gateway = srv.app[GATEWAYS_KEY]["terminal"]
     session_id = next(iter(gateway._terminals)).state.session_id

@@ -112,10 +112,16 @@ def test_no_negative_or_zero_delta_cpu() -> None:
 
 
 def test_garbage_never_raises() -> None:
-    for junk in ({}, {"read": 5}, {"memory_stats": "x", "cpu_stats": [], "networks": {"eth0": None}},
-                 {"read": "2026-01-01T00:00:00Z", "memory_stats": {"usage": True},
-                  "precpu_stats": {"system_cpu_usage": 1}}):
-        compute(junk)
+    # Not a running sample (no `read` time, or the wrong shapes): nothing to show.
+    for junk in ({}, {"read": 5}, {"memory_stats": "x", "cpu_stats": [], "networks": {"eth0": None}}):
+        assert compute(junk) is None, junk
+    # A readable time but garbage numbers: a sample of zeros, never a bool taken for 1.
+    stats = compute({"read": "2026-01-01T00:00:00Z", "memory_stats": {"usage": True},
+                     "precpu_stats": {"system_cpu_usage": 1}})
+    assert stats is not None
+    assert stats.nanos == 1_767_225_600 * 10**9
+    assert (stats.cpu_percent, stats.memory_usage, stats.memory_limit, stats.memory_percent) == (0, 0, 0, 0)
+    assert (stats.rx_bytes, stats.tx_bytes, stats.blkio_read, stats.blkio_write, stats.pids) == (0,) * 5
 
 
 @pytest.mark.parametrize(("interval", "expected"), [(0.5, 20), (1.0, 20), (2.0, 10), (2.5, 8), (5.0, 4)])

@@ -1,5 +1,6 @@
 """Event -> readable system_log line, on events recorded from the real engine."""
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +103,23 @@ def test_every_recorded_event_is_handled_and_docker_event_keeps_it_unchanged() -
         assert message["timestamp"].split(".")[1] == nanos + "Z"
 
 
-@pytest.mark.parametrize("event", [
-    {}, {"Type": "container"}, {"Type": "container", "Action": "die", "Actor": None},
-    {"Type": "container", "Action": "start", "Actor": {"ID": 5, "Attributes": []}},
-    {"Type": 3, "Action": ["x"]}, {"Type": "image", "Action": "delete", "Actor": "x"},
+@pytest.mark.parametrize(("event", "text"), [
+    ({}, None),
+    ({"Type": "container"}, None),  # no action: nothing to say
+    ({"Type": "container", "Action": "die", "Actor": None}, "Container (unknown) exited with code 0"),
+    ({"Type": "container", "Action": "start", "Actor": {"ID": 5, "Attributes": []}},
+     "Container (unknown) started"),
+    ({"Type": 3, "Action": ["x"]}, None),
+    ({"Type": "image", "Action": "delete", "Actor": "x"}, "Image removed"),
 ])
-def test_malformed_events_never_raise(event: dict[str, Any]) -> None:
-    describe(event)
-    docker_event(event)
+def test_malformed_events_never_raise(event: dict[str, Any], text: str | None) -> None:
+    line = describe(event)
+    if text is None:
+        assert line is None
+    else:
+        assert line is not None and line.level == "info"
+        assert " ".join(line.message.split()) == text  # (an unknown image leaves two spaces)
+    message = docker_event(event)
+    # Passed on unchanged, stamped with the time of forwarding when it carries none.
+    assert message["type"] == "docker_event" and message["event"] is event
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", message["timestamp"]), message
