@@ -94,11 +94,62 @@ def server_start(description: str) -> int:
     return port
 
 
+def scenario_parser(doc: str, **defaults: int | float | str | bool) -> argparse.ArgumentParser:
+    """What every scenario does first: SIGTERM ends it through its `finally` blocks
+    (`exit_on_sigterm`), and its options: one `--some-name` for each `some_name=default`,
+    of the default's type (a `False` default: a flag). The description is `doc`'s first line."""
+    exit_on_sigterm()
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, default in defaults.items():
+        option = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(option, action="store_true")
+        else:
+            parser.add_argument(option, type=type(default), default=default)
+    return parser
+
+
+def scenario_args(doc: str, **defaults: int | float | str | bool) -> argparse.Namespace:
+    """`scenario_parser(doc, **defaults).parse_args()`."""
+    return scenario_parser(doc, **defaults).parse_args()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True)
+class CpuWindow:
+    """CPU seconds (utime + stime) of a server and of its client processes over `wall_s`."""
+
+    server_s: float
+    clients_s: float
+    wall_s: float
+
+
+class CpuMeter:
+    """Measures a window: `restart()` at its start, `read()` at its end (see `CpuWindow`)."""
+
+    def __init__(self, server_pid: int, client_pids: Sequence[int] = ()) -> None:
+        self.server_pid = server_pid
+        self.client_pids = list(client_pids)
+        self.restart()
+
+    def restart(self) -> None:
+        self.clients0 = self._clients()
+        self.server0 = cpu_seconds(self.server_pid)
+        self.started = time.monotonic()
+
+    def read(self) -> CpuWindow:
+        wall = time.monotonic() - self.started
+        server_s = cpu_seconds(self.server_pid) - self.server0
+        return CpuWindow(server_s, self._clients() - self.clients0, wall)
+
+    def _clients(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.client_pids)
 
 
 # --- statistics --------------------------------------------------------------------------
@@ -111,6 +162,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
+
+
+def latency_ms(values: Sequence[float], digits: int = 2) -> dict[str, float | None]:
+    """The `p50_ms`, `p99_ms` (nearest rank) and `max_ms` keys of a result, from latencies
+    in milliseconds; None where there is no value."""
+    return {"p50_ms": rnd(percentile(values, 50), digits), "p99_ms": rnd(percentile(values, 99), digits),
+            "max_ms": rnd(max(values), digits) if values else None}
 
 
 def median(values: Sequence[float]) -> float:

@@ -19,7 +19,6 @@ the gateway adds is the difference.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import socket
@@ -30,8 +29,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import IMAGE, cpu_seconds, emit, exit_on_sigterm, log, percentile, rnd, server, token
-from wsclient import TargetSpec, close_fleets, split, start_fleets
+from common import IMAGE, CpuMeter, emit, latency_ms, log, rnd, scenario_args, server, token
+from wsclient import TargetSpec, collect_all, ready_fleets, split
 
 
 class DirectEvents(threading.Thread):
@@ -76,28 +75,17 @@ def churn(prefix: str, index: int) -> None:
 
 
 def main() -> None:
-    exit_on_sigterm()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=500)
-    parser.add_argument("--containers", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=5)
-    parser.add_argument("--procs", type=int, default=4)
-    args = parser.parse_args()
+    args = scenario_args(__doc__, clients=500, containers=50, workers=5, procs=4)
     prefix = f"opws-bench-ev-{uuid.uuid4().hex[:6]}-"
     with server("bench_server.py") as srv:
         specs = [[TargetSpec("events", srv.port, "/ws/logs", k, token(), latency_type=b"docker_event")]
                  for k in split(args.clients, args.procs)]
-        fleets, ready, errors = start_fleets(specs)
-        try:
-            if ready.get("events") != args.clients:
-                raise RuntimeError(f"only {ready} of {args.clients} clients authenticated: {errors[:3]}")
+        with ready_fleets(specs) as fleets:
             time.sleep(1.0)  # the gateway's engine event stream is attached
-            for fleet in fleets:
-                fleet.collect("events", reset=True)
-            pids = [f.pid for f in fleets]
+            collect_all(fleets, "events")
             direct = DirectEvents()
             direct.start()
-            client0, cpu0, started = sum(cpu_seconds(p) for p in pids), cpu_seconds(srv.pid), time.monotonic()
+            meter = CpuMeter(srv.pid, [f.pid for f in fleets])
             try:
                 with ThreadPoolExecutor(args.workers) as pool:
                     list(pool.map(lambda i: churn(prefix, i), range(args.containers)))
@@ -106,32 +94,25 @@ def main() -> None:
                                capture_output=True, timeout=120)
             time.sleep(1.0)  # the last events through
             direct.stop()
-            cpu = cpu_seconds(srv.pid) - cpu0
-            client_cpu = sum(cpu_seconds(p) for p in pids) - client0
-            elapsed = time.monotonic() - started
-            data = [fleet.collect("events", reset=True) for fleet in fleets]
-        finally:
-            close_fleets(fleets)
+            cpu = meter.read()
+            data = collect_all(fleets, "events")
     latencies = [x * 1000.0 for d in data for x in d["latencies"]]
     deliveries = sum(sum(d["counts"].values()) for d in data)
     errs = [e for d in data for e in d["errors"]]
     if not latencies:
         raise RuntimeError(f"no docker_event frames received: {errs[:3]}")
+    engine = latency_ms([x * 1000.0 for x in direct.latencies])
     out: dict[str, Any] = {
-        "p50_ms": rnd(percentile(latencies, 50), 2),
-        "p99_ms": rnd(percentile(latencies, 99), 2),
-        "max_ms": rnd(max(latencies), 2),
-        "engine_direct_p50_ms": rnd(percentile([x * 1000.0 for x in direct.latencies], 50), 2)
-        if direct.latencies else None,
-        "engine_direct_p99_ms": rnd(percentile([x * 1000.0 for x in direct.latencies], 99), 2)
-        if direct.latencies else None,
+        **latency_ms(latencies),
+        "engine_direct_p50_ms": engine["p50_ms"],
+        "engine_direct_p99_ms": engine["p99_ms"],
         "clients": args.clients,
         "containers": args.containers,
         "events_per_client": rnd(len(latencies) / args.clients, 1),
         "deliveries": deliveries,
-        "window_s": rnd(elapsed, 2),
-        "server_cpu_us_per_delivery": rnd(cpu / deliveries * 1e6, 2),
-        "client_cpu_us_per_delivery": rnd(client_cpu / deliveries * 1e6, 2),
+        "window_s": rnd(cpu.wall_s, 2),
+        "server_cpu_us_per_delivery": rnd(cpu.server_s / deliveries * 1e6, 2),
+        "client_cpu_us_per_delivery": rnd(cpu.clients_s / deliveries * 1e6, 2),
         "errors": errs[:3],
     }
     log(f"  events {args.clients} clients: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "

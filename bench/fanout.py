@@ -35,13 +35,11 @@ throughput_ratio       deliveries/s, gateway / baseline (wall clock; bounded by 
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 from typing import Any
 
-from common import cpu_seconds, emit, exit_on_sigterm, log, median, post, rnd, server, token
-from wsclient import FleetHandle, TargetSpec, close_fleets, split, start_fleets
+from common import CpuMeter, emit, log, median, post, rnd, scenario_parser, server, token
+from wsclient import FleetHandle, TargetSpec, ready_fleets, split
 
 SIZE = 200
 
@@ -50,21 +48,18 @@ def one_round(fleets: list[FleetHandle], name: str, url: str, pid: int, clients:
               burst: int) -> dict[str, float]:
     for fleet in fleets:
         fleet.expect(name, "bench", n, timeout=120)
-    client_cpu0 = sum(cpu_seconds(f.pid) for f in fleets)
-    c0, t0 = cpu_seconds(pid), time.monotonic()
+    meter = CpuMeter(pid, [f.pid for f in fleets])
     post(f"{url}/bench/publish?count={n}&size={SIZE}&burst={burst}", timeout=180)
     done = [fleet.wait_done(180) for fleet in fleets]
-    c1 = cpu_seconds(pid)
+    cpu = meter.read()
     reached = sum(r for _, r in done)
     if reached != clients:
         raise RuntimeError(f"{name}: only {reached} of {clients} clients got all {n} frames")
-    elapsed = max(t for t, _ in done) - t0
+    elapsed = max(t for t, _ in done) - meter.started
     deliveries = clients * n
-    client_cpu = sum(cpu_seconds(f.pid) for f in fleets)
-    client_cpu = client_cpu - client_cpu0
-    return {"deliveries_per_s": deliveries / elapsed, "cpu_s_per_million": (c1 - c0) / deliveries * 1e6,
-            "seconds": elapsed, "server_cpu_s": c1 - c0, "client_cpu_total_s": client_cpu,
-            "client_us_per_delivery": client_cpu / deliveries * 1e6}
+    return {"deliveries_per_s": deliveries / elapsed, "cpu_s_per_million": cpu.server_s / deliveries * 1e6,
+            "seconds": elapsed, "server_cpu_s": cpu.server_s, "client_cpu_total_s": cpu.clients_s,
+            "client_us_per_delivery": cpu.clients_s / deliveries * 1e6}
 
 
 def summarize(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
@@ -93,10 +88,7 @@ def measure(clients: int, deliveries: int, repeats: int, procs: int, bursts: lis
                   TargetSpec("baseline", base.port, "/ws/bench", k, "none"),
                   TargetSpec("raw", raw.port, "/ws/bench", k, "none")]
                  for k in split(clients, procs)]
-        fleets, ready, errors = start_fleets(specs)
-        try:
-            if ready != {"gateway": clients, "baseline": clients, "raw": clients}:
-                raise RuntimeError(f"clients not all authenticated: {ready} {errors[:3]}")
+        with ready_fleets(specs) as fleets:
             servers = {"gateway": gw, "baseline": base, "raw": raw}
             for name, srv in servers.items():  # warm-up
                 one_round(fleets, name, srv.url, srv.pid, clients, 50, 1)
@@ -114,19 +106,12 @@ def measure(clients: int, deliveries: int, repeats: int, procs: int, bursts: lis
                             f"{r['cpu_s_per_million']:.2f} CPU-s/M, {r['seconds']:.2f} s, "
                             f"clients {r['client_us_per_delivery']:.1f} us CPU/delivery")
                 out[f"burst_{burst}"] = summarize(rounds)
-        finally:
-            close_fleets(fleets)
     return out
 
 
 def main() -> None:
-    exit_on_sigterm()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", default="100,1000")
-    parser.add_argument("--deliveries", type=int, default=300_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--procs", type=int, default=4)
-    parser.add_argument("--bursts", default="1,64")
+    parser = scenario_parser(__doc__, clients="100,1000", deliveries=300_000, repeats=3, procs=4,
+                             bursts="1,64")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                         help="event loop of all three servers (uvloop: must be installed)")
     args = parser.parse_args()

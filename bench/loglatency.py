@@ -16,24 +16,12 @@ p99 <= 10 ms) and at 1,000 lines/s (`log_latency_1000`).
 
 from __future__ import annotations
 
-import argparse
 import time
 import uuid
 from typing import Any
 
-from common import (
-    cpu_seconds,
-    docker_rm,
-    docker_run,
-    emit,
-    exit_on_sigterm,
-    log,
-    percentile,
-    rnd,
-    server,
-    token,
-)
-from wsclient import TargetSpec, close_fleets, split, start_fleets
+from common import CpuMeter, docker_rm, docker_run, emit, latency_ms, log, rnd, scenario_args, server, token
+from wsclient import TargetSpec, collect_all, ready_fleets, split
 
 
 def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
@@ -42,21 +30,13 @@ def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
     specs = [[TargetSpec("logs", port, "/ws/containers", k, token(), after_auth=[subscribe],
                          latency_type=b"log")]
              for k in split(subscribers, min(procs, subscribers))]
-    fleets, ready, errors = start_fleets(specs)
-    try:
-        if ready.get("logs") != subscribers:
-            raise RuntimeError(f"only {ready} of {subscribers} subscribers authenticated: {errors[:3]}")
+    with ready_fleets(specs) as fleets:
         time.sleep(2.0)  # every subscription active, first lines through
-        for fleet in fleets:
-            fleet.collect("logs", reset=True)
-        started, cpu0 = time.monotonic(), cpu_seconds(pid)
-        client0 = sum(cpu_seconds(f.pid) for f in fleets)
+        collect_all(fleets, "logs")
+        meter = CpuMeter(pid, [f.pid for f in fleets])
         time.sleep(seconds)
-        data = [fleet.collect("logs", reset=True) for fleet in fleets]
-        elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu0
-        client_cpu = sum(cpu_seconds(f.pid) for f in fleets) - client0
-    finally:
-        close_fleets(fleets)
+        data = collect_all(fleets, "logs")
+        cpu = meter.read()
     latencies = [x * 1000.0 for d in data for x in d["latencies"]]
     # Each process's list is in arrival order: a p99 that grows from the first half of
     # the window to the second means a backlog building up (throughput-bound).
@@ -68,16 +48,14 @@ def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
         raise RuntimeError(f"no log lines received: {errs[:3]}")
     out = {
         "subscribers": subscribers,
-        "p50_ms": rnd(percentile(latencies, 50), 2),
-        "p99_ms": rnd(percentile(latencies, 99), 2),
-        "max_ms": rnd(max(latencies), 2),
-        "p99_first_half_ms": rnd(percentile(first, 99), 2),
-        "p99_second_half_ms": rnd(percentile(second, 99), 2),
-        "lines_per_s_per_subscriber": rnd(lines / subscribers / elapsed, 0),
+        **latency_ms(latencies),
+        "p99_first_half_ms": latency_ms(first)["p99_ms"],
+        "p99_second_half_ms": latency_ms(second)["p99_ms"],
+        "lines_per_s_per_subscriber": rnd(lines / subscribers / cpu.wall_s, 0),
         "deliveries": lines,
-        "server_cpu_percent": rnd(cpu / elapsed * 100, 1),
-        "server_cpu_us_per_delivery": rnd(cpu / lines * 1e6, 2),
-        "client_cpu_us_per_delivery": rnd(client_cpu / lines * 1e6, 2),
+        "server_cpu_percent": rnd(cpu.server_s / cpu.wall_s * 100, 1),
+        "server_cpu_us_per_delivery": rnd(cpu.server_s / lines * 1e6, 2),
+        "client_cpu_us_per_delivery": rnd(cpu.clients_s / lines * 1e6, 2),
         "errors": errs[:3],
     }
     log(f"  log latency {subscribers:>3} subscribers: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "
@@ -88,13 +66,7 @@ def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
 
 
 def main() -> None:
-    exit_on_sigterm()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscribers", default="1,100")
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--procs", type=int, default=4)
-    args = parser.parse_args()
+    args = scenario_args(__doc__, subscribers="1,100", seconds=8.0, rate=1000, procs=4)
     name = f"opws-bench-logs-{uuid.uuid4().hex[:6]}"
     # Paced by the clock, not by counting sleeps, so CPU contention (the server and 100
     # clients on the same cores) does not lower the rate: `read` of /proc/uptime and

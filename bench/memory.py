@@ -16,12 +16,12 @@ set of sockets and nothing else): the library's own floor per connection.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import time
 from typing import Any
 
-from common import emit, exit_on_sigterm, log, rnd, rss_kib, server, token
-from wsclient import FleetHandle, TargetSpec, close_fleets, split, start_fleets
+from common import emit, log, rnd, rss_kib, scenario_args, server, token
+from wsclient import FleetHandle, TargetSpec, ready_fleets, split
 
 
 def settle_rss(pid: int, seconds: float = 2.0) -> int:
@@ -32,24 +32,17 @@ def settle_rss(pid: int, seconds: float = 2.0) -> int:
 def ladder(script: str, path: str, auth_token: str, counts: list[int], procs: int) -> dict[str, Any]:
     rss: dict[int, int] = {}
     fleets: list[FleetHandle] = []
-    with server(script) as srv:
+    with server(script) as srv, contextlib.ExitStack() as held_fleets:
         rss[0] = settle_rss(srv.pid)
         held = 0
-        try:
-            for count in counts:
-                add = count - held
-                specs = [[TargetSpec("m", srv.port, path, k, auth_token)] for k in split(add, procs)]
-                more, ready, errors = start_fleets(specs, timeout=240)
-                fleets.extend(more)
-                if ready.get("m", 0) != add:
-                    raise RuntimeError(f"only {ready} of {add} connections authenticated: {errors[:3]}")
-                held = count
-                rss[count] = settle_rss(srv.pid)
-                log(f"  memory {script:<20} {count:>5} connections: RSS {rss[count] / 1024:.1f} MiB")
-            # Every connection still open at the end (none closed by heartbeat or error)?
-            still_open = sum(f.collect("m")["open"] for f in fleets)
-        finally:
-            close_fleets(fleets)
+        for count in counts:
+            specs = [[TargetSpec("m", srv.port, path, k, auth_token)] for k in split(count - held, procs)]
+            fleets.extend(held_fleets.enter_context(ready_fleets(specs, timeout=240)))
+            held = count
+            rss[count] = settle_rss(srv.pid)
+            log(f"  memory {script:<20} {count:>5} connections: RSS {rss[count] / 1024:.1f} MiB")
+        # Every connection still open at the end (none closed by heartbeat or error)?
+        still_open = sum(f.collect("m")["open"] for f in fleets)
     top = counts[-1]
     prev = counts[-2] if len(counts) > 1 else 0
     return {
@@ -61,12 +54,7 @@ def ladder(script: str, path: str, auth_token: str, counts: list[int], procs: in
 
 
 def main() -> None:
-    exit_on_sigterm()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--counts", default="1000,5000")
-    parser.add_argument("--procs", type=int, default=5)
-    parser.add_argument("--no-baseline", action="store_true")
-    args = parser.parse_args()
+    args = scenario_args(__doc__, counts="1000,5000", procs=5, no_baseline=False)
     counts = [int(x) for x in args.counts.split(",")]
     gateway = ladder("bench_server.py", "/ws/containers", token(), counts, args.procs)
     result: dict[str, Any] = {

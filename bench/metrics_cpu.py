@@ -13,49 +13,36 @@ the loaded window; metrics frames delivered per second are counted by the client
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
-from common import cpu_seconds, emit, exit_on_sigterm, log, rnd, server, token
-from wsclient import TargetSpec, close_fleets, split, start_fleets
+from common import CpuMeter, emit, log, rnd, scenario_args, server, token
+from wsclient import TargetSpec, collect_all, ready_fleets, split
 
 
 def main() -> None:
-    exit_on_sigterm()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--interval", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--idle-seconds", type=float, default=5.0)
-    parser.add_argument("--procs", type=int, default=4)
-    args = parser.parse_args()
+    args = scenario_args(__doc__, clients=1000, interval=1000, seconds=20.0, idle_seconds=5.0, procs=4)
     subscribe = {"type": "subscribe", "interval": args.interval}
     with server("bench_server.py") as srv:
         time.sleep(1.0)
-        c0, t0 = cpu_seconds(srv.pid), time.monotonic()
+        meter = CpuMeter(srv.pid)
         time.sleep(args.idle_seconds)
-        idle = (cpu_seconds(srv.pid) - c0) / (time.monotonic() - t0)
+        idle = meter.read()
         specs = [[TargetSpec("metrics", srv.port, "/ws/metrics", k, token(), after_auth=[subscribe])]
                  for k in split(args.clients, args.procs)]
-        fleets, ready, errors = start_fleets(specs)
-        try:
-            if ready.get("metrics") != args.clients:
-                raise RuntimeError(f"only {ready} of {args.clients} subscribers authenticated: {errors[:3]}")
+        with ready_fleets(specs) as fleets:
             time.sleep(2 * args.interval / 1000 + 1)  # every subscriber past its first sample
-            for fleet in fleets:
-                fleet.collect("metrics", reset=True)
-            c0, t0 = cpu_seconds(srv.pid), time.monotonic()
+            collect_all(fleets, "metrics")
+            meter.restart()
             time.sleep(args.seconds)
-            data = [fleet.collect("metrics", reset=True) for fleet in fleets]
-            used, wall = cpu_seconds(srv.pid) - c0, time.monotonic() - t0
-        finally:
-            close_fleets(fleets)
+            data = collect_all(fleets, "metrics")
+            cpu = meter.read()
+    used, wall = cpu.server_s, cpu.wall_s
     frames = sum(d["counts"].get("metrics", 0) for d in data)
     errs = [e for d in data for e in d["errors"]]
     result: dict[str, Any] = {
         "server_cpu_percent": rnd(used / wall * 100, 2),
-        "idle_server_cpu_percent": rnd(idle * 100, 2),
+        "idle_server_cpu_percent": rnd(idle.server_s / idle.wall_s * 100, 2),
         "clients": args.clients,
         "interval_ms": args.interval,
         "window_s": rnd(wall, 1),

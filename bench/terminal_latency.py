@@ -17,33 +17,22 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import aiohttp
 import orjson
+from common import IMAGE, ROOT, SECRET, free_port
 
 from openpanel_ws.auth import issue_token
 from openpanel_ws.engine.client import DockerEngine
 from openpanel_ws.engine.exec import ExecProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
-SECRET = "bench-secret-" + "x" * 40
 RAW_CAT = "stty raw -echo; exec cat\n"
 KEYS = "abcdefghijklmnopqrstuvwxyz"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class GatewayPath:
@@ -159,6 +148,30 @@ async def keystrokes(path: Route, count: int, out: list[float]) -> None:
         out.append((time.perf_counter() - t0) * 1000.0)
 
 
+async def round_trips(url: str, container: str, count: int, block: int,
+                      warmup: int) -> dict[str, list[float]]:
+    """Keystroke round trips in ms by path name: the gateway path (`url`) and the direct
+    path, `warmup` uncounted keystrokes each, then `count` each in alternating blocks of
+    `block` (a change of machine load hits both alike). Both paths are closed at the end."""
+    paths: list[Route] = [GatewayPath(url, container), DirectPath(container)]
+    results: dict[str, list[float]] = {p.name: [] for p in paths}
+    try:
+        for path in paths:
+            await path.open()
+            await keystrokes(path, warmup, [])  # warm-up, not counted
+        done = 0
+        while done < count:
+            n = min(block, count - done)
+            for path in paths:
+                await keystrokes(path, n, results[path.name])
+            done += n
+    finally:
+        for path in paths:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(path.close(), 15)
+    return results
+
+
 def summary(name: str, values: list[float]) -> str:
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -175,7 +188,6 @@ async def run(count: int, block: int, warmup: int) -> None:
                OPENPANEL_WS_RATE_LIMIT_TERMINAL="1000/s")
     server = subprocess.Popen([sys.executable, "-m", "openpanel_ws", "serve", "--port", str(port)],
                               env=env, cwd=ROOT)
-    paths: list[Route] = []
     try:
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
@@ -185,28 +197,14 @@ async def run(count: int, block: int, warmup: int) -> None:
                         if resp.status == 200:
                             break
                 await asyncio.sleep(0.1)
-        gateway, direct = GatewayPath(url, name), DirectPath(name)
-        paths = [gateway, direct]
-        for path in paths:
-            await path.open()
-            await keystrokes(path, warmup, [])  # warm-up, not counted
-        results: dict[str, list[float]] = {p.name: [] for p in paths}
-        done = 0
-        while done < count:
-            n = min(block, count - done)
-            for path in paths:
-                await keystrokes(path, n, results[path.name])
-            done += n
+        results = await round_trips(url, name, count, block, warmup)
         print(f"keystroke-to-echo round trip, {count} keystrokes per path, blocks of {block}, "
               f"one in flight, {os.cpu_count()} CPUs")
-        for path in paths:
-            print(summary(path.name, results[path.name]))
-        g, d = results["gateway"], results["direct attach"]
+        for path_name, values in results.items():
+            print(summary(path_name, values))
+        g, d = results[GatewayPath.name], results[DirectPath.name]
         print(f"{'overhead':>14}: median +{statistics.median(g) - statistics.median(d):.3f} ms")
     finally:
-        for path in paths:
-            with contextlib.suppress(Exception):
-                await path.close()
         server.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(10)

@@ -20,23 +20,15 @@ null when the 1-client cost is lost in the noise).
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from typing import Any
 
 import stats_sharing
-from common import docker_rm, docker_run, emit, exit_on_sigterm, log, rnd, server, token
+from common import docker_rm, docker_run, emit, log, rnd, scenario_args, server, token
 
 
 def main() -> None:
-    exit_on_sigterm()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--containers", type=int, default=10)
-    parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--idle-seconds", type=float, default=10.0)
-    parser.add_argument("--interval", type=int, default=1000)
-    args = parser.parse_args()
+    args = scenario_args(__doc__, containers=10, clients=100, seconds=20.0, idle_seconds=10.0, interval=1000)
     names = [f"opws-bench-stats-{uuid.uuid4().hex[:6]}" for _ in range(args.containers)]
     try:
         for name in names:

@@ -32,6 +32,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -408,6 +409,28 @@ def start_fleets(specs_per_process: list[list[TargetSpec]], timeout: float = 180
         close_fleets(fleets)
         raise
     return fleets, total, errors
+
+
+@contextlib.contextmanager
+def ready_fleets(specs_per_process: list[list[TargetSpec]],
+                 timeout: float = 180.0) -> Iterator[list[FleetHandle]]:
+    """`start_fleets`, then every client of every target authenticated (else RuntimeError);
+    `close_fleets` at exit."""
+    fleets, ready, errors = start_fleets(specs_per_process, timeout)
+    try:
+        expected: dict[str, int] = {}
+        for spec in (s for specs in specs_per_process for s in specs):
+            expected[spec.name] = expected.get(spec.name, 0) + spec.count
+        if any(ready.get(name, 0) != n for name, n in expected.items()):
+            raise RuntimeError(f"only {ready} of {expected} clients authenticated: {errors[:3]}")
+        yield fleets
+    finally:
+        close_fleets(fleets)
+
+
+def collect_all(fleets: list[FleetHandle], target: str) -> list[dict[str, Any]]:
+    """Every fleet's counts, latencies and errors of `target` since the last call (reset)."""
+    return [fleet.collect(target, reset=True) for fleet in fleets]
 
 
 def close_fleets(fleets: list[FleetHandle]) -> None:
