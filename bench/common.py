@@ -214,11 +214,23 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0)
 @contextlib.contextmanager
 def server(script: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """Run `bench/<script>` on a free loopback port; SIGTERM it (then SIGKILL) at exit."""
+    with _serving([str(BENCH / script)], args, env) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def app_server(env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`python -m openpanel_ws serve` (the application alone) as `server` runs a script."""
+    with _serving(["-m", "openpanel_ws", "serve"], (), env) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def _serving(command: list[str], args: Sequence[str], env: dict[str, str] | None) -> Iterator[Server]:
     port = free_port()
     full_env = {**os.environ, "OPENPANEL_WS_JWT_SECRET": SECRET, "OPENPANEL_WS_LOG_LEVEL": "warning",
                 **(env or {})}
-    proc = subprocess.Popen([sys.executable, str(BENCH / script), "--port", str(port), *args],
-                            env=full_env, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, *command, "--port", str(port), *args], env=full_env, cwd=ROOT)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", proc)
         yield Server(proc, port)

@@ -13,25 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 import orjson
+from common import CpuMeter, app_server, cpu_seconds, token
 
 from openpanel_ws import protocol
-from openpanel_ws.auth import issue_token
 from openpanel_ws.gateways.metrics import metrics_message
 from openpanel_ws.host.metrics import HostReader, host_sample
-
-ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def sample_cost(iterations: int) -> None:
@@ -54,33 +46,6 @@ def sample_cost(iterations: int) -> None:
         print(f"{name}: mean {statistics.fmean(values):.0f} us, p50 {values[len(values) // 2]:.0f} us, "
               f"p99 {values[int(len(values) * 0.99)]:.0f} us ({iterations} samples)")
     print(f"frame size: {len(frame)} bytes")
-
-
-def cpu_seconds(pid: int) -> float:
-    # Fields after the parenthesised command name: utime and stime are 14 and 15.
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited with {proc.returncode}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise SystemExit("server did not become healthy")
 
 
 class Client:
@@ -108,53 +73,38 @@ class Client:
 
 
 async def load(clients: int, interval: int, seconds: float, idle_seconds: float) -> None:
-    secret = "bench-secret-" + "x" * 32
-    port = free_port()
-    env = {**os.environ, "OPENPANEL_WS_JWT_SECRET": secret, "OPENPANEL_WS_LOG_LEVEL": "warning"}
-    cmd = [sys.executable, "-m", "openpanel_ws", "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await wait_healthy(base, proc)
-        c0 = cpu_seconds(proc.pid)
+    with app_server() as srv:
+        meter = CpuMeter(srv.pid)
         await asyncio.sleep(idle_seconds)
-        idle = (cpu_seconds(proc.pid) - c0) / idle_seconds
-        print(f"server pid {proc.pid}: idle CPU {idle * 100:.2f} % of one core")
+        idle = meter.read()
+        print(f"server pid {srv.pid}: idle CPU {idle.server_s / idle.wall_s * 100:.2f} % of one core")
+        auth_token = token()
 
-        token = issue_token(secret, subject="bench", roles=("admin",))
         conn = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=conn) as http:
             workers = [Client() for _ in range(clients)]
             ready = asyncio.Semaphore(50)
             started = time.monotonic()
-            c_connect = cpu_seconds(proc.pid)
-            tasks = [asyncio.create_task(w.run(http, base + "/ws/metrics", token, interval, ready))
+            c_connect = cpu_seconds(srv.pid)
+            tasks = [asyncio.create_task(w.run(http, srv.url + "/ws/metrics", auth_token, interval, ready))
                      for w in workers]
             await asyncio.wait_for(asyncio.gather(*(w.first.wait() for w in workers)), 120)
             print(f"{clients} clients connected, authenticated, subscribed at {interval} ms and "
                   f"got a first sample in {time.monotonic() - started:.1f} s "
-                  f"(server CPU {cpu_seconds(proc.pid) - c_connect:.2f} s for that)")
+                  f"(server CPU {cpu_seconds(srv.pid) - c_connect:.2f} s for that)")
             await asyncio.sleep(2 * interval / 1000)  # settle
             m0 = sum(w.metrics for w in workers)
-            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            meter.restart()
             await asyncio.sleep(seconds)
-            c1, t1 = cpu_seconds(proc.pid), time.monotonic()
-            m1 = sum(w.metrics for w in workers)
-            used = c1 - c0
-            wall = t1 - t0
-            frames = m1 - m0
+            window = meter.read()
+            used, wall = window.server_s, window.wall_s
+            frames = sum(w.metrics for w in workers) - m0
             print(f"window {wall:.1f} s: server CPU {used:.2f} s = {used / wall * 100:.1f} % of one core; "
                   f"{frames} metrics frames delivered ({frames / wall:.0f}/s, expected "
                   f"{clients * 1000 / interval:.0f}/s); {used / max(frames, 1) * 1e6:.1f} us CPU per frame")
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,33 +36,7 @@ from typing import Any
 
 import aiohttp
 import psutil
-
-ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
-SECRET = "bench-secret-" + uuid.uuid4().hex
-
-
-def cpu_seconds(pid: int) -> float:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def engine_pids() -> dict[str, int]:
-    pids = {}
-    for name in ("dockerd", "containerd"):
-        out = subprocess.run(["pgrep", "-xo", name], capture_output=True, text=True).stdout.split()
-        if out:
-            pids[name] = int(out[0])
-    return pids
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from common import app_server, cpu_seconds, docker_rm, docker_run, engine_pids, token
 
 
 def measure(seconds: float, server_pid: int) -> dict[str, float]:
@@ -96,7 +69,7 @@ def exists(path: str) -> bool:
 # --- client process ----------------------------------------------------------------------
 
 
-async def run_clients(port: int, token: str, containers: list[str], count: int, interval: int,
+async def run_clients(port: int, auth_token: str, containers: list[str], count: int, interval: int,
                       settle: float, ready_file: str, stop_file: str) -> None:
     """Connect `count` clients, subscribe each to every container, count frames."""
     received = 0
@@ -107,7 +80,7 @@ async def run_clients(port: int, token: str, containers: list[str], count: int, 
         for _ in range(count):
             ws = await http.ws_connect(url, max_msg_size=0)
             await ws.receive_json()  # connected
-            await ws.send_json({"type": "auth", "token": token})
+            await ws.send_json({"type": "auth", "token": auth_token})
             msg = await ws.receive_json()
             assert msg["type"] == "authenticated", msg
             sockets.append(ws)
@@ -240,56 +213,39 @@ def main() -> None:
         asyncio.run(run_direct(args.names.split(","), args.count, args.ready_file, args.stop_file))
         return
 
-    sys.path.insert(0, str(ROOT / "src"))
-    from openpanel_ws.auth import issue_token
-
     names = [f"opws-bench-{uuid.uuid4().hex[:8]}" for _ in range(args.containers)]
-    port = free_port()
-    env = {**os.environ, "OPENPANEL_WS_JWT_SECRET": SECRET, "OPENPANEL_WS_LOG_LEVEL": "warning"}
-    server: subprocess.Popen[bytes] | None = None
     try:
         for name in names:
-            subprocess.run(["docker", "run", "-d", "--name", name, IMAGE, "sleep", "3600"],
-                           check=True, capture_output=True)
-        server = subprocess.Popen([sys.executable, "-m", "openpanel_ws", "serve", "--port", str(port)],
-                                  env=env, cwd=ROOT)
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.1)
-        token = issue_token(SECRET, subject="bench", roles=["admin"], ttl_seconds=3600)
-        common = ["--port", str(port), "--token", token, "--names", ",".join(names),
-                  "--interval", str(args.interval), "--settle", str(args.settle)]
-        print(f"{args.containers} containers, {args.seconds:g} s windows, interval {args.interval} ms, "
-              f"{os.cpu_count()} CPUs, {args.rounds} round(s)", flush=True)
-        rounds: dict[str, list[dict[str, Any]]] = {}
-        for n in range(args.rounds):
-            results: dict[str, dict[str, Any]] = {}
-            results["idle"] = measure(args.seconds, server.pid)
-            # Alternate the order so drifting background load on the engine evens out.
-            order = ["one", "many"] if n % 2 == 0 else ["many", "one"]
-            for label in order:
-                count = 1 if label == "one" else args.clients
-                results[label] = phase(label, ["_clients", *common, "--count", str(count)],
-                                       args.seconds, server.pid)
-            if args.direct:
-                results["direct"] = phase("direct", ["_direct", "--names", ",".join(names), "--count",
-                                                     str(args.direct)], args.seconds, server.pid)
-            print(f"round {n + 1}:")
-            for label, r in results.items():
-                rounds.setdefault(label, []).append(r)
-                report(label, r, args.seconds)
-        if args.rounds > 1:
-            print("median over rounds:")
-            for label, runs in rounds.items():
-                median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-                report(label, median, args.seconds)
+            docker_run(name, "sleep", "3600")
+        with app_server() as server:
+            common = ["--port", str(server.port), "--token", token(), "--names", ",".join(names),
+                      "--interval", str(args.interval), "--settle", str(args.settle)]
+            print(f"{args.containers} containers, {args.seconds:g} s windows, interval {args.interval} ms, "
+                  f"{os.cpu_count()} CPUs, {args.rounds} round(s)", flush=True)
+            rounds: dict[str, list[dict[str, Any]]] = {}
+            for n in range(args.rounds):
+                results: dict[str, dict[str, Any]] = {}
+                results["idle"] = measure(args.seconds, server.pid)
+                # Alternate the order so drifting background load on the engine evens out.
+                order = ["one", "many"] if n % 2 == 0 else ["many", "one"]
+                for label in order:
+                    count = 1 if label == "one" else args.clients
+                    results[label] = phase(label, ["_clients", *common, "--count", str(count)],
+                                           args.seconds, server.pid)
+                if args.direct:
+                    results["direct"] = phase("direct", ["_direct", "--names", ",".join(names), "--count",
+                                                         str(args.direct)], args.seconds, server.pid)
+                print(f"round {n + 1}:")
+                for label, r in results.items():
+                    rounds.setdefault(label, []).append(r)
+                    report(label, r, args.seconds)
+            if args.rounds > 1:
+                print("median over rounds:")
+                for label, runs in rounds.items():
+                    median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                    report(label, median, args.seconds)
     finally:
-        if server is not None:
-            server.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.wait(10)
-        subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+        docker_rm(*names)
 
 
 if __name__ == "__main__":
