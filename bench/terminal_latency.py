@@ -18,16 +18,13 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 
 import aiohttp
 import orjson
-from common import IMAGE, ROOT, SECRET, free_port
+from common import app_server, docker_rm, docker_run, token
 
-from openpanel_ws.auth import issue_token
 from openpanel_ws.engine.client import DockerEngine
 from openpanel_ws.engine.exec import ExecProcess
 
@@ -55,8 +52,7 @@ class GatewayPath:
     async def open(self) -> None:
         self.ws = await self.http.ws_connect(self.url + "/ws/terminal", autoping=True)
         await self.recv()  # connected
-        await self.ws.send_str(orjson.dumps({"type": "auth", "token": issue_token(
-            SECRET, subject="bench", roles=["admin"])}).decode())
+        await self.ws.send_str(orjson.dumps({"type": "auth", "token": token()}).decode())
         assert (await self.recv())["type"] == "authenticated"
         await self.ws.send_str(orjson.dumps({"type": "open_terminal",
                                              "containerId": self.container}).decode())
@@ -130,10 +126,10 @@ async def drain(path: Route, quiet: float = 0.5) -> None:
 async def sync(path: Route) -> None:
     """Drain, then wait for a unique token's echo: the path is quiet and in step."""
     await drain(path)
-    token = "SYNC" + uuid.uuid4().hex[:6]
-    await path.write(token)
+    marker = "SYNC" + uuid.uuid4().hex[:6]
+    await path.write(marker)
     seen = ""
-    while token not in seen:
+    while marker not in seen:
         seen += await path.read_text()
 
 
@@ -179,36 +175,20 @@ def summary(name: str, values: list[float]) -> str:
             f"p99 {p99:.3f} ms, mean {statistics.fmean(ordered):.3f} ms, max {ordered[-1]:.3f} ms")
 
 
-async def run(count: int, block: int, warmup: int) -> None:
+def run(count: int, block: int, warmup: int) -> None:
     name = f"opws-bench-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["docker", "run", "-d", "--name", name, IMAGE, "sh", "-c", "sleep 3600"],
-                   check=True, capture_output=True)
-    port = free_port()
-    env = dict(os.environ, OPENPANEL_WS_JWT_SECRET=SECRET, OPENPANEL_WS_LOG_LEVEL="warning",
-               OPENPANEL_WS_RATE_LIMIT_TERMINAL="1000/s")
-    server = subprocess.Popen([sys.executable, "-m", "openpanel_ws", "serve", "--port", str(port)],
-                              env=env, cwd=ROOT)
     try:
-        url = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(url + "/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                await asyncio.sleep(0.1)
-        results = await round_trips(url, name, count, block, warmup)
-        print(f"keystroke-to-echo round trip, {count} keystrokes per path, blocks of {block}, "
-              f"one in flight, {os.cpu_count()} CPUs")
-        for path_name, values in results.items():
-            print(summary(path_name, values))
-        g, d = results[GatewayPath.name], results[DirectPath.name]
-        print(f"{'overhead':>14}: median +{statistics.median(g) - statistics.median(d):.3f} ms")
+        docker_run(name, "sh", "-c", "sleep 3600")
+        with app_server({"OPENPANEL_WS_RATE_LIMIT_TERMINAL": "1000/s"}) as srv:
+            results = asyncio.run(round_trips(srv.url, name, count, block, warmup))
     finally:
-        server.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(10)
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        docker_rm(name)
+    print(f"keystroke-to-echo round trip, {count} keystrokes per path, blocks of {block}, "
+          f"one in flight, {os.cpu_count()} CPUs")
+    for path_name, values in results.items():
+        print(summary(path_name, values))
+    g, d = results[GatewayPath.name], results[DirectPath.name]
+    print(f"{'overhead':>14}: median +{statistics.median(g) - statistics.median(d):.3f} ms")
 
 
 def main() -> None:
@@ -217,7 +197,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=50)
     args = parser.parse_args()
-    asyncio.run(run(args.keystrokes, args.block, args.warmup))
+    run(args.keystrokes, args.block, args.warmup)
 
 
 if __name__ == "__main__":
