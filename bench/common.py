@@ -129,6 +129,11 @@ class CpuWindow:
     clients_s: float
     wall_s: float
 
+    def us_per_delivery(self, deliveries: int) -> dict[str, float | None]:
+        """The `server_cpu_us_per_delivery` and `client_cpu_us_per_delivery` keys of a result."""
+        return {"server_cpu_us_per_delivery": rnd(self.server_s / deliveries * 1e6, 2),
+                "client_cpu_us_per_delivery": rnd(self.clients_s / deliveries * 1e6, 2)}
+
 
 class CpuMeter:
     """Measures a window: `restart()` at its start, `read()` at its end (see `CpuWindow`)."""

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from common import IMAGE, CpuMeter, emit, latency_ms, log, rnd, scenario_args, server, token
-from wsclient import TargetSpec, collect_all, ready_fleets, split
+from wsclient import TargetSpec, collect_all, merged, ready_fleets, split
 
 
 class DirectEvents(threading.Thread):
@@ -96,24 +96,21 @@ def main() -> None:
             direct.stop()
             cpu = meter.read()
             data = collect_all(fleets, "events")
-    latencies = [x * 1000.0 for d in data for x in d["latencies"]]
-    deliveries = sum(sum(d["counts"].values()) for d in data)
-    errs = [e for d in data for e in d["errors"]]
-    if not latencies:
-        raise RuntimeError(f"no docker_event frames received: {errs[:3]}")
+    got = merged(data)
+    if not got.latencies_ms:
+        raise RuntimeError(f"no docker_event frames received: {got.errors[:3]}")
     engine = latency_ms([x * 1000.0 for x in direct.latencies])
     out: dict[str, Any] = {
-        **latency_ms(latencies),
+        **latency_ms(got.latencies_ms),
         "engine_direct_p50_ms": engine["p50_ms"],
         "engine_direct_p99_ms": engine["p99_ms"],
         "clients": args.clients,
         "containers": args.containers,
-        "events_per_client": rnd(len(latencies) / args.clients, 1),
-        "deliveries": deliveries,
+        "events_per_client": rnd(len(got.latencies_ms) / args.clients, 1),
+        "deliveries": got.frames,
         "window_s": rnd(cpu.wall_s, 2),
-        "server_cpu_us_per_delivery": rnd(cpu.server_s / deliveries * 1e6, 2),
-        "client_cpu_us_per_delivery": rnd(cpu.clients_s / deliveries * 1e6, 2),
-        "errors": errs[:3],
+        **cpu.us_per_delivery(got.frames),
+        "errors": got.errors[:3],
     }
     log(f"  events {args.clients} clients: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "
         f"max {out['max_ms']} ms (engine direct p50 {out['engine_direct_p50_ms']}, p99 "

@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from common import CpuMeter, docker_rm, docker_run, emit, latency_ms, log, rnd, scenario_args, server, token
-from wsclient import TargetSpec, collect_all, ready_fleets, split
+from wsclient import TargetSpec, collect_all, merged, ready_fleets, split
 
 
 def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
@@ -37,26 +37,24 @@ def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
         time.sleep(seconds)
         data = collect_all(fleets, "logs")
         cpu = meter.read()
-    latencies = [x * 1000.0 for d in data for x in d["latencies"]]
+    got = merged(data)
     # Each process's list is in arrival order: a p99 that grows from the first half of
     # the window to the second means a backlog building up (throughput-bound).
     first = [x * 1000.0 for d in data for x in d["latencies"][: len(d["latencies"]) // 2]]
     second = [x * 1000.0 for d in data for x in d["latencies"][len(d["latencies"]) // 2 :]]
-    errs = [e for d in data for e in d["errors"]]
-    lines = len(latencies)
+    lines = len(got.latencies_ms)
     if not lines:
-        raise RuntimeError(f"no log lines received: {errs[:3]}")
+        raise RuntimeError(f"no log lines received: {got.errors[:3]}")
     out = {
         "subscribers": subscribers,
-        **latency_ms(latencies),
+        **latency_ms(got.latencies_ms),
         "p99_first_half_ms": latency_ms(first)["p99_ms"],
         "p99_second_half_ms": latency_ms(second)["p99_ms"],
         "lines_per_s_per_subscriber": rnd(lines / subscribers / cpu.wall_s, 0),
         "deliveries": lines,
         "server_cpu_percent": rnd(cpu.server_s / cpu.wall_s * 100, 1),
-        "server_cpu_us_per_delivery": rnd(cpu.server_s / lines * 1e6, 2),
-        "client_cpu_us_per_delivery": rnd(cpu.clients_s / lines * 1e6, 2),
-        "errors": errs[:3],
+        **cpu.us_per_delivery(lines),
+        "errors": got.errors[:3],
     }
     log(f"  log latency {subscribers:>3} subscribers: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "
         f"max {out['max_ms']} ms (p99 halves {out['p99_first_half_ms']}/{out['p99_second_half_ms']}), "

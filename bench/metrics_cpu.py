@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from common import CpuMeter, emit, log, rnd, scenario_args, server, token
-from wsclient import TargetSpec, collect_all, ready_fleets, split
+from wsclient import TargetSpec, collect_all, merged, ready_fleets, split
 
 
 def main() -> None:
@@ -38,8 +38,8 @@ def main() -> None:
             data = collect_all(fleets, "metrics")
             cpu = meter.read()
     used, wall = cpu.server_s, cpu.wall_s
-    frames = sum(d["counts"].get("metrics", 0) for d in data)
-    errs = [e for d in data for e in d["errors"]]
+    got = merged(data)
+    frames = got.counts.get("metrics", 0)
     result: dict[str, Any] = {
         "server_cpu_percent": rnd(used / wall * 100, 2),
         "idle_server_cpu_percent": rnd(idle.server_s / idle.wall_s * 100, 2),
@@ -49,7 +49,7 @@ def main() -> None:
         "metrics_frames_per_s": rnd(frames / wall, 0),
         "expected_frames_per_s": args.clients * 1000 / args.interval,
         "cpu_us_per_frame": rnd(used / max(frames, 1) * 1e6, 1),
-        "errors": errs[:3],
+        "errors": got.errors[:3],
     }
     log(f"  metrics {args.clients} subscribers at {args.interval} ms: server CPU "
         f"{result['server_cpu_percent']} % of one core (idle {result['idle_server_cpu_percent']} %), "

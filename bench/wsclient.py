@@ -433,6 +433,28 @@ def collect_all(fleets: list[FleetHandle], target: str) -> list[dict[str, Any]]:
     return [fleet.collect(target, reset=True) for fleet in fleets]
 
 
+@dataclass(frozen=True)
+class Collected:
+    """`collect_all`'s answers merged: latencies in ms, frames by type, errors."""
+
+    latencies_ms: list[float]
+    counts: dict[str, int]
+    errors: list[str]
+
+    @property
+    def frames(self) -> int:
+        return sum(self.counts.values())
+
+
+def merged(data: list[dict[str, Any]]) -> Collected:
+    counts: dict[str, int] = {}
+    for d in data:
+        for kind, n in d["counts"].items():
+            counts[kind] = counts.get(kind, 0) + n
+    return Collected([x * 1000.0 for d in data for x in d["latencies"]], counts,
+                     [e for d in data for e in d["errors"]])
+
+
 def close_fleets(fleets: list[FleetHandle]) -> None:
     for fleet in fleets:
         fleet.close()
