@@ -27,7 +27,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
 SECRET = "bench-secret-" + "s" * 40
 
@@ -58,10 +57,6 @@ def engine_pids() -> dict[str, int]:
         if out:
             pids[name] = int(out[0])
     return pids
-
-
-def engine_cpu_seconds(pids: dict[str, int]) -> float:
-    return sum(cpu_seconds(pid) for pid in pids.values())
 
 
 def raise_nofile() -> int:

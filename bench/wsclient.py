@@ -12,7 +12,7 @@ keeps up with a large fan-out.
 
     parent                               fleet process
     ------                               -------------
-    start_fleet(targets)  ------------>  connect + auth every client of every target
+    ready_fleets(specs)   ------------>  connect + auth every client of every target
                           <------------  ("ready", {target: authenticated clients})
     ("expect", t, kind, n, timeout) -->  arm: done when every client of t saw n frames
                           <------------  ("armed",)
@@ -393,31 +393,20 @@ class FleetHandle:
             self.proc.join(5)
 
 
-def start_fleets(specs_per_process: list[list[TargetSpec]], timeout: float = 180.0,
-                 concurrency: int = 64) -> tuple[list[FleetHandle], dict[str, int], list[str]]:
-    """Start one process per spec list; wait until all are connected and authenticated."""
-    fleets = [FleetHandle(specs, concurrency) for specs in specs_per_process]
-    total: dict[str, int] = {}
-    errors: list[str] = []
-    try:
-        for fleet in fleets:
-            ready, errs = fleet.wait_ready(timeout)
-            for name, n in ready.items():
-                total[name] = total.get(name, 0) + n
-            errors.extend(errs)
-    except BaseException:
-        close_fleets(fleets)
-        raise
-    return fleets, total, errors
-
-
 @contextlib.contextmanager
-def ready_fleets(specs_per_process: list[list[TargetSpec]],
-                 timeout: float = 180.0) -> Iterator[list[FleetHandle]]:
-    """`start_fleets`, then every client of every target authenticated (else RuntimeError);
-    `close_fleets` at exit."""
-    fleets, ready, errors = start_fleets(specs_per_process, timeout)
+def ready_fleets(specs_per_process: list[list[TargetSpec]], timeout: float = 180.0,
+                 concurrency: int = 64) -> Iterator[list[FleetHandle]]:
+    """One client process per spec list, every client of every target connected and
+    authenticated (else RuntimeError); the processes are closed at exit."""
+    fleets = [FleetHandle(specs, concurrency) for specs in specs_per_process]
     try:
+        ready: dict[str, int] = {}
+        errors: list[str] = []
+        for fleet in fleets:
+            fleet_ready, fleet_errors = fleet.wait_ready(timeout)
+            for name, n in fleet_ready.items():
+                ready[name] = ready.get(name, 0) + n
+            errors.extend(fleet_errors)
         expected: dict[str, int] = {}
         for spec in (s for specs in specs_per_process for s in specs):
             expected[spec.name] = expected.get(spec.name, 0) + spec.count
@@ -425,7 +414,8 @@ def ready_fleets(specs_per_process: list[list[TargetSpec]],
             raise RuntimeError(f"only {ready} of {expected} clients authenticated: {errors[:3]}")
         yield fleets
     finally:
-        close_fleets(fleets)
+        for fleet in fleets:
+            fleet.close()
 
 
 def collect_all(fleets: list[FleetHandle], target: str) -> list[dict[str, Any]]:
@@ -453,11 +443,6 @@ def merged(data: list[dict[str, Any]]) -> Collected:
             counts[kind] = counts.get(kind, 0) + n
     return Collected([x * 1000.0 for d in data for x in d["latencies"]], counts,
                      [e for d in data for e in d["errors"]])
-
-
-def close_fleets(fleets: list[FleetHandle]) -> None:
-    for fleet in fleets:
-        fleet.close()
 
 
 def split(total: int, parts: int) -> list[int]:
