@@ -175,6 +175,46 @@ class WsClient:
         await self._session.close()
 
 
+class TerminalClient:
+    """A /ws/terminal client that paces its messages under the 10/s limit (~8/s) and
+    sets output aside (`take_output`), so `next_other` returns the next message that
+    is neither output nor a ping."""
+
+    PACE = 0.125  # seconds between messages
+
+    def __init__(self, client: WsClient, timeout: float = 30.0) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.others: list[dict[str, Any]] = []  # everything else, in order
+        self._last_send = 0.0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        wait = self._last_send + self.PACE - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_send = time.monotonic()
+        await self.client.send(message)
+
+    async def open(self, container: str, **fields: Any) -> dict[str, Any]:
+        await self.send({"type": "open_terminal", "containerId": container, **fields})
+        return await self.next_other()
+
+    async def next_other(self, timeout: float | None = None) -> dict[str, Any]:
+        by = deadline(self.timeout if timeout is None else timeout)
+        while not self.others:
+            self.take(await self.client.recv_by(by))
+        return self.others.pop(0)
+
+    def take(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "terminal_output":
+            self.take_output(msg)
+        elif msg.get("type") != "ping":
+            self.others.append(msg)
+
+    def take_output(self, msg: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
 class ConnectionClosed(Exception):
     def __init__(self, kind: Any, code: int | None, extra: Any) -> None:
         super().__init__(f"connection closed ({kind}, code={code}, {extra!r})")

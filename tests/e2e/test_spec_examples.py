@@ -1,7 +1,7 @@
 """The specification's own examples, run verbatim against the server.
 
-DECISIONS.md: the JavaScript examples must work as written (URL, token and container
-id filled in); the README's corrected Python example must work too.
+The JavaScript examples must work as written (URL, token and container id filled in);
+the README's corrected Python example must work too (docs/protocol.md "Heartbeat").
 """
 
 from __future__ import annotations

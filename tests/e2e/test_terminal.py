@@ -14,6 +14,7 @@ import pytest
 from helpers import (
     Containers,
     RunningServer,
+    TerminalClient,
     WsClient,
     deadline,
     docker,
@@ -29,35 +30,18 @@ TIMEOUT = 30.0
 SLOW_READ = 0.01  # seconds per message read: the slow link under test (not a wait)
 
 
-class Term:
-    """A terminal client that paces its messages under the 10/s limit (~8/s)."""
+class Term(TerminalClient):
+    """A paced terminal client that accumulates all output in `text`."""
 
     def __init__(self, client: WsClient) -> None:
-        self.client = client
+        super().__init__(client, TIMEOUT)
         self.text = ""  # all terminal_output so far
-        self.others: list[dict[str, Any]] = []  # everything else, in order
-        self._last_send = 0.0
 
-    async def send(self, message: dict[str, Any]) -> None:
-        wait = self._last_send + 0.125 - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last_send = time.monotonic()
-        await self.client.send(message)
+    def take_output(self, msg: dict[str, Any]) -> None:
+        self.text += msg["data"]
 
     async def type(self, data: str) -> None:
         await self.send({"type": "input", "data": data})
-
-    async def open(self, container: str, **fields: Any) -> dict[str, Any]:
-        await self.send({"type": "open_terminal", "containerId": container, **fields})
-        return await self.next_other()
-
-    async def next_other(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        """The next message that is not terminal_output (output is accumulated)."""
-        by = deadline(timeout)
-        while not self.others:
-            self._take(await self.client.recv_by(by))
-        return self.others.pop(0)
 
     async def until(self, needle: str, timeout: float = TIMEOUT, start: int = 0) -> str:
         """Accumulated output once it contains `needle` after `start`."""
@@ -65,7 +49,7 @@ class Term:
         while needle not in self.text[start:]:
             if time.monotonic() >= by:
                 raise TimeoutError(f"{needle!r} not seen; output tail: {self.text[-300:]!r}")
-            self._take(await self.client.recv_by(by))
+            self.take(await self.client.recv_by(by))
         return self.text
 
     async def closed(self, timeout: float = TIMEOUT) -> dict[str, Any]:
@@ -75,12 +59,6 @@ class Term:
                 return msg
             if msg["type"] != "ping":
                 raise AssertionError(f"unexpected {msg}")
-
-    def _take(self, msg: dict[str, Any]) -> None:
-        if msg.get("type") == "terminal_output":
-            self.text += msg["data"]
-        elif msg.get("type") != "ping":
-            self.others.append(msg)
 
 
 async def terminal(server: RunningServer, token: str | None = None) -> Term:

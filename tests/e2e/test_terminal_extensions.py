@@ -3,45 +3,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
-from helpers import Containers, RunningServer, WsClient, deadline, docker, eventually
+from helpers import Containers, RunningServer, TerminalClient, WsClient, docker, eventually
 
 TIMEOUT = 30.0
 
 
-class Exec:
-    """A /ws/terminal client that keeps output per stream (paced under 10 msg/s)."""
+class Exec(TerminalClient):
+    """A paced /ws/terminal client that keeps output per stream (`None` with a TTY)."""
 
     def __init__(self, client: WsClient) -> None:
-        self.client = client
+        super().__init__(client, TIMEOUT)
         self.out: dict[str | None, str] = {}
-        self.others: list[dict[str, Any]] = []
-        self._last = 0.0
 
-    async def send(self, message: dict[str, Any]) -> None:
-        wait = self._last + 0.125 - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last = time.monotonic()
-        await self.client.send(message)
-
-    async def next_other(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        by = deadline(timeout)
-        while not self.others:
-            msg = await self.client.recv_by(by)
-            if msg.get("type") == "terminal_output":
-                stream = msg.get("stream")
-                self.out[stream] = self.out.get(stream, "") + msg["data"]
-            elif msg.get("type") != "ping":
-                self.others.append(msg)
-        return self.others.pop(0)
-
-    async def open(self, container: str, **fields: Any) -> dict[str, Any]:
-        await self.send({"type": "open_terminal", "containerId": container, **fields})
-        return await self.next_other()
+    def take_output(self, msg: dict[str, Any]) -> None:
+        stream = msg.get("stream")
+        self.out[stream] = self.out.get(stream, "") + msg["data"]
 
 
 async def exec_client(server: RunningServer) -> Exec:

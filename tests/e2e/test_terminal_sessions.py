@@ -51,7 +51,7 @@ class SeqTerm(Term):
         super().__init__(*args)
         self.seq: int | None = None
 
-    def _take(self, msg: dict[str, Any]) -> None:
+    def take(self, msg: dict[str, Any]) -> None:
         if msg.get("type") == "terminal_output":
             assert isinstance(msg.get("seq"), int), msg
             size = len(msg["data"].encode())
@@ -60,7 +60,7 @@ class SeqTerm(Term):
             self.seq = msg["seq"]
         elif msg.get("type") == "terminal_opened" and msg.get("resumed"):
             self.seq = msg["seq"]
-        super()._take(msg)
+        super().take(msg)
 
 
 async def seq_terminal(server: RunningServer, token: str | None = None) -> SeqTerm:

@@ -1,4 +1,4 @@
-"""JWT rules of DECISIONS.md "Authorization"."""
+"""JWT rules of docs/protocol.md "Authorization" and "Tokens for the whole session"."""
 
 import base64
 import json
