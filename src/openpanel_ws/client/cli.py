@@ -487,6 +487,13 @@ def _interval(text: str) -> int:
     return value
 
 
+def _sampling(p: argparse.ArgumentParser) -> None:
+    """The options of the two sampling commands (`stats`, `metrics`)."""
+    p.add_argument("--interval", type=_interval, help=INTERVAL_HELP)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--no-stream", action="store_true", help="print the first sample and exit")
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("logs", help="print a container's logs (like docker logs)")
     p.add_argument("container", help="container name or id")
@@ -499,9 +506,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("stats", help="live resource usage of containers (like docker stats)")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
-    p.add_argument("--interval", type=_interval, help=INTERVAL_HELP)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--no-stream", action="store_true", help="print the first sample and exit")
+    _sampling(p)
     _common(p)
     p.set_defaults(func=_run(cmd_stats))
 
@@ -513,9 +518,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_run(cmd_events))
 
     p = subparsers.add_parser("metrics", help="host CPU, memory, disk and network")
-    p.add_argument("--interval", type=_interval, help=INTERVAL_HELP)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--no-stream", action="store_true", help="print the first sample and exit")
+    _sampling(p)
     _common(p)
     p.set_defaults(func=_run(cmd_metrics))
 

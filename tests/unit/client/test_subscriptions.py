@@ -5,21 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openpanel_ws.client.messages import (
-    ContainerNotFound,
-    DockerEvent,
-    InvalidMessage,
-    LogLine,
-    MetricsSample,
-    PermissionDenied,
-    ServerError,
-    StatsSample,
-    SubscriptionEnded,
-    SystemLog,
-    TerminalError,
-    TerminalOutput,
-    error_from_message,
-)
+from openpanel_ws.client import messages
 from openpanel_ws.client.outbox import Input
 from openpanel_ws.client.sansio import Action, Deliver, Finish, Status, TerminalOpened, TerminalRefused
 from openpanel_ws.client.subscriptions import (
@@ -48,11 +34,11 @@ def feed(sub: Any, msg: dict[str, Any], now: float = 0.0) -> tuple[bool, list[Ac
     return sub.handle(msg, now, out), out
 
 
-def server_error(msg: dict[str, Any]) -> ServerError:
-    return error_from_message({"type": "error", **msg})
+def server_error(msg: dict[str, Any]) -> messages.ServerError:
+    return messages.error_from_message({"type": "error", **msg})
 
 
-def error(out: list[Action], sub: Any, err: ServerError) -> bool:
+def error(out: list[Action], sub: Any, err: messages.ServerError) -> bool:
     claimed: bool = sub.handle_error(err, out)
     return claimed
 
@@ -66,7 +52,8 @@ def test_logs_subscribe_then_resume_from_the_cursor() -> None:
     claimed, out = feed(sub, log("web", 5, "a"))
     assert not claimed  # another consumer of the same container may want it too
     [deliver] = out
-    assert isinstance(deliver, Deliver) and isinstance(deliver.item, LogLine) and deliver.item.data == "a"
+    assert isinstance(deliver, Deliver) and isinstance(deliver.item, messages.LogLine)
+    assert deliver.item.data == "a"
     [again] = sub.on_open(T0)  # after a reconnect
     assert again == {"type": "subscribe_logs", "containerId": "web", "tail": "all", "since": ts(4)}
     assert feed(sub, log("web", 5, "a"))[1] == []  # the replayed line is dropped
@@ -112,7 +99,7 @@ def test_logs_end_when_the_server_ends_them_or_refuses_them() -> None:
     claimed, [finish] = feed(sub, {"type": "subscription_ended", "containerId": "web",
                                    "subscription": "logs", "message": "Container removed"})
     assert not claimed and isinstance(finish, Finish)
-    assert isinstance(finish.error, SubscriptionEnded) and "container removed" in str(finish.error)
+    assert isinstance(finish.error, messages.SubscriptionEnded) and "container removed" in str(finish.error)
     refused = LogsSubscription("web", "x", None, True, 1.0)
     out: list[Action] = []
     bad_tail = server_error({"code": "INVALID_MESSAGE", "message": "bad", "field": "tail"})
@@ -133,11 +120,11 @@ def test_stats_of_several_containers_end_with_the_last_one() -> None:
                                {"type": "subscribe_stats", "containerId": "b", "interval": 1000}]
     assert feed(sub, {"type": "subscribed_stats", "containerId": "a"}) == (True, [])
     claimed, [deliver] = feed(sub, {"type": "stats", "containerId": "b", "stats": {}})
-    assert not claimed and isinstance(deliver, Deliver) and isinstance(deliver.item, StatsSample)
+    assert not claimed and isinstance(deliver, Deliver) and isinstance(deliver.item, messages.StatsSample)
     assert feed(sub, {"type": "subscription_ended", "containerId": "a", "subscription": "stats"})[1] == []
     assert sub.containers == ["b"]
     _, [finish] = feed(sub, {"type": "subscription_ended", "containerId": "b", "subscription": "stats"})
-    assert isinstance(finish, Finish) and isinstance(finish.error, SubscriptionEnded)
+    assert isinstance(finish, Finish) and isinstance(finish.error, messages.SubscriptionEnded)
     assert feed(sub, {"type": "stats", "containerId": "z"}) == (False, [])
 
 
@@ -157,9 +144,9 @@ def test_filtered_events_pass_nothing_before_the_server_accepted_the_filters() -
     assert feed(sub, event) == (True, [])
     assert feed(sub, {"type": "subscribed"}) == (True, [])
     _, [deliver] = feed(sub, event)
-    assert isinstance(deliver, Deliver) and isinstance(deliver.item, DockerEvent)
+    assert isinstance(deliver, Deliver) and isinstance(deliver.item, messages.DockerEvent)
     _, [deliver] = feed(sub, {"type": "system_log", "level": "info", "message": "m"})
-    assert isinstance(deliver.item, SystemLog)
+    assert isinstance(deliver.item, messages.SystemLog)
     sub.on_disconnect("lost", None, 0.0, [])
     assert feed(sub, event) == (True, [])  # asked again on the next connection
     err = server_error({"code": "INVALID_MESSAGE", "message": "bad filter"})
@@ -171,7 +158,7 @@ def test_unfiltered_events_flow_at_once() -> None:
     sub = EventsSubscription(None)
     assert sub.on_open(T0) == []
     assert len(feed(sub, {"type": "docker_event", "event": {}})[1]) == 1
-    assert not error([], sub, InvalidMessage("INVALID_MESSAGE", "x"))
+    assert not error([], sub, messages.InvalidMessage("INVALID_MESSAGE", "x"))
     assert feed(sub, {"type": "other"}) == (False, [])
 
 
@@ -181,7 +168,7 @@ def test_metrics_subscribe_and_deliver() -> None:
     assert MetricsSubscription(None).subscribe_messages() == [{"type": "subscribe"}]
     assert sub.unsubscribe_messages() == [{"type": "unsubscribe"}]
     _, [deliver] = feed(sub, {"type": "metrics", "system": {}})
-    assert isinstance(deliver, Deliver) and isinstance(deliver.item, MetricsSample)
+    assert isinstance(deliver, Deliver) and isinstance(deliver.item, messages.MetricsSample)
     assert feed(sub, {"type": "subscribed"}) == (True, [])
     assert feed(sub, {"type": "stats"}) == (False, [])
 
@@ -210,7 +197,7 @@ def test_terminal_open_message_carries_only_what_is_not_the_default() -> None:
 def test_terminal_output_and_exit() -> None:
     sub = opened_terminal()
     claimed, [deliver] = feed(sub, {"type": "terminal_output", "data": "hi", "seq": 2, "stream": "stderr"})
-    assert claimed and deliver == Deliver(sub, TerminalOutput("hi", "stderr"))
+    assert claimed and deliver == Deliver(sub, messages.TerminalOutput("hi", "stderr"))
     assert sub.last_seq == 2
     _, out = feed(sub, {"type": "terminal_closed", "exitCode": 3, "reason": "exited",
                         "containerLost": True})
@@ -243,11 +230,11 @@ def test_an_error_after_the_open_ends_the_terminal_only_when_it_refuses() -> Non
     assert not error([], sub, resize) and not sub.ended  # just reported
     out: list[Action] = []
     denied = server_error({"code": "PERMISSION_DENIED", "message": "no"})
-    assert isinstance(denied, PermissionDenied)
+    assert isinstance(denied, messages.PermissionDenied)
     assert error(out, sub, denied) and out == [Finish(sub, denied)]  # already opened: no refusal
     gone = opened_terminal()
     out = []
-    err = ContainerNotFound("CONTAINER_NOT_FOUND", "x", "web")
+    err = messages.ContainerNotFound("CONTAINER_NOT_FOUND", "x", "web")
     assert error(out, gone, err) and out == [Finish(gone, err)]
 
 
@@ -279,7 +266,7 @@ def test_a_resume_refused_by_the_gateway_ends_the_terminal() -> None:
     sub.on_disconnect("lost", 1006, 0.0, [])
     _, out = feed(sub, {"type": "terminal_error", "message": "Session not found"})
     [finish] = out
-    assert isinstance(finish, Finish) and isinstance(finish.error, TerminalError)
+    assert isinstance(finish, Finish) and isinstance(finish.error, messages.TerminalError)
     assert "did not survive the reconnect (Session not found)" in str(finish.error)
     other = opened_terminal()
     other.on_disconnect("lost", 1006, 0.0, [])
@@ -298,7 +285,7 @@ def test_the_terminal_gives_up_reattaching_after_its_timeout() -> None:
     assert out == []
     sub.tick(15.0, out)
     [finish] = out
-    assert isinstance(finish, Finish) and isinstance(finish.error, TerminalError)
+    assert isinstance(finish, Finish) and isinstance(finish.error, messages.TerminalError)
     assert "gateway unreachable for 5s: connection refused" in str(finish.error)
 
 
