@@ -36,6 +36,10 @@ def _attrs(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
+# What a line says of an actor the event does not name.
+UNKNOWN = "(unknown)"
+
+
 def _actor_id(event: Mapping[str, Any]) -> str:
     actor = event.get("Actor")
     value = actor.get("ID") if isinstance(actor, Mapping) else None
@@ -54,7 +58,7 @@ def _container_name(event: Mapping[str, Any]) -> str:
     name = _attrs(event).get("name")
     if isinstance(name, str) and name:
         return name
-    return _short(_actor_id(event)) or "(unknown)"
+    return _short(_actor_id(event)) or UNKNOWN
 
 
 def _action(event: Mapping[str, Any]) -> str:
@@ -128,7 +132,7 @@ _IMAGE_VERBS = {"pull": "pulled", "delete": "removed", "import": "imported",
 def _image(event: Mapping[str, Any], action: str) -> SystemLogLine | None:
     ident = _actor_id(event)
     name = _attrs(event).get("name")
-    label = name if isinstance(name, str) and name and name != ident else _short(ident)
+    label = (name if isinstance(name, str) and name and name != ident else _short(ident)) or UNKNOWN
     verb = _IMAGE_VERBS.get(action)
     if verb is not None:
         return SystemLogLine(INFO, f"Image {label} {verb}")
@@ -146,7 +150,8 @@ def _volume_or_network(event: Mapping[str, Any], kind: str, action: str) -> Syst
     ident = _actor_id(event)
     name = attrs.get("name")
     # Volumes are named by their ID; networks carry a `name` attribute.
-    label = name if isinstance(name, str) and name else (ident if kind == "volume" else _short(ident))
+    label = (name if isinstance(name, str) and name
+             else (ident if kind == "volume" else _short(ident))) or UNKNOWN
     detail = attrs.get("driver") if kind == "volume" else attrs.get("type")
     suffix = f" ({detail})" if isinstance(detail, str) and detail else ""
     verb = "created" if action == "create" else "removed"
