@@ -331,6 +331,20 @@ async def test_f6_terminal_open_on_a_hung_engine_fails_fast(
         assert time.monotonic() - started < 6.0
 
 
+async def test_f6_terminal_resize_on_a_hung_engine_names_the_container(
+    engine: None, containers: Containers
+) -> None:
+    name = await containers.run("sleep 3600")
+    async with proxied_server(engine_timeout=2.0) as (srv, proxy):
+        term = await srv.connect("/ws/terminal", auth=True)
+        await term.send({"type": "open_terminal", "containerId": name})
+        assert (await term.expect("terminal_opened", 20))["containerId"] == name
+        proxy.hang()
+        await term.send({"type": "resize", "cols": 100, "rows": 30})
+        reply = await term.expect("error", 20)
+        assert (reply["code"], reply["containerId"]) == ("DOCKER_UNAVAILABLE", name)
+
+
 # --- item 6: the small ones -------------------------------------------------------------
 
 

@@ -343,7 +343,9 @@ class TerminalGateway(Gateway[Binding]):
         except EngineNotFound:
             pass  # the shell just exited: terminal_closed follows
         except EngineUnavailable:
-            raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE) from None
+            # With the container as the client named it at open, like every engine error.
+            raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
+                                context={"containerId": terminal.state.container_ref}) from None
         except EngineError as exc:
             raise TerminalRefused(resize_failed(exc.message)) from None
 
