@@ -95,33 +95,36 @@ class WsClient:
                      where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
         """The next message of `kind` (None: any) that `where` accepts; others are kept in
         order for later `recv`. `timeout` is scaled by the factor."""
+        return await self._expect_by(kind, deadline(timeout), where)
+
+    async def expect_many(self, kind: str | None, count: int, timeout: float = 5.0,
+                          where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """Exactly the next `count` messages of `kind`; `timeout` bounds the whole wait."""
+        by = deadline(timeout)
+        out = []
+        for _ in range(count):
+            try:
+                out.append(await self._expect_by(kind, by, where))
+            except TimeoutError:
+                raise TimeoutError(f"{len(out)} of {count} {kind!r} within {scaled(timeout)}s; "
+                                   f"saw {self.backlog[-5:]}") from None
+        return out
+
+    async def _expect_by(self, kind: str | None, by: float,
+                         where: Callable[[dict[str, Any]], bool] | None) -> dict[str, Any]:
+        """`expect` with a `time.monotonic()` deadline that several waits can share."""
         for i, queued in enumerate(self.backlog):
             if kind in (None, queued.get("type")) and (where is None or where(queued)):
                 return self.backlog.pop(i)
-        deadline = time.monotonic() + scaled(timeout)
         while True:
-            left = deadline - time.monotonic()
+            left = by - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no {kind!r} within {scaled(timeout)}s; saw {self.backlog[-5:]}")
+                raise TimeoutError(f"no {kind!r} in time; saw {self.backlog[-5:]}")
             msg = await self._recv_raw(left)
             if kind in (None, msg.get("type")) and (where is None or where(msg)):
                 return msg
             if msg.get("type") != "ping":
                 self.backlog.append(msg)
-
-    async def expect_many(self, kind: str | None, count: int, timeout: float = 5.0,
-                          where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
-        """Exactly the next `count` messages of `kind`; `timeout` bounds the whole wait."""
-        deadline = time.monotonic() + scaled(timeout)
-        out = []
-        for _ in range(count):
-            left = (deadline - time.monotonic()) / TIMEOUT_FACTOR
-            try:
-                out.append(await self.expect(kind, max(left, 0.001), where))
-            except TimeoutError:
-                raise TimeoutError(f"{len(out)} of {count} {kind!r} within {scaled(timeout)}s; "
-                                   f"saw {self.backlog[-5:]}") from None
-        return out
 
     async def quiet(self, seconds: float, kind: str | None = None) -> list[dict[str, Any]]:
         """What arrives (of `kind`) in a window of `seconds`, scaled: for assertions that
@@ -288,12 +291,13 @@ async def start_server(**overrides: Any) -> RunningServer:
 # --- containers ----------------------------------------------------------------------
 
 
-async def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
+async def docker(*args: str, check: bool = True, timeout: float = 60,
+                 merge_stderr: bool = False) -> str:
     """`docker ARGS...` as a child process the loop awaits (the server under test keeps
-    running meanwhile); its stdout, stripped."""
+    running meanwhile); its stdout (with its stderr when `merge_stderr`), stripped."""
+    stderr = asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec("docker", *args, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stdout=asyncio.subprocess.PIPE, stderr=stderr)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), scaled(timeout))
     except TimeoutError:
@@ -301,8 +305,8 @@ async def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
         await proc.wait()
         raise
     if check and proc.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed: {err.decode().strip()}")
-    return out.decode().strip()
+        raise RuntimeError(f"docker {' '.join(args)} failed: {(err or b'').decode().strip()}")
+    return out.decode(errors="replace").strip()
 
 
 def docker_sync(*args: str, check: bool = True, timeout: float = 60) -> str:
@@ -343,12 +347,7 @@ class Containers:
 
     async def logs(self, name: str) -> str:
         """Everything `name` logged so far (stdout and stderr), by the Docker CLI."""
-        proc = await asyncio.create_subprocess_exec("docker", "logs", name,
-                                                    stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
-        return out.decode(errors="replace")
+        return await docker("logs", name, check=False, merge_stderr=True)
 
     async def has_process(self, name: str, needle: str) -> bool:
         """Whether a live process in `name` has `needle` in its command line (`ps`)."""
