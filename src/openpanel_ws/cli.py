@@ -35,7 +35,6 @@ __all__ = [
     "configure_logging",
     "embedded_secret",
     "main",
-    "register_client_commands",
     "resolve_secret",
     "token_banner",
     "write_private",
@@ -165,7 +164,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         raise ConfigError(f"cannot start: {exc}") from None
 
-    async def run() -> None:
+    async def run() -> tuple[bool, Path | None]:
+        """Serve until a signal; (reloading, the terminal hand-off file)."""
         raise_nofile_limit()
         runner = create_runner(app, handle_signals=False, shutdown_timeout=5)
         await runner.setup()
@@ -194,29 +194,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
+        reloading = False
+
         def reload() -> None:
-            reloading.append(True)
+            nonlocal reloading
+            reloading = True
             stop.set()
 
         loop.add_signal_handler(signal.SIGHUP, reload)
         await stop.wait()
+        handoff: Path | None = None
         if reloading:
             # Reload (docs/terminal.md): live terminals are handed to the re-executed
             # gateway instead of being killed.
             log.info("reloading")
-            handoff.append(await _terminal_hand_off(app))
+            handoff = await _terminal_hand_off(app)
         else:
             log.info("shutting down")
         await runner.cleanup()
+        return reloading, handoff
 
-    reloading: list[bool] = []
-    handoff: list[Path | None] = []
-    asyncio.run(run())
+    reloading, handoff = asyncio.run(run())
     if reloading:
-        if handoff and handoff[0] is not None:
+        if handoff is not None:
             from openpanel_ws.gateways.terminal.handoff import HANDOFF_ENV
 
-            os.environ[HANDOFF_ENV] = str(handoff[0])
+            os.environ[HANDOFF_ENV] = str(handoff)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -266,9 +269,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def _recordings_dir(args: argparse.Namespace) -> Path:
-    settings = load_settings(config_file=getattr(args, "config", None))
     if args.dir:
         return Path(args.dir)
+    settings = load_settings(config_file=getattr(args, "config", None))
     if settings.terminal_record_dir is None:
         raise ConfigError("recordings: no directory; set OPENPANEL_WS_TERMINAL_RECORD_DIR "
                           "or pass --dir")
@@ -351,13 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec_play.add_argument("--config", help="TOML settings file")
     rec_play.set_defaults(func=cmd_recordings_play)
 
-    register_client_commands(sub)
-    return parser
-
-
-def register_client_commands(sub: Any) -> None:
-    """Client subcommands (logs, stats, events, metrics, exec) live in `client.cli`."""
+    # Client subcommands (logs, stats, events, metrics, exec) live in `client.cli`.
     register_client_cli(sub)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

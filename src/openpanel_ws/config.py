@@ -134,7 +134,7 @@ _POSITIVE = {
     "max_unauthenticated", "engine_timeout", "terminal_ring_bytes",
     "terminal_max_per_user", "terminal_max",
 }
-_NON_NEGATIVE = {"terminal_grace"}
+_NON_NEGATIVE = {"terminal_grace", "max_unauthenticated_per_ip"}
 
 
 def _convert(name: str, hint: Any, raw: Any) -> Any:
@@ -286,9 +286,6 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"invalid value for {ENV_PREFIX}LOG_LEVEL: expected debug, info, warning or error"
         )
-    if settings.max_unauthenticated_per_ip < 0:
-        raise ConfigError(
-            f"invalid value for {ENV_PREFIX}MAX_UNAUTHENTICATED_PER_IP: must be 0 (off) or more")
     if not 0 <= settings.port < 65536:
         raise ConfigError(f"invalid value for {ENV_PREFIX}PORT: must be 0 to 65535")
     if not settings.docker_host.startswith(("unix://", "tcp://", "http://")):

@@ -489,7 +489,7 @@ class OpenPanelClient:
             return self._containers
         config = LinkConfig(
             gateway_url(self.url, gateway),
-            rate_limit=self.rate_limits.get(gateway, DEFAULT_RATE_LIMITS["containers"]),
+            rate_limit=self.rate_limits[gateway],
             backoff=self.backoff, reconnect=reconnect, wait_for_server=self.wait_for_server,
             connect_timeout=self.connect_timeout, idle_timeout=self.idle_timeout,
             refresh_margin=self.token_refresh_margin)

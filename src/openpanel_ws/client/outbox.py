@@ -87,11 +87,7 @@ class Outbox:
             size += len(nxt.data)
         return {"type": "input", "data": "".join(parts)}, 0.0
 
-    def clear(self) -> None:
-        self._queue.clear()
-        self._free.clear()
-
 
 def split_input(data: str, size: int = Outbox.MAX_INPUT_CHARS) -> list[Input]:
     """A paste longer than one frame may carry, as several inputs."""
-    return [Input(data[i:i + size]) for i in range(0, len(data), size)] or []
+    return [Input(data[i:i + size]) for i in range(0, len(data), size)]

@@ -38,7 +38,7 @@ from openpanel_ws.protocol import (
     CloseCode,
     Message,
     parse_timestamp,
-    rfc3339,
+    pong_message,
 )
 from openpanel_ws.ratelimit import RateLimit
 
@@ -372,7 +372,7 @@ class ClientConnection:
     def terminal_write(self, sub: TerminalSubscription, data: str) -> None:
         """Keystrokes; held (bounded) while the terminal is being reattached."""
         if sub.resuming or not self.is_open:
-            sub.hold(list(split_input(data)))
+            sub.hold(split_input(data))
             return
         for item in split_input(data):
             self.send(item)
@@ -466,7 +466,7 @@ class ClientConnection:
 
     def _pong(self) -> None:
         if self._outbox is not None:
-            self._outbox.push_free({"type": "pong", "timestamp": rfc3339()})
+            self._outbox.push_free(pong_message())
 
     def _authenticated(self, msg: Message) -> list[Action]:
         self.state = LinkState.OPEN
@@ -490,7 +490,7 @@ class ClientConnection:
         exp = token_expiry(self.token) if self.token is not None else None
         if exp is None:
             return None
-        return refresh_delay(exp, self._wall() / 1e9 + self.server_offset, self.config.refresh_margin)
+        return refresh_delay(exp, self.server_ns() / 1e9, self.config.refresh_margin)
 
     def refresh_token(self, fresh: str) -> bool:
         """A re-`auth` on the open connection; False when the source had nothing newer

@@ -70,7 +70,6 @@ class LogCursor:
 
     def __init__(self) -> None:
         self.last_ns: int | None = None
-        self.last_text: str | None = None
         self._at_last: Counter[tuple[str, str]] = Counter()
         self._replay: Counter[tuple[str, str]] = Counter()
         self.dropped = 0
@@ -94,7 +93,6 @@ class LogCursor:
             self.last_ns = ns
             self._at_last.clear()
             self._replay.clear()
-        self.last_text = timestamp
         self._at_last[key] += 1
         return True
 
@@ -334,7 +332,6 @@ class TerminalSubscription(ClientSubscription):
         self.container_lost = False
         self.tty = tty
         self.stdin = stdin
-        self.opened = False
         # The open was answered either way (TerminalOpened or TerminalRefused emitted).
         self.settled = False
         self.exit_code: int | None = None
@@ -354,7 +351,7 @@ class TerminalSubscription(ClientSubscription):
         self._give_up_at: float | None = None
         self._give_up_why = ""
 
-    def hold(self, items: list[Outgoing]) -> None:
+    def hold(self, items: Sequence[Outgoing]) -> None:
         for item in items:
             size = len(item.data) if isinstance(item, Input) else 1
             if self.held_chars + size > HELD_INPUT_LIMIT:
@@ -411,7 +408,7 @@ class TerminalSubscription(ClientSubscription):
         kind = msg.get("type")
         if kind == "terminal_opened":
             if not self.settled:
-                self.opened = self.settled = True
+                self.settled = True
                 self.session_id = str(msg.get("sessionId", ""))
                 out.append(TerminalOpened(self, self.session_id))
             elif self.resuming and msg.get("resumed") is True:
