@@ -6,7 +6,7 @@
 the four real gateways unchanged, and `/ws/bench`, a gateway whose only job is to fan
 messages out exactly like the events fan-out of `/ws/logs` does: every message is
 encoded once (`protocol.encode`), framed once, and the same bytes are queued to every
-authenticated session (`Session.send_encoded`), through each client's own bounded
+authenticated session (`Session.send_frame`), through each client's own bounded
 queue (`openpanel_ws.outbound.ClientWriter`, written through once per loop turn). The
 lifecycle (welcome, JWT auth, heartbeat, rate limit) is the shared one of every gateway.
 
@@ -41,6 +41,7 @@ from common import server_start
 from openpanel_ws import protocol
 from openpanel_ws.config import load_settings
 from openpanel_ws.gateways.base import Gateway, Handler, Session
+from openpanel_ws.outbound import text_frame
 from openpanel_ws.ratelimit import RateLimit
 from openpanel_ws.server import GATEWAYS_KEY, create_app, default_gateways
 from openpanel_ws.services import Services
@@ -86,9 +87,9 @@ class BenchPublisherGateway(Gateway):
         half of the slow-consumer bound."""
         sent = 0
         for seq in range(count):
-            frame = protocol.encode(bench_message(seq, size))
+            frame = text_frame(protocol.encode(bench_message(seq, size)))
             for session in list(self.sessions):
-                if session.send_encoded(frame):
+                if session.send_frame(frame):
                     sent += 1
             if seq % burst == burst - 1:
                 await asyncio.sleep(0)

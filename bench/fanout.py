@@ -4,7 +4,7 @@
         [--bursts 1,64]
 
 Three servers run side by side, each in its own process: `bench_server.py` (the real
-application; `/ws/bench` fans out through `protocol.encode`, `Session.send_encoded`
+application; `/ws/bench` fans out through `protocol.encode`, `text_frame`, `Session.send_frame`
 and every client's `ClientWriter`: the frame built once, written through once per loop
 turn), `baseline_server.py` (bare aiohttp, `send_frame` of pre-encoded bytes to each
 socket in turn) and `raw_server.py` (the Python limit: a plain asyncio server writing

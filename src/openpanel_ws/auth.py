@@ -28,6 +28,7 @@ __all__ = [
     "TokenVerifier",
     "issue_token",
     "principal_from_claims",
+    "scopes_match",
 ]
 
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -69,14 +70,17 @@ class Principal:
 
     def may_access_container(self, names: Iterable[str]) -> bool:
         """True when any of the container's names (without the leading '/') matches a scope."""
-        if self.container_scopes is None:
-            return True
-        candidates = [n.lstrip("/") for n in names if n]
-        return any(
-            fnmatch.fnmatchcase(name, pattern)
-            for pattern in self.container_scopes
-            for name in candidates
-        )
+        return scopes_match(self.container_scopes, names)
+
+
+def scopes_match(scopes: tuple[str, ...] | None, names: Iterable[str]) -> bool:
+    """The container scope rule (docs/protocol.md "Container scopes"): no scopes allow
+    every container; otherwise one of its names (without the leading '/') must match one
+    of the globs."""
+    if scopes is None:
+        return True
+    candidates = [n.lstrip("/") for n in names if n]
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in scopes for name in candidates)
 
 
 @dataclass(frozen=True)

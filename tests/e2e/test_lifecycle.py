@@ -23,6 +23,7 @@ from aiohttp import web
 from helpers import SECRET, RunningServer, eventually, free_port, make_token, scaled
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
+from openpanel_ws.outbound import text_frame
 from openpanel_ws.server import create_app, default_gateways
 from openpanel_ws.services import Services
 
@@ -351,9 +352,9 @@ class FirehoseGateway(Gateway):
     async def fire(self, session: Session, message: dict[str, Any]) -> None:
         payload = "x" * int(message["size"])
         for seq in range(int(message["count"])):
-            frame = protocol.encode({"type": "firehose", "seq": seq, "data": payload})
+            frame = text_frame(protocol.encode({"type": "firehose", "seq": seq, "data": payload}))
             for target in list(self.sessions):
-                target.send_encoded(frame)
+                target.send_frame(frame)
             if seq % 50 == 0:
                 await asyncio.sleep(0)  # let writers run, like a real upstream would
 

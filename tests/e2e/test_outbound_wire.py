@@ -22,6 +22,7 @@ from helpers import eventually, free_port, make_token, scaled
 from helpers import test_settings as settings_with
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
+from openpanel_ws.outbound import text_frame
 from openpanel_ws.server import create_app
 from openpanel_ws.services import Services
 
@@ -71,12 +72,12 @@ class BurstGateway(Gateway):
             self.seq = seq
             if self.closed_at is not None and seq > self.closed_at + 2000:
                 break  # well past the close
-            frame = protocol.encode({"type": "burst", "seq": seq, "data": payload})
+            frame = text_frame(protocol.encode({"type": "burst", "seq": seq, "data": payload}))
             targets = [t for t in self.sessions if t is not requester]
             if not targets and seq:
                 break
             for target in targets:
-                target.send_encoded(frame)
+                target.send_frame(frame)
             if seq % every == every - 1:
                 await asyncio.sleep(0)
                 for target in targets:

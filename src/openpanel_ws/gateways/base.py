@@ -28,10 +28,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# [payload, its frame]: the last payload framed by `Session.send_encoded` (kept alive
-# by this reference, so identity means the same content).
-_LAST_FRAME: list[bytes] = [b"", text_frame(b"")]
-
 # What a gateway keeps per connection (its subscriptions, its terminal binding, ...).
 StateT = TypeVar("StateT")
 
@@ -61,15 +57,6 @@ class Session(Generic[StateT]):
 
     def send(self, message: Mapping[str, Any]) -> bool:
         return self.writer.send(text_frame(protocol.encode(message)))
-
-    def send_encoded(self, payload: bytes) -> bool:
-        """Send a JSON payload encoded once for many recipients: the frame around it is
-        built once too, when the same `bytes` object goes to one session after another
-        (`outbound.text_frame_once`, inlined: this runs once per delivery)."""
-        last = _LAST_FRAME
-        if payload is not last[0]:
-            last[0], last[1] = payload, text_frame(payload)
-        return self.writer.send(last[1])
 
     def send_frame(self, frame: bytes) -> bool:
         """Send a complete frame built by `outbound.text_frame` (once for all recipients)."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from openpanel_ws import protocol
-from openpanel_ws.auth import Principal
+from openpanel_ws.auth import scopes_match
 from openpanel_ws.engine.events import EngineEvent, event_key, event_nanos
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.logs.filters import EventFilter
@@ -49,7 +49,7 @@ def scope_allows(scopes: tuple[str, ...] | None, event: Mapping[str, Any]) -> bo
     name = attrs.get("name") if isinstance(attrs, Mapping) else None
     if not isinstance(name, str) or not name:
         return False
-    return Principal("scope", container_scopes=scopes).may_access_container([name])
+    return scopes_match(scopes, (name,))
 
 
 class LogsState:

@@ -224,7 +224,8 @@ class Terminal:
         self.proc.write(data)
         now = time.monotonic()
         self.state.record_input(len(data), now)
-        if self.recorder is not None:
+        if self.recorder is not None and self.recorder.record_input:
+            # Typed input is recorded only when opted in; don't decode it otherwise.
             self.recorder.input(data.decode("utf-8", "replace"), now)
 
     def resized(self, cols: int, rows: int) -> None:
