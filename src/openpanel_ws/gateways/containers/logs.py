@@ -32,7 +32,6 @@ from openpanel_ws.gateways.containers.upstream import (
 )
 from openpanel_ws.outbound import text_frame
 from openpanel_ws.protocol import CloseCode
-from openpanel_ws.sendqueue import QueueLimits
 
 __all__ = ["LOGS", "LogSub", "LogUpstream", "log_frame"]
 
@@ -100,20 +99,26 @@ class LogUpstream(Upstream[LogSub]):
         self.backoff = Backoff(BACKOFF_INITIAL, STREAM_BACKOFF_MAX)
         self.max_line = max_line
         # Lines held for a late subscriber while its history is fetched count against
-        # the one send-queue bound (`QueueLimits`): past it, 1013 as for queued frames.
-        self.held_limits = QueueLimits(send_queue_max, 1 << 62)
+        # the send-queue bound: past it, 1013 as for queued frames.
+        self.held_max = send_queue_max
 
     def _parser(self) -> LogParser:
         return LogParser(tty=self.tty, max_line_bytes=self.max_line)
 
+    def _follow_params(self) -> dict[str, Any]:
+        """The shared stream's request: right after the last delivered line; with nothing
+        delivered yet, the current run, but never before the stream began."""
+        since = self.cursor.since_param()
+        if since is None:
+            since = time_param(max(self.start_nanos, self.finished_at or 0))
+        return {**LOGS_PARAMS, "follow": True, "tail": "all", "since": since}
+
     async def run(self) -> None:
-        params: dict[str, Any] = {**LOGS_PARAMS, "follow": True, "tail": "all",
-                                  "since": time_param(self.start_nanos)}
         while self.subs:
             failed = False
             opened_at = time.monotonic()
             try:
-                await pump(self.engine.stream_chunks(self.path + "/logs", params),
+                await pump(self.engine.stream_chunks(self.path + "/logs", self._follow_params()),
                            self._parser(), self.deliver)
             except EngineNotFound:
                 pass  # removed, or about to be: wait_running decides
@@ -126,20 +131,14 @@ class LogUpstream(Upstream[LogSub]):
                 self.backoff.reset()
             if failed:
                 await asyncio.sleep(self.backoff.next_delay())
-            quick = 0.0 if failed else self.backoff.next_delay()
-            if not await self.wait_running(after_stream=not failed, quick_delay=quick):
+            settle = 0.0 if failed else self.backoff.next_delay()
+            if not await self.wait_running(settle=settle):
                 self.end_removed()
                 return
-            # Resume right after the last delivered line; never-seen output of a new run
-            # starts after the previous run finished.
+            # The next stream resumes right after the last delivered line (the cursor
+            # drops what it replays); never-seen output of a new run starts after the
+            # previous run finished.
             self.cursor.begin_replay()
-            params = {**LOGS_PARAMS, "follow": True, "tail": "all"}
-            since = self.cursor.since_param()
-            if since is None:
-                # Nothing delivered yet: the new run, but not before the stream began.
-                floors = [n for n in (self.finished_at, self.start_nanos) if n is not None]
-                since = time_param(max(floors))
-            params["since"] = since
 
     def deliver(self, lines: list[ContainerLogLine]) -> None:
         # stdout and stderr are logged in arrival order, each line stamped when read:
@@ -151,7 +150,7 @@ class LogUpstream(Upstream[LogSub]):
             frames: dict[str, bytes] = {}
             for sub in list(self.subs):
                 if sub.pending is not None:
-                    if self.held_limits.exceeded(len(sub.pending) + 1, 0):
+                    if len(sub.pending) >= self.held_max:
                         sub.session.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: log backlog")
                         sub.pending = []
                     sub.pending.append(line)
@@ -190,10 +189,8 @@ class LogUpstream(Upstream[LogSub]):
         if sub not in self.subs:
             return
         shown = history if tail == "all" else history[len(history) - int(tail):] if tail else []
-        frames: dict[str, bytes] = {}
         for i, line in enumerate(shown):
-            send_line(sub, line, frames)
-            frames.clear()
+            sub.session.send_frame(log_frame(sub.ref, line))
             if i % 256 == 255:
                 await asyncio.sleep(0)  # let the writer drain a big backlog
                 if sub not in self.subs:
@@ -205,8 +202,7 @@ class LogUpstream(Upstream[LogSub]):
         held, sub.pending = sub.pending or [], None
         for line in held:
             if handover.admit(line):
-                send_line(sub, line, frames)
-                frames.clear()
+                sub.session.send_frame(log_frame(sub.ref, line))
         sub.handover = None if handover.done else handover
         sub.history_task = None
 

@@ -19,7 +19,12 @@ import orjson
 from openpanel_ws.engine.client import EngineError, EngineNotFound
 from openpanel_ws.engine.stats import ContainerStats, Pacer, compute, is_running_sample
 from openpanel_ws.engine.streams import JsonLines, pump
-from openpanel_ws.gateways.containers.upstream import Subscription, Upstream, UpstreamLinks
+from openpanel_ws.gateways.containers.upstream import (
+    BACKOFF_INITIAL,
+    Subscription,
+    Upstream,
+    UpstreamLinks,
+)
 from openpanel_ws.protocol import Message, rfc3339_from_nanos
 
 __all__ = ["STATS", "StatsSub", "StatsUpstream", "stats_message"]
@@ -81,12 +86,12 @@ class StatsUpstream(Upstream[StatsSub]):
         self.samples = 0  # samples read from the engine (tests, bench)
 
     async def run(self) -> None:
-        after_stream = False
+        settle = 0.0  # after a stream ended: a pause if the container still runs
         while self.subs:
-            if not await self.wait_running(after_stream=after_stream):
+            if not await self.wait_running(settle=settle):
                 self.end_removed()
                 return
-            after_stream = True
+            settle = BACKOFF_INITIAL
             for sub in self.subs:
                 sub.pacer.reset()  # a new run's first sample goes out at once
             try:

@@ -157,13 +157,13 @@ class Upstream(Generic[S]):
         """The container is gone: the gateway tells every subscriber and drops them."""
         self._links.on_removed(self)
 
-    async def wait_running(self, *, after_stream: bool, quick_delay: float = BACKOFF_INITIAL) -> bool:
-        """Until the container runs: True; removed: False. Engine outages are waited out.
+    async def wait_running(self, *, settle: float = 0.0) -> bool:
+        """Until the container runs: True; removed: False. Engine outages are waited out
+        with capped backoff.
 
-        `after_stream`: a stream just ended; if the container still runs, wait
-        `quick_delay` first so that a failing stream cannot spin."""
-        delay = BACKOFF_INITIAL
-        quick_end = after_stream
+        `settle`: a stream just ended; if the container still runs, wait this long first
+        so that a failing stream cannot spin."""
+        outage = Backoff(BACKOFF_INITIAL, BACKOFF_MAX)
         while True:
             self.started.clear()
             if self.removed:
@@ -173,8 +173,7 @@ class Upstream(Generic[S]):
             except EngineNotFound:
                 return False
             except EngineError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                await asyncio.sleep(outage.next_delay())
                 continue
             state = info.get("State") or {}
             finished = state.get("FinishedAt")
@@ -182,11 +181,9 @@ class Upstream(Generic[S]):
                 with contextlib.suppress(ValueError):
                     self.finished_at = protocol.parse_timestamp_nanos(finished)
             if state.get("Running"):
-                if quick_end:
-                    # The stream ended while the container still runs (engine hiccup):
-                    # back off so a failing stream cannot spin.
-                    await asyncio.sleep(quick_delay)
-                    quick_end = False
+                if settle:
+                    # The stream ended while the container still runs (engine hiccup).
+                    await asyncio.sleep(settle)
                 return True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.started.wait(), RECHECK_SECONDS)
