@@ -106,12 +106,11 @@ MESSAGES = {
 
 
 class _Pending:
-    __slots__ = ("authenticated", "ip", "timer", "upgraded")
+    __slots__ = ("authenticated", "ip", "timer")
 
     def __init__(self, ip: str, timer: asyncio.TimerHandle | None) -> None:
         self.ip = ip
-        self.timer = timer
-        self.upgraded = False
+        self.timer = timer  # the handshake clock; None once upgraded or expired
         self.authenticated = False
 
 
@@ -126,8 +125,6 @@ class HandshakeGuard:
         self._clock = clock
         self._conns: dict[Any, _Pending] = {}
         self._flush: dict[str, asyncio.TimerHandle] = {}
-        self.refused = 0
-        self.timed_out = 0
 
     # --- aiohttp hooks ----------------------------------------------------------------
 
@@ -150,7 +147,6 @@ class HandshakeGuard:
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self.pending.admit(ip):
-            self.refused += 1
             self.note("refused")
             transport.abort()
             return False
@@ -172,7 +168,6 @@ class HandshakeGuard:
         """The WebSocket upgrade completed: the handshake clock stops (auth has its own)."""
         state = self._conns.get(handler)
         if state is not None and state.timer is not None:
-            state.upgraded = True
             state.timer.cancel()
             state.timer = None
 
@@ -185,10 +180,9 @@ class HandshakeGuard:
 
     def _expire(self, handler: Any, transport: asyncio.Transport) -> None:
         state = self._conns.get(handler)
-        if state is None or state.upgraded:
+        if state is None:
             return
         state.timer = None
-        self.timed_out += 1
         self.note("handshake_timeout")
         transport.abort()
 

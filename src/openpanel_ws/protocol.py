@@ -48,6 +48,7 @@ __all__ = [
     "interval_ms",
     "invalid",
     "optional_int",
+    "optional_since",
     "optional_str",
     "parse_since",
     "parse_timestamp",

@@ -47,7 +47,6 @@ __all__ = [
     "CLIENT_FILES",
     "GATEWAYS_KEY",
     "GUARD_KEY",
-    "SCHEDULER_KEY",
     "SERVICES_KEY",
     "ClientHandler",
     "RefusedOrigins",
@@ -71,7 +70,6 @@ GATEWAYS_KEY = web.AppKey("gateways", dict)
 # Sessions of open connections (added and removed by ClientHandler.handle); a plain set:
 # a WeakSet costs a weakref per connection.
 CLIENTS_KEY = web.AppKey("clients", set)
-SCHEDULER_KEY = web.AppKey("write_scheduler", WriteScheduler)
 GUARD_KEY = web.AppKey("handshake_guard", HandshakeGuard)
 
 _client_ids = itertools.count(1)
@@ -419,7 +417,7 @@ def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
                            settings.max_unauthenticated_per_ip)
     app[GUARD_KEY] = guard
     # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
-    scheduler = app[SCHEDULER_KEY] = new_scheduler(settings)
+    scheduler = new_scheduler(settings)
     wheel = TimerWheel()  # every connection's clock (auth timeout, heartbeat)
     refused = RefusedOrigins()  # shared: one log line per origin per minute, whatever the path
     for gateway in gateway_list:

@@ -13,9 +13,21 @@ from openpanel_ws.auth import Principal
 from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.protocol import ErrorCode, ProtocolError
 
-__all__ = ["DOCKER_UNAVAILABLE_MESSAGE", "container_names", "could_be_id", "resolve_container"]
+__all__ = [
+    "DOCKER_UNAVAILABLE_MESSAGE",
+    "container_names",
+    "could_be_id",
+    "docker_unavailable",
+    "resolve_container",
+]
 
 DOCKER_UNAVAILABLE_MESSAGE = "Docker engine unavailable"
+
+
+def docker_unavailable(ref: str) -> ProtocolError:
+    """The engine did not answer: the error names the container as the client did."""
+    return ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
+                         context={"containerId": ref})
 
 
 def container_names(info: dict[str, Any]) -> list[str]:
@@ -57,8 +69,7 @@ async def resolve_container(
         raise ProtocolError(ErrorCode.CONTAINER_NOT_FOUND, "Container not found",
                             context=context) from None
     except EngineUnavailable:
-        raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
-                            context=context) from None
+        raise docker_unavailable(container_ref) from None
     except EngineError as exc:
         # e.g. an ambiguous id prefix ("multiple IDs found")
         if scoped:

@@ -132,8 +132,9 @@ class LogsGateway(Gateway[LogsState]):
         params = {"since": time_param(since), "until": time_param(until)}
         out: list[EngineEvent] = []
 
-        def keep(events: list[EngineEvent]) -> None:
+        def keep(events: list[EngineEvent]) -> bool:
             out.extend(events[:MAX_REPLAY_EVENTS - len(out)])
+            return len(out) >= MAX_REPLAY_EVENTS  # the cap is reached: stop reading
 
         async with asyncio.timeout(REPLAY_TIMEOUT):
             await pump(self.services.engine.stream_chunks("/events", params), JsonLines(), keep)

@@ -33,7 +33,7 @@ from openpanel_ws.engine.exec import (
     ExecProcess,
     path_exists,
 )
-from openpanel_ws.gateways.access import DOCKER_UNAVAILABLE_MESSAGE, resolve_container
+from openpanel_ws.gateways.access import docker_unavailable, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.terminal import handoff
 from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_record
@@ -344,8 +344,7 @@ class TerminalGateway(Gateway[Binding]):
             pass  # the shell just exited: terminal_closed follows
         except EngineUnavailable:
             # With the container as the client named it at open, like every engine error.
-            raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
-                                context={"containerId": terminal.state.container_ref}) from None
+            raise docker_unavailable(terminal.state.container_ref) from None
         except EngineError as exc:
             raise TerminalRefused(resize_failed(exc.message)) from None
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.engine.exec import ExecProcess, start_failure_message
-from openpanel_ws.gateways.access import DOCKER_UNAVAILABLE_MESSAGE
+from openpanel_ws.gateways.access import docker_unavailable
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.terminal.messages import (
     GRACE_EXPIRED,
@@ -38,7 +38,7 @@ from openpanel_ws.gateways.terminal.messages import (
 from openpanel_ws.gateways.terminal.recording import CastRecorder
 from openpanel_ws.gateways.terminal.sessions import OutputPiece, OutputRing
 from openpanel_ws.gateways.terminal.state import ExecOutput, TerminalState
-from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
+from openpanel_ws.protocol import Message
 
 if TYPE_CHECKING:
     from openpanel_ws.gateways.terminal import TerminalGateway
@@ -389,8 +389,7 @@ async def create_exec(proc: ExecProcess, ref: str) -> None:
     try:
         await proc.create()
     except EngineUnavailable:
-        raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
-                        context={"containerId": ref}) from None
+        raise docker_unavailable(ref) from None
     except EngineNotFound:
         raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
     except EngineError as exc:
@@ -409,8 +408,7 @@ async def start_exec(proc: ExecProcess, request: OpenRequest) -> bytes:
     try:
         await proc.start()
     except EngineUnavailable:
-        raise ProtocolError(ErrorCode.DOCKER_UNAVAILABLE, DOCKER_UNAVAILABLE_MESSAGE,
-                        context={"containerId": request.container_ref}) from None
+        raise docker_unavailable(request.container_ref) from None
     except EngineError as exc:
         raise TerminalRefused(start_failed(exc.message),
                           containerId=request.container_ref) from None
