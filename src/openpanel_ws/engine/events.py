@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -38,6 +38,8 @@ __all__ = [
     "EventListener",
     "EventsHub",
     "StatusListener",
+    "event_action",
+    "event_attributes",
     "event_key",
     "event_nanos",
 ]
@@ -62,6 +64,22 @@ def event_nanos(event: EngineEvent) -> int:
     if isinstance(seconds, int) and not isinstance(seconds, bool):
         return seconds * 1_000_000_000
     return 0
+
+
+def event_attributes(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The actor's `Attributes` (name, image, labels, ...); empty when missing or malformed."""
+    actor = event.get("Actor")
+    if isinstance(actor, Mapping):
+        attrs = actor.get("Attributes")
+        if isinstance(attrs, Mapping):
+            return attrs
+    return {}
+
+
+def event_action(event: Mapping[str, Any]) -> str:
+    """`Action` (`status` on old engines); "" when missing or not text."""
+    action = event.get("Action") or event.get("status")
+    return action if isinstance(action, str) else ""
 
 
 def event_key(event: EngineEvent) -> tuple[Any, ...]:

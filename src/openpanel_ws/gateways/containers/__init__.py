@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from openpanel_ws import protocol
-from openpanel_ws.engine.events import EngineEvent
+from openpanel_ws.engine.events import EngineEvent, event_action
 from openpanel_ws.engine.stats import Pacer
 from openpanel_ws.gateways.access import container_names, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session
@@ -224,8 +224,8 @@ class ContainersGateway(Gateway[ContainersState]):
         actor = event.get("Actor")
         container_id = actor.get("ID") if isinstance(actor, dict) else None
         container_id = container_id or event.get("id")
-        action = event.get("Action") or event.get("status")
-        if not isinstance(container_id, str) or not isinstance(action, str):
+        action = event_action(event)
+        if not isinstance(container_id, str) or not action:
             return
         self.log_upstreams.notify(container_id, action)
         self.stats_upstreams.notify(container_id, action)

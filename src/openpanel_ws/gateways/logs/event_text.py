@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from openpanel_ws.engine.events import event_action, event_attributes
+
 __all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "SystemLogLine", "describe"]
 
 DEBUG: Final = "debug"
@@ -25,15 +27,6 @@ class SystemLogLine:
 
     level: str
     message: str
-
-
-def _attrs(event: Mapping[str, Any]) -> Mapping[str, Any]:
-    actor = event.get("Actor")
-    if isinstance(actor, Mapping):
-        attrs = actor.get("Attributes")
-        if isinstance(attrs, Mapping):
-            return attrs
-    return {}
 
 
 # What a line says of an actor the event does not name.
@@ -55,21 +48,16 @@ def _short(ident: str) -> str:
 
 
 def _container_name(event: Mapping[str, Any]) -> str:
-    name = _attrs(event).get("name")
+    name = event_attributes(event).get("name")
     if isinstance(name, str) and name:
         return name
     return _short(_actor_id(event)) or UNKNOWN
 
 
-def _action(event: Mapping[str, Any]) -> str:
-    action = event.get("Action") or event.get("status")
-    return action if isinstance(action, str) else ""
-
-
 def describe(event: Mapping[str, Any]) -> SystemLogLine | None:
     """The readable line for a notable event; None for the rest."""
     kind = event.get("Type")
-    action = _action(event)
+    action = event_action(event)
     if kind == "container":
         return _container(event, action)
     if kind == "image":
@@ -93,7 +81,7 @@ _CONTAINER_SIMPLE: Final = {
 
 def _container(event: Mapping[str, Any], action: str) -> SystemLogLine | None:
     name = _container_name(event)
-    attrs = _attrs(event)
+    attrs = event_attributes(event)
     if action in _CONTAINER_SIMPLE:
         level, verb = _CONTAINER_SIMPLE[action]
         return SystemLogLine(level, f"Container {name} {verb}")
@@ -131,7 +119,7 @@ _IMAGE_VERBS = {"pull": "pulled", "delete": "removed", "import": "imported",
 
 def _image(event: Mapping[str, Any], action: str) -> SystemLogLine | None:
     ident = _actor_id(event)
-    name = _attrs(event).get("name")
+    name = event_attributes(event).get("name")
     label = (name if isinstance(name, str) and name and name != ident else _short(ident)) or UNKNOWN
     verb = _IMAGE_VERBS.get(action)
     if verb is not None:
@@ -146,7 +134,7 @@ def _image(event: Mapping[str, Any], action: str) -> SystemLogLine | None:
 def _volume_or_network(event: Mapping[str, Any], kind: str, action: str) -> SystemLogLine | None:
     if action not in ("create", "destroy", "remove"):
         return None  # mount/unmount/connect/disconnect: once per container start, noise
-    attrs = _attrs(event)
+    attrs = event_attributes(event)
     ident = _actor_id(event)
     name = attrs.get("name")
     # Volumes are named by their ID; networks carry a `name` attribute.

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from openpanel_ws import protocol
 from openpanel_ws.auth import scopes_match
-from openpanel_ws.engine.events import EngineEvent, event_key, event_nanos
+from openpanel_ws.engine.events import EngineEvent, event_attributes, event_key, event_nanos
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.gateways.logs.messages import event_frames
@@ -44,9 +44,7 @@ def scope_allows(scopes: tuple[str, ...] | None, event: Mapping[str, Any]) -> bo
         return True
     if event.get("Type") != "container":
         return False
-    actor = event.get("Actor")
-    attrs = actor.get("Attributes") if isinstance(actor, Mapping) else None
-    name = attrs.get("name") if isinstance(attrs, Mapping) else None
+    name = event_attributes(event).get("name")
     if not isinstance(name, str) or not name:
         return False
     return scopes_match(scopes, (name,))

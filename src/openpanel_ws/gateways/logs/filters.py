@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from openpanel_ws import protocol
+from openpanel_ws.engine.events import event_action, event_attributes
 
 __all__ = ["FILTER_KEYS", "MAX_FILTER_VALUES", "MAX_FILTER_VALUE_LEN", "EventFilter"]
 
@@ -63,18 +64,14 @@ class EventFilter:
         if not f:
             return True
         actor = event.get("Actor")
-        actor_id = ""
-        attrs: Mapping[str, Any] = {}
-        if isinstance(actor, Mapping):
-            ident = actor.get("ID")
-            actor_id = ident if isinstance(ident, str) else ""
-            if isinstance(actor.get("Attributes"), Mapping):
-                attrs = actor["Attributes"]
-        action = event.get("Action") or event.get("status") or ""
+        ident = actor.get("ID") if isinstance(actor, Mapping) else None
+        actor_id = ident if isinstance(ident, str) else ""
+        attrs = event_attributes(event)
+        action = event_action(event)
         if "event" in f:
             wanted = f["event"]
             if wanted & _FUZZY_EVENTS:
-                if not _fuzzy(wanted, str(action)):
+                if not _fuzzy(wanted, action):
                     return False
             elif action not in wanted:
                 return False
