@@ -371,7 +371,7 @@ class ClientConnection:
 
     def terminal_write(self, sub: TerminalSubscription, data: str) -> None:
         """Keystrokes; held (bounded) while the terminal is being reattached."""
-        if sub.resuming or not self.is_open:
+        if self._terminal_held(sub):
             sub.hold(split_input(data))
             return
         for item in split_input(data):
@@ -382,9 +382,13 @@ class ClientConnection:
             return max(TERMINAL_MIN_SIZE, min(TERMINAL_MAX_SIZE, n))  # the gateway's accepted range
 
         sub.size = (clamp(cols), clamp(rows))
-        if sub.resuming or not self.is_open:
+        if self._terminal_held(sub):
             return  # applied after the resume
-        self.send({"type": "resize", "cols": sub.size[0], "rows": sub.size[1]})
+        self.send(sub.resize_message())
+
+    def _terminal_held(self, sub: TerminalSubscription) -> bool:
+        """Input and size wait while the terminal is reattached or the link is down."""
+        return sub.resuming or not self.is_open
 
     # --- the socket -------------------------------------------------------------------
 

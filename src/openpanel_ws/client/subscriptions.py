@@ -359,11 +359,15 @@ class TerminalSubscription(ClientSubscription):
             self.held.append(item)
             self.held_chars += size
 
+    def resize_message(self) -> Message:
+        assert self.size is not None
+        return {"type": "resize", "cols": self.size[0], "rows": self.size[1]}
+
     def resume_items(self) -> list[Outgoing]:
         """After the resume request: the size, then what was typed meanwhile."""
         items: list[Outgoing] = []
         if self.size is not None:
-            items.append({"type": "resize", "cols": self.size[0], "rows": self.size[1]})
+            items.append(self.resize_message())
         items.extend(self.held)
         self.held, self.held_chars = [], 0
         return items
