@@ -75,6 +75,19 @@ _TRANSPORT_ERRORS: Final = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 
+@contextlib.asynccontextmanager
+async def _answer_within(seconds: float) -> AsyncIterator[None]:
+    """The block (connecting, up to the response headers) must finish within `seconds`;
+    a timeout or a transport error becomes `EngineUnavailable`."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise EngineUnavailable(f"no answer within {seconds:g} s") from None
+    except _TRANSPORT_ERRORS as exc:
+        raise EngineUnavailable(str(exc) or type(exc).__name__) from None
+
+
 class DockerEngine:
     def __init__(self, docker_host: str = "unix:///var/run/docker.sock",
                  timeout: float = DEFAULT_ENGINE_TIMEOUT) -> None:
@@ -196,16 +209,11 @@ class DockerEngine:
         self, path: str, params: Mapping[str, Any] | None, method: str
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A streaming response (logs, stats, events); closed when the block exits."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                resp = await self._http().request(
-                    method, self._base + path, params=self._url_params(params),
-                    timeout=STREAM_TIMEOUT,
-                )
-        except TimeoutError:
-            raise EngineUnavailable(f"no answer within {self.timeout:g} s") from None
-        except _TRANSPORT_ERRORS as exc:
-            raise EngineUnavailable(str(exc) or type(exc).__name__) from None
+        async with _answer_within(self.timeout):
+            resp = await self._http().request(
+                method, self._base + path, params=self._url_params(params),
+                timeout=STREAM_TIMEOUT,
+            )
         self.open_streams += 1
         try:
             if resp.status >= 400:
@@ -259,19 +267,14 @@ class DockerEngine:
         so exec attach uses a plain asyncio connection.
         """
         payload = orjson.dumps(body)
-        try:
-            async with asyncio.timeout(self.timeout):
-                if self._unix_path is not None:
-                    reader, writer = await asyncio.open_unix_connection(self._unix_path)
-                    host = "docker"
-                else:
-                    assert self._tcp is not None
-                    reader, writer = await asyncio.open_connection(*self._tcp)
-                    host = f"{self._tcp[0]}:{self._tcp[1]}"
-        except TimeoutError:
-            raise EngineUnavailable(f"no answer within {self.timeout:g} s") from None
-        except OSError as exc:
-            raise EngineUnavailable(str(exc)) from None
+        async with _answer_within(self.timeout):
+            if self._unix_path is not None:
+                reader, writer = await asyncio.open_unix_connection(self._unix_path)
+                host = "docker"
+            else:
+                assert self._tcp is not None
+                reader, writer = await asyncio.open_connection(*self._tcp)
+                host = f"{self._tcp[0]}:{self._tcp[1]}"
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(payload)}\r\n\r\n"
