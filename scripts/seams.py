@@ -12,15 +12,46 @@ Run: ``.venv/bin/python scripts/seams.py`` (no arguments; reads ``src/`` and ``t
   loop the server under test shares with the test — plus calls of the async helpers
   (``docker``, ``Containers.run``...) that are not awaited (they would do nothing).
 - fixed sleeps in tests: ``asyncio.sleep``/``time.sleep`` calls with a literal delay.
+- import circles in ``src/``: strongly connected groups of modules in the graph of
+  imports, counted twice: the imports that run (module level, outside ``TYPE_CHECKING``),
+  and every import (including type-only and in-function ones). Both should be empty.
+- sans-I/O modules that need aiohttp: each module of ``SANS_IO`` is imported in a fresh
+  interpreter where ``import aiohttp`` fails.
+- long modules and functions: modules of ``src/`` over 500 lines, functions over 60.
+- A private reach on a line that carries ``# seam-exception: <why>`` is listed apart, as
+  a documented exception (the budget is one: the per-delivery hot path).
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "openpanel_ws"
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+EXCEPTION_MARK = "# seam-exception:"
+# The modules that must import, and work, without aiohttp (plain synchronous code).
+SANS_IO = [
+    "openpanel_ws.protocol",
+    "openpanel_ws.connection",
+    "openpanel_ws.ratelimit",
+    "openpanel_ws.sendqueue",
+    "openpanel_ws.backoff",
+    "openpanel_ws.auth",
+    "openpanel_ws.client",
+    "openpanel_ws.client.sansio",
+    "openpanel_ws.client.subscriptions",
+    "openpanel_ws.client.outbox",
+    "openpanel_ws.client.messages",
+    "openpanel_ws.engine.stats",
+    "openpanel_ws.gateways.logs.fanout",
+    "openpanel_ws.gateways.logs.filters",
+    "openpanel_ws.gateways.logs.event_text",
+]
 BLOCKING = {"docker_sync", "time.sleep", "subprocess.run", "subprocess.check_output",
             "subprocess.call", "subprocess.check_call", "subprocess.Popen", "os.system",
             "containers.cleanup_sync"}
@@ -134,12 +165,143 @@ class AsyncCalls(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT / "src").with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _type_checking(node: ast.If) -> bool:
+    return dotted(node.test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}
+
+
+def imported_modules(path: Path, modules: set[str], *, runtime_only: bool) -> set[str]:
+    """The project's modules that `path` imports (a `from pkg import sub` names `pkg.sub`)."""
+    tree = ast.parse(path.read_text())
+    this = module_name(path)
+    package = this if path.name == "__init__.py" else this.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST, top: bool) -> None:
+        if isinstance(node, ast.If) and _type_checking(node):
+            if not runtime_only:
+                for child in node.body:
+                    visit(child, top)
+            for child in node.orelse:
+                visit(child, top)
+            return
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            if runtime_only:
+                return  # runs when called, not when the module is imported
+            top = False
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            if base in modules:
+                found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules)
+        for child in ast.iter_child_nodes(node):
+            visit(child, top)
+
+    visit(tree, True)
+    found.discard(this)
+    return found
+
+
+def import_circles(src: list[Path], *, runtime_only: bool) -> list[list[str]]:
+    """Strongly connected groups (Tarjan) of two or more modules, or one importing itself."""
+    names = {module_name(p): p for p in src}
+    graph = {m: sorted(imported_modules(p, set(names), runtime_only=runtime_only))
+             for m, p in names.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    sys.setrecursionlimit(10_000)
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return groups
+
+
+NO_AIOHTTP = """
+import importlib, importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "aiohttp" or name.startswith("aiohttp."):
+            raise ImportError(f"{name} is blocked (sans-I/O check)")
+        return None
+sys.meta_path.insert(0, Refuse())
+failed = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed.append(f"{name}: {type(exc).__name__}: {exc}")
+print("\\n".join(failed))
+"""
+
+
+def needs_aiohttp(modules: list[str]) -> list[str]:
+    """The modules of `modules` that fail to import when aiohttp cannot be imported."""
+    out = subprocess.run([sys.executable, "-c", NO_AIOHTTP, *modules], capture_output=True,
+                         text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+                         check=False)
+    if out.returncode:
+        return [f"(the check itself failed: {out.stderr.strip().splitlines()[-1:]})"]
+    return [line for line in out.stdout.splitlines() if line]
+
+
+def long_functions(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    return [f"{path.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            and n.end_lineno is not None and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def documented(reach: str) -> bool:
+    where = reach.split(" ", 1)[0]
+    file, _, line = where.rpartition(":")
+    return EXCEPTION_MARK in (ROOT / file).read_text().splitlines()[int(line) - 1]
+
+
 def main() -> int:
     src = sorted((ROOT / "src").rglob("*.py"))
     tests = sorted((ROOT / "tests").rglob("*.py"))
     biggest = max(src, key=lambda p: len(p.read_text().splitlines()))
     reaches = [r for p in src for r in private_reaches(p, cross_module=True)]
-    other_objects = [r for p in src for r in private_reaches(p, cross_module=False)]
+    all_other = [r for p in src for r in private_reaches(p, cross_module=False)]
+    other_objects = [r for r in all_other if not documented(r)]
+    exceptions = [r for r in all_other if documented(r)]
     aiohttp_gateways = [
         str(p.relative_to(ROOT)) for p in src
         if "gateways" in p.parts and any(
@@ -163,6 +325,9 @@ def main() -> int:
     print(f"private reaches into other objects (x._name, x not self/cls): {len(other_objects)}")
     for reach in other_objects:
         print(f"  {reach}")
+    print(f"documented exceptions ({EXCEPTION_MARK} ...): {len(exceptions)}")
+    for reach in exceptions:
+        print(f"  {reach}")
     print(f"private reaches across modules: {len(reaches)}")
     for reach in reaches:
         print(f"  {reach}")
@@ -171,6 +336,25 @@ def main() -> int:
     for name, count in sorted(per_file.items()):
         print(f"  {name}: {count}")
     print(f"literal sleeps in tests: {sleeps}")
+    for runtime_only, label in ((True, "import circles (imports that run)"),
+                                (False, "import circles (every import, type-only included)")):
+        circles = import_circles(src, runtime_only=runtime_only)
+        print(f"{label}: {len(circles)}")
+        for group in circles:
+            print(f"  {' <-> '.join(group)}")
+    failing = needs_aiohttp(SANS_IO)
+    print(f"sans-I/O modules that need aiohttp: {len(failing)} of {len(SANS_IO)}")
+    for line in failing:
+        print(f"  {line}")
+    long_modules = [f"{p.relative_to(ROOT)} ({len(p.read_text().splitlines())} lines)" for p in src
+                    if len(p.read_text().splitlines()) > MAX_MODULE_LINES]
+    print(f"modules over {MAX_MODULE_LINES} lines: {len(long_modules)}")
+    for line in long_modules:
+        print(f"  {line}")
+    functions = [f for p in src for f in long_functions(p)]
+    print(f"functions over {MAX_FUNCTION_LINES} lines: {len(functions)}")
+    for line in functions:
+        print(f"  {line}")
     return 0
 
 

@@ -10,11 +10,11 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Final, get_type_hints
+from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
+from openpanel_ws.protocol import DEFAULT_RATE_LIMITS
 from openpanel_ws.ratelimit import RateLimit
 
 __all__ = [
@@ -29,16 +29,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "OPENPANEL_WS_"
-
-# The specification's per-gateway limits: the server's defaults, and what the Python
-# client mirrors unless told otherwise (docs/protocol.md "Python client").
-DEFAULT_RATE_LIMITS: Final[Mapping[str, RateLimit]] = MappingProxyType({
-    "containers": RateLimit(10, 1.0),
-    "terminal": RateLimit(10, 1.0),
-    "logs": RateLimit(100, 60.0),
-    "metrics": RateLimit(100, 60.0),
-})
-
 
 class ConfigError(Exception):
     """One line for the operator; never a traceback."""

@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import IntEnum, StrEnum
+from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
+
+from openpanel_ws.ratelimit import RateLimit
 
 __all__ = [
     "API_VERSION",
@@ -21,6 +24,7 @@ __all__ = [
     "AUTH_TIMEOUT_MESSAGE",
     "BINARY_FRAME_MESSAGE",
     "DEFAULT_INTERVAL_MS",
+    "DEFAULT_RATE_LIMITS",
     "EXPIRED_TOKEN_MESSAGE",
     "FLOODING_REASON",
     "HEARTBEAT_TIMEOUT_REASON",
@@ -33,6 +37,7 @@ __all__ = [
     "SHUTDOWN_REASON",
     "SINCE_MAX_NANOS",
     "SINCE_MIN_NANOS",
+    "SLOW_CONSUMER_REASON",
     "SUBJECT_MISMATCH_MESSAGE",
     "TERMINAL_MAX_SIZE",
     "TERMINAL_MIN_SIZE",
@@ -108,6 +113,18 @@ HEARTBEAT_TIMEOUT_REASON: Final = "heartbeat timeout"
 FLOODING_REASON: Final = "message flooding"
 SHUTDOWN_REASON: Final = "server shutdown"
 RELOAD_REASON: Final = "server reload"
+# The one close reason (with 1013) of every slow-consumer hold: the outbound queue, the
+# lines held while a log history is sent, the events held while a replay is sent.
+SLOW_CONSUMER_REASON: Final = "slow consumer: send queue overflow"
+
+# The specification's per-gateway limits: the server's defaults, and what the Python
+# client mirrors unless told otherwise (docs/protocol.md "Python client").
+DEFAULT_RATE_LIMITS: Final[Mapping[str, RateLimit]] = MappingProxyType({
+    "containers": RateLimit(10, 1.0),
+    "terminal": RateLimit(10, 1.0),
+    "logs": RateLimit(100, 60.0),
+    "metrics": RateLimit(100, 60.0),
+})
 
 # Stats and metrics intervals (docs/protocol.md "Defaults and bounds"), in milliseconds.
 DEFAULT_INTERVAL_MS: Final = 2000

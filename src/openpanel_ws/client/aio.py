@@ -54,7 +54,7 @@ from openpanel_ws.client.subscriptions import (
     StatsSubscription,
     TerminalSubscription,
 )
-from openpanel_ws.config import DEFAULT_RATE_LIMITS
+from openpanel_ws.protocol import DEFAULT_RATE_LIMITS
 from openpanel_ws.ratelimit import RateLimit
 
 __all__ = ["DEFAULT_URL", "OpenPanelClient", "TerminalSession", "TokenSource", "gateway_url"]

@@ -31,8 +31,8 @@ from openpanel_ws.client.messages import (
     error_from_message,
 )
 from openpanel_ws.client.outbox import Outbox, Outgoing, split_input
-from openpanel_ws.config import DEFAULT_RATE_LIMITS
 from openpanel_ws.protocol import (
+    DEFAULT_RATE_LIMITS,
     TERMINAL_MAX_SIZE,
     TERMINAL_MIN_SIZE,
     CloseCode,

@@ -42,8 +42,7 @@ from openpanel_ws.client.sansio import (
     should_reconnect,
 )
 from openpanel_ws.client.subscriptions import LogCursor, TerminalSubscription
-from openpanel_ws.config import DEFAULT_RATE_LIMITS
-from openpanel_ws.protocol import CloseCode, rfc3339_from_nanos
+from openpanel_ws.protocol import DEFAULT_RATE_LIMITS, CloseCode, rfc3339_from_nanos
 from openpanel_ws.ratelimit import RateLimit, TokenBucket
 
 # --- backoff -------------------------------------------------------------------------
