@@ -154,9 +154,7 @@ class AsyncCalls(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         name = dotted(node.func)
-        if self.depth and name in self.names:
-            self.blocking.append(node.lineno)
-        elif name in ASYNC_HELPERS and id(node) not in self.awaited:
+        if (self.depth and name in self.names) or (name in ASYNC_HELPERS and id(node) not in self.awaited):
             self.blocking.append(node.lineno)
         if name in {"asyncio.sleep", "time.sleep"} and node.args and isinstance(
             node.args[0], ast.Constant
