@@ -45,6 +45,13 @@ def deadline(seconds: float) -> float:
     return time.monotonic() + scaled(seconds)
 
 
+async def loop_turns(count: int = 1) -> None:
+    """Let the event loop run `count` turns (its `call_soon` callbacks and ready tasks): how a
+    test waits for work scheduled on the loop, in place of a fixed sleep."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
 def make_token(sub: str = "tester", *, roles: Sequence[str] = ("admin",), secret: str = SECRET,
                **kwargs: Any) -> str:
     return issue_token(secret, subject=sub, roles=roles, **kwargs)

@@ -66,6 +66,19 @@ class Session(Generic[StateT]):
         """Latest-value (conflated by `key`) JSON payload: stats, metrics."""
         self.writer.send_latest(key, text_frame_once(payload))
 
+    def discard_latest(self, key: str) -> None:
+        """Drop an unsent latest-value frame of `key` and its place (after unsubscribe)."""
+        self.writer.discard_latest(key)
+
+    @property
+    def backlog(self) -> float:
+        """How full the send queue is: 0.0 empty, 1.0 at the slow-consumer bound."""
+        return self.writer.backlog
+
+    async def wait_backlog_below(self, fraction: float) -> None:
+        """Backpressure for a producer that can pause its source (terminal output)."""
+        await self.writer.wait_backlog_below(fraction)
+
     def error(self, code: ErrorCode, message: str, **context: Any) -> None:
         self.send(protocol.error_message(code, message, **context))
 
