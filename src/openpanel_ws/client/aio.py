@@ -1,6 +1,6 @@
 """The asyncio shell of the client: aiohttp WebSockets driven by the sans-I/O core.
 
-One `_Link` is one gateway connection that reconnects by itself. It owns a
+One `Link` is one gateway connection that reconnects by itself. It owns a
 `ClientConnection` (`openpanel_ws.client.sansio`), which decides everything: the link
 feeds it what the socket did and the clock, carries out the actions it returns, and
 hands each subscription's items to the consumer's queue, which its async iterator drains.
@@ -15,11 +15,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any, Final
 
 import aiohttp
-import orjson
 
+from openpanel_ws.client.link import Consumer, Link
 from openpanel_ws.client.messages import (
     ClientError,
-    ConnectionFailed,
     Event,
     LogLine,
     MetricsSample,
@@ -27,33 +26,15 @@ from openpanel_ws.client.messages import (
     TerminalError,
     TerminalOutput,
 )
-from openpanel_ws.client.outbox import Outgoing
-from openpanel_ws.client.sansio import (
-    REFRESH_MARGIN,
-    Action,
-    AuthAccepted,
-    BackoffPolicy,
-    ClientConnection,
-    ClientSubscription,
-    Deliver,
-    Disconnect,
-    FetchToken,
-    Finish,
-    LinkConfig,
-    Retry,
-    Shutdown,
-    Status,
-    TerminalOpened,
-    TerminalRefused,
-    UnhandledError,
-)
+from openpanel_ws.client.policy import REFRESH_MARGIN, BackoffPolicy
+from openpanel_ws.client.sansio import ClientSubscription, LinkConfig
 from openpanel_ws.client.subscriptions import (
     EventsSubscription,
     LogsSubscription,
     MetricsSubscription,
     StatsSubscription,
-    TerminalSubscription,
 )
+from openpanel_ws.client.terminal import TerminalSubscription
 from openpanel_ws.protocol import DEFAULT_RATE_LIMITS
 from openpanel_ws.ratelimit import RateLimit
 
@@ -66,7 +47,6 @@ StatusCallback = Callable[[str], None]
 
 DEFAULT_URL: Final = "ws://127.0.0.1:3001"
 GATEWAYS: Final = ("containers", "logs", "metrics", "terminal")
-_END: Final = object()
 
 
 def gateway_url(base: str, gateway: str) -> str:
@@ -84,269 +64,13 @@ def gateway_url(base: str, gateway: str) -> str:
     return f"{url}/ws/{gateway}"
 
 
-class _Consumer:
-    """The asyncio side of one subscription: its queue, its end, its terminal's open."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.ended = asyncio.Event()
-        self.opened: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-    def end(self, item: object) -> None:
-        self.ended.set()
-        self.queue.put_nowait(item)
-
-    async def items(self) -> AsyncIterator[Any]:
-        while True:
-            item = await self.queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-
-# --- one gateway connection -----------------------------------------------------------
-
-
-class _Link:
-    """One gateway connection for its consumers: the socket, the sender, the refresher
-    and the timer around a `ClientConnection`, whose actions it carries out."""
-
-    def __init__(self, gateway: str, config: LinkConfig, *, heartbeat: float | None,
-                 refreshable: bool, http: Callable[[], Awaitable[aiohttp.ClientSession]],
-                 token: Callable[[], Awaitable[str]], status: Callable[[str], None],
-                 forget: Callable[[_Link], None]) -> None:
-        self.gateway = gateway
-        self.url = config.url
-        self.connection = ClientConnection(config)
-        self._heartbeat = heartbeat
-        self._refreshable = refreshable  # a token source that may hand out a newer token
-        self._http = http
-        self._token = token
-        self._status = status
-        self._forget = forget
-        self._consumers: dict[ClientSubscription, _Consumer] = {}
-        self._wake = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self.connection.closed
-
-    @property
-    def is_open(self) -> bool:
-        return self.connection.is_open
-
-    def add(self, sub: ClientSubscription) -> _Consumer:
-        consumer = self._consumers[sub] = _Consumer()
-        self.connection.add(sub)
-        self.poke()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        return consumer
-
-    async def remove(self, sub: ClientSubscription) -> None:
-        self._consumers.pop(sub, None)
-        if self.connection.remove(sub):
-            await self.close()
-        else:
-            self.poke()
-
-    def send(self, item: Outgoing) -> None:
-        self.connection.send(item)
-        self.poke()
-
-    def write(self, sub: TerminalSubscription, data: str) -> None:
-        self.connection.terminal_write(sub, data)
-        self.poke()
-
-    def resize(self, sub: TerminalSubscription, cols: int, rows: int) -> None:
-        self.connection.terminal_resize(sub, cols, rows)
-        self.poke()
-
-    def pending(self) -> int:
-        return self.connection.pending()
-
-    async def close(self) -> None:
-        actions = self.connection.close()
-        self._forget(self)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        self._apply(actions)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def poke(self) -> None:
-        """Something may have changed: wake the sender, re-arm the timer."""
-        self._wake.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.connection.next_deadline()
-        if deadline is not None and not self.connection.closed:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._apply(self.connection.tick(asyncio.get_running_loop().time()))
-
-    def _apply(self, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, Deliver):
-                if (consumer := self._consumers.get(action.subscription)) is not None:
-                    consumer.queue.put_nowait(action.item)
-            elif isinstance(action, Finish):
-                if (consumer := self._consumers.get(action.subscription)) is not None:
-                    consumer.end(action.error if action.error is not None else _END)
-            elif isinstance(action, TerminalOpened | TerminalRefused):
-                consumer = self._consumers.get(action.subscription)
-                if consumer is not None and not consumer.opened.done():
-                    if isinstance(action, TerminalOpened):
-                        consumer.opened.set_result(action.session_id)
-                    else:
-                        consumer.opened.set_exception(action.error)
-            elif isinstance(action, Status):
-                self._status(action.text)
-            elif isinstance(action, UnhandledError):
-                log.warning("%s: %s", self.gateway, action.error)
-                self._status(f"server error: {action.error}")
-        self.poke()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self.connection.closed:
-            try:
-                lost = await self._connect_once()
-            except asyncio.CancelledError:
-                raise
-            except ClientError as exc:
-                self._apply(self.connection.fail(exc))
-                return
-            except Exception as exc:  # a bug of ours must not hang the consumer
-                log.exception("client link %s failed", self.url)
-                self._apply(self.connection.fail(ClientError(f"internal client error: {exc!r}")))
-                return
-            if lost is None:
-                return
-            actions = self.connection.connection_lost(*lost, loop.time())
-            self._apply(actions)
-            retry = next((a for a in actions if isinstance(a, Retry)), None)
-            if retry is None:
-                return
-            await asyncio.sleep(retry.delay)
-
-    async def _connect_once(self) -> tuple[str, int | None] | None:
-        """One socket, until it ends: (why, close code) when another attempt may succeed,
-        None when the connection is over for good."""
-        config = self.connection.config
-        session = await self._http()
-        try:
-            # WebSocket ping frames detect a dead server without the server's help and
-            # never count against its rate limit; the JSON pings are answered too.
-            ws = await asyncio.wait_for(session.ws_connect(
-                self.url, autoping=True, max_msg_size=0, compress=0,
-                heartbeat=self._heartbeat,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
-            ), config.connect_timeout)
-        except aiohttp.WSServerHandshakeError as exc:
-            if exc.status in (401, 403, 404):
-                raise ConnectionFailed(f"{self.url}: HTTP {exc.status} {exc.message}") from None
-            return f"HTTP {exc.status}", None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return _describe_os_error(exc), None
-        loop = asyncio.get_running_loop()
-        self.connection.socket_opened()
-        tasks = [loop.create_task(self._sender(ws))]
-        try:
-            while True:
-                actions = await self._receive(ws)
-                self._apply(actions)
-                for action in actions:
-                    if isinstance(action, Disconnect):
-                        return action.why, action.code
-                    if isinstance(action, Shutdown):
-                        return None
-                    if isinstance(action, FetchToken):
-                        self.connection.send_auth(await self._token(), loop.time())
-                        self.poke()
-                    elif isinstance(action, AuthAccepted) and self._refreshable:
-                        tasks.append(loop.create_task(self._refresh()))
-        finally:
-            self.connection.socket_closed()
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 5)
-
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> list[Action]:
-        try:
-            msg = await ws.receive(timeout=self.connection.receive_timeout())
-        except TimeoutError:
-            return self.connection.timed_out()
-        now = asyncio.get_running_loop().time()
-        if msg.type is aiohttp.WSMsgType.TEXT:
-            return self.connection.receive_text(msg.data, now)
-        if msg.type is aiohttp.WSMsgType.BINARY:
-            return self.connection.receive_binary(now)
-        reason = str(msg.extra or "") if msg.type is aiohttp.WSMsgType.CLOSE else ""
-        return self.connection.receive_close(ws.close_code, reason)
-
-    async def _refresh(self) -> None:
-        """Token refresh on the open connection: a fresh `auth` shortly before `exp`, from a
-        token source that can refresh (docs/protocol.md "Python client")."""
-        while (delay := self.connection.refresh_delay()) is not None:
-            await asyncio.sleep(delay)
-            if not self.connection.refresh_token(await self._token()):
-                return
-            self.poke()
-
-    async def _sender(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            self._wake.clear()
-            msg, wait = self.connection.next_frame(loop.time())
-            if msg is not None:
-                try:
-                    await ws.send_str(orjson.dumps(msg).decode())
-                except (ConnectionError, aiohttp.ClientError, RuntimeError):
-                    return  # the read loop sees the close and reconnects
-            elif wait == float("inf"):
-                await self._wake.wait()
-            else:
-                await asyncio.sleep(wait)
-
-
-def _describe_os_error(exc: BaseException) -> str:
-    """'connection refused' rather than aiohttp's 'Connect call failed (...)'."""
-    seen: list[BaseException] = []
-    inner: BaseException | None = exc
-    while inner is not None and inner not in seen:
-        seen.append(inner)
-        if isinstance(inner, ConnectionRefusedError):
-            return "connection refused"
-        inner = getattr(inner, "os_error", None) or inner.__cause__
-    for item in seen:
-        if isinstance(item, OSError) and item.errno is not None and item.strerror:
-            return str(item.strerror).lower()
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
-
-
 # --- terminal ---------------------------------------------------------------------------
 
 
 class TerminalSession:
     """An interactive terminal: `write()` keystrokes, `resize()`, iterate the output."""
 
-    def __init__(self, link: _Link, sub: TerminalSubscription, consumer: _Consumer,
+    def __init__(self, link: Link, sub: TerminalSubscription, consumer: Consumer,
                  session_id: str) -> None:
         self._link = link
         self._sub = sub
@@ -377,7 +101,7 @@ class TerminalSession:
         """Queue keystrokes; they are coalesced when the rate-limit mirror runs low.
         While the terminal is being reattached they are held (up to 64 KiB) and sent
         right after the resume."""
-        self._link.write(self._sub, data)
+        self._link.send(self._sub.write(data, link_open=self._link.is_open))
 
     async def drain(self, max_pending: int = 32) -> None:
         """Wait while more than `max_pending` messages wait for the rate-limit mirror (a
@@ -389,16 +113,16 @@ class TerminalSession:
     def eof(self) -> None:
         """End the program's standard input after what was written (terminal extension
         `eof`): like closing a pipe into `docker exec -i`."""
-        self._link.send({"type": "eof"})
+        self._link.send([{"type": "eof"}])
 
     def resize(self, cols: int, rows: int) -> None:
         """Clamped to the gateway's range; while reattaching, applied after the resume."""
-        self._link.resize(self._sub, cols, rows)
+        self._link.send(self._sub.resize(cols, rows, link_open=self._link.is_open))
 
     async def close(self) -> None:
         """Ask the server to end the shell (`close_terminal`), then wait for the end."""
         if not self._sub.ended and self._link.is_open:
-            self._link.send({"type": "close_terminal"})
+            self._link.send([{"type": "close_terminal"}])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._consumer.ended.wait(), 5)
         await self._link.close()
@@ -448,8 +172,8 @@ class OpenPanelClient:
         self.idle_timeout = idle_timeout
         self.on_status = on_status
         self._session: aiohttp.ClientSession | None = None
-        self._links: set[_Link] = set()
-        self._containers: _Link | None = None
+        self._links: set[Link] = set()
+        self._containers: Link | None = None
 
     async def __aenter__(self) -> OpenPanelClient:
         return self
@@ -484,7 +208,7 @@ class OpenPanelClient:
         if self.on_status is not None:
             self.on_status(text)
 
-    def _link(self, gateway: str, *, shared: bool = False, reconnect: bool = True) -> _Link:
+    def _link(self, gateway: str, *, shared: bool = False, reconnect: bool = True) -> Link:
         if shared and self._containers is not None and not self._containers.closed:
             return self._containers
         config = LinkConfig(
@@ -493,7 +217,7 @@ class OpenPanelClient:
             backoff=self.backoff, reconnect=reconnect, wait_for_server=self.wait_for_server,
             connect_timeout=self.connect_timeout, idle_timeout=self.idle_timeout,
             refresh_margin=self.token_refresh_margin)
-        link = _Link(gateway, config, heartbeat=self.heartbeat,
+        link = Link(gateway, config, heartbeat=self.heartbeat,
                      refreshable=not isinstance(self.token, str), http=self._http,
                      token=self._token, status=self._status, forget=self._links.discard)
         self._links.add(link)
@@ -501,7 +225,7 @@ class OpenPanelClient:
             self._containers = link
         return link
 
-    async def _stream(self, link: _Link, sub: ClientSubscription) -> AsyncGenerator[Any, None]:
+    async def _stream(self, link: Link, sub: ClientSubscription) -> AsyncGenerator[Any, None]:
         consumer = link.add(sub)
         try:
             async for item in consumer.items():

@@ -17,7 +17,7 @@ __all__ = ["Input", "Outbox", "Outgoing", "mirror_limit", "split_input"]
 
 
 def mirror_limit(limit: RateLimit, margin: float = 0.8) -> RateLimit:
-    """A slightly stricter copy of the server's limit: network jitter can bunch frames
+    """A slightly stricter copy of the server's limit: network jitter can bunch messages
     that left us evenly spaced, so we keep one token spare and refill a bit slower."""
     count = max(1, limit.count - 1)
     return RateLimit(count, count / (limit.rate * margin))
@@ -34,22 +34,22 @@ Outgoing = Message | Input
 
 
 class Outbox:
-    """Frames waiting for a token of the client-side bucket, in order.
+    """Messages waiting for a token of the client-side bucket, in order.
 
-    While tokens are plentiful every frame leaves at once (keystrokes are not delayed);
+    While tokens are plentiful every message leaves at once (keystrokes are not delayed);
     when the bucket runs dry, consecutive `Input`s queued meanwhile are merged into one
     `input` message: a held key or a paste is coalesced, never dropped or rejected.
     """
 
     # Raw characters per merged input; JSON escaping can grow control characters 6x
-    # and the server's default frame limit is 64 KiB.
+    # and the server's default message size limit is 64 KiB.
     MAX_INPUT_CHARS: Final = 8192
 
     def __init__(self, limit: RateLimit, now: float) -> None:
         self._limit = mirror_limit(limit)
         self._bucket = TokenBucket(self._limit, now)
         self._queue: deque[Outgoing] = deque()
-        # Frames the server never counts (heartbeat `pong`): no token, ahead of the rest.
+        # Messages the server never counts (heartbeat `pong`): no token, ahead of the rest.
         self._free: deque[Message] = deque()
 
     def __len__(self) -> int:
@@ -89,5 +89,5 @@ class Outbox:
 
 
 def split_input(data: str, size: int = Outbox.MAX_INPUT_CHARS) -> list[Input]:
-    """A paste longer than one frame may carry, as several inputs."""
+    """A paste longer than one message may carry, as several inputs."""
     return [Input(data[i:i + size]) for i in range(0, len(data), size)]

@@ -1,27 +1,38 @@
-"""The client's protocol logic as plain synchronous code: no sockets, no event loop.
+"""One gateway connection of the client as plain synchronous code: no sockets, no event loop.
 
 `ClientConnection` is one gateway connection across reconnects (welcome, auth,
-heartbeat replies, close codes, backoff, token refresh, resubscribing); with it the
-backoff schedule, the close-code policy and the log cursor that makes a resumed
-subscription gap-free and duplicate-free. The asyncio shell (`openpanel_ws.client.aio`)
-only moves bytes and runs timers; docs/protocol.md "Python client" has the rules.
+heartbeat replies, close codes, backoff, token refresh, resubscribing), the mirror of
+the server's `openpanel_ws.connection.Connection`; `ClientSubscription` is what it asks
+of each consumer. The rules it applies (backoff, close codes, refresh timing) are in
+`openpanel_ws.client.policy`, the actions it returns in `openpanel_ws.client.actions`,
+the consumers (and the log cursor that makes a resumed subscription gap-free and
+duplicate-free) in `openpanel_ws.client.subscriptions`. The asyncio shell
+(`openpanel_ws.client.link`) only moves bytes and runs timers; docs/protocol.md
+"Python client" has the rules.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import TYPE_CHECKING, Final
 
 import orjson
 
+from openpanel_ws.client.actions import (
+    Action,
+    AuthAccepted,
+    Disconnect,
+    FetchToken,
+    Finish,
+    Retry,
+    Shutdown,
+    Status,
+    UnhandledError,
+)
 from openpanel_ws.client.messages import (
     AuthenticationError,
     ClientError,
@@ -30,11 +41,16 @@ from openpanel_ws.client.messages import (
     ServerError,
     error_from_message,
 )
-from openpanel_ws.client.outbox import Outbox, Outgoing, split_input
+from openpanel_ws.client.outbox import Outbox, Outgoing
+from openpanel_ws.client.policy import (
+    REFRESH_MARGIN,
+    BackoffPolicy,
+    refresh_delay,
+    should_reconnect,
+    token_expiry,
+)
 from openpanel_ws.protocol import (
     DEFAULT_RATE_LIMITS,
-    TERMINAL_MAX_SIZE,
-    TERMINAL_MIN_SIZE,
     CloseCode,
     Message,
     parse_timestamp,
@@ -42,112 +58,13 @@ from openpanel_ws.protocol import (
 )
 from openpanel_ws.ratelimit import RateLimit
 
-if TYPE_CHECKING:
-    from openpanel_ws.client.subscriptions import TerminalSubscription
-
 __all__ = [
-    "FINAL_CLOSE_CODES",
-    "REFRESH_MARGIN",
-    "Action",
-    "AuthAccepted",
-    "Backoff",
     "BackoffPolicy",
     "ClientConnection",
     "ClientSubscription",
-    "Deliver",
-    "Disconnect",
-    "FetchToken",
-    "Finish",
     "LinkConfig",
     "LinkState",
-    "Retry",
-    "Shutdown",
-    "Status",
-    "TerminalOpened",
-    "TerminalRefused",
-    "UnhandledError",
-    "refresh_delay",
-    "should_reconnect",
-    "token_expiry",
 ]
-
-# --- token refresh --------------------------------------------------------------------
-
-# Re-authenticate this long before the token's `exp`: the server ends a connection whose
-# token expired (docs/protocol.md "Hostile clients"); the JS client uses the same margin.
-REFRESH_MARGIN: Final[float] = 30.0
-
-
-def token_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT (unix seconds), read without verifying it: the client only
-    schedules its refresh from it; the server verifies. None when absent or unreadable."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = orjson.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
-        return None
-    return float(exp)
-
-
-def refresh_delay(exp: float, now: float, margin: float = REFRESH_MARGIN) -> float:
-    """Seconds to wait before asking for a fresh token; at least 1 s, so a source that
-    keeps returning a token about to expire is not polled in a loop."""
-    return max(exp - margin - now, 1.0)
-
-
-# --- reconnect ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BackoffPolicy:
-    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n)).
-
-    `max_attempts` None means retry forever (the default, as the specification's
-    "Reconexão" section recommends reconnecting; its example's limit of 5 is a choice).
-    """
-
-    base: float = 1.0
-    cap: float = 30.0
-    max_attempts: int | None = None
-
-
-class Backoff:
-    def __init__(self, policy: BackoffPolicy | None = None,
-                 rand: Callable[[], float] = random.random) -> None:
-        self.policy = policy or BackoffPolicy()
-        self._rand = rand
-        self.attempts = 0
-
-    def next_delay(self) -> float | None:
-        """Seconds to wait before the next attempt; None once attempts are exhausted."""
-        p = self.policy
-        if p.max_attempts is not None and self.attempts >= p.max_attempts:
-            return None
-        ceiling = min(p.cap, p.base * float(1 << min(self.attempts, 62)))
-        self.attempts += 1
-        return float(self._rand()) * ceiling
-
-    def reset(self) -> None:
-        """After a successful (authenticated) connection, start over from `base`."""
-        self.attempts = 0
-
-
-# Closes after which reconnecting cannot help: a bad token, a policy refusal, or a
-# message of ours the server cannot take. Everything else (1001 shutdown, 1006 lost,
-# 1013 slow consumer, 4002 heartbeat, 1011 ...) is transient.
-FINAL_CLOSE_CODES: Final = frozenset({
-    CloseCode.AUTH_FAILED, CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG,
-})
-
-
-def should_reconnect(close_code: int | None) -> bool:
-    return close_code not in FINAL_CLOSE_CODES
 
 
 # --- one gateway connection -------------------------------------------------------------
@@ -195,84 +112,6 @@ class ClientSubscription:
             out.append(Finish(self, error))
 
 
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    """Hand `item` to the subscription's consumer."""
-
-    subscription: ClientSubscription
-    item: object
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The subscription is over: its iterator ends, raising `error` if there is one."""
-
-    subscription: ClientSubscription
-    error: ClientError | None
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalOpened:
-    subscription: ClientSubscription
-    session_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalRefused:
-    """The terminal's `open_terminal` will never succeed."""
-
-    subscription: ClientSubscription
-    error: ClientError
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """A line for the user (reconnecting, reattached, ...)."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class UnhandledError:
-    """A server `error` no subscription claimed: reported, nothing ends."""
-
-    error: ServerError
-
-
-@dataclass(frozen=True, slots=True)
-class FetchToken:
-    """Obtain a token from the source, then call `send_auth`."""
-
-
-@dataclass(frozen=True, slots=True)
-class AuthAccepted:
-    user_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnect:
-    """This socket is done; call `connection_lost` once it is closed."""
-
-    why: str
-    code: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    """Final: close the socket and never reconnect."""
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """Connect again after `delay` seconds."""
-
-    delay: float
-
-
-Action = (Deliver | Finish | TerminalOpened | TerminalRefused | Status | UnhandledError
-          | FetchToken | AuthAccepted | Disconnect | Shutdown | Retry)
-
-
 class LinkState(Enum):
     IDLE = auto()  # no socket: before the first attempt or between two
     AWAITING_WELCOME = auto()
@@ -303,7 +142,7 @@ class ClientConnection:
     by the mirror of the server's bucket; token refresh before `exp`. The asyncio shell
     feeds it what the socket did (`socket_opened`, `receive_text`, `receive_close`, ...)
     and the clock (`tick`), carries out the actions returned, and sends what
-    `next_frame` hands out. `now` is a monotonic clock; `wall_clock` gives unix
+    `next_message` hands out. `now` is a monotonic clock; `wall_clock` gives unix
     nanoseconds (server time is estimated from the welcome's timestamp).
     """
 
@@ -317,7 +156,7 @@ class ClientConnection:
         self.token: str | None = None
         # server clock minus ours in seconds, from the welcome's timestamp (0 until then)
         self.server_offset = 0.0
-        self.backoff = Backoff(config.backoff, rand)
+        self.backoff = config.backoff.backoff(rand)
         self._wall = wall_clock
         self._outbox: Outbox | None = None
 
@@ -363,32 +202,15 @@ class ClientConnection:
     def pending(self) -> int:
         return len(self._outbox) if self._outbox is not None else 0
 
-    def next_frame(self, now: float) -> tuple[Message | None, float]:
+    def send_all(self, items: Iterable[Outgoing]) -> None:
+        for item in items:
+            self.send(item)
+
+    def next_message(self, now: float) -> tuple[Message | None, float]:
         """(message to send now, 0) or (None, seconds to wait; inf when nothing waits)."""
         if self._outbox is None:
             return None, float("inf")
         return self._outbox.pop(now)
-
-    def terminal_write(self, sub: TerminalSubscription, data: str) -> None:
-        """Keystrokes; held (bounded) while the terminal is being reattached."""
-        if self._terminal_held(sub):
-            sub.hold(split_input(data))
-            return
-        for item in split_input(data):
-            self.send(item)
-
-    def terminal_resize(self, sub: TerminalSubscription, cols: int, rows: int) -> None:
-        def clamp(n: int) -> int:
-            return max(TERMINAL_MIN_SIZE, min(TERMINAL_MAX_SIZE, n))  # the gateway's accepted range
-
-        sub.size = (clamp(cols), clamp(rows))
-        if self._terminal_held(sub):
-            return  # applied after the resume
-        self.send(sub.resize_message())
-
-    def _terminal_held(self, sub: TerminalSubscription) -> bool:
-        """Input and size wait while the terminal is reattached or the link is down."""
-        return sub.resuming or not self.is_open
 
     # --- the socket -------------------------------------------------------------------
 
@@ -463,7 +285,7 @@ class ClientConnection:
         return [Disconnect(f"connection closed (code {code}{': ' + reason if reason else ''})", code)]
 
     def send_auth(self, token: str, now: float) -> None:
-        """The token asked for by `FetchToken`: `auth` is the first frame out."""
+        """The token asked for by `FetchToken`: `auth` is the first message out."""
         self.token = token
         self._outbox = Outbox(self.config.rate_limit, now)
         self._outbox.push({"type": "auth", "token": token})

@@ -2,60 +2,40 @@
 
 Plain synchronous state machines, driven by `openpanel_ws.client.sansio.ClientConnection`:
 a subscription says what to (re)send once the connection is authenticated, takes the
-messages that are its own, and appends actions (`Deliver`, `Finish`, ...) for the asyncio
-shell to carry out. Timers (the quiet spell that ends `logs` without -f, the terminal's
-give-up while reattaching) are deadlines on the same injected clock.
+messages that are its own, and appends actions (`Deliver`, `Finish`, ...; see
+`openpanel_ws.client.actions`) for the asyncio shell to carry out. Timers (the quiet
+spell that ends `logs` without -f) are deadlines on the same injected clock. The
+terminal, which is reattached rather than resubscribed, is in `openpanel_ws.client.terminal`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
+from openpanel_ws.client.actions import Action, Deliver
 from openpanel_ws.client.messages import (
-    ClientError,
-    ContainerNotFound,
     DockerEvent,
     InvalidMessage,
     LogLine,
     MetricsSample,
-    PermissionDenied,
     ServerError,
     StatsSample,
     SubscriptionEnded,
     SystemLog,
-    TerminalError,
-    TerminalOutput,
 )
-from openpanel_ws.client.outbox import Input, Outgoing
-from openpanel_ws.client.sansio import (
-    Action,
-    ClientSubscription,
-    Deliver,
-    Status,
-    TerminalOpened,
-    TerminalRefused,
-)
-from openpanel_ws.protocol import CloseCode, Message, parse_timestamp_nanos, rfc3339_from_nanos
+from openpanel_ws.client.outbox import Outgoing
+from openpanel_ws.client.sansio import ClientSubscription
+from openpanel_ws.protocol import Message, parse_timestamp_nanos, rfc3339_from_nanos
 
 __all__ = [
-    "HELD_INPUT_LIMIT",
-    "RESUME_TIMEOUT",
     "EventsSubscription",
     "LogCursor",
     "LogsSubscription",
     "MetricsSubscription",
     "StatsSubscription",
-    "TerminalSubscription",
 ]
-
-# How long a terminal tries to reattach after its connection was lost (the gateway's
-# default grace period is 60 s; a session cannot outlive it).
-RESUME_TIMEOUT: Final = 90.0
-# Characters typed while a terminal is being reattached that are kept to send after it.
-HELD_INPUT_LIMIT: Final = 65536
-
 
 class LogCursor:
     """Where a logs subscription stands, so a resumed one shows no gap and no duplicate.
@@ -313,180 +293,3 @@ class MetricsSubscription(ClientSubscription):
             out.append(Deliver(self, MetricsSample.parse(msg)))
             return True
         return kind in ("subscribed", "unsubscribed")
-
-
-class TerminalSubscription(ClientSubscription):
-    """One terminal: opened once, then reattached after a lost connection (docs/protocol.md
-    "Terminal sessions") with the `seq` of the last output received, so nothing is lost
-    or repeated; keystrokes typed meanwhile are held and sent after the resume."""
-
-    def __init__(self, container: str, shell: str | None, cols: int | None, rows: int | None,
-                 *, command: Sequence[str] | None = None, tty: bool = True,
-                 stdin: bool = True, resume: bool = True) -> None:
-        super().__init__()
-        self.container = container
-        self.shell = shell
-        self.cols = cols
-        self.rows = rows
-        self.command = list(command) if command else None
-        self.container_lost = False
-        self.tty = tty
-        self.stdin = stdin
-        # The open was answered either way (TerminalOpened or TerminalRefused emitted).
-        self.settled = False
-        self.exit_code: int | None = None
-        self.reason: str | None = None
-        self._sent_open = False
-        self.resume = resume
-        self.session_id: str | None = None
-        self.last_seq: int | None = None
-        self.resuming = False
-        self.resumes = 0
-        # Typed while reattaching: sent right after the resume (bounded), and the last
-        # size asked for, re-applied after a resume.
-        self.held: list[Outgoing] = []
-        self.held_chars = 0
-        self.size: tuple[int, int] | None = None
-        self.resume_timeout = RESUME_TIMEOUT
-        self._give_up_at: float | None = None
-        self._give_up_why = ""
-
-    def hold(self, items: Sequence[Outgoing]) -> None:
-        for item in items:
-            size = len(item.data) if isinstance(item, Input) else 1
-            if self.held_chars + size > HELD_INPUT_LIMIT:
-                return  # beyond the bound typed input is dropped while disconnected
-            self.held.append(item)
-            self.held_chars += size
-
-    def resize_message(self) -> Message:
-        assert self.size is not None
-        return {"type": "resize", "cols": self.size[0], "rows": self.size[1]}
-
-    def resume_items(self) -> list[Outgoing]:
-        """After the resume request: the size, then what was typed meanwhile."""
-        items: list[Outgoing] = []
-        if self.size is not None:
-            items.append(self.resize_message())
-        items.extend(self.held)
-        self.held, self.held_chars = [], 0
-        return items
-
-    def on_open(self, server_ns: int) -> list[Outgoing]:
-        items: list[Outgoing] = list(self.subscribe_messages())
-        if self.resuming:
-            items.extend(self.resume_items())
-        return items
-
-    def subscribe_messages(self) -> list[Message]:
-        if self._sent_open:
-            if self.resuming and self.session_id is not None and not self.ended:
-                msg: Message = {"type": "open_terminal", "containerId": self.container,
-                                "sessionId": self.session_id}
-                if self.last_seq is not None:
-                    msg["lastSeq"] = self.last_seq
-                return [msg]
-            return []
-        self._sent_open = True
-        msg = {"type": "open_terminal", "containerId": self.container}
-        if self.shell:
-            msg["shell"] = self.shell
-        if self.cols and self.rows:
-            msg["cols"], msg["rows"] = self.cols, self.rows
-        # Terminal extensions (docs/protocol.md): sent only when not the default.
-        if self.command:
-            msg["command"] = self.command
-        if not self.tty:
-            msg["tty"] = False
-        if not self.stdin:
-            msg["stdin"] = False
-        return [msg]
-
-    def fail(self, exc: ClientError, out: list[Action]) -> None:
-        if not self.settled:
-            self.settled = True
-            out.append(TerminalRefused(self, exc))
-        self.end(out, exc)
-
-    def handle(self, msg: Message, now: float, out: list[Action]) -> bool:
-        kind = msg.get("type")
-        if kind == "terminal_opened":
-            if not self.settled:
-                self.settled = True
-                self.session_id = str(msg.get("sessionId", ""))
-                out.append(TerminalOpened(self, self.session_id))
-            elif self.resuming and msg.get("resumed") is True:
-                self.resuming = False
-                self.resumes += 1
-                self._give_up_at = None
-                start = msg.get("seq")
-                lost = (start - self.last_seq if isinstance(start, int)
-                        and self.last_seq is not None and start > self.last_seq else 0)
-                out.append(Status("terminal session resumed" +
-                                  (f" ({lost} bytes of output were lost)" if lost else "")))
-        elif kind == "terminal_output":
-            seq = msg.get("seq")
-            if isinstance(seq, int) and not isinstance(seq, bool):
-                self.last_seq = seq
-            stream = msg.get("stream")
-            out.append(Deliver(self, TerminalOutput(str(msg.get("data", "")),
-                                                    stream if isinstance(stream, str) else None)))
-        elif kind == "terminal_closed":
-            code = msg.get("exitCode")
-            self.exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
-            self.reason = str(msg.get("reason", ""))
-            self.container_lost = msg.get("containerLost") is True
-            if not self.settled:
-                self.settled = True
-                out.append(TerminalRefused(self, TerminalError(f"terminal closed: {self.reason}")))
-            self.end(out)
-        elif kind == "terminal_error":
-            text = str(msg.get("message", "terminal error"))
-            if self.resuming:
-                self.fail(TerminalError(
-                    f"the terminal session did not survive the reconnect ({text})"), out)
-                return True
-            if text.lower().startswith("container not found"):
-                text = f"container '{self.container}' not found" + text[len("container not found"):]
-            self.fail(TerminalError(text), out)
-        else:
-            return False
-        return True
-
-    def handle_error(self, err: ServerError, out: list[Action]) -> bool:
-        # Before the terminal opened any error is its answer; afterwards only a refusal
-        # ends it (a rejected resize must not kill the session: it is just reported).
-        if not self.settled or self.resuming or isinstance(err, PermissionDenied | ContainerNotFound):
-            self.fail(TerminalError(f"the terminal session did not survive the reconnect ({err})")
-                      if self.resuming else err, out)
-            return True
-        return False
-
-    def on_disconnect(self, why: str, code: int | None, now: float, out: list[Action]) -> None:
-        if code == CloseCode.GOING_AWAY and self.resume and self.settled:
-            # A gateway that shuts down (not a reload, 1012) ends its terminals.
-            self.fail(TerminalError(
-                f"the terminal session did not survive: the gateway shut down ({why})"), out)
-            return
-        if self.resume and self.settled and self.session_id and not self.ended:
-            if not self.resuming:
-                out.append(Status(f"connection to the gateway lost ({why}); reattaching the terminal"))
-                self._give_up_at = now + self.resume_timeout
-                self._give_up_why = why
-            self.resuming = True
-            return
-        self.fail(TerminalError(f"connection to the gateway lost ({why})"), out)
-
-    def next_deadline(self) -> float | None:
-        return None if self.ended else self._give_up_at
-
-    def tick(self, now: float, out: list[Action]) -> None:
-        if self._give_up_at is not None and now >= self._give_up_at:
-            self._give_up_at = None
-            self.fail(TerminalError(
-                "the terminal session did not survive the reconnect (gateway "
-                f"unreachable for {self.resume_timeout:g}s: {self._give_up_why})"), out)
-
-    def end(self, out: list[Action], error: ClientError | None = None) -> None:
-        self._give_up_at = None
-        super().end(out, error)

@@ -10,6 +10,17 @@ from typing import Any
 import orjson
 import pytest
 
+from openpanel_ws.client.actions import (
+    Action,
+    AuthAccepted,
+    Disconnect,
+    FetchToken,
+    Finish,
+    Retry,
+    Shutdown,
+    Status,
+    UnhandledError,
+)
 from openpanel_ws.client.messages import (
     AuthenticationError,
     ConnectionClosed,
@@ -23,43 +34,32 @@ from openpanel_ws.client.messages import (
     error_from_message,
 )
 from openpanel_ws.client.outbox import Input, Outbox, split_input
-from openpanel_ws.client.sansio import (
-    Action,
-    AuthAccepted,
-    Backoff,
-    BackoffPolicy,
-    ClientConnection,
-    ClientSubscription,
-    Disconnect,
-    FetchToken,
-    Finish,
-    LinkConfig,
-    LinkState,
-    Retry,
-    Shutdown,
-    Status,
-    UnhandledError,
-    should_reconnect,
-)
-from openpanel_ws.client.subscriptions import LogCursor, TerminalSubscription
+from openpanel_ws.client.policy import BackoffPolicy, should_reconnect
+from openpanel_ws.client.sansio import ClientConnection, ClientSubscription, LinkConfig, LinkState
+from openpanel_ws.client.subscriptions import LogCursor
+from openpanel_ws.client.terminal import TerminalSubscription
 from openpanel_ws.protocol import DEFAULT_RATE_LIMITS, CloseCode, rfc3339_from_nanos
 from openpanel_ws.ratelimit import RateLimit, TokenBucket
 
 # --- backoff -------------------------------------------------------------------------
 
 
+# The policy's schedule is the one `openpanel_ws.backoff.Backoff` with full jitter: the
+# delay is ceiling * (1 - rand()), so rand 0.0 gives the ceiling.
+
+
 def test_backoff_ceiling_doubles_up_to_the_cap() -> None:
-    b = Backoff(BackoffPolicy(base=1.0, cap=30.0), rand=lambda: 1.0)
+    b = BackoffPolicy(base=1.0, cap=30.0).backoff(rand=lambda: 0.0)
     assert [b.next_delay() for _ in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
 
 
 def test_backoff_full_jitter_is_uniform_below_the_ceiling() -> None:
-    b = Backoff(BackoffPolicy(base=1.0, cap=30.0), rand=lambda: 0.25)
+    b = BackoffPolicy(base=1.0, cap=30.0).backoff(rand=lambda: 0.75)
     assert [b.next_delay() for _ in range(3)] == [0.25, 0.5, 1.0]
 
 
 def test_backoff_reset_and_unlimited_by_default() -> None:
-    b = Backoff(rand=lambda: 1.0)
+    b = BackoffPolicy().backoff(rand=lambda: 0.0)
     delays = [b.next_delay() for _ in range(1000)]
     assert None not in delays and delays[-1] == 30.0
     b.reset()
@@ -67,10 +67,21 @@ def test_backoff_reset_and_unlimited_by_default() -> None:
 
 
 def test_backoff_max_attempts() -> None:
-    b = Backoff(BackoffPolicy(max_attempts=2), rand=lambda: 0.5)
+    b = BackoffPolicy(max_attempts=2).backoff(rand=lambda: 0.5)
     assert b.next_delay() is not None
     assert b.next_delay() is not None
     assert b.next_delay() is None
+
+
+def test_backoff_cap_below_base_caps_every_delay() -> None:
+    b = BackoffPolicy(base=5.0, cap=2.0).backoff(rand=lambda: 0.0)
+    assert [b.next_delay() for _ in range(3)] == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(("base", "cap"), [(0.0, 30.0), (1.0, 0.0), (-1.0, 30.0)])
+def test_backoff_policy_needs_positive_delays(base: float, cap: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        BackoffPolicy(base=base, cap=cap)
 
 
 @pytest.mark.parametrize(("code", "expected"), [
@@ -106,19 +117,19 @@ def test_outbox_coalesces_held_keys_and_never_trips_the_server_bucket() -> None:
     server = TokenBucket(DEFAULT_RATE_LIMITS["terminal"], 0.0)
     typed = "".join(chr(ord("a") + i % 26) for i in range(200))
     received = []
-    now, next_key, frames = 0.0, 0, 0
+    now, next_key, messages = 0.0, 0, 0
     while next_key < len(typed) or len(box):
         if next_key < len(typed) and next_key * 0.005 <= now:
             box.push(Input(typed[next_key]))
             next_key += 1
         msg, _ = box.pop(now)
         if msg is not None:
-            assert server.try_take(now), f"server would reject frame {frames} at t={now:.3f}"
-            frames += 1
+            assert server.try_take(now), f"server would reject message {messages} at t={now:.3f}"
+            messages += 1
             received.append(msg["data"])
         now += 0.001
     assert "".join(received) == typed
-    assert frames < 30  # coalesced, not one frame per key
+    assert messages < 30  # coalesced, not one message per key
 
 
 def test_outbox_keeps_order_between_input_and_control_messages() -> None:
@@ -270,7 +281,7 @@ URL = "ws://h:1/ws/containers"
 
 def make_conn(**config: Any) -> ClientConnection:
     config.setdefault("backoff", BackoffPolicy(base=1.0, cap=4.0))
-    return ClientConnection(LinkConfig(URL, **config), wall_clock=lambda: WALL_NS, rand=lambda: 1.0)
+    return ClientConnection(LinkConfig(URL, **config), wall_clock=lambda: WALL_NS, rand=lambda: 0.0)
 
 
 def welcome(offset_s: float = 0.0) -> str:
@@ -282,10 +293,10 @@ def text(msg: dict[str, Any]) -> str:
     return orjson.dumps(msg).decode()
 
 
-def frames(conn: ClientConnection, now: float = 0.0) -> list[dict[str, Any]]:
+def sent(conn: ClientConnection, now: float = 0.0) -> list[dict[str, Any]]:
     out = []
     while True:
-        msg, _ = conn.next_frame(now)
+        msg, _ = conn.next_message(now)
         if msg is None:
             return out
         out.append(msg)
@@ -342,11 +353,11 @@ def test_connection_starts_idle_and_sends_nothing() -> None:
     conn = make_conn()
     assert conn.state is LinkState.IDLE and not conn.is_open and not conn.closed
     conn.send({"type": "subscribe"})
-    assert conn.next_frame(0.0) == (None, float("inf")) and conn.pending() == 0
+    assert conn.next_message(0.0) == (None, float("inf")) and conn.pending() == 0
     assert conn.receive_text(text({"type": "metrics"}), 0.0) == []  # no socket: ignored
 
 
-def test_welcome_asks_for_a_token_and_auth_is_the_first_frame() -> None:
+def test_welcome_asks_for_a_token_and_auth_is_the_first_message() -> None:
     conn = make_conn()
     conn.socket_opened()
     assert conn.state is LinkState.AWAITING_WELCOME
@@ -356,7 +367,7 @@ def test_welcome_asks_for_a_token_and_auth_is_the_first_frame() -> None:
     conn.send({"type": "subscribe_stats", "containerId": "early"})  # queued behind auth
     conn.send_auth("tok", 0.0)
     conn.send({"type": "subscribe_stats", "containerId": "later"})
-    assert [m.get("containerId", m["type"]) for m in frames(conn)] == ["auth", "later"]
+    assert [m.get("containerId", m["type"]) for m in sent(conn)] == ["auth", "later"]
     assert conn.token == "tok"
 
 
@@ -387,7 +398,7 @@ def test_authenticated_opens_and_sends_every_subscription() -> None:
     actions = open_conn(conn)
     assert actions == [AuthAccepted("u1")]  # first connection: no "reconnected"
     assert conn.is_open and conn.user_id == "u1" and conn.ever_connected
-    assert [m["type"] for m in frames(conn)] == ["auth", "subscribe_stats", "subscribe_stats"]
+    assert [m["type"] for m in sent(conn)] == ["auth", "subscribe_stats", "subscribe_stats"]
 
 
 def test_a_ping_is_answered_with_a_pong_that_needs_no_token() -> None:
@@ -396,12 +407,12 @@ def test_a_ping_is_answered_with_a_pong_that_needs_no_token() -> None:
     conn.receive_text(welcome(), 0.0)
     conn.send_auth("tok", 0.0)
     assert conn.receive_text(text({"type": "ping"}), 0.0) == []  # during auth too
-    assert [m["type"] for m in frames(conn)] == ["pong", "auth"]
+    assert [m["type"] for m in sent(conn)] == ["pong", "auth"]
     conn.receive_text(text({"type": "authenticated", "userId": "u"}), 0.0)
     for _ in range(3):
         conn.send({"type": "subscribe"})
     assert conn.receive_text(text({"type": "ping"}), 0.0) == []
-    msg, wait = conn.next_frame(0.0)
+    msg, wait = conn.next_message(0.0)
     assert msg is not None and msg["type"] == "pong" and "timestamp" in msg
     assert wait == 0.0
 
@@ -550,7 +561,7 @@ def test_a_successful_auth_resets_the_backoff_and_says_reconnected() -> None:
     assert actions == [Status(f"{URL}: reconnected"), AuthAccepted("u1")]
     assert conn.backoff.attempts == 0
     # subscriptions are sent again on the new socket
-    assert [m["type"] for m in frames(conn)] == ["auth", "subscribe_stats"]
+    assert [m["type"] for m in sent(conn)] == ["auth", "subscribe_stats"]
 
 
 def test_gives_up_after_max_attempts() -> None:
@@ -598,17 +609,17 @@ def test_nothing_left_to_reconnect_for_ends_quietly() -> None:
 def test_add_while_open_subscribes_at_once_and_remove_keeps_what_others_use() -> None:
     conn = make_conn()
     open_conn(conn)
-    frames(conn)
+    sent(conn)
     one, two, other = Probe("web"), Probe("web"), Probe("db")
     for sub in (one, two, other):
         conn.add(sub)
-    assert [m["containerId"] for m in frames(conn)] == ["web", "web", "db"]
+    assert [m["containerId"] for m in sent(conn)] == ["web", "web", "db"]
     assert conn.remove(one) is False
-    assert frames(conn) == []  # `two` still wants web's stats
+    assert sent(conn) == []  # `two` still wants web's stats
     assert conn.remove(two) is False
-    assert frames(conn) == [{"type": "unsubscribe_stats", "containerId": "web"}]
+    assert sent(conn) == [{"type": "unsubscribe_stats", "containerId": "web"}]
     assert conn.remove(other) is True  # the last one: the link may close
-    assert frames(conn) == []
+    assert sent(conn) == []
     assert conn.remove(other) is True  # twice is harmless
 
 
@@ -627,14 +638,14 @@ def test_refresh_is_timed_from_the_token_exp_on_the_server_clock() -> None:
     token = unsigned_token(now_s + 100)
     conn.send_auth(token, 0.0)
     conn.receive_text(text({"type": "authenticated", "userId": "u1"}), 0.0)
-    frames(conn)
+    sent(conn)
     delay = conn.refresh_delay()
     assert delay == pytest.approx(100 - 30 - 10, abs=1.0)
     assert conn.refresh_token(token) is False  # nothing newer: no auth
-    assert frames(conn) == []
+    assert sent(conn) == []
     fresh = unsigned_token(now_s + 200)
     assert conn.refresh_token(fresh) is True
-    assert frames(conn) == [{"type": "auth", "token": fresh}]
+    assert sent(conn) == [{"type": "auth", "token": fresh}]
     assert conn.token == fresh
 
 
@@ -675,17 +686,17 @@ def test_terminal_keys_and_size_are_held_until_open() -> None:
     conn = make_conn()
     term = TerminalSubscription("web", None, None, None)
     conn.add(term)
-    conn.terminal_write(term, "ls\n")
-    conn.terminal_resize(term, 5000, 0)
+    conn.send_all(term.write("ls\n", link_open=conn.is_open))
+    conn.send_all(term.resize(5000, 0, link_open=conn.is_open))
     assert term.held == [Input("ls\n")] and term.size == (1000, 1)  # clamped to the gateway's range
     assert conn.pending() == 0
     open_conn(conn)
-    frames(conn)
-    conn.terminal_write(term, "pwd\n")
-    conn.terminal_resize(term, 80, 24)
-    assert frames(conn) == [{"type": "input", "data": "pwd\n"},
+    sent(conn)
+    conn.send_all(term.write("pwd\n", link_open=conn.is_open))
+    conn.send_all(term.resize(80, 24, link_open=conn.is_open))
+    assert sent(conn) == [{"type": "input", "data": "pwd\n"},
                             {"type": "resize", "cols": 80, "rows": 24}]
     term.resuming = True  # being reattached: held again
-    conn.terminal_write(term, "x")
-    conn.terminal_resize(term, 100, 30)
-    assert frames(conn) == [] and term.held[-1] == Input("x") and term.size == (100, 30)
+    conn.send_all(term.write("x", link_open=conn.is_open))
+    conn.send_all(term.resize(100, 30, link_open=conn.is_open))
+    assert sent(conn) == [] and term.held[-1] == Input("x") and term.size == (100, 30)

@@ -6,16 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from openpanel_ws.client import messages
+from openpanel_ws.client.actions import Action, Deliver, Finish, Status, TerminalOpened, TerminalRefused
 from openpanel_ws.client.outbox import Input
-from openpanel_ws.client.sansio import Action, Deliver, Finish, Status, TerminalOpened, TerminalRefused
 from openpanel_ws.client.subscriptions import (
-    HELD_INPUT_LIMIT,
     EventsSubscription,
     LogsSubscription,
     MetricsSubscription,
     StatsSubscription,
-    TerminalSubscription,
 )
+from openpanel_ws.client.terminal import HELD_INPUT_LIMIT, TerminalSubscription
 from openpanel_ws.protocol import CloseCode, rfc3339_from_nanos
 
 T0 = 1_764_200_000_000_000_000
