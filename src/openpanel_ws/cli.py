@@ -151,10 +151,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from openpanel_ws.hygiene import raise_nofile_limit
-    from openpanel_ws.server import create_app, create_runner
+    from openpanel_ws.server import create_app
 
     settings = _settings_from(args)
     configure_logging(settings)
@@ -166,43 +163,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def run() -> tuple[bool, Path | None]:
         """Serve until a signal; (reloading, the terminal hand-off file)."""
-        raise_nofile_limit()
-        runner = create_runner(app, handle_signals=False, shutdown_timeout=5)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ConfigError(
-                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-        port = settings.port
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            port = server.sockets[0].getsockname()[1]
-        base = f"ws://{settings.host}:{port}"
-        print(f"openpanel-ws {__version__} listening on {base} "
-              "(/ws/containers /ws/logs /ws/metrics /ws/terminal)", flush=True)
-        print(f"port: {port}", flush=True)
-        for line in token_banner(settings, client_url(settings.host, port), embedded=embedded,
-                                 tty=sys.stdout.isatty(), config=getattr(args, "config", None)):
-            print(line, flush=True)
-        origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
-        print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-
-        reloading = False
-
-        def reload() -> None:
-            nonlocal reloading
-            reloading = True
-            stop.set()
-
-        loop.add_signal_handler(signal.SIGHUP, reload)
-        await stop.wait()
+        runner, port = await _listen(app, settings)
+        _announce(settings, port, embedded=embedded, config=getattr(args, "config", None))
+        reloading = await _until_stop_or_reload()
         handoff: Path | None = None
         if reloading:
             # Reload (docs/terminal.md): live terminals are handed to the re-executed
@@ -216,15 +179,76 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     reloading, handoff = asyncio.run(run())
     if reloading:
-        if handoff is not None:
-            from openpanel_ws.gateways.terminal.handoff import HANDOFF_ENV
-
-            os.environ[HANDOFF_ENV] = str(handoff)
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        _re_exec(handoff)
     return 0
+
+
+async def _listen(app: Any, settings: Settings) -> tuple[Any, int]:
+    """The app's runner, listening; (the runner, the port it listens on)."""
+    from aiohttp import web
+
+    from openpanel_ws.hygiene import raise_nofile_limit
+    from openpanel_ws.server import create_runner
+
+    raise_nofile_limit()
+    runner = create_runner(app, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    port = settings.port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    return runner, port
+
+
+def _announce(settings: Settings, port: int, *, embedded: bool, config: str | None) -> None:
+    """The start-up lines on stdout: where to connect, how to get a token, the origins."""
+    base = f"ws://{settings.host}:{port}"
+    print(f"openpanel-ws {__version__} listening on {base} "
+          "(/ws/containers /ws/logs /ws/metrics /ws/terminal)", flush=True)
+    print(f"port: {port}", flush=True)
+    for line in token_banner(settings, client_url(settings.host, port), embedded=embedded,
+                             tty=sys.stdout.isatty(), config=config):
+        print(line, flush=True)
+    origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
+    print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
+
+
+async def _until_stop_or_reload() -> bool:
+    """Wait for SIGTERM/SIGINT (stop: False) or SIGHUP (reload: True)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    reloading = False
+
+    def reload() -> None:
+        nonlocal reloading
+        reloading = True
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    await stop.wait()
+    return reloading
+
+
+def _re_exec(handoff: Path | None) -> None:
+    """Reload: the same command line in a fresh interpreter, given the terminals' hand-off."""
+    if handoff is not None:
+        from openpanel_ws.gateways.terminal.handoff import HANDOFF_ENV
+
+        os.environ[HANDOFF_ENV] = str(handoff)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 async def _terminal_hand_off(app: Any) -> Path | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from openpanel_ws.cli import build_parser, client_url, token_banner
-from openpanel_ws.client.cli import take_trailing_options
+from openpanel_ws.client.cli_exec import take_trailing_options
 from openpanel_ws.client.cli_text import UsageError
 from openpanel_ws.config import Settings
 
@@ -53,3 +53,11 @@ def test_token_only_on_a_terminal_else_a_private_file(tmp_path: Path) -> None:
     lines = token_banner(settings, "ws://127.0.0.1:3001", embedded=False, tty=True)
     assert not any("eyJ" in line for line in lines)
     assert lines[-1] == "export OPENPANEL_WS_URL=ws://127.0.0.1:3001"
+
+
+@pytest.mark.parametrize("option", ["--reconnect-base", "--reconnect-max"])
+def test_a_reconnect_delay_must_be_positive(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["logs", "web", "--token", "t", option, "0"])
+    assert args.func(args) == 2
+    assert capsys.readouterr().err == (
+        "openpanel-ws: --reconnect-base and --reconnect-max: expected positive seconds\n")
