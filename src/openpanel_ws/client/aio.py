@@ -1,9 +1,9 @@
-"""The asyncio shell of the client: aiohttp WebSockets driven by the sans-I/O core.
+"""The asyncio client: `OpenPanelClient` and its `TerminalSession` (aiohttp).
 
-One `Link` is one gateway connection that reconnects by itself. It owns a
-`ClientConnection` (`openpanel_ws.client.sansio`), which decides everything: the link
-feeds it what the socket did and the clock, carries out the actions it returns, and
-hands each subscription's items to the consumer's queue, which its async iterator drains.
+Every gateway the client uses is one `Link` (`openpanel_ws.client.link`), a connection
+that reconnects by itself and carries out what its sans-I/O `ClientConnection`
+(`openpanel_ws.client.sansio`) decides; the `/ws/containers` link is shared by `logs`
+and `stats`. Each subscription's items reach the caller through its async iterator.
 """
 
 from __future__ import annotations
