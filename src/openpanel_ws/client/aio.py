@@ -27,7 +27,7 @@ from openpanel_ws.client.messages import (
     TerminalOutput,
 )
 from openpanel_ws.client.policy import REFRESH_MARGIN, BackoffPolicy
-from openpanel_ws.client.sansio import ClientSubscription, LinkConfig
+from openpanel_ws.client.sansio import ClientSubscription, ConnectionConfig
 from openpanel_ws.client.subscriptions import (
     EventsSubscription,
     LogsSubscription,
@@ -211,7 +211,7 @@ class OpenPanelClient:
     def _link(self, gateway: str, *, shared: bool = False, reconnect: bool = True) -> Link:
         if shared and self._containers is not None and not self._containers.closed:
             return self._containers
-        config = LinkConfig(
+        config = ConnectionConfig(
             gateway_url(self.url, gateway),
             rate_limit=self.rate_limits[gateway],
             backoff=self.backoff, reconnect=reconnect, wait_for_server=self.wait_for_server,

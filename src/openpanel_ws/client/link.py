@@ -34,7 +34,7 @@ from openpanel_ws.client.actions import (
 )
 from openpanel_ws.client.messages import ClientError, ConnectionFailed
 from openpanel_ws.client.outbox import Outgoing
-from openpanel_ws.client.sansio import ClientConnection, ClientSubscription, LinkConfig
+from openpanel_ws.client.sansio import ClientConnection, ClientSubscription, ConnectionConfig
 
 __all__ = ["END", "Consumer", "Link"]
 
@@ -104,7 +104,7 @@ class Link:
     """One gateway connection for its consumers: the socket, the sender, the refresher
     and the timer around a `ClientConnection`, whose actions `apply` carries out."""
 
-    def __init__(self, gateway: str, config: LinkConfig, *, heartbeat: float | None,
+    def __init__(self, gateway: str, config: ConnectionConfig, *, heartbeat: float | None,
                  refreshable: bool, http: Callable[[], Awaitable[aiohttp.ClientSession]],
                  token: Callable[[], Awaitable[str]], status: Callable[[str], None],
                  forget: Callable[[Link], None]) -> None:

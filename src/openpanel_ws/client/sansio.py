@@ -62,8 +62,8 @@ __all__ = [
     "BackoffPolicy",
     "ClientConnection",
     "ClientSubscription",
-    "LinkConfig",
-    "LinkState",
+    "ConnectionConfig",
+    "ConnectionState",
 ]
 
 
@@ -112,7 +112,7 @@ class ClientSubscription:
             out.append(Finish(self, error))
 
 
-class LinkState(Enum):
+class ConnectionState(Enum):
     IDLE = auto()  # no socket: before the first attempt or between two
     AWAITING_WELCOME = auto()
     AUTHENTICATING = auto()
@@ -121,7 +121,7 @@ class LinkState(Enum):
 
 
 @dataclass(frozen=True)
-class LinkConfig:
+class ConnectionConfig:
     url: str
     rate_limit: RateLimit = DEFAULT_RATE_LIMITS["containers"]
     backoff: BackoffPolicy = BackoffPolicy()
@@ -146,10 +146,10 @@ class ClientConnection:
     nanoseconds (server time is estimated from the welcome's timestamp).
     """
 
-    def __init__(self, config: LinkConfig, *, wall_clock: Callable[[], int] = time.time_ns,
+    def __init__(self, config: ConnectionConfig, *, wall_clock: Callable[[], int] = time.time_ns,
                  rand: Callable[[], float] = random.random) -> None:
         self.config = config
-        self.state = LinkState.IDLE
+        self.state = ConnectionState.IDLE
         self.subscriptions: list[ClientSubscription] = []
         self.ever_connected = False
         self.user_id: str | None = None
@@ -162,11 +162,11 @@ class ClientConnection:
 
     @property
     def is_open(self) -> bool:
-        return self.state is LinkState.OPEN
+        return self.state is ConnectionState.OPEN
 
     @property
     def closed(self) -> bool:
-        return self.state is LinkState.CLOSED
+        return self.state is ConnectionState.CLOSED
 
     def server_ns(self) -> int:
         return self._wall() + int(self.server_offset * 1e9)
@@ -215,7 +215,7 @@ class ClientConnection:
     # --- the socket -------------------------------------------------------------------
 
     def socket_opened(self) -> None:
-        self.state = LinkState.AWAITING_WELCOME
+        self.state = ConnectionState.AWAITING_WELCOME
 
     def receive_timeout(self) -> float | None:
         """How long to wait for the next message before giving this socket up."""
@@ -238,16 +238,16 @@ class ClientConnection:
         """A decoded message (None: not a JSON object, ignored where it can be)."""
         msg = msg or {}
         kind = msg.get("type")
-        if self.state is LinkState.AWAITING_WELCOME:
+        if self.state is ConnectionState.AWAITING_WELCOME:
             if kind != "connected":
                 return [Disconnect(f"unexpected first message {kind!r}")]
             stamp = msg.get("timestamp")
             if isinstance(stamp, str | int | float):
                 with contextlib.suppress(ValueError, TypeError):
                     self.server_offset = parse_timestamp(stamp) - self._wall() / 1e9
-            self.state = LinkState.AUTHENTICATING
+            self.state = ConnectionState.AUTHENTICATING
             return [FetchToken()]
-        if self.state is LinkState.AUTHENTICATING:
+        if self.state is ConnectionState.AUTHENTICATING:
             if kind == "authenticated":
                 return self._authenticated(msg)
             if kind == "ping":
@@ -258,7 +258,7 @@ class ClientConnection:
                     return self.fail(err)
                 return [Disconnect(f"auth refused: {err}")]
             return []
-        if self.state is not LinkState.OPEN:
+        if self.state is not ConnectionState.OPEN:
             return []
         out: list[Action] = []
         if kind == "ping":
@@ -295,7 +295,7 @@ class ClientConnection:
             self._outbox.push_free(pong_message())
 
     def _authenticated(self, msg: Message) -> list[Action]:
-        self.state = LinkState.OPEN
+        self.state = ConnectionState.OPEN
         self.user_id = str(msg.get("userId", ""))
         self.backoff.reset()
         out: list[Action] = []
@@ -333,7 +333,7 @@ class ClientConnection:
         """The socket is being closed: nothing more is sent until the next one is
         authenticated (the terminal holds keystrokes meanwhile)."""
         if not self.closed:
-            self.state = LinkState.IDLE
+            self.state = ConnectionState.IDLE
         self._outbox = None
 
     def connection_lost(self, why: str, code: int | None, now: float) -> list[Action]:
@@ -347,7 +347,7 @@ class ClientConnection:
             sub.on_disconnect(why, code, now, out)
         if self.subscriptions and all(sub.ended for sub in self.subscriptions):
             # nothing left to reconnect for (a terminal that cannot resume)
-            self.state = LinkState.CLOSED
+            self.state = ConnectionState.CLOSED
             return [*out, Shutdown()]
         if not self.config.reconnect or (not self.ever_connected and not self.config.wait_for_server):
             return out + self.fail(ConnectionFailed(f"cannot connect to {self.config.url}: {why}"))
@@ -359,7 +359,7 @@ class ClientConnection:
 
     def fail(self, exc: ClientError) -> list[Action]:
         """Final: every subscription ends with `exc`; no reconnect."""
-        self.state = LinkState.CLOSED
+        self.state = ConnectionState.CLOSED
         self._outbox = None
         out: list[Action] = []
         for sub in list(self.subscriptions):
@@ -369,7 +369,7 @@ class ClientConnection:
 
     def close(self) -> list[Action]:
         """Closed by the user: every subscription ends quietly."""
-        self.state = LinkState.CLOSED
+        self.state = ConnectionState.CLOSED
         self._outbox = None
         out: list[Action] = []
         for sub in self.subscriptions:

@@ -24,7 +24,7 @@ from openpanel_ws.client.actions import (
 from openpanel_ws.client.link import Consumer, Link
 from openpanel_ws.client.messages import ClientError, ServerError, TerminalError
 from openpanel_ws.client.policy import BackoffPolicy
-from openpanel_ws.client.sansio import ClientSubscription, LinkConfig
+from openpanel_ws.client.sansio import ClientSubscription, ConnectionConfig
 from openpanel_ws.client.subscriptions import MetricsSubscription
 from openpanel_ws.client.terminal import TerminalSubscription
 
@@ -75,7 +75,7 @@ def make_link(session: ScriptedSession, statuses: list[str], *, token: Any = Non
     async def fixed_token() -> str:
         return "tok"
 
-    config = LinkConfig(URL, backoff=backoff or BackoffPolicy(base=0.01, cap=0.01))
+    config = ConnectionConfig(URL, backoff=backoff or BackoffPolicy(base=0.01, cap=0.01))
     return Link("metrics", config, heartbeat=None, refreshable=False, http=http,
                 token=token or fixed_token, status=statuses.append, forget=lambda link: None)
 
@@ -148,7 +148,7 @@ async def test_apply_carries_out_the_consumer_actions() -> None:
     async def http() -> Any:
         await never.wait()  # no socket: only apply() is exercised
 
-    link = Link("terminal", LinkConfig(URL), heartbeat=None, refreshable=False, http=http,
+    link = Link("terminal", ConnectionConfig(URL), heartbeat=None, refreshable=False, http=http,
                 token=http, status=statuses.append, forget=lambda link: None)
     a, b = ClientSubscription(), TerminalSubscription("web", None, None, None)
     ca, cb = link.add(a), link.add(b)

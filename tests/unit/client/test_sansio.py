@@ -35,7 +35,7 @@ from openpanel_ws.client.messages import (
 )
 from openpanel_ws.client.outbox import Input, Outbox, split_input
 from openpanel_ws.client.policy import BackoffPolicy, should_reconnect
-from openpanel_ws.client.sansio import ClientConnection, ClientSubscription, LinkConfig, LinkState
+from openpanel_ws.client.sansio import ClientConnection, ClientSubscription, ConnectionConfig, ConnectionState
 from openpanel_ws.client.subscriptions import LogCursor
 from openpanel_ws.client.terminal import TerminalSubscription
 from openpanel_ws.protocol import DEFAULT_RATE_LIMITS, CloseCode, rfc3339_from_nanos
@@ -281,7 +281,7 @@ URL = "ws://h:1/ws/containers"
 
 def make_conn(**config: Any) -> ClientConnection:
     config.setdefault("backoff", BackoffPolicy(base=1.0, cap=4.0))
-    return ClientConnection(LinkConfig(URL, **config), wall_clock=lambda: WALL_NS, rand=lambda: 0.0)
+    return ClientConnection(ConnectionConfig(URL, **config), wall_clock=lambda: WALL_NS, rand=lambda: 0.0)
 
 
 def welcome(offset_s: float = 0.0) -> str:
@@ -351,7 +351,7 @@ class Probe(ClientSubscription):
 
 def test_connection_starts_idle_and_sends_nothing() -> None:
     conn = make_conn()
-    assert conn.state is LinkState.IDLE and not conn.is_open and not conn.closed
+    assert conn.state is ConnectionState.IDLE and not conn.is_open and not conn.closed
     conn.send({"type": "subscribe"})
     assert conn.next_message(0.0) == (None, float("inf")) and conn.pending() == 0
     assert conn.receive_text(text({"type": "metrics"}), 0.0) == []  # no socket: ignored
@@ -360,9 +360,9 @@ def test_connection_starts_idle_and_sends_nothing() -> None:
 def test_welcome_asks_for_a_token_and_auth_is_the_first_message() -> None:
     conn = make_conn()
     conn.socket_opened()
-    assert conn.state is LinkState.AWAITING_WELCOME
+    assert conn.state is ConnectionState.AWAITING_WELCOME
     assert conn.receive_text(welcome(offset_s=2.5), 0.0) == [FetchToken()]
-    assert conn.state is LinkState.AUTHENTICATING
+    assert conn.state is ConnectionState.AUTHENTICATING
     assert conn.server_offset == pytest.approx(2.5, abs=1e-6)
     conn.send({"type": "subscribe_stats", "containerId": "early"})  # queued behind auth
     conn.send_auth("tok", 0.0)
@@ -539,7 +539,7 @@ def test_connection_lost_tells_subscriptions_then_retries_with_backoff() -> None
     actions = conn.connection_lost("connection closed (code 1006)", 1006, 5.0)
     assert sub.disconnects == [("connection closed (code 1006)", 1006)]
     assert actions == [Status(f"{URL}: connection closed (code 1006); reconnecting in 1.0s"), Retry(1.0)]
-    assert conn.state is LinkState.IDLE
+    assert conn.state is ConnectionState.IDLE
     # the next attempts back off further, up to the cap
     delays = []
     for _ in range(4):
