@@ -72,7 +72,8 @@ __all__ = [
 
 class ClientSubscription:
     """One consumer of a gateway connection: what it (re)sends once authenticated and the
-    messages it takes. The kinds live in `openpanel_ws.client.subscriptions`."""
+    messages it takes. The kinds live in `openpanel_ws.client.subscriptions` and
+    `openpanel_ws.client.terminal`."""
 
     def __init__(self) -> None:
         self.ended = False
