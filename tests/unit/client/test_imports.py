@@ -1,4 +1,4 @@
-"""The client's sans-I/O modules import without aiohttp: the package imports lazily."""
+"""The client's sans-I/O modules import without aiohttp (nor PyJWT): the package imports lazily."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ WITHOUT_AIOHTTP = textwrap.dedent("""
     else:
         raise AssertionError("the asyncio client imported without aiohttp")
     assert "aiohttp" not in sys.modules
+    # Nor the server's settings and token verification (PyJWT).
+    assert "jwt" not in sys.modules and "openpanel_ws.config" not in sys.modules
     print("ok")
 """)
 
