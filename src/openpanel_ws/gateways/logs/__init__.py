@@ -105,15 +105,17 @@ class LogsGateway(Gateway[LogsState]):
         # Validate everything before changing anything.
         flt = EventFilter.parse(message.get("filters"))
         since = protocol.optional_since(message)
-        self.clients.set_filter(session, flt)
         ack: Message = {"type": "subscribed", "filters": flt.to_json()}
         if since is None:
+            self.clients.set_filter(session, flt)
             session.send(ack)
             return
-        ack["since"] = message["since"]
+        # The last check that can refuse: the filter is set only after it passed.
         until = self.clients.begin_replay(session)
         if until is None:
             raise protocol.invalid("A replay is already in progress", "since")
+        self.clients.set_filter(session, flt)
+        ack["since"] = message["since"]
         events: list[EngineEvent] = []
         try:
             if since < until:
