@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from openpanel_ws.backoff import Backoff
 from openpanel_ws.engine.client import DockerEngine, EngineError
 from openpanel_ws.engine.streams import LineSplitter, pump, time_param
 
@@ -212,17 +212,18 @@ class EventsHub:
         return max(self._start_nanos, self.last_nanos - RESUME_MARGIN_NS)
 
     async def _run(self) -> None:
-        delay = self.backoff_initial
+        # Jittered: gateways that lost one engine together do not retry in step.
+        backoff = Backoff(self.backoff_initial, self.backoff_max, jitter=0.5)
         lost_reported = False
         while self._listeners:
             params = {"since": time_param(self.resume_since())}
 
             def opened() -> None:
-                nonlocal delay, lost_reported
+                nonlocal lost_reported
                 self.streams_opened += 1
                 self.connected = True
                 self._ready.set()
-                delay = self.backoff_initial
+                backoff.reset()
                 if lost_reported:
                     lost_reported = False
                     self._notify_status(True, "Docker engine connection restored")
@@ -241,8 +242,9 @@ class EventsHub:
             if not lost_reported and self._listeners:
                 lost_reported = True
                 self._notify_status(False, f"Docker engine connection lost: {reason}")
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self.backoff_max)
+            delay = backoff.next_delay()
+            assert delay is not None, "an unbounded backoff always has a next delay"
+            await asyncio.sleep(delay)
 
     def _handle_lines(self, lines: list[bytes]) -> None:
         for line in lines:

@@ -20,15 +20,16 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
+from openpanel_ws.backoff import Backoff
 from openpanel_ws.engine.client import EngineError, EngineNotFound
 from openpanel_ws.engine.logs import ContainerLogLine, FollowCursor, HandoverFilter, LogParser
 from openpanel_ws.engine.streams import pump, time_param
 from openpanel_ws.gateways.containers.upstream import (
     BACKOFF_INITIAL,
-    Backoff,
     Subscription,
     Upstream,
     UpstreamLinks,
+    next_wait,
 )
 from openpanel_ws.outbound import text_frame
 from openpanel_ws.protocol import CloseCode
@@ -96,7 +97,7 @@ class LogUpstream(Upstream[LogSub]):
         # so nothing falls between it and a subscriber's history request) and resumes by
         # its own cursor. A subscriber's `tail`/`since` shape only its own history.
         self.start_nanos = time.time_ns() - START_MARGIN_NANOS
-        self.backoff = Backoff(BACKOFF_INITIAL, STREAM_BACKOFF_MAX)
+        self.backoff = Backoff(BACKOFF_INITIAL, STREAM_BACKOFF_MAX, jitter=0.0)
         self.max_line = max_line
         # Lines held for a late subscriber while its history is fetched count against
         # the send-queue bound: past it, 1013 as for queued frames.
@@ -130,8 +131,8 @@ class LogUpstream(Upstream[LogSub]):
             if time.monotonic() - opened_at >= HEALTHY_STREAM_SECONDS and not failed:
                 self.backoff.reset()
             if failed:
-                await asyncio.sleep(self.backoff.next_delay())
-            settle = 0.0 if failed else self.backoff.next_delay()
+                await asyncio.sleep(next_wait(self.backoff))
+            settle = 0.0 if failed else next_wait(self.backoff)
             if not await self.wait_running(settle=settle):
                 self.end_removed()
                 return
