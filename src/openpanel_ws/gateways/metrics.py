@@ -171,7 +171,7 @@ class MetricsGateway(Gateway[Subscription]):
         if old is not None:
             # Drop an unsent frame of the old subscription. A fresh key per subscription
             # keeps the old key's queue slot from carrying the new frame ahead of the ack.
-            session.writer.discard_latest(old.key)
+            session.discard_latest(old.key)
             if old.interval_ms != interval:
                 self._leave(session, old)
         sub = Subscription(interval, f"metrics#{next(_keys)}")
@@ -197,7 +197,7 @@ class MetricsGateway(Gateway[Subscription]):
         if old is None:
             return
         if discard_unsent:
-            session.writer.discard_latest(old.key)
+            session.discard_latest(old.key)
         self._leave(session, old)
 
     async def stop(self) -> None:

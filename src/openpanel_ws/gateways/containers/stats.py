@@ -131,4 +131,4 @@ class StatsUpstream(Upstream[StatsSub]):
 
     def remove(self, sub: StatsSub) -> None:
         self.subs.pop(sub, None)
-        sub.session.writer.discard_latest(sub.latest_key)
+        sub.session.discard_latest(sub.latest_key)

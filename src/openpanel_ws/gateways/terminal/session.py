@@ -272,8 +272,8 @@ class Terminal:
                     # Backpressure: a client on a slow link pauses the shell's output (the
                     # engine and the TTY buffer it) instead of being cut off with 1013.
                     binding = self.binding
-                    if binding is not None and binding.session.writer.backlog > OUTPUT_HIGH_WATER:
-                        await binding.session.writer.wait_backlog_below(OUTPUT_LOW_WATER)
+                    if binding is not None and binding.session.backlog > OUTPUT_HIGH_WATER:
+                        await binding.session.wait_backlog_below(OUTPUT_LOW_WATER)
                 chunk = await self.proc.read()
                 if not chunk:
                     break
