@@ -33,6 +33,7 @@ from openpanel_ws.gateways.containers.upstream import (
     UpstreamRegistry,
 )
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
+from openpanel_ws.sendqueue import QueueLimits
 
 if TYPE_CHECKING:
     from openpanel_ws.services import Services
@@ -137,7 +138,8 @@ class ContainersGateway(Gateway[ContainersState]):
         def make() -> LogUpstream:
             return LogUpstream(self._links, target.container_id, tty=target.tty,
                                max_line=self.settings.log_line_max_bytes,
-                               send_queue_max=self.settings.send_queue_max)
+                               limits=QueueLimits(self.settings.send_queue_max,
+                                                  self.settings.send_queue_max_bytes))
 
         def join(upstream: LogUpstream) -> None:
             sub = LogSub(session, request.ref, target.names, upstream)

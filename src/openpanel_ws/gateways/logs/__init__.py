@@ -30,6 +30,7 @@ from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.gateways.logs.messages import SOURCE_GATEWAY, system_log
 from openpanel_ws.host.logfiles import HostLogTailer, guess_level
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
+from openpanel_ws.sendqueue import QueueLimits
 
 __all__ = ["MAX_REPLAY_EVENTS", "REPLAY_TIMEOUT", "LogsGateway"]
 
@@ -45,7 +46,8 @@ class LogsGateway(Gateway[LogsState]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.clients = Fanout()
+        self.clients = Fanout(QueueLimits(self.settings.send_queue_max,
+                                          self.settings.send_queue_max_bytes))
         self._attached = False
         self._engine_down: str | None = None  # detail while the engine is unreachable
         self._host_logs: HostLogTailer | None = None
