@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from openpanel_ws import protocol
-from openpanel_ws.engine.events import EngineEvent, event_action
+from openpanel_ws.engine.eventdata import EngineEvent, event_action
 from openpanel_ws.engine.stats import Pacer
 from openpanel_ws.gateways.access import container_names, resolve_container
 from openpanel_ws.gateways.base import Gateway, Handler, Session

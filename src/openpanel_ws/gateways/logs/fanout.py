@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from openpanel_ws import protocol
 from openpanel_ws.auth import scopes_match
-from openpanel_ws.engine.events import EngineEvent, event_attributes, event_key, event_nanos
+from openpanel_ws.engine.eventdata import EngineEvent, event_attributes, event_key, event_nanos
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.hold import Hold, cut_off
 from openpanel_ws.gateways.logs.filters import EventFilter

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from openpanel_ws import protocol
-from openpanel_ws.engine.events import EngineEvent, event_nanos
+from openpanel_ws.engine.eventdata import EngineEvent, event_nanos
 from openpanel_ws.gateways.logs.event_text import describe
 from openpanel_ws.protocol import Message
 
