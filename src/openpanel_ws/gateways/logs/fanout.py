@@ -18,7 +18,7 @@ from openpanel_ws.engine.eventdata import EngineEvent, event_attributes, event_k
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.hold import Hold, cut_off
 from openpanel_ws.gateways.logs.filters import EventFilter
-from openpanel_ws.gateways.logs.messages import event_frames
+from openpanel_ws.gateways.logs.messages import event_payloads
 from openpanel_ws.outbound import text_frame
 from openpanel_ws.protocol import Message
 from openpanel_ws.sendqueue import QueueLimits
@@ -26,8 +26,9 @@ from openpanel_ws.sendqueue import QueueLimits
 __all__ = ["MAX_EARLY_KEYS", "Fanout", "LogsState", "scope_allows"]
 
 
-def framed(frame: bytes, readable: bytes | None) -> tuple[bytes, bytes | None]:
-    return text_frame(frame), None if readable is None else text_frame(readable)
+def framed(payload: bytes, readable: bytes | None) -> tuple[bytes, bytes | None]:
+    """An event's two payloads (`event_payloads`) as frames."""
+    return text_frame(payload), None if readable is None else text_frame(readable)
 
 
 # Keys of live events stamped before a client joined, kept to dedupe its replay.
@@ -119,7 +120,7 @@ class Fanout:
     def publish_event(self, event: EngineEvent) -> None:
         """`docker_event` (+ its `docker` line) to every client whose filter matches; each
         frame is built once (docs/protocol.md, "Outbound path")."""
-        frame, readable = framed(*event_frames(event))
+        frame, readable = framed(*event_payloads(event))
         nanos = event_nanos(event)
         for session, state in self._clients():
             if not scope_allows(state.scopes, event):
@@ -174,7 +175,7 @@ class Fanout:
                 continue
             if event_key(event) in state.early_keys:
                 continue
-            frame, readable = framed(*event_frames(event))
+            frame, readable = framed(*event_payloads(event))
             frames.append(frame)
             if readable is not None:
                 frames.append(readable)
