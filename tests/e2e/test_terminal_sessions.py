@@ -181,8 +181,8 @@ async def test_grace_expiry_leaves_no_process(make_server: Any, containers: Cont
     await term.type("sleep 1010 & top\n")
     await wait_for_process(name, "top")
     gateway = srv.app[GATEWAYS_KEY]["terminal"]
-    (session,) = gateway._terminals
-    session_id = session.state.session_id
+    (live,) = gateway._terminals
+    session_id = live.lifecycle.session_id
     drop(term)
     await assert_no_leftovers(name)  # after the grace period
     assert gateway.open_terminals == 0
