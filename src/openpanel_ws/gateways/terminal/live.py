@@ -4,10 +4,10 @@ A `Terminal` (a "terminal session" on the wire, `sessionId`) owns its exec
 (`engine.exec`), an output pump task, an idle watch task, a grace timer while
 detached, and a single teardown that always kills the shell and its children through
 the engine before it reports `terminal_closed` (with a TTY, closing the attach socket
-leaves the shell running; docs/terminal.md). It outlives
-its connection: a `TerminalState` (the gateway's `Session.state`) is one connection's
-hold on it (docs/protocol.md "Terminal sessions"). What a terminal needs of its gateway
-is `TerminalHost`, so this module does not import the gateway.
+leaves the shell running; docs/terminal.md). It outlives its connection: a
+`TerminalState` (the gateway's `Session.state`) is one connection's hold on it
+(docs/protocol.md "Terminal sessions"). What a terminal needs of its gateway is
+`TerminalHost`, so this module does not import the gateway.
 """
 
 from __future__ import annotations
