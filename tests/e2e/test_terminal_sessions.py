@@ -164,7 +164,7 @@ async def test_a_second_connection_takes_the_session_over(
     first = await opened(server, name)
     gateway = server.app[GATEWAYS_KEY]["terminal"]
     (terminal_obj,) = gateway._terminals
-    session_id = terminal_obj.state.session_id
+    session_id = terminal_obj.lifecycle.session_id
     second = await terminal(server)
     reply = await second.open(name, sessionId=session_id)
     assert reply["type"] == "terminal_opened" and reply["resumed"] is True
@@ -181,8 +181,8 @@ async def test_grace_expiry_leaves_no_process(make_server: Any, containers: Cont
     await term.type("sleep 1010 & top\n")
     await wait_for_process(name, "top")
     gateway = srv.app[GATEWAYS_KEY]["terminal"]
-    (session,) = gateway._terminals
-    session_id = session.state.session_id
+    (live,) = gateway._terminals
+    session_id = live.lifecycle.session_id
     drop(term)
     await assert_no_leftovers(name)  # after the grace period
     assert gateway.open_terminals == 0
@@ -226,8 +226,8 @@ async def test_caps_hold_across_connections(make_server: Any, containers: Contai
     await third.open(name)  # still refused, nothing changed
     fourth = await terminal(srv, alice)
     gateway = srv.app[GATEWAYS_KEY]["terminal"]
-    detached = next(t for t in gateway._terminals if t.binding is None)
-    reply = await fourth.open(name, sessionId=detached.state.session_id)
+    detached = next(t for t in gateway._terminals if t.attached is None)
+    reply = await fourth.open(name, sessionId=detached.lifecycle.session_id)
     assert reply["resumed"] is True
     await fourth.send({"type": "close_terminal"})
     await fourth.closed()
@@ -525,7 +525,7 @@ async def test_a_client_that_went_silent_can_resume(make_server: Any, containers
     name = await containers.run()
     term = await opened(srv, name)
     gateway = srv.app[GATEWAYS_KEY]["terminal"]
-    session_id = next(iter(gateway._terminals)).state.session_id
+    session_id = next(iter(gateway._terminals)).lifecycle.session_id
     await term.type("yes 0123456789012345678901234567890123456789 | head -n 20000; "
                     "echo FIN\"\"ISHED\n")
     await eventually(lambda: gateway.detached_terminals == 1, timeout=TIMEOUT)  # never read

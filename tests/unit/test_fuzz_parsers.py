@@ -19,7 +19,8 @@ from openpanel_ws import protocol
 from openpanel_ws.auth import AuthError, JwtSettings, Principal, TokenVerifier, principal_from_claims
 from openpanel_ws.connection import Action, Connection, LifecycleConfig
 from openpanel_ws.engine.client import DockerEngine
-from openpanel_ws.engine.events import EventsHub, event_key, event_nanos
+from openpanel_ws.engine.eventdata import event_key, event_nanos
+from openpanel_ws.engine.events import EventsHub
 from openpanel_ws.engine.logs import ContainerLogLine, LogParser, parse_all
 from openpanel_ws.engine.stats import ContainerStats, compute, is_running_sample
 from openpanel_ws.engine.streams import LineSplitter

@@ -1,7 +1,7 @@
 """Handshake hygiene and upstream backoff, as plain code."""
 
+from openpanel_ws.backoff import Backoff
 from openpanel_ws.gateways.access import could_be_id
-from openpanel_ws.gateways.containers.upstream import Backoff
 from openpanel_ws.hygiene import LogThrottle, PendingSockets
 
 

@@ -20,103 +20,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 
+from openpanel_ws.backoff import Backoff
 from openpanel_ws.engine.client import DockerEngine, EngineError
+from openpanel_ws.engine.eventdata import Deduper, EngineEvent, event_key, event_nanos
 from openpanel_ws.engine.streams import LineSplitter, pump, time_param
 
 __all__ = [
     "RESUME_MARGIN_NS",
-    "Deduper",
-    "EngineEvent",
     "EventListener",
     "EventsHub",
     "StatusListener",
-    "event_action",
-    "event_attributes",
-    "event_key",
-    "event_nanos",
 ]
 
 log = logging.getLogger(__name__)
 
-EngineEvent = dict[str, Any]
 EventListener = Callable[[EngineEvent], None]
 # (connected, detail): called once when the stream is lost and once when it is back.
 StatusListener = Callable[[bool, str], None]
 
-_SEEN_KEYS = 4096
 # How far before the last delivered event a resumed stream starts (see module doc).
 RESUME_MARGIN_NS = 2_000_000_000
-
-
-def event_nanos(event: EngineEvent) -> int:
-    nanos = event.get("timeNano")
-    if isinstance(nanos, int) and not isinstance(nanos, bool):
-        return nanos
-    seconds = event.get("time")
-    if isinstance(seconds, int) and not isinstance(seconds, bool):
-        return seconds * 1_000_000_000
-    return 0
-
-
-def event_attributes(event: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The actor's `Attributes` (name, image, labels, ...); empty when missing or malformed."""
-    actor = event.get("Actor")
-    if isinstance(actor, Mapping):
-        attrs = actor.get("Attributes")
-        if isinstance(attrs, Mapping):
-            return attrs
-    return {}
-
-
-def event_action(event: Mapping[str, Any]) -> str:
-    """`Action` (`status` on old engines); "" when missing or not text."""
-    action = event.get("Action") or event.get("status")
-    return action if isinstance(action, str) else ""
-
-
-def event_key(event: EngineEvent) -> tuple[Any, ...]:
-    actor = event.get("Actor") or {}
-    return (
-        event_nanos(event),
-        event.get("Type"),
-        event.get("Action") or event.get("status"),
-        actor.get("ID") if isinstance(actor, dict) else None,
-        event.get("id"),
-    )
-
-
-class Deduper:
-    """Remembers the keys of the last `size` events; memory stays bounded."""
-
-    __slots__ = ("_order", "_seen")
-
-    def __init__(self, size: int = _SEEN_KEYS) -> None:
-        self._order: deque[tuple[Any, ...]] = deque(maxlen=size)
-        self._seen: set[tuple[Any, ...]] = set()
-
-    def first_time(self, key: tuple[Any, ...]) -> bool:
-        if key in self._seen:
-            return False
-        if len(self._order) == self._order.maxlen:
-            self._seen.discard(self._order[0])
-        self._order.append(key)
-        self._seen.add(key)
-        return True
-
-    def clear(self) -> None:
-        self._order.clear()
-        self._seen.clear()
-
-    def __len__(self) -> int:
-        return len(self._seen)
 
 
 class EventsHub:
@@ -212,17 +140,18 @@ class EventsHub:
         return max(self._start_nanos, self.last_nanos - RESUME_MARGIN_NS)
 
     async def _run(self) -> None:
-        delay = self.backoff_initial
+        # Jittered: gateways that lost one engine together do not retry in step.
+        backoff = Backoff(self.backoff_initial, self.backoff_max, jitter=0.5)
         lost_reported = False
         while self._listeners:
             params = {"since": time_param(self.resume_since())}
 
             def opened() -> None:
-                nonlocal delay, lost_reported
+                nonlocal lost_reported
                 self.streams_opened += 1
                 self.connected = True
                 self._ready.set()
-                delay = self.backoff_initial
+                backoff.reset()
                 if lost_reported:
                     lost_reported = False
                     self._notify_status(True, "Docker engine connection restored")
@@ -241,8 +170,9 @@ class EventsHub:
             if not lost_reported and self._listeners:
                 lost_reported = True
                 self._notify_status(False, f"Docker engine connection lost: {reason}")
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self.backoff_max)
+            delay = backoff.next_delay()
+            assert delay is not None, "an unbounded backoff always has a next delay"
+            await asyncio.sleep(delay)
 
     def _handle_lines(self, lines: list[bytes]) -> None:
         for line in lines:

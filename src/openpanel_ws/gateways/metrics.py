@@ -26,8 +26,8 @@ __all__ = [
     "FRESH_SECONDS",
     "MIN_CPU_WINDOW",
     "MetricsGateway",
+    "MetricsState",
     "Sampler",
-    "Subscription",
     "metrics_message",
     "next_deadline",
     "subscribed_message",
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # CPU percent needs some time between two readings to mean anything.
 MIN_CPU_WINDOW = 0.2
-# A late joiner gets the sampler's last frame if it is at most this old; otherwise one
+# A late joiner gets the sampler's last sample if it is at most this old; otherwise one
 # sample is taken for it at once (and reused by other joiners within this window).
 FRESH_SECONDS = 1.0
 
@@ -51,11 +51,11 @@ class Sampler:
 
     interval_ms: int
     # session -> its latest-value key (a new key per subscription, see `_subscribe`)
-    subscribers: dict[Session[Subscription], str] = field(default_factory=dict)
+    subscribers: dict[Session[MetricsState], str] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     prev: Reading | None = None  # baseline of the next tick: this sampler's last tick
-    frame: bytes | None = None
-    frame_at: float = 0.0
+    payload: bytes | None = None  # the last sample's JSON (`send_latest` frames it once)
+    payload_at: float = 0.0
     ticks: int = 0
     failing: bool = False
 
@@ -65,7 +65,7 @@ class Sampler:
 
 
 @dataclass(frozen=True, slots=True)
-class Subscription:
+class MetricsState:
     """A connection's metrics subscription (`Session.state`): its interval and the
     latest-value key its frames are conflated under."""
 
@@ -128,7 +128,7 @@ def next_deadline(deadline: float, period: float, now: float) -> float:
     return deadline
 
 
-class MetricsGateway(Gateway[Subscription]):
+class MetricsGateway(Gateway[MetricsState]):
     """`/ws/metrics`: one subscription per connection (`Session.state`), one shared
     sampler per distinct interval."""
 
@@ -147,7 +147,7 @@ class MetricsGateway(Gateway[Subscription]):
         self.samples_taken = 0
         self.samplers_started = 0
 
-    def handlers(self) -> dict[str, Handler[Subscription]]:
+    def handlers(self) -> dict[str, Handler[MetricsState]]:
         return {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe}
 
     # --- introspection -----------------------------------------------------------------
@@ -165,16 +165,16 @@ class MetricsGateway(Gateway[Subscription]):
 
     # --- messages ------------------------------------------------------------------------
 
-    async def _subscribe(self, session: Session[Subscription], msg: Message) -> None:
+    async def _subscribe(self, session: Session[MetricsState], msg: Message) -> None:
         interval = protocol.interval_ms(msg)  # raises INVALID_MESSAGE before any change
         old = session.state
         if old is not None:
             # Drop an unsent frame of the old subscription. A fresh key per subscription
             # keeps the old key's queue slot from carrying the new frame ahead of the ack.
-            session.writer.discard_latest(old.key)
+            session.discard_latest(old.key)
             if old.interval_ms != interval:
                 self._leave(session, old)
-        sub = Subscription(interval, f"metrics#{next(_keys)}")
+        sub = MetricsState(interval, f"metrics#{next(_keys)}")
         session.state = sub
         session.send(subscribed_message(interval))
         sampler = self._samplers.get(interval)
@@ -183,21 +183,21 @@ class MetricsGateway(Gateway[Subscription]):
         sampler.subscribers[session] = sub.key
         self._first_sample(sampler, session, sub.key)
 
-    async def _unsubscribe(self, session: Session[Subscription], msg: Message) -> None:
+    async def _unsubscribe(self, session: Session[MetricsState], msg: Message) -> None:
         self._end(session, discard_unsent=True)
         session.send(unsubscribed_message())
 
-    async def on_disconnect(self, session: Session[Subscription]) -> None:
+    async def on_disconnect(self, session: Session[MetricsState]) -> None:
         self._end(session, discard_unsent=False)
 
-    def _end(self, session: Session[Subscription], *, discard_unsent: bool) -> None:
+    def _end(self, session: Session[MetricsState], *, discard_unsent: bool) -> None:
         """The session's subscription (if any) ends; `discard_unsent`: its unsent frame
         too (the connection lives on)."""
         old, session.state = session.state, None
         if old is None:
             return
         if discard_unsent:
-            session.writer.discard_latest(old.key)
+            session.discard_latest(old.key)
         self._leave(session, old)
 
     async def stop(self) -> None:
@@ -209,7 +209,7 @@ class MetricsGateway(Gateway[Subscription]):
 
     # --- samplers ------------------------------------------------------------------------
 
-    def _leave(self, session: Session[Subscription], sub: Subscription) -> None:
+    def _leave(self, session: Session[MetricsState], sub: MetricsState) -> None:
         sampler = self._samplers.get(sub.interval_ms)
         if sampler is None:
             return
@@ -234,19 +234,19 @@ class MetricsGateway(Gateway[Subscription]):
         self.samplers_started += 1
         return sampler
 
-    def _first_sample(self, sampler: Sampler, session: Session[Subscription], key: str) -> None:
+    def _first_sample(self, sampler: Sampler, session: Session[MetricsState], key: str) -> None:
         """A new subscriber gets a sample now, not after a full interval."""
-        if sampler.frame is None or sampler.prev is None:
+        if sampler.payload is None or sampler.prev is None:
             return  # the sampler is warming up: its first tick is at most MIN_CPU_WINDOW away
-        if time.monotonic() - sampler.frame_at > FRESH_SECONDS:
+        if time.monotonic() - sampler.payload_at > FRESH_SECONDS:
             # Out-of-band sample over the period since the sampler's last tick; the tick
             # baseline is left alone so the shared samples keep measuring whole periods.
-            frame = self._sample(sampler.prev)
-            if frame is None:
+            payload = self._sample(sampler.prev)
+            if payload is None:
                 return
-            sampler.frame, sampler.frame_at = frame, time.monotonic()
-        assert sampler.frame is not None
-        session.send_latest(key, sampler.frame)
+            sampler.payload, sampler.payload_at = payload, time.monotonic()
+        assert sampler.payload is not None
+        session.send_latest(key, sampler.payload)
 
     def _read(self) -> Reading:
         reading = self.reader.read()
@@ -279,13 +279,13 @@ class MetricsGateway(Gateway[Subscription]):
             return
         sampler.failing = False
         self._note_disk()
-        frame = protocol.encode(metrics_message(host_sample(sampler.prev, reading)))
+        payload = protocol.encode(metrics_message(host_sample(sampler.prev, reading)))
         sampler.prev = reading
-        sampler.frame, sampler.frame_at = frame, reading.monotonic
+        sampler.payload, sampler.payload_at = payload, reading.monotonic
         sampler.ticks += 1
         self.samples_taken += 1
         for session, key in sampler.subscribers.items():
-            session.send_latest(key, frame)
+            session.send_latest(key, payload)
 
     async def _run(self, sampler: Sampler) -> None:
         # Baseline: the newest reading of any sampler if it is recent, else a fresh one;

@@ -6,12 +6,8 @@ from typing import Any
 import orjson
 
 from openpanel_ws.engine.client import DockerEngine
-from openpanel_ws.engine.events import (
-    RESUME_MARGIN_NS,
-    Deduper,
-    EventsHub,
-    event_nanos,
-)
+from openpanel_ws.engine.eventdata import Deduper, event_nanos
+from openpanel_ws.engine.events import RESUME_MARGIN_NS, EventsHub
 from openpanel_ws.engine.streams import LineSplitter, time_param
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "engine-events.jsonl"

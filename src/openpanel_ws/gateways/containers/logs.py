@@ -20,18 +20,20 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
+from openpanel_ws.backoff import Backoff
 from openpanel_ws.engine.client import EngineError, EngineNotFound
 from openpanel_ws.engine.logs import ContainerLogLine, FollowCursor, HandoverFilter, LogParser
 from openpanel_ws.engine.streams import pump, time_param
 from openpanel_ws.gateways.containers.upstream import (
     BACKOFF_INITIAL,
-    Backoff,
     Subscription,
     Upstream,
     UpstreamLinks,
+    next_wait,
 )
+from openpanel_ws.gateways.hold import Hold, cut_off
 from openpanel_ws.outbound import text_frame
-from openpanel_ws.protocol import CloseCode
+from openpanel_ws.sendqueue import QueueLimits
 
 __all__ = ["LOGS", "LogSub", "LogUpstream", "log_frame"]
 
@@ -54,8 +56,9 @@ LOGS_PARAMS: Final = {"stdout": True, "stderr": True, "timestamps": True}
 class LogSub(Subscription):
     kind: ClassVar[str] = LOGS
     upstream: LogUpstream
-    # Lines held while this subscriber's history is being fetched (None: live).
-    pending: list[ContainerLogLine] | None = None
+    # Live lines (and their frames) held while this subscriber's history is being
+    # fetched (None: live).
+    held: Hold[tuple[ContainerLogLine, bytes]] | None = None
     handover: HandoverFilter | None = None
     history_task: asyncio.Task[None] | None = None
     joined_nanos: int = 0
@@ -72,12 +75,13 @@ def log_frame(container_ref: str, line: ContainerLogLine) -> bytes:
     }))
 
 
-def send_line(sub: LogSub, line: ContainerLogLine, frames: dict[str, bytes]) -> None:
-    """Encode and frame once per distinct `containerId` text, send the same bytes to each."""
+def line_frame(sub: LogSub, line: ContainerLogLine, frames: dict[str, bytes]) -> bytes:
+    """The line's frame for `sub`: encoded and framed once per distinct `containerId`
+    text, the same bytes for each subscriber."""
     frame = frames.get(sub.ref)
     if frame is None:
         frame = frames[sub.ref] = log_frame(sub.ref, line)
-    sub.session.send_frame(frame)
+    return frame
 
 
 def _by_time(line: ContainerLogLine) -> int:
@@ -88,7 +92,7 @@ class LogUpstream(Upstream[LogSub]):
     kind: ClassVar[str] = LOGS
 
     def __init__(self, links: UpstreamLinks, container_id: str, *, tty: bool, max_line: int,
-                 send_queue_max: int) -> None:
+                 limits: QueueLimits) -> None:
         super().__init__(links, container_id)
         self.tty = tty
         self.cursor = FollowCursor()
@@ -96,11 +100,11 @@ class LogUpstream(Upstream[LogSub]):
         # so nothing falls between it and a subscriber's history request) and resumes by
         # its own cursor. A subscriber's `tail`/`since` shape only its own history.
         self.start_nanos = time.time_ns() - START_MARGIN_NANOS
-        self.backoff = Backoff(BACKOFF_INITIAL, STREAM_BACKOFF_MAX)
+        self.backoff = Backoff(BACKOFF_INITIAL, STREAM_BACKOFF_MAX, jitter=0.0)
         self.max_line = max_line
-        # Lines held for a late subscriber while its history is fetched count against
-        # the send-queue bound: past it, 1013 as for queued frames.
-        self.held_max = send_queue_max
+        # Lines held for a late subscriber while its history is fetched are bounded as
+        # the send queue is (`Hold`): past it, the subscriber is a slow consumer.
+        self.limits = limits
 
     def _parser(self) -> LogParser:
         return LogParser(tty=self.tty, max_line_bytes=self.max_line)
@@ -130,8 +134,8 @@ class LogUpstream(Upstream[LogSub]):
             if time.monotonic() - opened_at >= HEALTHY_STREAM_SECONDS and not failed:
                 self.backoff.reset()
             if failed:
-                await asyncio.sleep(self.backoff.next_delay())
-            settle = 0.0 if failed else self.backoff.next_delay()
+                await asyncio.sleep(next_wait(self.backoff))
+            settle = 0.0 if failed else next_wait(self.backoff)
             if not await self.wait_running(settle=settle):
                 self.end_removed()
                 return
@@ -149,23 +153,22 @@ class LogUpstream(Upstream[LogSub]):
                 continue
             frames: dict[str, bytes] = {}
             for sub in list(self.subs):
-                if sub.pending is not None:
-                    if len(sub.pending) >= self.held_max:
-                        sub.session.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: log backlog")
-                        sub.pending = []
-                    sub.pending.append(line)
+                if sub.held is not None:
+                    frame = line_frame(sub, line, frames)
+                    if sub.held.push((line, frame), len(frame)) is not None:
+                        cut_off(sub.session)
                     continue
                 if sub.handover is not None:
                     if not sub.handover.admit(line):
                         continue
                     if sub.handover.done:
                         sub.handover = None
-                send_line(sub, line, frames)
+                sub.session.send_frame(line_frame(sub, line, frames))
 
     def add(self, sub: LogSub, tail: int | str, since: int | None) -> None:
         """Attach a subscriber to the live stream at once (its lines held) and fetch its
         own history by a separate request."""
-        sub.pending = []
+        sub.held = Hold(self.limits)
         sub.joined_nanos = time.time_ns()
         self.subs[sub] = None
         sub.history_task = asyncio.get_running_loop().create_task(
@@ -199,10 +202,10 @@ class LogUpstream(Upstream[LogSub]):
         # handover floor is never later than the moment the subscriber joined.
         floor = None if since is None else min(since, sub.joined_nanos)
         handover = HandoverFilter(history, floor)
-        held, sub.pending = sub.pending or [], None
-        for line in held:
+        held, sub.held = sub.held.release() if sub.held is not None else [], None
+        for line, frame in held:
             if handover.admit(line):
-                sub.session.send_frame(log_frame(sub.ref, line))
+                sub.session.send_frame(frame)
         sub.handover = None if handover.done else handover
         sub.history_task = None
 

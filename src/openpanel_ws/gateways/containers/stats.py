@@ -69,11 +69,12 @@ class StatsSub(Subscription):
         return f"stats:{self.ref}"
 
 
-def send_stats(sub: StatsSub, stats: ContainerStats, frames: dict[str, bytes]) -> None:
-    frame = frames.get(sub.ref)
-    if frame is None:
-        frame = frames[sub.ref] = orjson.dumps(stats_message(sub.ref, stats))
-    sub.session.send_latest(sub.latest_key, frame)
+def send_stats(sub: StatsSub, stats: ContainerStats, payloads: dict[str, bytes]) -> None:
+    """Encode once per distinct `containerId` text; `send_latest` frames it."""
+    payload = payloads.get(sub.ref)
+    if payload is None:
+        payload = payloads[sub.ref] = orjson.dumps(stats_message(sub.ref, stats))
+    sub.session.send_latest(sub.latest_key, payload)
 
 
 class StatsUpstream(Upstream[StatsSub]):
@@ -117,10 +118,10 @@ class StatsUpstream(Upstream[StatsSub]):
     def publish(self, stats: ContainerStats) -> None:
         now = time.monotonic()
         self.latest, self.latest_at = stats, now
-        frames: dict[str, bytes] = {}
+        payloads: dict[str, bytes] = {}
         for sub in self.subs:
             if sub.pacer.due(now):
-                send_stats(sub, stats, frames)
+                send_stats(sub, stats, payloads)
 
     def add(self, sub: StatsSub) -> None:
         self.subs[sub] = None
@@ -131,4 +132,4 @@ class StatsUpstream(Upstream[StatsSub]):
 
     def remove(self, sub: StatsSub) -> None:
         self.subs.pop(sub, None)
-        sub.session.writer.discard_latest(sub.latest_key)
+        sub.session.discard_latest(sub.latest_key)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 from urllib.parse import quote
 
 from openpanel_ws import protocol
+from openpanel_ws.backoff import Backoff
 from openpanel_ws.engine.client import DockerEngine, EngineError, EngineNotFound
 from openpanel_ws.gateways.base import Session
 
@@ -24,12 +25,12 @@ __all__ = [
     "BACKOFF_INITIAL",
     "BACKOFF_MAX",
     "RECHECK_SECONDS",
-    "Backoff",
     "ContainersState",
     "Subscription",
     "Upstream",
     "UpstreamLinks",
     "UpstreamRegistry",
+    "next_wait",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,23 +71,11 @@ class ContainersState:
             del self.subs[sub.key]
 
 
-class Backoff:
-    """Capped exponential delays (sans-I/O): 0.25, 0.5, 1, ... up to `maximum`."""
-
-    __slots__ = ("_delay", "initial", "maximum")
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._delay = initial
-
-    def next_delay(self) -> float:
-        delay = self._delay
-        self._delay = min(self._delay * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self._delay = self.initial
+def next_wait(backoff: Backoff) -> float:
+    """The next delay of a backoff without an attempt bound (it always has one)."""
+    delay = backoff.next_delay()
+    assert delay is not None, "an unbounded backoff always has a next delay"
+    return delay
 
 
 S = TypeVar("S", bound=Subscription)
@@ -163,7 +152,7 @@ class Upstream(Generic[S]):
 
         `settle`: a stream just ended; if the container still runs, wait this long first
         so that a failing stream cannot spin."""
-        outage = Backoff(BACKOFF_INITIAL, BACKOFF_MAX)
+        outage = Backoff(BACKOFF_INITIAL, BACKOFF_MAX, jitter=0.0)
         while True:
             self.started.clear()
             if self.removed:
@@ -173,7 +162,7 @@ class Upstream(Generic[S]):
             except EngineNotFound:
                 return False
             except EngineError:
-                await asyncio.sleep(outage.next_delay())
+                await asyncio.sleep(next_wait(outage))
                 continue
             state = info.get("State") or {}
             finished = state.get("FinishedAt")

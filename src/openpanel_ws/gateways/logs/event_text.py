@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from openpanel_ws.engine.events import event_action, event_attributes
+from openpanel_ws.engine.eventdata import event_action, event_attributes
 
 __all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "SystemLogLine", "describe"]
 

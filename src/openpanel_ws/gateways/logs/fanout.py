@@ -14,24 +14,23 @@ from typing import Any, Final
 
 from openpanel_ws import protocol
 from openpanel_ws.auth import scopes_match
-from openpanel_ws.engine.events import EngineEvent, event_attributes, event_key, event_nanos
+from openpanel_ws.engine.eventdata import EngineEvent, event_attributes, event_key, event_nanos
 from openpanel_ws.gateways.base import Session
+from openpanel_ws.gateways.hold import Hold, cut_off
 from openpanel_ws.gateways.logs.filters import EventFilter
-from openpanel_ws.gateways.logs.messages import event_frames
+from openpanel_ws.gateways.logs.messages import event_payloads
 from openpanel_ws.outbound import text_frame
 from openpanel_ws.protocol import Message
-from openpanel_ws.sendqueue import QueueLimits, SendQueue
+from openpanel_ws.sendqueue import QueueLimits
 
-__all__ = ["HELD_LIMITS", "MAX_EARLY_KEYS", "MAX_HELD_FRAMES", "Fanout", "LogsState", "scope_allows"]
-
-def framed(frame: bytes, readable: bytes | None) -> tuple[bytes, bytes | None]:
-    return text_frame(frame), None if readable is None else text_frame(readable)
+__all__ = ["MAX_EARLY_KEYS", "Fanout", "LogsState", "scope_allows"]
 
 
-# Live frames held for one client while its `since` replay is fetched; past this the
-# client is a slow consumer (the same rule as the outbound queue).
-MAX_HELD_FRAMES: Final = 10_000
-HELD_LIMITS: Final = QueueLimits(MAX_HELD_FRAMES, 16 * 1024 * 1024)
+def framed(payload: bytes, readable: bytes | None) -> tuple[bytes, bytes | None]:
+    """An event's two payloads (`event_payloads`) as frames."""
+    return text_frame(payload), None if readable is None else text_frame(readable)
+
+
 # Keys of live events stamped before a client joined, kept to dedupe its replay.
 MAX_EARLY_KEYS: Final = 1024
 
@@ -62,18 +61,21 @@ class LogsState:
         # joined; a replay up to `joined_nanos` must not send them again.
         self.joined_nanos = joined_nanos
         self.early_keys: set[tuple[Any, ...]] = set()
-        self.held: SendQueue | None = None  # live frames held during a replay
+        self.held: Hold[bytes] | None = None  # live frames held during a replay
 
 
 class Fanout:
     """Authenticated logs clients and their filters; each live message encoded once.
 
-    Each client's `LogsState` is its `Session.state`; this holds the sessions in order."""
+    Each client's `LogsState` is its `Session.state`; this holds the sessions in order.
+    `limits` bound the live frames held for a client during its replay (`Hold`): the
+    server's send-queue bound."""
 
-    __slots__ = ("_sessions",)
+    __slots__ = ("_sessions", "limits")
 
-    def __init__(self) -> None:
+    def __init__(self, limits: QueueLimits) -> None:
         self._sessions: dict[Session[LogsState], None] = {}  # insertion-ordered set
+        self.limits = limits
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -118,7 +120,7 @@ class Fanout:
     def publish_event(self, event: EngineEvent) -> None:
         """`docker_event` (+ its `docker` line) to every client whose filter matches; each
         frame is built once (docs/protocol.md, "Outbound path")."""
-        frame, readable = framed(*event_frames(event))
+        frame, readable = framed(*event_payloads(event))
         nanos = event_nanos(event)
         for session, state in self._clients():
             if not scope_allows(state.scopes, event):
@@ -142,8 +144,8 @@ class Fanout:
     def _deliver(self, session: Session[LogsState], state: LogsState, frame: bytes) -> None:
         if state.held is None:
             session.send_frame(frame)
-        elif state.held.push(frame) is not None:  # the send-queue bound (it drops the backlog)
-            session.close(protocol.CloseCode.TRY_AGAIN_LATER, "slow consumer: replay backlog overflow")
+        elif state.held.push(frame, len(frame)) is not None:  # past the bound: dropped
+            cut_off(session)
 
     # --- `since` replay: events from before the client joined ------------------------
 
@@ -153,7 +155,7 @@ class Fanout:
         state = self._state(session)
         if state is None or state.held is not None:
             return None
-        state.held = SendQueue(HELD_LIMITS)
+        state.held = Hold(self.limits)
         return state.joined_nanos
 
     def finish_replay(self, session: Session[LogsState], events: Iterable[EngineEvent],
@@ -163,7 +165,7 @@ class Fanout:
         state = self._state(session)
         if state is None:
             return 0
-        held, state.held = state.held.pop_all() if state.held is not None else [], None
+        held, state.held = state.held.release() if state.held is not None else [], None
         frames: list[bytes] = []
         count = 0
         for event in events:
@@ -173,7 +175,7 @@ class Fanout:
                 continue
             if event_key(event) in state.early_keys:
                 continue
-            frame, readable = framed(*event_frames(event))
+            frame, readable = framed(*event_payloads(event))
             frames.append(frame)
             if readable is not None:
                 frames.append(readable)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from openpanel_ws import protocol
-from openpanel_ws.engine.events import event_action, event_attributes
+from openpanel_ws.engine.eventdata import event_action, event_attributes
 
 __all__ = ["FILTER_KEYS", "MAX_FILTER_VALUES", "MAX_FILTER_VALUE_LEN", "EventFilter"]
 

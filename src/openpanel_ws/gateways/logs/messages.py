@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Final
 
 from openpanel_ws import protocol
-from openpanel_ws.engine.events import EngineEvent, event_nanos
+from openpanel_ws.engine.eventdata import EngineEvent, event_nanos
 from openpanel_ws.gateways.logs.event_text import describe
 from openpanel_ws.protocol import Message
 
-__all__ = ["SOURCE_DOCKER", "SOURCE_GATEWAY", "docker_event", "event_frames", "system_log"]
+__all__ = ["SOURCE_DOCKER", "SOURCE_GATEWAY", "docker_event", "event_payloads", "system_log"]
 
 SOURCE_DOCKER: Final = "docker"
 SOURCE_GATEWAY: Final = "gateway"
@@ -26,8 +26,9 @@ def docker_event(event: EngineEvent) -> Message:
     return {"type": "docker_event", "timestamp": stamp, "event": event}
 
 
-def event_frames(event: EngineEvent) -> tuple[bytes, bytes | None]:
-    """The encoded `docker_event` and, for a notable event, its `docker` system_log."""
+def event_payloads(event: EngineEvent) -> tuple[bytes, bytes | None]:
+    """The JSON payloads of the `docker_event` and, for a notable event, of its `docker`
+    system_log (not yet framed)."""
     message = docker_event(event)
     line = describe(event)
     readable = None

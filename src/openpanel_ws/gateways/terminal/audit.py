@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from openpanel_ws.gateways.terminal.state import TerminalState
+from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
 from openpanel_ws.protocol import rfc3339
 
 __all__ = [
@@ -28,43 +28,43 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _base(state: TerminalState, user: str, client_id: str, remote: str) -> dict[str, Any]:
+def _base(lifecycle: TerminalLifecycle, user: str, client_id: str, remote: str) -> dict[str, Any]:
     return {
-        "sessionId": state.session_id,
+        "sessionId": lifecycle.session_id,
         "user": user,
         "clientId": client_id,
         "remote": remote,
-        "container": state.container_id,
-        "containerName": state.container_name,
-        "containerRef": state.container_ref,
-        "shell": state.shell,
-        "start": rfc3339(state.started_at),
+        "container": lifecycle.container_id,
+        "containerName": lifecycle.container_name,
+        "containerRef": lifecycle.container_ref,
+        "shell": lifecycle.shell,
+        "start": rfc3339(lifecycle.started_at),
     }
 
 
-def start_record(state: TerminalState, *, user: str, client_id: str, remote: str,
+def start_record(lifecycle: TerminalLifecycle, *, user: str, client_id: str, remote: str,
                  recording: str | None = None) -> dict[str, Any]:
-    record = {"event": "terminal_start", "timestamp": rfc3339(state.started_at),
-              **_base(state, user, client_id, remote)}
+    record = {"event": "terminal_start", "timestamp": rfc3339(lifecycle.started_at),
+              **_base(lifecycle, user, client_id, remote)}
     if recording is not None:
         record["recording"] = recording
     return record
 
 
-def end_record(state: TerminalState, *, user: str, client_id: str, remote: str,
+def end_record(lifecycle: TerminalLifecycle, *, user: str, client_id: str, remote: str,
                recording: str | None = None) -> dict[str, Any]:
-    ended = state.ended_at if state.ended_at is not None else state.started_at
+    ended = lifecycle.ended_at if lifecycle.ended_at is not None else lifecycle.started_at
     extra = {"recording": recording} if recording is not None else {}
     return {
         "event": "terminal_end",
         "timestamp": rfc3339(ended),
-        **_base(state, user, client_id, remote),
+        **_base(lifecycle, user, client_id, remote),
         "end": rfc3339(ended),
-        "durationSeconds": round(max(0.0, ended - state.started_at), 3),
-        "reason": state.close_reason,
-        "exitCode": state.exit_code,
-        "bytesIn": state.bytes_in,
-        "bytesOut": state.bytes_out,
+        "durationSeconds": round(max(0.0, ended - lifecycle.started_at), 3),
+        "reason": lifecycle.close_reason,
+        "exitCode": lifecycle.exit_code,
+        "bytesIn": lifecycle.bytes_in,
+        "bytesOut": lifecycle.bytes_out,
         **extra,
     }
 

@@ -14,18 +14,15 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 
 from openpanel_ws.engine.exec import ExecProcess
+from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
+from openpanel_ws.gateways.terminal.live import Suspended, Terminal, TerminalHost
 from openpanel_ws.gateways.terminal.recording import CastRecorder
-from openpanel_ws.gateways.terminal.session import Suspended, Terminal
-from openpanel_ws.gateways.terminal.sessions import OutputRing
-from openpanel_ws.gateways.terminal.state import TerminalState
-
-if TYPE_CHECKING:
-    from openpanel_ws.gateways.terminal import TerminalGateway
+from openpanel_ws.gateways.terminal.ring import OutputRing
 
 __all__ = ["HANDOFF_ENV", "Record", "adopt", "pending_output", "read_records", "record", "write_records"]
 
@@ -39,22 +36,22 @@ Record = dict[str, Any]
 
 def record(terminal: Terminal, suspended: Suspended) -> Record:
     """What the next gateway image needs to adopt `terminal` (suspended)."""
-    state = terminal.state
+    lifecycle = terminal.lifecycle
     proc = terminal.proc
     now = time.monotonic()
     recorder = terminal.recorder
     return {
-        "sessionId": state.session_id, "user": terminal.user, "clientId": terminal.client_id,
-        "remote": terminal.remote, "containerRef": state.container_ref,
-        "containerId": state.container_id, "containerName": state.container_name,
-        "containerStartedAt": terminal.container_started_at, "shell": state.shell,
+        "sessionId": lifecycle.session_id, "user": terminal.user, "clientId": terminal.client_id,
+        "remote": terminal.remote, "containerRef": lifecycle.container_ref,
+        "containerId": lifecycle.container_id, "containerName": lifecycle.container_name,
+        "containerStartedAt": terminal.container_started_at, "shell": lifecycle.shell,
         "program": proc.program, "args": proc.args, "tty": proc.tty,
         "stdin": proc.stdin, "stdinOpen": terminal.stdin_open,
         "execId": proc.exec_id, "fd": suspended.fd,
         "pending": base64.b64encode(suspended.pending).decode(),
-        "startedAt": state.started_at, "idleTimeout": state.idle_timeout,
-        "idleFor": now - state.last_activity, "bytesIn": state.bytes_in,
-        "bytesOut": state.bytes_out, "cols": terminal.cols, "rows": terminal.rows,
+        "startedAt": lifecycle.started_at, "idleTimeout": lifecycle.idle_timeout,
+        "idleFor": now - lifecycle.last_activity, "bytesIn": lifecycle.bytes_in,
+        "bytesOut": lifecycle.bytes_out, "cols": terminal.cols, "rows": terminal.rows,
         "ring": terminal.ring.pieces(), "ringSeq": terminal.ring.seq,
         "recording": recorder.path if recorder is not None else None,
         "recordingElapsed": now - recorder.started if recorder is not None else 0.0,
@@ -94,7 +91,7 @@ def read_records(path: Path) -> list[Record]:
     return [r for r in sessions if isinstance(r, dict)] if isinstance(sessions, list) else []
 
 
-async def adopt(gateway: TerminalGateway, rec: Record) -> Terminal:
+async def adopt(gateway: TerminalHost, rec: Record) -> Terminal:
     """Rebuild a handed-on terminal around its attach socket (not yet started)."""
     session_id = str(rec["sessionId"])
     proc = ExecProcess(gateway.services.engine, rec["containerId"], rec["program"],
@@ -103,13 +100,13 @@ async def adopt(gateway: TerminalGateway, rec: Record) -> Terminal:
     await proc.adopt_socket(int(rec["fd"]))
     now = time.monotonic()
     settings = gateway.settings
-    state = TerminalState(
+    lifecycle = TerminalLifecycle(
         session_id=session_id, container_ref=rec["containerRef"],
         container_id=rec["containerId"], container_name=rec["containerName"],
         shell=rec["shell"], started_at=rec["startedAt"],
         idle_timeout=settings.terminal_idle_timeout, now=now - float(rec["idleFor"]))
-    state.bytes_in, state.bytes_out = rec["bytesIn"], rec["bytesOut"]
-    terminal = Terminal(gateway, state, proc, user=rec["user"], client_id=rec["clientId"],
+    lifecycle.bytes_in, lifecycle.bytes_out = rec["bytesIn"], rec["bytesOut"]
+    terminal = Terminal(gateway, lifecycle, proc, user=rec["user"], client_id=rec["clientId"],
                         remote=rec["remote"], cols=rec["cols"], rows=rec["rows"])
     terminal.ring = OutputRing.restore(settings.terminal_ring_bytes,
                                        [(t, st, e) for t, st, e in rec["ring"]], rec["ringSeq"])

@@ -12,7 +12,7 @@ import helpers
 from fakes import Sink
 from openpanel_ws.auth import Principal
 from openpanel_ws.gateways.base import Session
-from openpanel_ws.gateways.containers import ContainersGateway, ended_message
+from openpanel_ws.gateways.containers.gateway import ContainersGateway, ended_message
 from openpanel_ws.gateways.containers.requests import DEFAULT_TAIL, parse_tail
 from openpanel_ws.outbound import ClientWriter, WriteScheduler
 from openpanel_ws.protocol import ErrorCode, ProtocolError, optional_since

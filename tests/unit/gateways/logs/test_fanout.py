@@ -11,11 +11,13 @@ from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.logs.fanout import Fanout
 from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.outbound import ClientWriter, WriteScheduler
+from openpanel_ws.protocol import SLOW_CONSUMER_REASON
 from openpanel_ws.sendqueue import QueueLimits
 
 FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "logs" / "engine-events.jsonl"
 EVENTS: list[dict[str, Any]] = [orjson.loads(line) for line in FIXTURE.read_bytes().splitlines() if line]
 SCHEDULER = WriteScheduler(QueueLimits(1000, 10_000_000), 1.0)
+HELD = QueueLimits(100, 1_000_000)  # live frames held for a client during its replay
 
 
 def session(name: str) -> tuple[Session, Sink]:
@@ -32,7 +34,7 @@ async def drain(*sessions: Session) -> None:
 
 
 async def test_the_same_bytes_go_to_every_client() -> None:
-    fan = Fanout()
+    fan = Fanout(HELD)
     pairs = [session(f"c{i}") for i in range(3)]
     for s, _ in pairs:
         fan.add(s)
@@ -50,7 +52,7 @@ async def test_the_same_bytes_go_to_every_client() -> None:
 
 
 async def test_filters_are_per_client_and_removal_is_complete() -> None:
-    fan = Fanout()
+    fan = Fanout(HELD)
     (a, sink_a), (b, sink_b) = session("a"), session("b")
     fan.add(a)
     fan.add(b)
@@ -68,7 +70,7 @@ async def test_filters_are_per_client_and_removal_is_complete() -> None:
 
 
 async def test_set_filter_ignores_unknown_sessions_and_empty_filter_means_everything() -> None:
-    fan = Fanout()
+    fan = Fanout(HELD)
     s, sink = session("s")
     fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
     assert s not in fan
@@ -82,7 +84,7 @@ async def test_set_filter_ignores_unknown_sessions_and_empty_filter_means_everyt
 
 
 async def test_replay_goes_before_held_live_frames_without_duplicates() -> None:
-    fan = Fanout()
+    fan = Fanout(HELD)
     s, sink = session("s")
     joined = EVENTS[30]["timeNano"]
     fan.add(s, now_nanos=joined)
@@ -110,21 +112,21 @@ async def test_replay_goes_before_held_live_frames_without_duplicates() -> None:
 
 
 async def test_held_frames_are_bounded() -> None:
-    from openpanel_ws.gateways.logs import fanout
-
-    fan = Fanout()
-    s, _ = session("s")
+    fan = Fanout(HELD)
+    s, sink = session("s")
     fan.add(s)
     fan.begin_replay(s)
-    for _ in range(fanout.MAX_HELD_FRAMES + 1):
+    for _ in range(HELD.max_frames + 1):
         fan.broadcast({"type": "system_log"})
     assert s.closed  # a slow consumer, closed with 1013 instead of growing memory
     fan.finish_replay(s, [])
     await asyncio.wait_for(s.writer.wait_closed(), 2)
+    assert sink.frames == []  # the held frames were dropped
+    assert sink.closed == (1013, SLOW_CONSUMER_REASON.encode())
 
 
 async def test_a_clients_state_lives_in_its_session_and_goes_with_it() -> None:
-    fan = Fanout()
+    fan = Fanout(HELD)
     s, _ = session("s")
     fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
     fan.set_scopes(s, ("web-*",))

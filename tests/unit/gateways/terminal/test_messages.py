@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from openpanel_ws.gateways.terminal.messages import parse_open
-from openpanel_ws.gateways.terminal.state import ExecOutput
+from openpanel_ws.gateways.terminal.output import ExecOutput
 from openpanel_ws.protocol import ProtocolError
 
 

@@ -15,7 +15,8 @@ from openpanel_ws.config import ConfigError, load_settings
 from openpanel_ws.gateways.terminal.journal import TerminalJournal, owner_alive
 from openpanel_ws.gateways.terminal.messages import parse_open
 from openpanel_ws.gateways.terminal.recording import CastRecorder, header, play, read_cast, recording_name
-from openpanel_ws.gateways.terminal.sessions import OutputRing, SessionRegistry, utf8_len
+from openpanel_ws.gateways.terminal.registry import TerminalRegistry
+from openpanel_ws.gateways.terminal.ring import OutputRing, utf8_len
 from openpanel_ws.protocol import ProtocolError
 
 # --- ring and seq -----------------------------------------------------------------------
@@ -79,7 +80,7 @@ def test_parse_open_resume_fields() -> None:
 
 
 def test_caps_per_user_and_total() -> None:
-    reg: SessionRegistry[str] = SessionRegistry(max_per_user=2, max_total=3)
+    reg: TerminalRegistry[str] = TerminalRegistry(max_per_user=2, max_total=3)
     assert reg.reserve("s1", "alice") is None
     assert reg.reserve("s2", "alice") is None
     refusal = reg.reserve("s3", "alice")

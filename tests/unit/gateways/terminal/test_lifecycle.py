@@ -9,6 +9,7 @@ import pytest
 
 from openpanel_ws.engine.exec import start_failure_message
 from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_record
+from openpanel_ws.gateways.terminal.lifecycle import Phase, TerminalLifecycle, new_session_id
 from openpanel_ws.gateways.terminal.messages import (
     IDLE_TIMEOUT,
     PROCESS_EXITED,
@@ -19,7 +20,7 @@ from openpanel_ws.gateways.terminal.messages import (
     parse_open,
     parse_resize,
 )
-from openpanel_ws.gateways.terminal.state import OutputDecoder, Phase, TerminalState, new_session_id
+from openpanel_ws.gateways.terminal.output import OutputDecoder
 from openpanel_ws.protocol import ProtocolError
 
 SAMPLE = "a àçãé 日本語 😀€ z"
@@ -104,10 +105,10 @@ def test_input_is_utf8_bytes() -> None:
 # --- state --------------------------------------------------------------------------------
 
 
-def make_state(idle: float = 10.0) -> TerminalState:
-    return TerminalState(session_id=new_session_id(), container_ref="web", container_id="c" * 64,
-                         container_name="web", shell="/bin/sh", started_at=1_700_000_000.0,
-                         idle_timeout=idle, now=100.0)
+def make_state(idle: float = 10.0) -> TerminalLifecycle:
+    return TerminalLifecycle(session_id=new_session_id(), container_ref="web", container_id="c" * 64,
+                             container_name="web", shell="/bin/sh", started_at=1_700_000_000.0,
+                             idle_timeout=idle, now=100.0)
 
 
 def test_first_close_wins() -> None:

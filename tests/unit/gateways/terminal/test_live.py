@@ -1,32 +1,32 @@
-"""The terminal gateway's typed `Session.state`: a `Binding`, changed only by `bind`,
-`Binding.release` and `unbind`, read through `bound_terminal`."""
+"""The terminal gateway's typed `Session.state`: a `TerminalState`, changed only by `bind`,
+`TerminalState.release` and `unbind`, read through `bound_terminal`."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
 from openpanel_ws.gateways.base import Session
-from openpanel_ws.gateways.terminal.session import Binding, Terminal, bound_terminal, unbind
-from openpanel_ws.gateways.terminal.state import TerminalState
+from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
+from openpanel_ws.gateways.terminal.live import Terminal, TerminalState, bound_terminal, unbind
 
 
 class FakeTerminal:
-    """What a `Binding` reads of its terminal: which binding holds it, and its state."""
+    """What a `TerminalState` reads of its terminal: which state holds it, its lifecycle."""
 
     def __init__(self) -> None:
-        self.binding: Binding | None = None
-        self.state = TerminalState(session_id="session-1", container_ref="web", container_id="c1",
-                                   container_name="web", shell="/bin/sh", started_at=0.0,
-                                   idle_timeout=60.0, now=0.0)
+        self.attached: TerminalState | None = None
+        self.lifecycle = TerminalLifecycle(session_id="session-1", container_ref="web", container_id="c1",
+                                           container_name="web", shell="/bin/sh", started_at=0.0,
+                                           idle_timeout=60.0, now=0.0)
 
 
-def session() -> Session[Binding]:
+def session() -> Session[TerminalState]:
     return Session("client-1", cast(Any, None))
 
 
-def attach(s: Session[Binding], fake: FakeTerminal) -> Binding:
-    binding = fake.binding = Binding.bind(s, cast(Terminal, fake))
-    return binding
+def attach(s: Session[TerminalState], fake: FakeTerminal) -> TerminalState:
+    attached = fake.attached = TerminalState.bind(s, cast(Terminal, fake))
+    return attached
 
 
 def test_an_idle_connection_holds_nothing() -> None:
@@ -36,18 +36,18 @@ def test_an_idle_connection_holds_nothing() -> None:
 
 def test_bind_makes_the_terminal_the_sessions_own() -> None:
     s, fake = session(), FakeTerminal()
-    binding = attach(s, fake)
-    assert s.state is binding
+    attached = attach(s, fake)
+    assert s.state is attached
     assert bound_terminal(s) is cast(Terminal, fake)
 
 
 def test_a_closing_terminal_is_no_longer_bound_but_stays_until_unbound() -> None:
     s, fake = session(), FakeTerminal()
-    binding = attach(s, fake)
-    fake.state.begin_close("User closed")
+    attached = attach(s, fake)
+    fake.lifecycle.begin_close("User closed")
     assert bound_terminal(s) is None
-    assert s.state is binding  # stale until the teardown (or a new open) drops it
-    assert unbind(s) is binding and s.state is None
+    assert s.state is attached  # stale until the teardown (or a new open) drops it
+    assert unbind(s) is attached and s.state is None
 
 
 def test_release_leaves_a_newer_binding_alone() -> None:

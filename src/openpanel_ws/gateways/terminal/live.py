@@ -1,11 +1,13 @@
-"""One terminal session and a connection's hold on it: the I/O of a live terminal.
+"""A live terminal and a connection's state on /ws/terminal: the I/O of a live terminal.
 
-A `Terminal` owns its exec (`engine.exec`), an output pump task, an idle watch task,
-a grace timer while detached, and a single teardown that always kills the shell and
-its children through the engine before it reports `terminal_closed` (with a TTY,
-closing the attach socket leaves the shell running; docs/terminal.md). It outlives
-its connection: a `Binding` is one connection's hold on it (docs/protocol.md
-"Terminal sessions").
+A `Terminal` (a "terminal session" on the wire, `sessionId`) owns its exec
+(`engine.exec`), an output pump task, an idle watch task, a grace timer while
+detached, and a single teardown that always kills the shell and its children through
+the engine before it reports `terminal_closed` (with a TTY, closing the attach socket
+leaves the shell running; docs/terminal.md). It outlives its connection: a
+`TerminalState` (the gateway's `Session.state`) is one connection's hold on it
+(docs/protocol.md "Terminal sessions"). What a terminal needs of its gateway is
+`TerminalHost`, so this module does not import the gateway.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.engine.exec import ExecProcess, start_failure_message
 from openpanel_ws.gateways.access import docker_unavailable
 from openpanel_ws.gateways.base import Session
+from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
 from openpanel_ws.gateways.terminal.messages import (
     GRACE_EXPIRED,
     IDLE_TIMEOUT,
@@ -35,22 +38,24 @@ from openpanel_ws.gateways.terminal.messages import (
     output_message,
     start_failed,
 )
+from openpanel_ws.gateways.terminal.output import ExecOutput
 from openpanel_ws.gateways.terminal.recording import CastRecorder
-from openpanel_ws.gateways.terminal.sessions import OutputPiece, OutputRing
-from openpanel_ws.gateways.terminal.state import ExecOutput, TerminalState
+from openpanel_ws.gateways.terminal.ring import OutputPiece, OutputRing
 from openpanel_ws.protocol import Message
 
 if TYPE_CHECKING:
-    from openpanel_ws.gateways.terminal import TerminalGateway
+    from openpanel_ws.config import Settings
+    from openpanel_ws.services import Services
 
 __all__ = [
     "INPUT_BACKLOG_LIMIT",
     "LOST_CHECK_WAIT",
     "OUTPUT_HIGH_WATER",
     "OUTPUT_LOW_WATER",
-    "Binding",
     "Suspended",
     "Terminal",
+    "TerminalHost",
+    "TerminalState",
     "bound_terminal",
     "create_exec",
     "start_exec",
@@ -80,61 +85,81 @@ class Suspended:
     pending: bytes
 
 
-class Binding:
+class TerminalHost(Protocol):
+    """What a `Terminal` needs of its gateway (`TerminalGateway`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def services(self) -> Services: ...
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a teardown task until it ends (the gateway waits for it at shutdown)."""
+
+    async def release(self, terminal: Terminal, *, forget: bool) -> None:
+        """The terminal has ended: free its slot (`forget`: its processes are gone)."""
+
+    def audit_end(self, terminal: Terminal) -> None:
+        """Write the terminal's end line to the audit log."""
+
+
+class TerminalState:
     """One connection's hold on a terminal: the terminal gateway's `Session.state`.
 
     The terminal outlives it: a dropped connection detaches, another one may attach
     again. `Session.state` is written only by the transitions of this module (`bind`,
-    `Binding.release`, `unbind`) and read through `bound_terminal`.
+    `TerminalState.release`, `unbind`) and read through `bound_terminal`.
     """
 
     __slots__ = ("session", "terminal")
 
-    def __init__(self, session: Session[Binding], terminal: Terminal) -> None:
+    def __init__(self, session: Session[TerminalState], terminal: Terminal) -> None:
         self.session = session
         self.terminal = terminal
 
     @classmethod
-    def bind(cls, session: Session[Binding], terminal: Terminal) -> Binding:
+    def bind(cls, session: Session[TerminalState], terminal: Terminal) -> TerminalState:
         """`session` now holds `terminal` (open, resume)."""
-        binding = session.state = cls(session, terminal)
-        return binding
+        state = session.state = cls(session, terminal)
+        return state
 
     def release(self) -> None:
-        """The session stops holding this binding; a no-op when it holds another one
+        """The session stops holding this terminal; a no-op when it holds another one
         already (it resumed or opened a terminal meanwhile)."""
         if self.session.state is self:
             self.session.state = None
 
     @property
     def current(self) -> bool:
-        return self.terminal.binding is self and self.terminal.state.is_open
+        return self.terminal.attached is self and self.terminal.lifecycle.is_open
 
     def deliver(self, piece: OutputPiece) -> bool:
         return self.session.send(output_message(piece.text, piece.stream, piece.end))
 
 
-def bound_terminal(session: Session[Binding]) -> Terminal | None:
-    """The open terminal `session` holds, None when it holds none (or a stale binding:
+def bound_terminal(session: Session[TerminalState]) -> Terminal | None:
+    """The open terminal `session` holds, None when it holds none (or holds it stale:
     its terminal is closing, or was resumed on another connection)."""
-    binding = session.state
-    return binding.terminal if binding is not None and binding.current else None
+    state = session.state
+    return state.terminal if state is not None and state.current else None
 
 
-def unbind(session: Session[Binding]) -> Binding | None:
-    """Take `session`'s binding away (stale or not) and return it."""
-    binding, session.state = session.state, None
-    return binding
+def unbind(session: Session[TerminalState]) -> TerminalState | None:
+    """Take `session`'s `TerminalState` away (stale or not) and return it."""
+    state, session.state = session.state, None
+    return state
 
 
 class Terminal:
-    """One terminal session: its exec, output ring, recording, output pump, idle watch,
-    grace timer and (single) teardown. Attached to at most one connection at a time."""
+    """One live terminal: its exec, output ring, recording, output pump, idle watch,
+    grace timer and (single) teardown. Attached to at most one connection at a time
+    (`attached`: that connection's `TerminalState`)."""
 
-    def __init__(self, gateway: TerminalGateway, state: TerminalState, proc: ExecProcess, *,
+    def __init__(self, gateway: TerminalHost, lifecycle: TerminalLifecycle, proc: ExecProcess, *,
                  user: str, client_id: str, remote: str, cols: int, rows: int) -> None:
         self.gateway = gateway
-        self.state = state
+        self.lifecycle = lifecycle
         self.proc = proc
         # Who opened it, for the audit log and ownership (the `sub`).
         self.user = user
@@ -142,7 +167,7 @@ class Terminal:
         self.remote = remote
         self.cols = cols
         self.rows = rows
-        self.binding: Binding | None = None
+        self.attached: TerminalState | None = None
         self.ring = OutputRing(gateway.settings.terminal_ring_bytes)
         self.recorder: CastRecorder | None = None
         self.audited = False  # a start line was written, so an end line follows
@@ -160,30 +185,30 @@ class Terminal:
     def start_tasks(self, pending_output: bytes = b"") -> None:
         self._pending_output = pending_output
         loop = asyncio.get_running_loop()
-        self._pump = loop.create_task(self._pump_output(), name=f"{self.state.session_id}-pump")
-        self._idle = loop.create_task(self._watch_idle(), name=f"{self.state.session_id}-idle")
+        self._pump = loop.create_task(self._pump_output(), name=f"{self.lifecycle.session_id}-pump")
+        self._idle = loop.create_task(self._watch_idle(), name=f"{self.lifecycle.session_id}-idle")
 
     # --- connections ------------------------------------------------------------------
 
-    def attach(self, session: Session[Binding]) -> Binding:
+    def attach(self, session: Session[TerminalState]) -> TerminalState:
         """Bind to `session` (cancelling the grace timer); the caller sends the replay."""
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
-        old = self.binding
-        binding = self.binding = Binding.bind(session, self)
+        old = self.attached
+        attached = self.attached = TerminalState.bind(session, self)
         if old is not None and old.session is not session:
             old.release()
             old.session.send(closed_message(RESUMED_ELSEWHERE, None))
-        return binding
+        return attached
 
-    def detach(self, binding: Binding, grace: float) -> None:
+    def detach(self, attached: TerminalState, grace: float) -> None:
         """The connection is gone: keep the shell `grace` seconds for a resume."""
-        if self.binding is not binding:
+        if self.attached is not attached:
             return
-        self.binding = None
-        if self.state.is_open:
-            log.info("terminal %s detached; kept %gs for a resume", self.state.session_id, grace)
+        self.attached = None
+        if self.lifecycle.is_open:
+            log.info("terminal %s detached; kept %gs for a resume", self.lifecycle.session_id, grace)
             self.start_grace(grace)
 
     def start_grace(self, grace: float) -> None:
@@ -203,11 +228,11 @@ class Terminal:
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
-        binding, self.binding = self.binding, None
-        if binding is not None:
-            binding.release()
+        attached, self.attached = self.attached, None
+        if attached is not None:
+            attached.release()
         handed = self.proc.hand_over_socket()
-        if handed is None or not self.state.is_open or self.proc.exec_id is None:
+        if handed is None or not self.lifecycle.is_open or self.proc.exec_id is None:
             return None
         fd, buffered = handed
         if self.recorder is not None:
@@ -223,7 +248,7 @@ class Terminal:
             raise TerminalRefused(INPUT_NOT_READ)
         self.proc.write(data)
         now = time.monotonic()
-        self.state.record_input(len(data), now)
+        self.lifecycle.record_input(len(data), now)
         if self.recorder is not None and self.recorder.record_input:
             # Typed input is recorded only when opted in; don't decode it otherwise.
             self.recorder.input(data.decode("utf-8", "replace"), now)
@@ -243,7 +268,7 @@ class Terminal:
             else:
                 self.proc.close_stdin()
             self.stdin_open = False
-        self.state.touch(time.monotonic())
+        self.lifecycle.touch(time.monotonic())
 
     # --- output ---------------------------------------------------------------------
 
@@ -255,9 +280,9 @@ class Terminal:
             piece = self.ring.append(text, stream if isinstance(stream, str) else None)
             if self.recorder is not None:
                 self.recorder.output(text, now)
-            binding = self.binding
-            if binding is not None:
-                binding.deliver(piece)  # a gone client detaches through on_disconnect
+            attached = self.attached
+            if attached is not None:
+                attached.deliver(piece)  # a gone client detaches through on_disconnect
 
     async def _pump_output(self) -> None:
         """Shell output -> ring (and recording) -> the attached client, in order, each
@@ -267,13 +292,13 @@ class Terminal:
             self._pending_output = b""
             while True:
                 if chunk:
-                    self.state.record_output(len(chunk))
+                    self.lifecycle.record_output(len(chunk))
                     self._emit(self._output.feed(chunk))
                     # Backpressure: a client on a slow link pauses the shell's output (the
                     # engine and the TTY buffer it) instead of being cut off with 1013.
-                    binding = self.binding
-                    if binding is not None and binding.session.writer.backlog > OUTPUT_HIGH_WATER:
-                        await binding.session.writer.wait_backlog_below(OUTPUT_LOW_WATER)
+                    attached = self.attached
+                    if attached is not None and attached.session.backlog > OUTPUT_HIGH_WATER:
+                        await attached.session.wait_backlog_below(OUTPUT_LOW_WATER)
                 chunk = await self.proc.read()
                 if not chunk:
                     break
@@ -281,29 +306,29 @@ class Terminal:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("terminal %s: output pump failed", self.state.session_id)
+            log.exception("terminal %s: output pump failed", self.lifecycle.session_id)
         # EOF: the shell ended (unless a teardown already started, then this is a no-op).
         self.begin_close(PROCESS_EXITED, notify=True)
 
     async def _watch_idle(self) -> None:
-        while self.state.is_open:
+        while self.lifecycle.is_open:
             now = time.monotonic()
-            if self.state.is_idle(now):
+            if self.lifecycle.is_idle(now):
                 self.begin_close(IDLE_TIMEOUT, notify=True)
                 return
-            await asyncio.sleep(self.state.idle_deadline() - now)
+            await asyncio.sleep(self.lifecycle.idle_deadline() - now)
 
     # --- teardown -------------------------------------------------------------------
 
     def begin_close(self, reason: str, *, notify: bool) -> asyncio.Task[None]:
         """Start the teardown once; later callers get the same task."""
         if self._teardown is None:
-            self.state.begin_close(reason)
+            self.lifecycle.begin_close(reason)
             if self._grace is not None:
                 self._grace.cancel()
                 self._grace = None
             self._teardown = asyncio.get_running_loop().create_task(
-                self._close(reason, notify), name=f"{self.state.session_id}-close")
+                self._close(reason, notify), name=f"{self.lifecycle.session_id}-close")
             self.gateway.track(self._teardown)
         return self._teardown
 
@@ -337,25 +362,25 @@ class Terminal:
             if reason != PROCESS_EXITED and self.proc.exec_id is not None:
                 exit_code = await self.proc.wait_exit_code(timeout=2.0)  # for the audit
         except Exception:
-            log.exception("terminal %s: teardown failed", self.state.session_id)
+            log.exception("terminal %s: teardown failed", self.lifecycle.session_id)
         finally:
             self.proc.close_socket()
-            self.state.finish(exit_code, time.time())
+            self.lifecycle.finish(exit_code, time.time())
             if self.recorder is not None:
                 self.recorder.close()
             if self.audited:
                 self.gateway.audit_end(self)
             await self.gateway.release(self, forget=killed)
-        log.info("terminal %s closed: %s (exit code %s)", self.state.session_id, reason, exit_code)
-        binding = self.binding
-        self.binding = None
-        if binding is not None:
-            binding.release()
+        log.info("terminal %s closed: %s (exit code %s)", self.lifecycle.session_id, reason, exit_code)
+        attached = self.attached
+        self.attached = None
+        if attached is not None:
+            attached.release()
             if notify:
                 message = closed_message(reason, exit_code)
                 if self.container_lost:
                     message["containerLost"] = True  # terminal extensions
-                binding.session.send(message)
+                attached.session.send(message)
 
     async def _container_gone(self, wait: float = LOST_CHECK_WAIT) -> bool:
         """Whether the container stopped, restarted or was removed under the program.
@@ -367,7 +392,7 @@ class Terminal:
         while True:
             try:
                 info = await self.gateway.services.engine.get(
-                    f"/containers/{self.state.container_id}/json")
+                    f"/containers/{self.lifecycle.container_id}/json")
             except EngineNotFound:
                 return True
             except EngineError:

@@ -1,13 +1,10 @@
-"""The terminal gateway's plain synchronous core: output decoding and the state of
-one terminal session (counters, idle clock, the single close decision). No I/O, so
-every rule is unit-tested with function calls. The wire format is in `messages`."""
+"""A live terminal's output decoding, as plain synchronous code (no I/O): exec output
+bytes -> `terminal_output` messages, characters kept whole across reads. The wire
+format is in `messages`."""
 
 from __future__ import annotations
 
 import codecs
-import secrets
-from dataclasses import dataclass, field
-from enum import Enum, auto
 from typing import Final
 
 from openpanel_ws.engine.logs import STDERR, STDOUT, split_frames
@@ -18,15 +15,11 @@ __all__ = [
     "START_FAILURE_PREFIX",
     "ExecOutput",
     "OutputDecoder",
-    "Phase",
-    "TerminalState",
-    "new_session_id",
 ]
 
 # How the engine's output starts when the runtime could not start the program (as
 # engine.exec.START_FAILURE_PREFIX; not imported, this module stays free of I/O code).
 START_FAILURE_PREFIX: Final = b"OCI runtime exec failed"
-
 
 
 class OutputDecoder:
@@ -114,71 +107,3 @@ class ExecOutput:
             if tail:
                 out.append(output_message(tail, None if self.tty else stream))
         return out
-
-
-class Phase(Enum):
-    OPEN = auto()
-    CLOSING = auto()
-    CLOSED = auto()
-
-
-def new_session_id() -> str:
-    return f"session-{secrets.token_hex(8)}"
-
-
-@dataclass
-class TerminalState:
-    """Counters, idle clock and the single close decision of one terminal session."""
-
-    session_id: str
-    container_ref: str
-    container_id: str
-    container_name: str
-    shell: str
-    started_at: float  # wall clock, for the audit log
-    idle_timeout: float
-    now: float  # monotonic clock at open
-    phase: Phase = Phase.OPEN
-    bytes_in: int = 0
-    bytes_out: int = 0
-    close_reason: str | None = None
-    exit_code: int | None = None
-    ended_at: float | None = None
-    last_activity: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.last_activity = self.now
-
-    @property
-    def is_open(self) -> bool:
-        return self.phase is Phase.OPEN
-
-    def record_input(self, size: int, now: float) -> None:
-        self.bytes_in += size
-        self.last_activity = now
-
-    def record_output(self, size: int) -> None:
-        self.bytes_out += size
-
-    def touch(self, now: float) -> None:
-        """Client activity other than input (resize) also keeps the session alive."""
-        self.last_activity = now
-
-    def idle_deadline(self) -> float:
-        return self.last_activity + self.idle_timeout
-
-    def is_idle(self, now: float) -> bool:
-        return now >= self.idle_deadline()
-
-    def begin_close(self, reason: str) -> bool:
-        """The first close wins (user, exit, idle, disconnect can race); False after."""
-        if self.phase is not Phase.OPEN:
-            return False
-        self.phase = Phase.CLOSING
-        self.close_reason = reason
-        return True
-
-    def finish(self, exit_code: int | None, ended_at: float) -> None:
-        self.phase = Phase.CLOSED
-        self.exit_code = exit_code
-        self.ended_at = ended_at
