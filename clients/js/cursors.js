@@ -3,7 +3,6 @@
 
 import { parseTimestampNanos, rfc3339FromNanos } from './pure.js'
 
-
 /**
  * Where a logs subscription stands, so a resumed one shows no gap and no duplicate.
  * The engine's `since` is inclusive and may be rounded, so a resume asks for a little
@@ -14,7 +13,7 @@ import { parseTimestampNanos, rfc3339FromNanos } from './pure.js'
 export class LogCursor {
   static RESUME_OVERLAP_NS = 1000000000n
 
-  constructor () {
+  constructor() {
     /** @type {bigint|null} */
     this.lastNs = null
     /** @type {Map<string, number>} */
@@ -25,10 +24,10 @@ export class LogCursor {
   }
 
   /** True when the line is new and should be shown. @param {string} timestamp @param {string} stream @param {string} data */
-  accept (timestamp, stream, data) {
+  accept(timestamp, stream, data) {
     const ns = parseTimestampNanos(timestamp)
     if (ns === null) return true // no usable time: cannot be a replay we asked for
-    const key = stream + '\u0000' + data
+    const key = `${stream}\u0000${data}`
     if (this.lastNs !== null) {
       if (ns < this.lastNs) {
         this.dropped += 1
@@ -51,7 +50,7 @@ export class LogCursor {
   }
 
   /** Fields of `subscribe_logs` for a resumed subscription ({} before any line). */
-  resume () {
+  resume() {
     if (this.lastNs === null) return {}
     this.replay = new Map(this.atLast)
     let since = this.lastNs - LogCursor.RESUME_OVERLAP_NS
@@ -70,7 +69,7 @@ export class EventCursor {
   static RESUME_MARGIN_NS = 2000000000n
   static MEMORY_NS = 10000000000n
 
-  constructor () {
+  constructor() {
     /** @type {bigint|null} */
     this.newestNs = null
     /** @type {Map<string, bigint>} identity -> time, for the last MEMORY_NS */
@@ -79,16 +78,16 @@ export class EventCursor {
   }
 
   /** @param {any} msg a `docker_event` or `system_log` message */
-  static key (msg) {
+  static key(msg) {
     if (msg.type === 'docker_event') {
       const e = msg.event || {}
-      return ['e', e.timeNano ?? e.time ?? msg.timestamp, e.Type, e.Action, e.Actor && e.Actor.ID, e.id].join('\u0000')
+      return ['e', e.timeNano ?? e.time ?? msg.timestamp, e.Type, e.Action, e.Actor?.ID, e.id].join('\u0000')
     }
     return ['s', msg.timestamp, msg.source, msg.level, msg.message].join('\u0000')
   }
 
   /** True when the message is new. @param {any} msg */
-  accept (msg) {
+  accept(msg) {
     const ns = parseTimestampNanos(msg.timestamp)
     if (ns === null) return true
     const key = EventCursor.key(msg)
@@ -106,10 +105,9 @@ export class EventCursor {
   }
 
   /** `since` for a resumed `subscribe` (undefined before any event). */
-  resumeSince () {
+  resumeSince() {
     if (this.newestNs === null) return undefined
     const since = this.newestNs - EventCursor.RESUME_MARGIN_NS
     return rfc3339FromNanos(since < 0n ? 0n : since)
   }
 }
-

@@ -1,6 +1,5 @@
 // errors.js: the client's errors and the close-code policy (which closes are final).
 
-
 /**
  * Every error this client reports. `code` is the server's error code (AUTH_FAILED,
  * CONTAINER_NOT_FOUND, PERMISSION_DENIED, RATE_LIMIT, INVALID_MESSAGE,
@@ -15,7 +14,7 @@ export class OpenPanelError extends Error {
    * @param {string} message
    * @param {{containerId?: string, closeCode?: number, raw?: object}} [extra]
    */
-  constructor (code, message, extra = {}) {
+  constructor(code, message, extra = {}) {
     super(message)
     this.name = 'OpenPanelError'
     /** @type {string} */
@@ -35,9 +34,9 @@ export class OpenPanelError extends Error {
  * @param {any} msg
  * @returns {OpenPanelError}
  */
-export function errorFromMessage (msg) {
+export function errorFromMessage(msg) {
   let code = typeof msg.code === 'string' && msg.code ? msg.code : ''
-  const text = typeof msg.message === 'string' && msg.message ? msg.message : (code || 'error')
+  const text = typeof msg.message === 'string' && msg.message ? msg.message : code || 'error'
   if (!code) code = text === 'Invalid token' ? 'AUTH_FAILED' : 'SERVER_ERROR'
   const containerId = typeof msg.containerId === 'string' ? msg.containerId : undefined
   return new OpenPanelError(code, text, { containerId, raw: msg })
@@ -61,7 +60,6 @@ export const CLOSE = Object.freeze({
 const FINAL_CLOSE_CODES = new Set([CLOSE.AUTH_FAILED, CLOSE.POLICY_VIOLATION, CLOSE.MESSAGE_TOO_BIG])
 
 /** @param {number|undefined|null} code */
-export function shouldReconnect (code) {
+export function shouldReconnect(code) {
   return code == null || !FINAL_CLOSE_CODES.has(code)
 }
-

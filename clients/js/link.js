@@ -6,7 +6,7 @@
 // timer, fetch a token, tell the consumers). It owns no socket and no timer: the shell
 // (shell.js) carries the actions out, in one place. docs/protocol.md "JS client".
 
-import { CLOSE, OpenPanelError, errorFromMessage, shouldReconnect } from './errors.js'
+import { CLOSE, errorFromMessage, OpenPanelError, shouldReconnect } from './errors.js'
 import { Backoff, Outbox, refreshDelay, tokenExpiry } from './pure.js'
 
 /** @typedef {import('./pure.js').RateLimit} RateLimit */
@@ -46,7 +46,7 @@ import { Backoff, Outbox, refreshDelay, tokenExpiry } from './pure.js'
  * @template {LinkAction} A
  * @param {A} action @returns {A}
  */
-const act = (action) => Object.freeze(action)
+const act = action => Object.freeze(action)
 
 /** @type {TimerName[]} */
 const TIMERS = ['retry', 'pump', 'refresh', 'idle']
@@ -69,7 +69,15 @@ const TIMERS = ['retry', 'pump', 'refresh', 'idle']
  */
 export class LinkMachine {
   /** @param {LinkConfig} config */
-  constructor ({ url, rateLimit, backoff = {}, reconnect = true, refreshes = false, idleTimeout = null, wallClock = Date.now }) {
+  constructor({
+    url,
+    rateLimit,
+    backoff = {},
+    reconnect = true,
+    refreshes = false,
+    idleTimeout = null,
+    wallClock = Date.now
+  }) {
     this.url = url
     this.rateLimit = rateLimit
     this.reconnect = reconnect
@@ -107,10 +115,12 @@ export class LinkMachine {
   }
 
   /** True while there is a connection to queue messages on. */
-  get canSend () { return this.outbox !== null }
+  get canSend() {
+    return this.outbox !== null
+  }
 
   /** @param {Carried} consumer @param {number} now @returns {LinkAction[]} */
-  attach (consumer, now) {
+  attach(consumer, now) {
     this.consumers.push(consumer)
     /** @type {LinkAction[]} */
     const out = []
@@ -123,27 +133,27 @@ export class LinkMachine {
   }
 
   /** @param {Carried} consumer @param {boolean} sendUnsubscribe @param {number} now @returns {LinkAction[]} */
-  detach (consumer, sendUnsubscribe, now) {
+  detach(consumer, sendUnsubscribe, now) {
     const i = this.consumers.indexOf(consumer)
     if (i >= 0) this.consumers.splice(i, 1)
     if (!this.consumers.length) return this.close()
     if (!sendUnsubscribe || !this.authenticated) return []
     // Keep what another consumer (same container, same kind) still uses.
-    const key = (/** @type {any} */ m) => m.type + '\u0000' + (m.containerId ?? '')
+    const key = (/** @type {any} */ m) => `${m.type}\u0000${m.containerId ?? ''}`
     const still = new Set(this.consumers.flatMap(c => c.unsubscribeMessages()).map(key))
     for (const m of consumer.unsubscribeMessages()) if (!still.has(key(m))) this.outbox?.push(m)
     return this.pump(now)
   }
 
   /** Queue a message (or `{input}`) behind the rate-limit mirror. @param {any} item @param {number} now @returns {LinkAction[]} */
-  send (item, now) {
+  send(item, now) {
     if (!this.outbox) return []
     this.outbox.push(item)
     return this.pump(now)
   }
 
   /** @param {number} now @returns {LinkAction[]} */
-  pump (now) {
+  pump(now) {
     if (this.pumping || !this.outbox || !this.socket) return []
     /** @type {LinkAction[]} */
     const out = []
@@ -162,7 +172,7 @@ export class LinkMachine {
   }
 
   /** @param {number} now @returns {LinkAction[]} */
-  open (now) {
+  open(now) {
     if (this.closed) return []
     this.retrying = false
     this.generation += 1
@@ -175,13 +185,17 @@ export class LinkMachine {
   }
 
   /** A text (or binary) message of socket `generation`. @param {number} generation @param {any} data @param {number} now @returns {LinkAction[]} */
-  received (generation, data, now) {
+  received(generation, data, now) {
     if (generation !== this.generation || !this.socket) return []
     const out = this.armIdle()
     if (typeof data !== 'string') return out
     /** @type {any} */
     let msg
-    try { msg = JSON.parse(data) } catch { return out }
+    try {
+      msg = JSON.parse(data)
+    } catch {
+      return out
+    }
     if (!msg || typeof msg !== 'object') return out
     switch (msg.type) {
       case 'connected':
@@ -206,7 +220,7 @@ export class LinkMachine {
   }
 
   /** Heartbeat: answered ahead of everything, never counted against the limit. @param {number} now */
-  onPing (now) {
+  onPing(now) {
     if (this.lastPingAt !== null) this.pingGap = now - this.lastPingAt
     this.lastPingAt = now
     if (!this.outbox) return []
@@ -215,7 +229,7 @@ export class LinkMachine {
   }
 
   /** @param {any} msg @param {number} now @returns {LinkAction[]} */
-  onAuthenticated (msg, now) {
+  onAuthenticated(msg, now) {
     const first = !this.authenticated
     this.userId = msg.userId
     if (!first) return [] // a token refresh on the open connection
@@ -232,14 +246,14 @@ export class LinkMachine {
    * half-open TCP) is noticed by missing heartbeats: 2.5 of its observed intervals.
    * @returns {LinkAction[]}
    */
-  armIdle () {
+  armIdle() {
     const limit = this.idleTimeout ?? (this.pingGap ? this.pingGap * 2.5 : null)
     if (!limit || !this.socket) return [act({ kind: 'clear-timer', timer: 'idle' })]
     return [act({ kind: 'set-timer', timer: 'idle', delay: limit })]
   }
 
   /** The token for socket `generation` arrived. @param {number} generation @param {string} token @param {number} now @returns {LinkAction[]} */
-  tokenReady (generation, token, now) {
+  tokenReady(generation, token, now) {
     if (generation !== this.generation || !this.outbox) return []
     this.outbox.push({ type: 'auth', token })
     const out = this.pump(now)
@@ -250,7 +264,7 @@ export class LinkMachine {
   }
 
   /** getToken() threw: the coming close is final. @param {number} generation @param {unknown} error @returns {LinkAction[]} */
-  tokenFailed (generation, error) {
+  tokenFailed(generation, error) {
     if (generation !== this.generation) return []
     const why = /** @type {any} */ (error)?.message ?? error
     this.finalError = new OpenPanelError('TOKEN_ERROR', `cannot obtain a token: ${why}`)
@@ -258,7 +272,7 @@ export class LinkMachine {
   }
 
   /** @param {TimerName} timer @param {number} now @returns {LinkAction[]} */
-  timerFired (timer, now) {
+  timerFired(timer, now) {
     switch (timer) {
       case 'pump':
         this.pumping = false
@@ -270,8 +284,10 @@ export class LinkMachine {
       case 'idle': {
         if (!this.socket) return []
         const reason = 'no heartbeat from the server'
-        return [act({ kind: 'close-socket', code: 4000, reason }),
-          ...this.socketClosed(this.generation, CLOSE.ABNORMAL, reason)]
+        return [
+          act({ kind: 'close-socket', code: 4000, reason }),
+          ...this.socketClosed(this.generation, CLOSE.ABNORMAL, reason)
+        ]
       }
     }
   }
@@ -282,7 +298,7 @@ export class LinkMachine {
    * afterDisconnect() for the reconnect decision.
    * @param {number} generation @param {number} code @param {string} reason @returns {LinkAction[]}
    */
-  socketClosed (generation, code, reason) {
+  socketClosed(generation, code, reason) {
     if (generation !== this.generation) return []
     this.generation += 1 // ignore anything else from that socket
     this.socket = false
@@ -294,12 +310,14 @@ export class LinkMachine {
     if (this.closed) return out
     let final = this.finalError
     this.finalError = undefined
-    const detail = `code ${code}${reason ? ': ' + reason : ''}`
+    const detail = `code ${code}${reason ? `: ${reason}` : ''}`
     if (!final && code === CLOSE.AUTH_FAILED) {
       final = new OpenPanelError('AUTH_FAILED', reason || 'Invalid token', { closeCode: code })
     }
     if (!final && !shouldReconnect(code)) {
-      final = new OpenPanelError('CONNECTION_CLOSED', `connection closed by the server (${detail})`, { closeCode: code })
+      final = new OpenPanelError('CONNECTION_CLOSED', `connection closed by the server (${detail})`, {
+        closeCode: code
+      })
     }
     if (final) {
       if (final.closeCode === undefined) final.closeCode = code
@@ -310,7 +328,7 @@ export class LinkMachine {
   }
 
   /** The consumers were told of the loss: reconnect after a backoff, or give up. @returns {LinkAction[]} */
-  afterDisconnect () {
+  afterDisconnect() {
     const lost = this.lost
     this.lost = null
     if (!lost || this.closed) return []
@@ -318,21 +336,24 @@ export class LinkMachine {
     if (!this.reconnect) return this.fail(lost)
     const delay = this.backoff.nextDelay()
     if (delay === null) {
-      return this.fail(new OpenPanelError('CONNECTION_CLOSED',
-        `${this.url}: gave up after ${this.backoff.attempts} attempts`, { closeCode: lost.closeCode }))
+      return this.fail(
+        new OpenPanelError('CONNECTION_CLOSED', `${this.url}: gave up after ${this.backoff.attempts} attempts`, {
+          closeCode: lost.closeCode
+        })
+      )
     }
     this.retrying = true
     return [...this.setState('reconnecting'), act({ kind: 'set-timer', timer: 'retry', delay })]
   }
 
   /** Close, then fail every consumer with `err`. @param {OpenPanelError} err @returns {LinkAction[]} */
-  fail (err) {
+  fail(err) {
     const consumers = this.consumers.slice()
     return [...this.close(), act({ kind: 'fail', err, consumers })]
   }
 
   /** For good: nothing reconnects afterwards. @returns {LinkAction[]} */
-  close () {
+  close() {
     if (this.closed) return []
     this.closed = true
     this.consumers.length = 0
@@ -347,7 +368,7 @@ export class LinkMachine {
   }
 
   /** @param {LinkState} state @returns {LinkAction[]} */
-  setState (state) {
+  setState(state) {
     if (this.state === state) return []
     this.state = state
     return [act({ kind: 'state', state })]

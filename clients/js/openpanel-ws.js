@@ -18,16 +18,26 @@
 
 import { EventsConsumer, LogsConsumer, MetricsConsumer, StatsConsumer } from './consumers.js'
 import { OpenPanelError } from './errors.js'
-import { SERVER_RATE_LIMITS, defaultUrl } from './pure.js'
+import { defaultUrl, SERVER_RATE_LIMITS } from './pure.js'
 import { Link } from './shell.js'
 import { TerminalHandle } from './terminal.js'
 
 export { EventCursor, LogCursor } from './cursors.js'
-export { CLOSE, OpenPanelError, errorFromMessage, shouldReconnect } from './errors.js'
+export { CLOSE, errorFromMessage, OpenPanelError, shouldReconnect } from './errors.js'
 export { LinkMachine } from './link.js'
 export {
-  Backoff, MAX_INPUT_CHARS, Outbox, SERVER_RATE_LIMITS, TokenBucket, defaultUrl, gatewayUrl,
-  mirrorLimit, parseTimestampNanos, refreshDelay, rfc3339FromNanos, tokenExpiry
+  Backoff,
+  defaultUrl,
+  gatewayUrl,
+  MAX_INPUT_CHARS,
+  mirrorLimit,
+  Outbox,
+  parseTimestampNanos,
+  refreshDelay,
+  rfc3339FromNanos,
+  SERVER_RATE_LIMITS,
+  TokenBucket,
+  tokenExpiry
 } from './pure.js'
 export { RESUME_TIMEOUT, TerminalHandle } from './terminal.js'
 
@@ -41,38 +51,100 @@ export { RESUME_TIMEOUT, TerminalHandle } from './terminal.js'
 
 export const VERSION = '0.1.0'
 
-
 /**
  * @typedef {object} ClientOptions
- * @property {string} [url] base URL (ws://host:port or http(s)://...); default: the page's host
+ * @property {string} [url] base URL (ws://host:port or http(s)://...); default: ws(s):// + location.host
  * @property {string} [token] a JWT
- * @property {() => (string|Promise<string>)} [getToken] called before every (re)auth; wins over `token`
- * @property {any} [WebSocket] a WebSocket constructor; default globalThis.WebSocket
- * @property {{base?: number, cap?: number, maxAttempts?: number|null, random?: () => number}} [backoff] ms
- * @property {Partial<Record<Endpoint, {count: number, windowMs: number}>>} [rateLimits] the server's limits, if not the defaults
+ * @property {() => (string|Promise<string>)} [getToken] called before every (re)auth, and before
+ *   the token's `exp`; wins over `token`
+ * @property {{new (url: string): WebSocket}} [WebSocket] a WebSocket constructor (Node < 22,
+ *   tests); default globalThis.WebSocket
+ * @property {BackoffOptions} [backoff] ms
+ * @property {Partial<Record<Endpoint, RateLimit>>} [rateLimits] the server's limits, if not the defaults
  * @property {number|null} [idleTimeout] ms without any message before the connection is
  *   considered dead; default 2.5 observed heartbeat intervals
  */
 
 /**
  * A handle on a subscription.
- * @typedef {{unsubscribe: () => void}} Subscription
+ * @typedef {object} Subscription
+ * @property {() => void} unsubscribe
+ * @property {string} [containerId]
  */
 
+/** @typedef {(err: OpenPanelError) => void} ErrorCallback */
+/** @typedef {{endpoint: Endpoint, state: LinkState}} StateDetail */
+/** @typedef {{tail?: number|'all', since?: string|number}} LogsOptions */
+/** @typedef {{interval?: number}} IntervalOptions */
+/** @typedef {{filters?: Record<string, string[]>, since?: string|number}} EventsOptions */
+
+/**
+ * @typedef {object} LogLine
+ * @property {string} containerId
+ * @property {string} timestamp
+ * @property {'stdout'|'stderr'|string} stream
+ * @property {string} data
+ */
+
+/**
+ * @typedef {object} StatsMessage
+ * @property {'stats'} type
+ * @property {string} containerId
+ * @property {string} timestamp
+ * @property {{cpu: {usage: number, percent: number}, memory: {usage: number, limit: number, percent: number}, network: {rx_bytes: number, tx_bytes: number}}} stats
+ */
+
+/**
+ * @typedef {object} MetricsMessage
+ * @property {'metrics'} type
+ * @property {string} timestamp
+ * @property {{cpu: {usage: number, cores: number}, memory: {total: number, used: number, free: number, percent: number}, disk: {total: number, used: number, free: number, percent: number}, network: {rx_bytes: number, tx_bytes: number}}} system
+ */
+
+/**
+ * @typedef {object} DockerEventMessage
+ * @property {'docker_event'} type
+ * @property {string} timestamp
+ * @property {{Type: string, Action: string, Actor: {ID: string, Attributes: Record<string, string>}, [k: string]: unknown}} event
+ */
+
+/**
+ * @typedef {object} SystemLogMessage
+ * @property {'system_log'} type
+ * @property {string} timestamp
+ * @property {'debug'|'info'|'warning'|'error'} level
+ * @property {string} message
+ * @property {string} source
+ */
+
+/** @typedef {DockerEventMessage|SystemLogMessage} EventMessage */
+
+/**
+ * The client: one lazily opened, self-healing connection per endpoint (and per distinct
+ * metrics interval or filtered events subscription); one connection per terminal.
+ * Events: 'state' {endpoint, state} and 'error' OpenPanelError (errors no callback took).
+ */
 export class OpenPanelClient extends EventTarget {
   /** @param {ClientOptions} [options] */
-  constructor (options = {}) {
+  constructor(options = {}) {
     super()
+    /** @type {string} */
     this.url = options.url || defaultUrl()
     this.tokenValue = options.token
     this.getToken = options.getToken
+    /** @type {{new (url: string): WebSocket}} */
     this.WebSocket = options.WebSocket || /** @type {any} */ (globalThis).WebSocket
     if (typeof this.WebSocket !== 'function') {
-      throw new OpenPanelError('NO_WEBSOCKET',
-        'no WebSocket constructor: pass {WebSocket} (Node 20: run with --experimental-websocket)')
+      throw new OpenPanelError(
+        'NO_WEBSOCKET',
+        'no WebSocket constructor: pass {WebSocket} (Node 20: run with --experimental-websocket)'
+      )
     }
+    /** @type {BackoffOptions} */
     this.backoffOptions = options.backoff || {}
+    /** @type {Record<Endpoint, RateLimit>} */
     this.rateLimits = { ...SERVER_RATE_LIMITS, ...(options.rateLimits || {}) }
+    /** @type {number|null} */
     this.idleTimeout = options.idleTimeout ?? null
     /** @type {Map<string, Link>} */
     this.links = new Map()
@@ -81,15 +153,41 @@ export class OpenPanelClient extends EventTarget {
     this.closed = false
   }
 
+  /**
+   * @overload
+   * @param {'state'} type
+   * @param {(ev: CustomEvent<StateDetail>) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {'error'} type
+   * @param {(ev: CustomEvent<OpenPanelError>) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {string} type
+   * @param {EventListenerOrEventListenerObject|null} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /** @param {string} type @param {any} listener @param {boolean|AddEventListenerOptions} [options] */
+  addEventListener(type, listener, options) {
+    super.addEventListener(type, listener, options)
+  }
+
   /** @returns {Promise<string>} */
-  async token () {
+  async token() {
     if (this.getToken) return String(await this.getToken())
     if (typeof this.tokenValue === 'string') return this.tokenValue
     throw new Error('neither token nor getToken was given')
   }
 
   /** @param {string} key @param {Endpoint} endpoint */
-  link (key, endpoint) {
+  link(key, endpoint) {
     if (this.closed) throw new OpenPanelError('CLIENT_CLOSED', 'the client is closed')
     let link = this.links.get(key)
     if (!link || link.closed) {
@@ -101,43 +199,61 @@ export class OpenPanelClient extends EventTarget {
   }
 
   /** @param {Link} link */
-  adopt (link) {
+  adopt(link) {
     if (this.closed) throw new OpenPanelError('CLIENT_CLOSED', 'the client is closed')
     this.others.add(link)
   }
 
   /** @param {Link} link */
-  forget (link) {
+  forget(link) {
     if (link.key && this.links.get(link.key) === link) this.links.delete(link.key)
     this.others.delete(link)
   }
 
   /**
    * Log lines of one container; resumed after a reconnect with no gap and no duplicate.
+   * @overload
    * @param {string} containerId
-   * @param {{tail?: number|'all', since?: string|number}|((line: LogLine) => void)} opts
-   * @param {((line: LogLine) => void)|((err: OpenPanelError) => void)} [onLine]
-   * @param {(err: OpenPanelError) => void} [onError]
+   * @param {LogsOptions|undefined} opts
+   * @param {(line: LogLine) => void} onLine
+   * @param {ErrorCallback} [onError]
    * @returns {Subscription}
    */
-  subscribeLogs (containerId, opts, onLine, onError) {
-    if (typeof opts === 'function') [opts, onLine, onError] = [{}, opts, /** @type {any} */ (onLine)]
-    const c = new LogsConsumer(containerId, opts || {}, /** @type {Function} */ (onLine), onError)
+  /**
+   * @overload
+   * @param {string} containerId
+   * @param {(line: LogLine) => void} onLine
+   * @param {ErrorCallback} [onError]
+   * @returns {Subscription}
+   */
+  /** @param {string} containerId @param {any} opts @param {any} [onLine] @param {any} [onError] @returns {Subscription} */
+  subscribeLogs(containerId, opts, onLine, onError) {
+    if (typeof opts === 'function') [opts, onLine, onError] = [{}, opts, onLine]
+    const c = new LogsConsumer(containerId, opts || {}, onLine, onError)
     this.link('containers', 'containers').attach(c)
     return handle(c, { containerId })
   }
 
   /**
    * `stats` messages of one container.
+   * @overload
    * @param {string} containerId
-   * @param {{interval?: number}|((msg: any) => void)} opts
-   * @param {Function} [onStats]
-   * @param {(err: OpenPanelError) => void} [onError]
+   * @param {IntervalOptions|undefined} opts
+   * @param {(msg: StatsMessage) => void} onStats
+   * @param {ErrorCallback} [onError]
    * @returns {Subscription}
    */
-  subscribeStats (containerId, opts, onStats, onError) {
-    if (typeof opts === 'function') [opts, onStats, onError] = [{}, opts, /** @type {any} */ (onStats)]
-    const c = new StatsConsumer(containerId, opts || {}, /** @type {Function} */ (onStats), onError)
+  /**
+   * @overload
+   * @param {string} containerId
+   * @param {(msg: StatsMessage) => void} onStats
+   * @param {ErrorCallback} [onError]
+   * @returns {Subscription}
+   */
+  /** @param {string} containerId @param {any} opts @param {any} [onStats] @param {any} [onError] @returns {Subscription} */
+  subscribeStats(containerId, opts, onStats, onError) {
+    if (typeof opts === 'function') [opts, onStats, onError] = [{}, opts, onStats]
+    const c = new StatsConsumer(containerId, opts || {}, onStats, onError)
     this.link('containers', 'containers').attach(c)
     return handle(c, { containerId })
   }
@@ -145,15 +261,23 @@ export class OpenPanelClient extends EventTarget {
   /**
    * Host `metrics` messages. One connection carries one interval: subscribers with
    * different intervals get their own connections.
-   * @param {{interval?: number}|((msg: any) => void)} opts
-   * @param {Function} [onMetrics]
-   * @param {(err: OpenPanelError) => void} [onError]
+   * @overload
+   * @param {IntervalOptions|undefined} opts
+   * @param {(msg: MetricsMessage) => void} onMetrics
+   * @param {ErrorCallback} [onError]
    * @returns {Subscription}
    */
-  subscribeMetrics (opts, onMetrics, onError) {
-    if (typeof opts === 'function') [opts, onMetrics, onError] = [{}, opts, /** @type {any} */ (onMetrics)]
+  /**
+   * @overload
+   * @param {(msg: MetricsMessage) => void} onMetrics
+   * @param {ErrorCallback} [onError]
+   * @returns {Subscription}
+   */
+  /** @param {any} opts @param {any} [onMetrics] @param {any} [onError] @returns {Subscription} */
+  subscribeMetrics(opts, onMetrics, onError) {
+    if (typeof opts === 'function') [opts, onMetrics, onError] = [{}, opts, onMetrics]
     const o = opts || {}
-    const c = new MetricsConsumer(o, /** @type {Function} */ (onMetrics), onError)
+    const c = new MetricsConsumer(o, onMetrics, onError)
     this.link(`metrics:${o.interval ?? ''}`, 'metrics').attach(c)
     return handle(c, {})
   }
@@ -161,15 +285,23 @@ export class OpenPanelClient extends EventTarget {
   /**
    * `docker_event` and `system_log` messages; resumed with `since` after a reconnect.
    * Subscribers without filters or since share one connection; the others get their own.
-   * @param {{filters?: Record<string, string[]>, since?: string|number}|((msg: any) => void)} opts
-   * @param {Function} [onEvent]
-   * @param {(err: OpenPanelError) => void} [onError]
+   * @overload
+   * @param {EventsOptions|undefined} opts
+   * @param {(msg: EventMessage) => void} onEvent
+   * @param {ErrorCallback} [onError]
    * @returns {Subscription}
    */
-  subscribeEvents (opts, onEvent, onError) {
-    if (typeof opts === 'function') [opts, onEvent, onError] = [{}, opts, /** @type {any} */ (onEvent)]
+  /**
+   * @overload
+   * @param {(msg: EventMessage) => void} onEvent
+   * @param {ErrorCallback} [onError]
+   * @returns {Subscription}
+   */
+  /** @param {any} opts @param {any} [onEvent] @param {any} [onError] @returns {Subscription} */
+  subscribeEvents(opts, onEvent, onError) {
+    if (typeof opts === 'function') [opts, onEvent, onError] = [{}, opts, onEvent]
     const o = opts || {}
-    const c = new EventsConsumer(o, /** @type {Function} */ (onEvent), onError)
+    const c = new EventsConsumer(o, onEvent, onError)
     const shared = !o.filters && (o.since === undefined || o.since === null)
     if (shared) {
       this.link('logs', 'logs').attach(c)
@@ -188,12 +320,12 @@ export class OpenPanelClient extends EventTarget {
    * @param {TerminalOptions} [opts]
    * @returns {TerminalHandle}
    */
-  openTerminal (containerId, opts = {}) {
+  openTerminal(containerId, opts = {}) {
     return new TerminalHandle(this, containerId, opts || {})
   }
 
   /** Close every connection; nothing reconnects afterwards. */
-  close () {
+  close() {
     this.closed = true
     for (const link of [...this.links.values(), ...this.others]) link.close()
     this.links.clear()
@@ -202,10 +334,8 @@ export class OpenPanelClient extends EventTarget {
 }
 
 /** @param {Consumer} consumer @param {object} extra @returns {Subscription} */
-function handle (consumer, extra) {
+function handle(consumer, extra) {
   return Object.assign({ unsubscribe: () => consumer.unsubscribe() }, extra)
 }
-
-/** @typedef {{containerId: string, timestamp: string, stream: string, data: string}} LogLine */
 
 export default OpenPanelClient

@@ -12,7 +12,7 @@
  */
 export class Backoff {
   /** @param {BackoffOptions} [opts] */
-  constructor ({ base = 1000, cap = 30000, maxAttempts = null, random = Math.random } = {}) {
+  constructor({ base = 1000, cap = 30000, maxAttempts = null, random = Math.random } = {}) {
     this.base = base
     this.cap = cap
     this.maxAttempts = maxAttempts
@@ -21,7 +21,7 @@ export class Backoff {
   }
 
   /** @returns {number|null} milliseconds before the next attempt; null when exhausted */
-  nextDelay () {
+  nextDelay() {
     if (this.maxAttempts != null && this.attempts >= this.maxAttempts) return null
     const ceiling = Math.min(this.cap, this.base * 2 ** Math.min(this.attempts, 52))
     this.attempts += 1
@@ -29,7 +29,9 @@ export class Backoff {
   }
 
   /** After an authenticated connection: start over from `base`. */
-  reset () { this.attempts = 0 }
+  reset() {
+    this.attempts = 0
+  }
 }
 
 // --- rate-limit mirror -----------------------------------------------------------
@@ -48,7 +50,7 @@ export const SERVER_RATE_LIMITS = Object.freeze({
 /** A token bucket: `count` tokens, refilled at count/windowMs; times in ms. */
 export class TokenBucket {
   /** @param {{count: number, windowMs: number}} limit @param {number} now */
-  constructor (limit, now) {
+  constructor(limit, now) {
     this.capacity = limit.count
     this.ratePerMs = limit.count / limit.windowMs
     this.tokens = limit.count
@@ -56,7 +58,7 @@ export class TokenBucket {
   }
 
   /** @param {number} now */
-  refill (now) {
+  refill(now) {
     if (now > this.stamp) {
       this.tokens = Math.min(this.capacity, this.tokens + (now - this.stamp) * this.ratePerMs)
       this.stamp = now
@@ -64,7 +66,7 @@ export class TokenBucket {
   }
 
   /** @param {number} now @returns {boolean} */
-  tryTake (now) {
+  tryTake(now) {
     this.refill(now)
     if (this.tokens >= 1) {
       this.tokens -= 1
@@ -79,7 +81,7 @@ export class TokenBucket {
  * left evenly spaced, so keep one token spare and refill a bit slower.
  * @param {{count: number, windowMs: number}} limit
  */
-export function mirrorLimit (limit, margin = 0.8) {
+export function mirrorLimit(limit, margin = 0.8) {
   const count = Math.max(1, limit.count - 1)
   const rate = limit.count / limit.windowMs
   return { count, windowMs: count / (rate * margin) }
@@ -97,7 +99,7 @@ export const MAX_INPUT_CHARS = 8192
  */
 export class Outbox {
   /** @param {{count: number, windowMs: number}} limit @param {number} now */
-  constructor (limit, now) {
+  constructor(limit, now) {
     this.limit = mirrorLimit(limit)
     this.bucket = new TokenBucket(this.limit, now)
     /** @type {Array<object|{input: string}>} */
@@ -106,13 +108,17 @@ export class Outbox {
     this.free = []
   }
 
-  get length () { return this.queue.length + this.free.length }
+  get length() {
+    return this.queue.length + this.free.length
+  }
 
   /** @param {object} message */
-  pushFree (message) { this.free.push(message) }
+  pushFree(message) {
+    this.free.push(message)
+  }
 
-  /** A protocol message, or `{input: 'keys'}` for terminal keystrokes. @param {any} item */
-  push (item) {
+  /** A protocol message, or `{input: 'keys'}` for terminal keystrokes. @param {object|{input: string}} item */
+  push(/** @type {any} */ item) {
     if (item && typeof item.input === 'string' && !('type' in item)) {
       if (!item.input) return
       for (let i = 0; i < item.input.length; i += MAX_INPUT_CHARS) {
@@ -127,7 +133,7 @@ export class Outbox {
    * @param {number} now
    * @returns {[object|null, number]} [message to send now, 0] or [null, ms to wait; Infinity when empty]
    */
-  pop (now) {
+  pop(now) {
     if (this.free.length) return [/** @type {object} */ (this.free.shift()), 0]
     if (!this.queue.length) return [null, Infinity]
     if (!this.bucket.tryTake(now)) {
@@ -146,7 +152,7 @@ export class Outbox {
     return [{ type: 'input', data }, 0]
   }
 
-  clear () {
+  clear() {
     this.queue.length = 0
     this.free.length = 0
   }
@@ -162,7 +168,7 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))
  * @param {string} text
  * @returns {bigint|null}
  */
-export function parseTimestampNanos (text) {
+export function parseTimestampNanos(text) {
   if (typeof text !== 'string') return null
   const m = RFC3339.exec(text.trim())
   if (!m) return null
@@ -172,12 +178,12 @@ export function parseTimestampNanos (text) {
   let seconds = date.getTime() / 1000
   if (Number.isNaN(seconds)) return null
   if (m[9]) seconds -= (m[9] === '-' ? -1 : 1) * (+m[10] * 3600 + +m[11] * 60)
-  const frac = BigInt(((m[7] || '') + '000000000').slice(0, 9))
+  const frac = BigInt(`${m[7] || ''}000000000`.slice(0, 9))
   return BigInt(seconds) * 1000000000n + frac
 }
 
 /** RFC 3339 UTC keeping nanosecond precision. @param {bigint} nanos */
-export function rfc3339FromNanos (nanos) {
+export function rfc3339FromNanos(nanos) {
   const seconds = nanos / 1000000000n
   const rest = nanos % 1000000000n
   const iso = new Date(Number(seconds) * 1000).toISOString().slice(0, 19)
@@ -192,36 +198,38 @@ const ENDPOINTS = ['containers', 'logs', 'metrics', 'terminal']
  * ws://host:port[/ws/x] or http(s)://... -> ws(s)://host:port/ws/<endpoint>.
  * @param {string} base @param {Endpoint} endpoint
  */
-export function gatewayUrl (base, endpoint) {
+export function gatewayUrl(base, endpoint) {
   let url = String(base).trim().replace(/\/+$/, '')
-  if (url.startsWith('http://')) url = 'ws://' + url.slice(7)
-  else if (url.startsWith('https://')) url = 'wss://' + url.slice(8)
-  else if (!url.includes('://')) url = 'ws://' + url
+  if (url.startsWith('http://')) url = `ws://${url.slice(7)}`
+  else if (url.startsWith('https://')) url = `wss://${url.slice(8)}`
+  else if (!url.includes('://')) url = `ws://${url}`
   for (const name of ENDPOINTS) {
-    if (url.endsWith('/ws/' + name)) url = url.slice(0, -('/ws/' + name).length)
+    if (url.endsWith(`/ws/${name}`)) url = url.slice(0, -`/ws/${name}`.length)
   }
   return `${url}/ws/${endpoint}`
 }
 
 /** The page's own gateway: ws(s)://location.host. */
-export function defaultUrl () {
+export function defaultUrl() {
   const loc = /** @type {any} */ (globalThis).location
-  if (!loc || !loc.host) return 'ws://127.0.0.1:3001'
+  if (!loc?.host) return 'ws://127.0.0.1:3001'
   return (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host
 }
 
 /**
  * The `exp` claim (unix seconds) of a JWT, without verifying it; null if none.
  * @param {string} token
+ * @returns {number|null}
  */
-export function tokenExpiry (token) {
+export function tokenExpiry(token) {
   try {
     const part = String(token).split('.')[1]
     if (!part) return null
     const b64 = part.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((part.length + 3) % 4)
-    const json = typeof atob === 'function'
-      ? atob(b64)
-      : /** @type {any} */ (globalThis).Buffer.from(b64, 'base64').toString('binary')
+    const json =
+      typeof atob === 'function'
+        ? atob(b64)
+        : /** @type {any} */ (globalThis).Buffer.from(b64, 'base64').toString('binary')
     const claims = JSON.parse(json)
     return typeof claims.exp === 'number' ? claims.exp : null
   } catch {
@@ -236,7 +244,7 @@ export function tokenExpiry (token) {
  * @param {number} exp @param {number} nowMs
  * @returns {number} ms from now
  */
-export function refreshDelay (exp, nowMs) {
+export function refreshDelay(exp, nowMs) {
   const left = exp * 1000 - nowMs
   return Math.max(1000, left > 150000 ? left - 30000 : left * 0.8)
 }
@@ -245,7 +253,7 @@ export function refreshDelay (exp, nowMs) {
  * A CustomEvent (or an Event with `detail` where CustomEvent is missing).
  * @param {string} type @param {any} detail @returns {Event}
  */
-export function makeEvent (type, detail) {
+export function makeEvent(type, detail) {
   const CE = /** @type {any} */ (globalThis).CustomEvent
   if (typeof CE === 'function') return new CE(type, { detail })
   const ev = /** @type {any} */ (new Event(type))

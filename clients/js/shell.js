@@ -4,7 +4,7 @@
 
 import { CLOSE } from './errors.js'
 import { LinkMachine } from './link.js'
-import { SERVER_RATE_LIMITS, gatewayUrl, makeEvent, now } from './pure.js'
+import { gatewayUrl, makeEvent, now, SERVER_RATE_LIMITS } from './pure.js'
 
 /** @typedef {import('./pure.js').Endpoint} Endpoint */
 /** @typedef {import('./link.js').LinkAction} LinkAction */
@@ -33,7 +33,7 @@ import { SERVER_RATE_LIMITS, gatewayUrl, makeEvent, now } from './pure.js'
  */
 export class Link {
   /** @param {LinkOwner} client @param {Endpoint} endpoint @param {{reconnect?: boolean}} [opts] */
-  constructor (client, endpoint, { reconnect = true } = {}) {
+  constructor(client, endpoint, { reconnect = true } = {}) {
     this.client = client
     this.endpoint = endpoint
     this.machine = new LinkMachine({
@@ -52,41 +52,59 @@ export class Link {
     this.key = undefined
   }
 
-  get url () { return this.machine.url }
+  get url() {
+    return this.machine.url
+  }
   /** @returns {Consumer[]} */
-  get consumers () { return /** @type {Consumer[]} */ (this.machine.consumers) }
-  get closed () { return this.machine.closed }
-  get authenticated () { return this.machine.authenticated }
-  get state () { return this.machine.state }
-  get userId () { return this.machine.userId }
+  get consumers() {
+    return /** @type {Consumer[]} */ (this.machine.consumers)
+  }
+  get closed() {
+    return this.machine.closed
+  }
+  get authenticated() {
+    return this.machine.authenticated
+  }
+  get state() {
+    return this.machine.state
+  }
+  get userId() {
+    return this.machine.userId
+  }
 
   /** @param {Consumer} consumer */
-  attach (consumer) {
+  attach(consumer) {
     consumer.link = this
     this.apply(this.machine.attach(consumer, now()))
   }
 
   /** @param {Consumer} consumer @param {boolean} sendUnsubscribe */
-  detach (consumer, sendUnsubscribe) {
+  detach(consumer, sendUnsubscribe) {
     this.apply(this.machine.detach(consumer, sendUnsubscribe, now()))
   }
 
   /** Queue a message (or `{input}`); false when there is no connection. @param {any} item */
-  send (item) {
+  send(item) {
     if (!this.machine.canSend) return false
     this.apply(this.machine.send(item, now()))
     return true
   }
 
-  close () { this.apply(this.machine.close()) }
+  close() {
+    this.apply(this.machine.close())
+  }
 
   /** Carries out the machine's actions, in order. @param {LinkAction[]} actions */
-  apply (actions) {
+  apply(actions) {
     for (const action of actions) {
       switch (action.kind) {
-        case 'open': this.openSocket(action.generation, action.url); break
+        case 'open':
+          this.openSocket(action.generation, action.url)
+          break
         case 'send':
-          try { this.ws?.send(action.text) } catch {} // closing: the close event follows
+          try {
+            this.ws?.send(action.text)
+          } catch {} // closing: the close event follows
           break
         case 'close-socket':
           try {
@@ -94,12 +112,16 @@ export class Link {
             else this.ws?.close(action.code)
           } catch {}
           break
-        case 'set-timer': this.setTimer(action.timer, action.delay); break
+        case 'set-timer':
+          this.setTimer(action.timer, action.delay)
+          break
         case 'clear-timer':
           clearTimeout(this.timers.get(action.timer))
           this.timers.delete(action.timer)
           break
-        case 'fetch-token': this.fetchToken(action.generation); break
+        case 'fetch-token':
+          this.fetchToken(action.generation)
+          break
         case 'state':
           this.client.dispatchEvent(makeEvent('state', { endpoint: this.endpoint, state: action.state }))
           break
@@ -115,15 +137,20 @@ export class Link {
           for (const c of this.consumers.slice()) c.onDisconnect(action.err)
           this.apply(this.machine.afterDisconnect())
           break
-        case 'fail': this.failConsumers(/** @type {Consumer[]} */ (action.consumers), action); break
-        case 'forget': this.client.forget(this); break
-        default: throw new Error(`unknown link action ${JSON.stringify(/** @type {never} */ (action))}`)
+        case 'fail':
+          this.failConsumers(/** @type {Consumer[]} */ (action.consumers), action)
+          break
+        case 'forget':
+          this.client.forget(this)
+          break
+        default:
+          throw new Error(`unknown link action ${JSON.stringify(/** @type {never} */ (action))}`)
       }
     }
   }
 
   /** @param {number} generation @param {string} url */
-  openSocket (generation, url) {
+  openSocket(generation, url) {
     const WS = this.client.WebSocket
     /** @type {WebSocket} */
     let ws
@@ -134,14 +161,16 @@ export class Link {
       return
     }
     this.ws = ws
-    ws.onmessage = (ev) => this.apply(this.machine.received(generation, ev.data, now()))
-    ws.onclose = (ev) => this.apply(this.machine.socketClosed(generation, ev.code, ev.reason))
+    ws.onmessage = ev => this.apply(this.machine.received(generation, ev.data, now()))
+    ws.onclose = ev => this.apply(this.machine.socketClosed(generation, ev.code, ev.reason))
     // Browsers follow an error with a close event; Node 20's WebSocket does not when
     // the connection is refused (it stays CONNECTING): treat that as a 1006.
     ws.onerror = () => {
       setTimeout(() => {
         if (generation === this.machine.generation && ws.readyState !== 1) {
-          try { ws.close() } catch {}
+          try {
+            ws.close()
+          } catch {}
           this.apply(this.machine.socketClosed(generation, CLOSE.ABNORMAL, 'connection failed'))
         }
       }, 0)
@@ -149,23 +178,27 @@ export class Link {
   }
 
   /** @param {TimerName} timer @param {number} delay */
-  setTimer (timer, delay) {
+  setTimer(timer, delay) {
     clearTimeout(this.timers.get(timer))
-    this.timers.set(timer, setTimeout(() => {
-      this.timers.delete(timer)
-      this.apply(this.machine.timerFired(timer, now()))
-    }, delay))
+    this.timers.set(
+      timer,
+      setTimeout(() => {
+        this.timers.delete(timer)
+        this.apply(this.machine.timerFired(timer, now()))
+      }, delay)
+    )
   }
 
   /** @param {number} generation */
-  fetchToken (generation) {
+  fetchToken(generation) {
     this.client.token().then(
       token => this.apply(this.machine.tokenReady(generation, token, now())),
-      error => this.apply(this.machine.tokenFailed(generation, error)))
+      error => this.apply(this.machine.tokenFailed(generation, error))
+    )
   }
 
   /** @param {Consumer[]} consumers @param {{err: import('./errors.js').OpenPanelError}} action */
-  failConsumers (consumers, { err }) {
+  failConsumers(consumers, { err }) {
     if (!consumers.length) this.client.dispatchEvent(makeEvent('error', err))
     for (const c of consumers) {
       c.link = this // report() falls back to the client's 'error' event

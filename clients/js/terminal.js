@@ -7,7 +7,6 @@ import { Link } from './shell.js'
 
 /** @typedef {{shell?: string, cols?: number, rows?: number, command?: string[], tty?: boolean, stdin?: boolean}} TerminalOptions */
 
-
 /** How long a terminal tries to reattach after its connection was lost (ms); the
  * gateway keeps a detached session for its grace period (60 s by default). */
 export const RESUME_TIMEOUT = 90000
@@ -25,8 +24,9 @@ export const RESUME_TIMEOUT = 90000
  */
 export class TerminalHandle extends EventTarget {
   /** @param {import('./openpanel-ws.js').OpenPanelClient} client @param {string} containerId @param {TerminalOptions} opts */
-  constructor (client, containerId, opts) {
+  constructor(client, containerId, opts) {
     super()
+    /** @type {string} */
     this.containerId = containerId
     /** @type {string|undefined} */
     this.sessionId = undefined
@@ -50,8 +50,62 @@ export class TerminalHandle extends EventTarget {
     this.link.attach(this.consumer)
   }
 
+  /**
+   * @overload
+   * @param {'opened'} type
+   * @param {(ev: CustomEvent<{sessionId: string, containerId: string}>) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {'output'} type
+   * @param {(ev: CustomEvent<{data: string, stream?: 'stdout'|'stderr'}>) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {'closed'} type
+   * @param {(ev: CustomEvent<{reason: string, exitCode: number|null|undefined, containerLost?: boolean}>) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {'error'} type
+   * @param {(ev: CustomEvent<OpenPanelError>) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {'resuming'} type
+   * @param {(ev: CustomEvent<{closeCode?: number}>) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {'resumed'} type
+   * @param {(ev: CustomEvent<{sessionId: string, lostBytes: number}>) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {string} type
+   * @param {EventListenerOrEventListenerObject|null} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /** @param {string} type @param {any} listener @param {boolean|AddEventListenerOptions} [options] */
+  addEventListener(type, listener, options) {
+    super.addEventListener(type, listener, options)
+  }
+
   /** Keystrokes or a paste; coalesced when the rate-limit mirror runs low. @param {string} data */
-  write (data) {
+  write(data) {
     if (this.closed || !data) return
     const item = { input: String(data) }
     // Typed while reattaching: sent after the resume (as the Python client does).
@@ -60,7 +114,7 @@ export class TerminalHandle extends EventTarget {
   }
 
   /** @param {number} cols @param {number} rows */
-  resize (cols, rows) {
+  resize(cols, rows) {
     const clamp = (/** @type {number} */ n) => Math.max(1, Math.min(1000, Math.floor(n)))
     const msg = { type: 'resize', cols: clamp(cols), rows: clamp(rows) }
     if (this.closed) return
@@ -71,14 +125,14 @@ export class TerminalHandle extends EventTarget {
   }
 
   /** End the program's input (extension `eof`; with a TTY it types Ctrl-D). */
-  eof () {
+  eof() {
     if (this.closed) return
     if (this.opened && !this.resuming) this.link.send({ type: 'eof' })
     else this.pending.push({ type: 'eof' })
   }
 
   /** Ask the server to end the shell (`close_terminal`); 'closed' follows. */
-  close () {
+  close() {
     if (this.closed) return
     if (this.opened && !this.resuming && this.link.send({ type: 'close_terminal' })) {
       // the server answers terminal_closed; give up on it after 5 s
@@ -89,7 +143,7 @@ export class TerminalHandle extends EventTarget {
   }
 
   /** @param {string} reason @param {number|null|undefined} exitCode */
-  finish (reason, exitCode) {
+  finish(reason, exitCode) {
     if (this.closed) return
     this.closed = true
     this.reason = reason
@@ -98,15 +152,15 @@ export class TerminalHandle extends EventTarget {
     this.resuming = false
     clearTimeout(this.consumer.giveUp)
     this.link.close()
-    this.dispatchEvent(makeEvent('closed', this.containerLost
-      ? { reason, exitCode, containerLost: true }
-      : { reason, exitCode }))
+    this.dispatchEvent(
+      makeEvent('closed', this.containerLost ? { reason, exitCode, containerLost: true } : { reason, exitCode })
+    )
   }
 }
 
 export class TerminalConsumer extends Consumer {
   /** @param {TerminalHandle} term @param {TerminalOptions} opts */
-  constructor (term, opts) {
+  constructor(term, opts) {
     super(undefined)
     this.term = term
     this.opts = opts
@@ -115,7 +169,7 @@ export class TerminalConsumer extends Consumer {
     this.giveUp = null
   }
 
-  subscribeMessages () {
+  subscribeMessages() {
     const term = this.term
     if (this.sentOpen) {
       if (!term.resuming || !term.sessionId) return []
@@ -133,14 +187,14 @@ export class TerminalConsumer extends Consumer {
       msg.rows = this.opts.rows
     }
     // Terminal extensions (docs/protocol.md): sent only when not the default.
-    if (this.opts.command && this.opts.command.length) msg.command = [...this.opts.command]
+    if (this.opts.command?.length) msg.command = [...this.opts.command]
     if (this.opts.tty === false) msg.tty = false
     if (this.opts.stdin === false) msg.stdin = false
     return [msg]
   }
 
   /** @param {any} msg */
-  handle (msg) {
+  handle(msg) {
     const term = this.term
     switch (msg.type) {
       case 'terminal_opened':
@@ -151,8 +205,8 @@ export class TerminalConsumer extends Consumer {
             term.resumes += 1
             clearTimeout(this.giveUp)
             const start = msg.seq
-            const lostBytes = Number.isInteger(start) && term.lastSeq !== undefined && start > term.lastSeq
-              ? start - term.lastSeq : 0
+            const lostBytes =
+              Number.isInteger(start) && term.lastSeq !== undefined && start > term.lastSeq ? start - term.lastSeq : 0
             term.dispatchEvent(makeEvent('resumed', { sessionId: term.sessionId, lostBytes }))
             for (const item of term.pending.splice(0)) this.link?.send(item)
           } else {
@@ -169,9 +223,14 @@ export class TerminalConsumer extends Consumer {
         return true
       case 'terminal_output':
         if (Number.isInteger(msg.seq)) term.lastSeq = msg.seq
-        term.dispatchEvent(makeEvent('output', typeof msg.stream === 'string'
-          ? { data: String(msg.data ?? ''), stream: msg.stream }
-          : { data: String(msg.data ?? '') }))
+        term.dispatchEvent(
+          makeEvent(
+            'output',
+            typeof msg.stream === 'string'
+              ? { data: String(msg.data ?? ''), stream: msg.stream }
+              : { data: String(msg.data ?? '') }
+          )
+        )
         return true
       case 'terminal_closed': {
         const code = Number.isInteger(msg.exitCode) ? msg.exitCode : null
@@ -184,8 +243,12 @@ export class TerminalConsumer extends Consumer {
           this.didNotSurvive(String(msg.message ?? 'terminal error'))
           return true
         }
-        this.report(new OpenPanelError('TERMINAL_ERROR', String(msg.message ?? 'terminal error'),
-          { containerId: term.containerId, raw: msg }))
+        this.report(
+          new OpenPanelError('TERMINAL_ERROR', String(msg.message ?? 'terminal error'), {
+            containerId: term.containerId,
+            raw: msg
+          })
+        )
         if (!term.opened) term.finish(String(msg.message ?? 'terminal error'), null)
         return true
       default:
@@ -194,13 +257,16 @@ export class TerminalConsumer extends Consumer {
   }
 
   /** @param {string} why */
-  didNotSurvive (why) {
-    this.fail(new OpenPanelError('CONNECTION_LOST',
-      `the terminal session did not survive the reconnect (${why})`, { containerId: this.term.containerId }))
+  didNotSurvive(why) {
+    this.fail(
+      new OpenPanelError('CONNECTION_LOST', `the terminal session did not survive the reconnect (${why})`, {
+        containerId: this.term.containerId
+      })
+    )
   }
 
   /** @param {OpenPanelError} err */
-  onDisconnect (err) {
+  onDisconnect(err) {
     const term = this.term
     if (term.closed) return
     // A gateway shutdown (1001) ends its sessions: no point in waiting for them.
@@ -210,14 +276,16 @@ export class TerminalConsumer extends Consumer {
     }
     if (!term.resuming) {
       term.resuming = true
-      this.giveUp = setTimeout(() => this.didNotSurvive('no reattach within ' +
-        `${RESUME_TIMEOUT / 1000} s`), RESUME_TIMEOUT)
+      this.giveUp = setTimeout(
+        () => this.didNotSurvive(`no reattach within ${RESUME_TIMEOUT / 1000} s`),
+        RESUME_TIMEOUT
+      )
       term.dispatchEvent(makeEvent('resuming', { closeCode: err.closeCode }))
     }
   }
 
   /** @param {OpenPanelError} err */
-  handleError (err) {
+  handleError(err) {
     if (this.term.resuming) {
       this.didNotSurvive(err.message)
       return true
@@ -232,14 +300,14 @@ export class TerminalConsumer extends Consumer {
   }
 
   /** @param {OpenPanelError} err */
-  fail (err) {
+  fail(err) {
     if (this.term.closed) return
     this.report(err)
     this.term.finish(err.message, null)
   }
 
   /** @param {OpenPanelError} err */
-  report (err) {
+  report(err) {
     this.term.dispatchEvent(makeEvent('error', err))
   }
 }

@@ -1,11 +1,13 @@
 """The JS client: the package serves the canonical files (symlinks that wheel builds
 resolve to the files' content), every ES module the entry point imports is served from
-a fixed allow-list with the same headers, and its own unit tests
+a fixed allow-list with the same headers, the committed .d.ts are what tsc generates
+from the JSDoc (and keep real types), and its own unit tests
 (`node --test clients/js/test/`) pass, so pytest's summary covers them."""
 
 from __future__ import annotations
 
 import re
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from node_runner import run_node_tests
+from node_runner import js_tool_or_skip, run_node, run_node_tests
 from openpanel_ws.server import CLIENT_FILES, client_file_handler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,9 +26,32 @@ FILES = sorted(p.name for p in CANONICAL.iterdir()
 MODULES = [name for name in FILES if name.endswith(".js")]
 
 
+TSC_FLAGS = ["--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext",
+             "--lib", "es2022,dom"]
+
+
 def test_the_client_is_modules_behind_one_entry_point() -> None:
     assert "openpanel-ws.js" in MODULES and len(MODULES) > 1
-    assert "openpanel-ws.d.ts" in FILES
+    declarations = sorted(name for name in FILES if name.endswith(".d.ts"))
+    assert declarations == sorted(name.removesuffix(".js") + ".d.ts" for name in MODULES)
+
+
+def test_the_committed_declarations_are_generated_from_the_jsdoc() -> None:
+    js_tool_or_skip("typescript/bin/tsc")
+    with tempfile.TemporaryDirectory() as out:
+        run_node([str(CANONICAL / "tools" / "types.mjs"), out], cwd=CANONICAL)
+        fresh = sorted(p.name for p in Path(out).iterdir())
+        assert fresh == sorted(n for n in FILES if n.endswith(".d.ts"))
+        for name in fresh:
+            assert (Path(out) / name).read_text() == (CANONICAL / name).read_text(), (
+                f"clients/js/{name} is stale: run `cd clients/js && npm run types`")
+
+
+def test_the_declarations_keep_real_types() -> None:
+    """test/types-usage.ts uses the public API under --strict, with @ts-expect-error on
+    wrong uses: it compiles only if the declarations are precise (not `any`)."""
+    tsc = js_tool_or_skip("typescript/bin/tsc")
+    run_node([str(tsc), "--noEmit", "--strict", *TSC_FLAGS, "test/types-usage.ts"], cwd=CANONICAL)
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -1,7 +1,8 @@
 // Unit tests of LinkMachine, the link's protocol decisions, with plain calls: no socket,
 // no timers; the clock is a number passed in. `node --test clients/js/test/`.
-import { test } from 'node:test'
+
 import assert from 'node:assert/strict'
+import { test } from 'node:test'
 
 import { LinkMachine } from '../openpanel-ws.js'
 
@@ -9,11 +10,11 @@ const URL = 'ws://gw:1/ws/containers'
 const WALL = Date.UTC(2026, 0, 1) // the machine's wall clock, unix ms
 
 /** A consumer as the machine sees it. */
-function consumer (subscribe = [], unsubscribe = []) {
+function consumer(subscribe = [], unsubscribe = []) {
   return { subscribeMessages: () => subscribe, unsubscribeMessages: () => unsubscribe }
 }
 
-function machine (extra = {}) {
+function machine(extra = {}) {
   return new LinkMachine({
     url: URL,
     rateLimit: { count: 10, windowMs: 1000 },
@@ -29,7 +30,7 @@ const msg = m => JSON.stringify(m)
 const jwt = claims => `h.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.s`
 
 /** Attach, welcome, token, authenticated: the actions of each step. */
-function authenticated (m, c = consumer([{ type: 'subscribe_logs', containerId: 'web' }]), token = 't') {
+function authenticated(m, c = consumer([{ type: 'subscribe_logs', containerId: 'web' }]), token = 't') {
   const opened = m.attach(c, 0)
   const gen = opened.at(-1).generation
   const welcome = m.received(gen, msg({ type: 'connected' }), 1)
@@ -41,7 +42,10 @@ function authenticated (m, c = consumer([{ type: 'subscribe_logs', containerId: 
 test('the first consumer opens the socket; welcome asks for a token; the token is sent as auth', () => {
   const m = machine()
   const { gen, opened, welcome, auth, ok } = authenticated(m)
-  assert.deepEqual(opened, [{ kind: 'state', state: 'connecting' }, { kind: 'open', url: URL, generation: 1 }])
+  assert.deepEqual(opened, [
+    { kind: 'state', state: 'connecting' },
+    { kind: 'open', url: URL, generation: 1 }
+  ])
   assert.ok(Object.isFrozen(opened[1]))
   assert.equal(gen, 1)
   assert.deepEqual(kinds(welcome), ['clear-timer', 'fetch-token'])
@@ -106,9 +110,15 @@ test('a transient close: disconnected, then after the consumers heard, a backoff
   assert.equal(err.closeCode, 1006)
   assert.equal(m.canSend, false)
   const retry = m.afterDisconnect()
-  assert.deepEqual(retry, [{ kind: 'state', state: 'reconnecting' }, { kind: 'set-timer', timer: 'retry', delay: 500 }])
+  assert.deepEqual(retry, [
+    { kind: 'state', state: 'reconnecting' },
+    { kind: 'set-timer', timer: 'retry', delay: 500 }
+  ])
   assert.deepEqual(m.afterDisconnect(), []) // asked once per loss
-  assert.deepEqual(m.attach(consumer([]), 20).filter(a => a.kind === 'open'), []) // the retry is pending
+  assert.deepEqual(
+    m.attach(consumer([]), 20).filter(a => a.kind === 'open'),
+    []
+  ) // the retry is pending
   const reopened = m.timerFired('retry', 600)
   assert.deepEqual(reopened, [{ kind: 'open', url: URL, generation: 3 }]) // already 'reconnecting'
   // Anything from the old socket is ignored.
@@ -134,7 +144,11 @@ test('backoff grows per failed attempt and resets once authenticated', () => {
 })
 
 test('4001, 1008 and 1009 are final: the link closes and fails its consumers', () => {
-  for (const [code, error] of [[4001, 'AUTH_FAILED'], [1008, 'CONNECTION_CLOSED'], [1009, 'CONNECTION_CLOSED']]) {
+  for (const [code, error] of [
+    [4001, 'AUTH_FAILED'],
+    [1008, 'CONNECTION_CLOSED'],
+    [1009, 'CONNECTION_CLOSED']
+  ]) {
     const m = machine()
     const { gen, c } = authenticated(m)
     const out = m.socketClosed(gen, code, 'why')
@@ -154,7 +168,9 @@ test('an AUTH_FAILED error makes the following close final with that error', () 
   const gen = m.attach(consumer([]), 0).at(-1).generation
   m.received(gen, msg({ type: 'connected' }), 1)
   m.tokenReady(gen, 'bad', 2)
-  assert.deepEqual(kinds(m.received(gen, msg({ type: 'error', code: 'AUTH_FAILED', message: 'nope' }), 3)), ['clear-timer'])
+  assert.deepEqual(kinds(m.received(gen, msg({ type: 'error', code: 'AUTH_FAILED', message: 'nope' }), 3)), [
+    'clear-timer'
+  ])
   const fail = m.socketClosed(gen, 1000, '').at(-1)
   assert.equal(fail.err.code, 'AUTH_FAILED')
   assert.equal(fail.err.message, 'nope')
@@ -192,7 +208,10 @@ test('token refresh: a timer before exp (getToken only), then a new token on the
   assert.deepEqual(sent(m.tokenReady(gen, 'fresh', 11)), [{ type: 'auth', token: 'fresh' }])
   // Without getToken (a fixed token) there is nothing to refresh with.
   const fixed = machine()
-  assert.deepEqual(authenticated(fixed, consumer([]), jwt({ exp })).auth.at(-1), { kind: 'clear-timer', timer: 'refresh' })
+  assert.deepEqual(authenticated(fixed, consumer([]), jwt({ exp })).auth.at(-1), {
+    kind: 'clear-timer',
+    timer: 'refresh'
+  })
   // A refresh timer firing on a connection that is not authenticated does nothing.
   const down = machine({ refreshes: true })
   down.attach(consumer([]), 0)
@@ -213,7 +232,11 @@ test('missing heartbeats: the idle timer closes the socket with 4000 and counts 
   // An explicit idleTimeout arms at once.
   const fixed = machine({ idleTimeout: 500 })
   const g = fixed.attach(consumer([]), 0).at(-1).generation
-  assert.deepEqual(fixed.received(g, msg({ type: 'connected' }), 1)[0], { kind: 'set-timer', timer: 'idle', delay: 500 })
+  assert.deepEqual(fixed.received(g, msg({ type: 'connected' }), 1)[0], {
+    kind: 'set-timer',
+    timer: 'idle',
+    delay: 500
+  })
 })
 
 test('detach: unsubscribes what no other consumer uses; the last one closes the link', () => {
@@ -227,10 +250,21 @@ test('detach: unsubscribes what no other consumer uses; the last one closes the 
   assert.deepEqual(m.detach(b, true, 6), []) // `a` still reads web's logs
   assert.deepEqual(sent(m.detach(c, true, 7)), [{ type: 'unsubscribe_stats', containerId: 'db' }])
   const last = m.detach(a, true, 8)
-  assert.deepEqual(kinds(last), ['forget', 'clear-timer', 'clear-timer', 'clear-timer', 'clear-timer', 'close-socket', 'state'])
+  assert.deepEqual(kinds(last), [
+    'forget',
+    'clear-timer',
+    'clear-timer',
+    'clear-timer',
+    'clear-timer',
+    'close-socket',
+    'state'
+  ])
   assert.deepEqual(last.at(-2), { kind: 'close-socket', code: 1000, reason: '' })
   assert.deepEqual(m.close(), []) // once
-  assert.deepEqual(m.attach(consumer([]), 9).filter(x => x.kind === 'open'), []) // closed for good
+  assert.deepEqual(
+    m.attach(consumer([]), 9).filter(x => x.kind === 'open'),
+    []
+  ) // closed for good
 })
 
 test('without reconnect, or with attempts exhausted, a loss fails the consumers', () => {
