@@ -4,7 +4,7 @@
 // A LinkMachine takes inputs (a socket opened, a message, a close, a timer that fired, a
 // token fetched) with the clock, and returns actions (open a socket, send a text, set a
 // timer, fetch a token, tell the consumers). It owns no socket and no timer: the shell
-// (shell.js) carries the actions out, in one place. docs/protocol.md "JS client".
+// (shell.js) carries the actions out, in one place. docs/protocol.md "JavaScript client".
 
 import { CLOSE, errorFromMessage, OpenPanelError, shouldReconnect } from './errors.js'
 import { Backoff, Outbox, refreshDelay, tokenExpiry } from './pure.js'
