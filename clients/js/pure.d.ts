@@ -2,12 +2,9 @@
 /**
  * A slightly stricter copy of the server's limit: network jitter can bunch frames that
  * left evenly spaced, so keep one token spare and refill a bit slower.
- * @param {{count: number, windowMs: number}} limit
+ * @param {RateLimit} limit
  */
-export function mirrorLimit(limit: {
-    count: number;
-    windowMs: number;
-}, margin?: number): {
+export function mirrorLimit(limit: RateLimit, margin?: number): {
     count: number;
     windowMs: number;
 };
@@ -58,7 +55,8 @@ export class Backoff {
     constructor({ base, cap, maxAttempts, random }?: BackoffOptions);
     base: number;
     cap: number;
-    maxAttempts: number;
+    /** @type {number|null} */
+    maxAttempts: number | null;
     random: () => number;
     attempts: number;
     /** @returns {number|null} milliseconds before the next attempt; null when exhausted */
@@ -76,11 +74,8 @@ export const SERVER_RATE_LIMITS: Record<Endpoint, {
 }>;
 /** A token bucket: `count` tokens, refilled at count/windowMs; times in ms. */
 export class TokenBucket {
-    /** @param {{count: number, windowMs: number}} limit @param {number} now */
-    constructor(limit: {
-        count: number;
-        windowMs: number;
-    }, now: number);
+    /** @param {RateLimit} limit @param {number} now */
+    constructor(limit: RateLimit, now: number);
     capacity: number;
     ratePerMs: number;
     tokens: number;
@@ -100,11 +95,8 @@ export const MAX_INPUT_CHARS: 8192;
  * a held key or a paste is coalesced, never dropped or rejected.
  */
 export class Outbox {
-    /** @param {{count: number, windowMs: number}} limit @param {number} now */
-    constructor(limit: {
-        count: number;
-        windowMs: number;
-    }, now: number);
+    /** @param {RateLimit} limit @param {number} now */
+    constructor(limit: RateLimit, now: number);
     limit: {
         count: number;
         windowMs: number;
@@ -120,7 +112,9 @@ export class Outbox {
     /** @param {object} message */
     pushFree(message: object): void;
     /** A protocol message, or `{input: 'keys'}` for terminal keystrokes. @param {object|{input: string}} item */
-    push(item: any): void;
+    push(item: object | {
+        input: string;
+    }): void;
     /**
      * @param {number} now
      * @returns {[object|null, number]} [message to send now, 0] or [null, ms to wait; Infinity when empty]

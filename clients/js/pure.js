@@ -15,6 +15,7 @@ export class Backoff {
   constructor({ base = 1000, cap = 30000, maxAttempts = null, random = Math.random } = {}) {
     this.base = base
     this.cap = cap
+    /** @type {number|null} */
     this.maxAttempts = maxAttempts
     this.random = random
     this.attempts = 0
@@ -49,7 +50,7 @@ export const SERVER_RATE_LIMITS = Object.freeze({
 
 /** A token bucket: `count` tokens, refilled at count/windowMs; times in ms. */
 export class TokenBucket {
-  /** @param {{count: number, windowMs: number}} limit @param {number} now */
+  /** @param {RateLimit} limit @param {number} now */
   constructor(limit, now) {
     this.capacity = limit.count
     this.ratePerMs = limit.count / limit.windowMs
@@ -79,7 +80,7 @@ export class TokenBucket {
 /**
  * A slightly stricter copy of the server's limit: network jitter can bunch frames that
  * left evenly spaced, so keep one token spare and refill a bit slower.
- * @param {{count: number, windowMs: number}} limit
+ * @param {RateLimit} limit
  */
 export function mirrorLimit(limit, margin = 0.8) {
   const count = Math.max(1, limit.count - 1)
@@ -98,7 +99,7 @@ export const MAX_INPUT_CHARS = 8192
  * a held key or a paste is coalesced, never dropped or rejected.
  */
 export class Outbox {
-  /** @param {{count: number, windowMs: number}} limit @param {number} now */
+  /** @param {RateLimit} limit @param {number} now */
   constructor(limit, now) {
     this.limit = mirrorLimit(limit)
     this.bucket = new TokenBucket(this.limit, now)
@@ -118,11 +119,12 @@ export class Outbox {
   }
 
   /** A protocol message, or `{input: 'keys'}` for terminal keystrokes. @param {object|{input: string}} item */
-  push(/** @type {any} */ item) {
-    if (item && typeof item.input === 'string' && !('type' in item)) {
-      if (!item.input) return
-      for (let i = 0; i < item.input.length; i += MAX_INPUT_CHARS) {
-        this.queue.push({ input: item.input.slice(i, i + MAX_INPUT_CHARS) })
+  push(item) {
+    const entry = /** @type {any} */ (item)
+    if (entry && typeof entry.input === 'string' && !('type' in entry)) {
+      if (!entry.input) return
+      for (let i = 0; i < entry.input.length; i += MAX_INPUT_CHARS) {
+        this.queue.push({ input: entry.input.slice(i, i + MAX_INPUT_CHARS) })
       }
       return
     }
