@@ -113,7 +113,8 @@ export class Link {
           } catch {}
           break
         case 'set-timer':
-          this.setTimer(action.timer, action.delay)
+          // A listener called back during this batch may have closed the link meanwhile.
+          if (!this.machine.closed) this.setTimer(action.timer, action.delay)
           break
         case 'clear-timer':
           clearTimeout(this.timers.get(action.timer))

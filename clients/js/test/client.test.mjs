@@ -413,3 +413,18 @@ test('no WebSocket constructor: a typed error that says what to do', () => {
     globalThis.WebSocket = saved
   }
 })
+
+test('a state listener that closes the client leaves no timer behind', async () => {
+  const c = client()
+  c.subscribeMetrics({}, () => {})
+  const link = [...c.links.values()][0]
+  await authenticate(FakeSocket.all[0])
+  c.addEventListener('state', e => {
+    if (e.detail.state === 'reconnecting') c.close()
+  })
+  FakeSocket.all[0].drop(1006)
+  assert.equal(link.closed, true)
+  assert.equal(link.timers.size, 0) // the retry decided before the close is not armed
+  await tick()
+  assert.equal(FakeSocket.all.length, 1)
+})
