@@ -21,7 +21,8 @@ export class LinkMachine {
     rateLimit: import("./pure.js").RateLimit;
     reconnect: boolean;
     refreshes: boolean;
-    idleTimeout: number;
+    /** @type {number|null} */
+    idleTimeout: number | null;
     wallClock: () => number;
     backoff: Backoff;
     /** @type {Carried[]} */

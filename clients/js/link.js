@@ -82,6 +82,7 @@ export class LinkMachine {
     this.rateLimit = rateLimit
     this.reconnect = reconnect
     this.refreshes = refreshes
+    /** @type {number|null} */
     this.idleTimeout = idleTimeout
     this.wallClock = wallClock
     this.backoff = new Backoff(backoff)
