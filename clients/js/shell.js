@@ -145,7 +145,7 @@ export class Link {
           this.client.forget(this)
           break
         default:
-          throw new Error(`unknown link action ${JSON.stringify(/** @type {never} */ (action))}`)
+          assertNever(action) // tsc --checkJs fails here when a kind is not handled
       }
     }
   }
@@ -206,4 +206,9 @@ export class Link {
       c.fail(err)
     }
   }
+}
+
+/** @param {never} action @returns {never} */
+function assertNever(action) {
+  throw new Error(`unknown link action ${JSON.stringify(action)}`)
 }

@@ -16,32 +16,24 @@ const tsc = join(here, 'node_modules', 'typescript', 'bin', 'tsc')
 const modules = readdirSync(here)
   .filter(name => name.endsWith('.js'))
   .sort()
+const flags = ['--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--lib', 'es2022,dom']
+const mode = check
+  ? ['--noEmit', '--allowJs', '--checkJs', '--strict']
+  : ['--declaration', '--allowJs', '--emitDeclarationOnly']
 
 const work = mkdtempSync(join(tmpdir(), 'openpanel-ws-types-'))
+let failed = false
 try {
   for (const name of modules) copyFileSync(join(here, name), join(work, name))
-  execFileSync(
-    process.execPath,
-    [
-      tsc,
-      '--declaration',
-      '--allowJs',
-      '--emitDeclarationOnly',
-      '--target',
-      'es2022',
-      '--module',
-      'nodenext',
-      '--moduleResolution',
-      'nodenext',
-      '--lib',
-      'es2022,dom',
-      '--outDir',
-      join(work, 'out'),
-      ...modules
-    ],
-    { cwd: work, stdio: 'inherit' }
-  )
-  for (const name of modules) {
+  try {
+    execFileSync(process.execPath, [tsc, ...mode, ...flags, '--outDir', join(work, 'out'), ...modules], {
+      cwd: work,
+      stdio: 'inherit'
+    })
+  } catch {
+    failed = true // tsc printed why
+  }
+  for (const name of check || failed ? [] : modules) {
     const dts = name.replace(/\.js$/, '.d.ts')
     const body = readFileSync(join(work, 'out', dts), 'utf8')
     writeFileSync(
@@ -52,3 +44,4 @@ try {
 } finally {
   rmSync(work, { recursive: true, force: true })
 }
+process.exitCode = failed ? 1 : 0
