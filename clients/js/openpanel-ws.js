@@ -7,8 +7,9 @@
 // final, re-auth through getToken(), subscriptions restored after a reconnect, logs
 // resumed with `since` and deduplicated, heartbeat answers, and a client-side mirror
 // of the server's rate limit that coalesces terminal keystrokes. Beyond the Python
-// client, events subscriptions are resumed with `since` too (EventCursor). See
-// README.md beside this file and docs/protocol.md.
+// client: an events subscription takes a `since` and is resumed with one after a
+// reconnect, replays dropped (EventCursor); the Python client's events restart live.
+// See README.md beside this file and docs/protocol.md "JavaScript client".
 //
 // The modules: pure.js (Backoff, TokenBucket, Outbox, time, URL and token helpers),
 // cursors.js (LogCursor, EventCursor), errors.js, consumers.js (what a link carries),
