@@ -13,8 +13,8 @@ export class Consumer {
     constructor(onError: ((err: OpenPanelError) => void) | undefined);
     onError: (err: OpenPanelError) => void;
     ended: boolean;
-    /** @type {import('./shell.js').Link|null} */
-    link: import("./shell.js").Link | null;
+    /** @type {import('./link.js').Link|null} */
+    link: import("./link.js").Link | null;
     /** Messages to (re)send once the connection is authenticated. @returns {object[]} */
     subscribeMessages(): object[];
     /** @returns {object[]} */

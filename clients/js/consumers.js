@@ -11,7 +11,7 @@ export class Consumer {
   constructor(onError) {
     this.onError = onError
     this.ended = false
-    /** @type {import('./shell.js').Link|null} */
+    /** @type {import('./link.js').Link|null} */
     this.link = null
   }
 

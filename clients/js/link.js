@@ -1,377 +1,214 @@
-// link.js: one gateway connection's protocol decisions as plain synchronous code, the
-// counterpart of the Python client's ClientConnection (openpanel_ws/client/sansio.py).
-//
-// A LinkMachine takes inputs (a socket opened, a message, a close, a timer that fired, a
-// token fetched) with the clock, and returns actions (open a socket, send a text, set a
-// timer, fetch a token, tell the consumers). It owns no socket and no timer: the shell
-// (shell.js) carries the actions out, in one place. docs/protocol.md "JavaScript client".
+// link.js: the Link, the shell around a ClientConnection (connection.js): it owns the
+// WebSocket and the timers, feeds their events to the connection, and carries out the
+// connection's actions in one place, apply() (as the Python client's Link does).
 
-import { CLOSE, errorFromMessage, OpenPanelError, shouldReconnect } from './errors.js'
-import { Backoff, Outbox, refreshDelay, tokenExpiry } from './pure.js'
+import { ClientConnection } from './connection.js'
+import { CLOSE } from './errors.js'
+import { gatewayUrl, makeEvent, now, SERVER_RATE_LIMITS } from './pure.js'
 
-/** @typedef {import('./pure.js').RateLimit} RateLimit */
-/** @typedef {import('./pure.js').BackoffOptions} BackoffOptions */
-/** @typedef {'connecting'|'authenticated'|'reconnecting'|'closed'} LinkState */
-/** @typedef {'pump'|'retry'|'refresh'|'idle'} TimerName */
+/** @typedef {import('./pure.js').Endpoint} Endpoint */
+/** @typedef {import('./connection.js').ConnectionAction} ConnectionAction */
+/** @typedef {import('./connection.js').ConnectionState} ConnectionState */
+/** @typedef {import('./connection.js').TimerName} TimerName */
+/** @typedef {import('./consumers.js').Consumer} Consumer */
 
 /**
- * What a link carries, as the machine sees it: the messages that (re)subscribe a
- * consumer and the ones that end its subscription. (Messages and errors reach the
- * consumers through the shell: the `route`, `route-error`, `disconnected` and `fail`
- * actions.)
- * @typedef {object} Carried
- * @property {() => object[]} subscribeMessages
- * @property {() => object[]} unsubscribeMessages
+ * What a link needs of its client (OpenPanelClient implements it).
+ * @typedef {object} LinkOwner
+ * @property {string} url
+ * @property {any} WebSocket a WebSocket constructor
+ * @property {() => Promise<string>} token
+ * @property {(() => (string|Promise<string>))|undefined} getToken
+ * @property {import('./pure.js').BackoffOptions} backoffOptions
+ * @property {Record<string, import('./pure.js').RateLimit>} rateLimits
+ * @property {number|null} idleTimeout
+ * @property {(link: Link) => void} forget
+ * @property {(event: Event) => boolean} dispatchEvent
  */
 
 /**
- * The actions of a LinkMachine, each a frozen object told apart by `kind`.
- * @typedef {{kind: 'open', url: string, generation: number}} OpenSocket
- * @typedef {{kind: 'send', text: string}} SendText
- * @typedef {{kind: 'close-socket', code: number, reason: string}} CloseSocket
- * @typedef {{kind: 'set-timer', timer: TimerName, delay: number}} SetTimer
- * @typedef {{kind: 'clear-timer', timer: TimerName}} ClearTimer
- * @typedef {{kind: 'fetch-token', generation: number}} FetchToken
- * @typedef {{kind: 'state', state: LinkState}} StateChanged
- * @typedef {{kind: 'route', msg: any}} RouteMessage
- * @typedef {{kind: 'route-error', err: OpenPanelError}} RouteError
- * @typedef {{kind: 'disconnected', err: OpenPanelError}} Disconnected
- * @typedef {{kind: 'fail', err: OpenPanelError, consumers: Carried[]}} FailAll
- * @typedef {{kind: 'forget'}} Forget
- * @typedef {OpenSocket|SendText|CloseSocket|SetTimer|ClearTimer|FetchToken|StateChanged|
- *   RouteMessage|RouteError|Disconnected|FailAll|Forget} LinkAction
+ * One WebSocket to one endpoint that reconnects by itself: backoff, re-auth,
+ * subscriptions restored, heartbeat answered, outgoing frames paced by the mirror of
+ * the server's rate limit. The decisions are the ClientConnection's; this is the I/O.
  */
-
-/**
- * @template {LinkAction} A
- * @param {A} action @returns {A}
- */
-const act = action => Object.freeze(action)
-
-/** @type {TimerName[]} */
-const TIMERS = ['retry', 'pump', 'refresh', 'idle']
-
-/**
- * @typedef {object} LinkConfig
- * @property {string} url the endpoint's ws(s):// URL
- * @property {RateLimit} rateLimit the server's limit for this endpoint (mirrored, stricter)
- * @property {BackoffOptions} [backoff]
- * @property {boolean} [reconnect] false: a lost connection fails its consumers (default true)
- * @property {boolean} [refreshes] true when tokens come from getToken(): re-authenticate before `exp`
- * @property {number|null} [idleTimeout] ms without a message before the connection counts as dead
- * @property {() => number} [wallClock] unix ms (pong timestamps, token expiry); default Date.now
- */
-
-/**
- * One WebSocket to one endpoint across reconnects: welcome and auth, heartbeat
- * answers, final or transient closes, backoff, token refresh, resubscription and the
- * outbox that paces what is sent. Times are the caller's monotonic milliseconds.
- */
-export class LinkMachine {
-  /** @param {LinkConfig} config */
-  constructor({
-    url,
-    rateLimit,
-    backoff = {},
-    reconnect = true,
-    refreshes = false,
-    idleTimeout = null,
-    wallClock = Date.now
-  }) {
-    this.url = url
-    this.rateLimit = rateLimit
-    this.reconnect = reconnect
-    this.refreshes = refreshes
-    /** @type {number|null} */
-    this.idleTimeout = idleTimeout
-    this.wallClock = wallClock
-    this.backoff = new Backoff(backoff)
-    /** @type {Carried[]} */
-    this.consumers = []
-    /** counts sockets: inputs naming an older one are ignored */
-    this.generation = 0
-    /** a socket is open or opening */
-    this.socket = false
-    this.authenticated = false
-    this.everAuthenticated = false
-    this.closed = false
-    /** @type {string|undefined} */
-    this.userId = undefined
-    /** @type {Outbox|null} */
-    this.outbox = null
-    /** the retry timer is set */
-    this.retrying = false
-    /** the pump timer is set */
-    this.pumping = false
-    /** @type {number|null} */
-    this.lastPingAt = null
-    /** @type {number|null} */
-    this.pingGap = null
-    /** @type {LinkState|null} */
-    this.state = null
-    /** @type {OpenPanelError|undefined} why the coming close is final */
-    this.finalError = undefined
-    /** @type {OpenPanelError|null} the loss the consumers are being told about */
-    this.lost = null
+export class Link {
+  /** @param {LinkOwner} client @param {Endpoint} endpoint @param {{reconnect?: boolean}} [opts] */
+  constructor(client, endpoint, { reconnect = true } = {}) {
+    this.client = client
+    this.endpoint = endpoint
+    this.connection = new ClientConnection({
+      url: gatewayUrl(client.url, endpoint),
+      rateLimit: client.rateLimits[endpoint] || SERVER_RATE_LIMITS.containers,
+      backoff: client.backoffOptions,
+      reconnect,
+      refreshes: Boolean(client.getToken),
+      idleTimeout: client.idleTimeout
+    })
+    /** @type {WebSocket|null} the latest socket */
+    this.ws = null
+    /** @type {Map<TimerName, ReturnType<typeof setTimeout>>} */
+    this.timers = new Map()
+    /** @type {string|undefined} the client's key for a shared link */
+    this.key = undefined
   }
 
-  /** True while there is a connection to queue messages on. */
-  get canSend() {
-    return this.outbox !== null
+  get url() {
+    return this.connection.url
+  }
+  /** @returns {Consumer[]} */
+  get consumers() {
+    return /** @type {Consumer[]} */ (this.connection.consumers)
+  }
+  get closed() {
+    return this.connection.closed
+  }
+  get authenticated() {
+    return this.connection.authenticated
+  }
+  get state() {
+    return this.connection.state
+  }
+  get userId() {
+    return this.connection.userId
   }
 
-  /** @param {Carried} consumer @param {number} now @returns {LinkAction[]} */
-  attach(consumer, now) {
-    this.consumers.push(consumer)
-    /** @type {LinkAction[]} */
-    const out = []
-    if (this.authenticated) {
-      for (const m of consumer.subscribeMessages()) this.outbox?.push(m)
-      out.push(...this.pump(now))
-    }
-    if (!this.socket && !this.retrying) out.push(...this.open(now))
-    return out
+  /** @param {Consumer} consumer */
+  attach(consumer) {
+    consumer.link = this
+    this.apply(this.connection.attach(consumer, now()))
   }
 
-  /** @param {Carried} consumer @param {boolean} sendUnsubscribe @param {number} now @returns {LinkAction[]} */
-  detach(consumer, sendUnsubscribe, now) {
-    const i = this.consumers.indexOf(consumer)
-    if (i >= 0) this.consumers.splice(i, 1)
-    if (!this.consumers.length) return this.close()
-    if (!sendUnsubscribe || !this.authenticated) return []
-    // Keep what another consumer (same container, same kind) still uses.
-    const key = (/** @type {any} */ m) => `${m.type}\u0000${m.containerId ?? ''}`
-    const still = new Set(this.consumers.flatMap(c => c.unsubscribeMessages()).map(key))
-    for (const m of consumer.unsubscribeMessages()) if (!still.has(key(m))) this.outbox?.push(m)
-    return this.pump(now)
+  /** @param {Consumer} consumer @param {boolean} sendUnsubscribe */
+  detach(consumer, sendUnsubscribe) {
+    this.apply(this.connection.detach(consumer, sendUnsubscribe, now()))
   }
 
-  /** Queue a message (or `{input}`) behind the rate-limit mirror. @param {any} item @param {number} now @returns {LinkAction[]} */
-  send(item, now) {
-    if (!this.outbox) return []
-    this.outbox.push(item)
-    return this.pump(now)
+  /** Queue a message (or `{input}`); false when there is no connection. @param {any} item */
+  send(item) {
+    if (!this.connection.canSend) return false
+    this.apply(this.connection.send(item, now()))
+    return true
   }
 
-  /** @param {number} now @returns {LinkAction[]} */
-  pump(now) {
-    if (this.pumping || !this.outbox || !this.socket) return []
-    /** @type {LinkAction[]} */
-    const out = []
-    for (;;) {
-      const [msg, wait] = this.outbox.pop(now)
-      if (msg) {
-        out.push(act({ kind: 'send', text: JSON.stringify(msg) }))
-        continue
-      }
-      if (wait !== Infinity) {
-        this.pumping = true
-        out.push(act({ kind: 'set-timer', timer: 'pump', delay: wait }))
-      }
-      return out
-    }
-  }
-
-  /** @param {number} now @returns {LinkAction[]} */
-  open(now) {
-    if (this.closed) return []
-    this.retrying = false
-    this.generation += 1
-    this.socket = true
-    this.outbox = new Outbox(this.rateLimit, now)
-    return [
-      ...this.setState(this.everAuthenticated || this.backoff.attempts ? 'reconnecting' : 'connecting'),
-      act({ kind: 'open', url: this.url, generation: this.generation })
-    ]
-  }
-
-  /** A text (or binary) message of socket `generation`. @param {number} generation @param {any} data @param {number} now @returns {LinkAction[]} */
-  received(generation, data, now) {
-    if (generation !== this.generation || !this.socket) return []
-    const out = this.armIdle()
-    if (typeof data !== 'string') return out
-    /** @type {any} */
-    let msg
-    try {
-      msg = JSON.parse(data)
-    } catch {
-      return out
-    }
-    if (!msg || typeof msg !== 'object') return out
-    switch (msg.type) {
-      case 'connected':
-        return [...out, act({ kind: 'fetch-token', generation })]
-      case 'authenticated':
-        return [...out, ...this.onAuthenticated(msg, now)]
-      case 'ping':
-        return [...out, ...this.onPing(now)]
-      case 'pong':
-        return out
-      case 'error': {
-        const err = errorFromMessage(msg)
-        if (err.code === 'AUTH_FAILED' || err.code === 'AUTH_TIMEOUT') {
-          this.finalError = err // the 4001 close that follows is final
-          return out
-        }
-        return [...out, act({ kind: 'route-error', err })]
-      }
-      default:
-        return [...out, act({ kind: 'route', msg })]
-    }
-  }
-
-  /** Heartbeat: answered ahead of everything, never counted against the limit. @param {number} now */
-  onPing(now) {
-    if (this.lastPingAt !== null) this.pingGap = now - this.lastPingAt
-    this.lastPingAt = now
-    if (!this.outbox) return []
-    this.outbox.pushFree({ type: 'pong', timestamp: new Date(this.wallClock()).toISOString() })
-    return this.pump(now)
-  }
-
-  /** @param {any} msg @param {number} now @returns {LinkAction[]} */
-  onAuthenticated(msg, now) {
-    const first = !this.authenticated
-    this.userId = msg.userId
-    if (!first) return [] // a token refresh on the open connection
-    this.authenticated = true
-    this.everAuthenticated = true
-    this.backoff.reset()
-    const out = this.setState('authenticated')
-    for (const c of this.consumers) for (const m of c.subscribeMessages()) this.outbox?.push(m)
-    return [...out, ...this.pump(now)]
-  }
-
-  /**
-   * Browsers cannot send ping frames: a server that went silent (its host gone, a
-   * half-open TCP) is noticed by missing heartbeats: 2.5 of its observed intervals.
-   * @returns {LinkAction[]}
-   */
-  armIdle() {
-    const limit = this.idleTimeout ?? (this.pingGap ? this.pingGap * 2.5 : null)
-    if (!limit || !this.socket) return [act({ kind: 'clear-timer', timer: 'idle' })]
-    return [act({ kind: 'set-timer', timer: 'idle', delay: limit })]
-  }
-
-  /** The token for socket `generation` arrived. @param {number} generation @param {string} token @param {number} now @returns {LinkAction[]} */
-  tokenReady(generation, token, now) {
-    if (generation !== this.generation || !this.outbox) return []
-    this.outbox.push({ type: 'auth', token })
-    const out = this.pump(now)
-    // Re-authenticate on the open connection before the token's `exp`.
-    const exp = this.refreshes ? tokenExpiry(token) : null
-    if (exp === null) return [...out, act({ kind: 'clear-timer', timer: 'refresh' })]
-    return [...out, act({ kind: 'set-timer', timer: 'refresh', delay: refreshDelay(exp, this.wallClock()) })]
-  }
-
-  /** getToken() threw: the coming close is final. @param {number} generation @param {unknown} error @returns {LinkAction[]} */
-  tokenFailed(generation, error) {
-    if (generation !== this.generation) return []
-    const why = /** @type {any} */ (error)?.message ?? error
-    this.finalError = new OpenPanelError('TOKEN_ERROR', `cannot obtain a token: ${why}`)
-    return this.socket ? [act({ kind: 'close-socket', code: CLOSE.NORMAL, reason: '' })] : []
-  }
-
-  /** @param {TimerName} timer @param {number} now @returns {LinkAction[]} */
-  timerFired(timer, now) {
-    switch (timer) {
-      case 'pump':
-        this.pumping = false
-        return this.pump(now)
-      case 'retry':
-        return this.open(now)
-      case 'refresh':
-        return this.authenticated ? [act({ kind: 'fetch-token', generation: this.generation })] : []
-      case 'idle': {
-        if (!this.socket) return []
-        const reason = 'no heartbeat from the server'
-        return [
-          act({ kind: 'close-socket', code: 4000, reason }),
-          ...this.socketClosed(this.generation, CLOSE.ABNORMAL, reason)
-        ]
-      }
-    }
-  }
-
-  /**
-   * Socket `generation` closed (or failed to open). A final close fails the consumers; a
-   * transient one returns `disconnected`: the shell tells the consumers, then calls
-   * afterDisconnect() for the reconnect decision.
-   * @param {number} generation @param {number} code @param {string} reason @returns {LinkAction[]}
-   */
-  socketClosed(generation, code, reason) {
-    if (generation !== this.generation) return []
-    this.generation += 1 // ignore anything else from that socket
-    this.socket = false
-    this.outbox = null
-    this.authenticated = false
-    this.pumping = false
-    /** @type {LinkAction[]} */
-    const out = TIMERS.filter(t => t !== 'retry').map(timer => act({ kind: 'clear-timer', timer }))
-    if (this.closed) return out
-    let final = this.finalError
-    this.finalError = undefined
-    const detail = `code ${code}${reason ? `: ${reason}` : ''}`
-    if (!final && code === CLOSE.AUTH_FAILED) {
-      final = new OpenPanelError('AUTH_FAILED', reason || 'Invalid token', { closeCode: code })
-    }
-    if (!final && !shouldReconnect(code)) {
-      final = new OpenPanelError('CONNECTION_CLOSED', `connection closed by the server (${detail})`, {
-        closeCode: code
-      })
-    }
-    if (final) {
-      if (final.closeCode === undefined) final.closeCode = code
-      return [...out, ...this.fail(final)]
-    }
-    this.lost = new OpenPanelError('CONNECTION_LOST', `connection to ${this.url} lost (${detail})`, { closeCode: code })
-    return [...out, act({ kind: 'disconnected', err: this.lost })]
-  }
-
-  /** The consumers were told of the loss: reconnect after a backoff, or give up. @returns {LinkAction[]} */
-  afterDisconnect() {
-    const lost = this.lost
-    this.lost = null
-    if (!lost || this.closed) return []
-    if (!this.consumers.length) return this.close()
-    if (!this.reconnect) return this.fail(lost)
-    const delay = this.backoff.nextDelay()
-    if (delay === null) {
-      return this.fail(
-        new OpenPanelError('CONNECTION_CLOSED', `${this.url}: gave up after ${this.backoff.attempts} attempts`, {
-          closeCode: lost.closeCode
-        })
-      )
-    }
-    this.retrying = true
-    return [...this.setState('reconnecting'), act({ kind: 'set-timer', timer: 'retry', delay })]
-  }
-
-  /** Close, then fail every consumer with `err`. @param {OpenPanelError} err @returns {LinkAction[]} */
-  fail(err) {
-    const consumers = this.consumers.slice()
-    return [...this.close(), act({ kind: 'fail', err, consumers })]
-  }
-
-  /** For good: nothing reconnects afterwards. @returns {LinkAction[]} */
   close() {
-    if (this.closed) return []
-    this.closed = true
-    this.consumers.length = 0
-    /** @type {LinkAction[]} */
-    const out = [act({ kind: 'forget' }), ...TIMERS.map(timer => act({ kind: 'clear-timer', timer }))]
-    this.retrying = this.pumping = false
-    if (this.socket) out.push(act({ kind: 'close-socket', code: CLOSE.NORMAL, reason: '' }))
-    this.socket = false
-    this.outbox = null
-    this.generation += 1
-    return [...out, ...this.setState('closed')]
+    this.apply(this.connection.close())
   }
 
-  /** @param {LinkState} state @returns {LinkAction[]} */
-  setState(state) {
-    if (this.state === state) return []
-    this.state = state
-    return [act({ kind: 'state', state })]
+  /** Carries out the connection's actions, in order. @param {ConnectionAction[]} actions */
+  apply(actions) {
+    for (const action of actions) {
+      switch (action.kind) {
+        case 'open':
+          this.openSocket(action.generation, action.url)
+          break
+        case 'send':
+          try {
+            this.ws?.send(action.text)
+          } catch {} // closing: the close event follows
+          break
+        case 'close-socket':
+          try {
+            if (action.reason) this.ws?.close(action.code, action.reason)
+            else this.ws?.close(action.code)
+          } catch {}
+          break
+        case 'set-timer':
+          // A listener called back during this batch may have closed the link meanwhile.
+          if (!this.connection.closed) this.setTimer(action.timer, action.delay)
+          break
+        case 'clear-timer':
+          clearTimeout(this.timers.get(action.timer))
+          this.timers.delete(action.timer)
+          break
+        case 'fetch-token':
+          this.fetchToken(action.generation)
+          break
+        case 'state':
+          this.client.dispatchEvent(makeEvent('state', { endpoint: this.endpoint, state: action.state }))
+          break
+        case 'route':
+          for (const c of this.consumers.slice()) if (c.handle(action.msg)) break
+          break
+        case 'route-error':
+          if (!this.consumers.slice().some(c => c.handleError(action.err))) {
+            this.client.dispatchEvent(makeEvent('error', action.err))
+          }
+          break
+        case 'disconnected':
+          for (const c of this.consumers.slice()) c.onDisconnect(action.err)
+          this.apply(this.connection.afterDisconnect())
+          break
+        case 'fail':
+          this.failConsumers(/** @type {Consumer[]} */ (action.consumers), action)
+          break
+        case 'forget':
+          this.client.forget(this)
+          break
+        default:
+          assertNever(action) // tsc --checkJs fails here when a kind is not handled
+      }
+    }
   }
+
+  /** @param {number} generation @param {string} url */
+  openSocket(generation, url) {
+    const WS = this.client.WebSocket
+    /** @type {WebSocket} */
+    let ws
+    try {
+      ws = new WS(url)
+    } catch (e) {
+      this.apply(this.connection.socketClosed(generation, CLOSE.ABNORMAL, String(e)))
+      return
+    }
+    this.ws = ws
+    ws.onmessage = ev => this.apply(this.connection.received(generation, ev.data, now()))
+    ws.onclose = ev => this.apply(this.connection.socketClosed(generation, ev.code, ev.reason))
+    // Browsers follow an error with a close event; Node 20's WebSocket does not when
+    // the connection is refused (it stays CONNECTING): treat that as a 1006.
+    ws.onerror = () => {
+      setTimeout(() => {
+        if (generation === this.connection.generation && ws.readyState !== 1) {
+          try {
+            ws.close()
+          } catch {}
+          this.apply(this.connection.socketClosed(generation, CLOSE.ABNORMAL, 'connection failed'))
+        }
+      }, 0)
+    }
+  }
+
+  /** @param {TimerName} timer @param {number} delay */
+  setTimer(timer, delay) {
+    clearTimeout(this.timers.get(timer))
+    this.timers.set(
+      timer,
+      setTimeout(() => {
+        this.timers.delete(timer)
+        this.apply(this.connection.timerFired(timer, now()))
+      }, delay)
+    )
+  }
+
+  /** @param {number} generation */
+  fetchToken(generation) {
+    this.client.token().then(
+      token => this.apply(this.connection.tokenReady(generation, token, now())),
+      error => this.apply(this.connection.tokenFailed(generation, error))
+    )
+  }
+
+  /** @param {Consumer[]} consumers @param {{err: import('./errors.js').OpenPanelError}} action */
+  failConsumers(consumers, { err }) {
+    if (!consumers.length) this.client.dispatchEvent(makeEvent('error', err))
+    for (const c of consumers) {
+      c.link = this // report() falls back to the client's 'error' event
+      c.fail(err)
+    }
+  }
+}
+
+/** @param {never} action @returns {never} */
+function assertNever(action) {
+  throw new Error(`unknown link action ${JSON.stringify(action)}`)
 }

@@ -1,10 +1,15 @@
 // Generated from the JSDoc of openpanel-ws.js by tools/types.mjs (tsc); do not edit.
-export { LinkMachine } from "./link.js";
+export { ClientConnection } from "./connection.js";
 /** @typedef {import('./pure.js').Endpoint} Endpoint */
 /** @typedef {import('./pure.js').RateLimit} RateLimit */
 /** @typedef {import('./pure.js').BackoffOptions} BackoffOptions */
-/** @typedef {import('./link.js').LinkState} LinkState */
-/** @typedef {import('./link.js').LinkAction} LinkAction */
+/** @typedef {import('./connection.js').ConnectionState} ConnectionState */
+/**
+ * The former name of ConnectionState.
+ * @deprecated
+ * @typedef {ConnectionState} LinkState
+ */
+/** @typedef {import('./connection.js').ConnectionAction} ConnectionAction */
 /** @typedef {import('./terminal.js').TerminalOptions} TerminalOptions */
 /** @typedef {import('./consumers.js').Consumer} Consumer */
 export const VERSION: "0.1.0";
@@ -28,7 +33,7 @@ export const VERSION: "0.1.0";
  * @property {string} [containerId]
  */
 /** @typedef {(err: OpenPanelError) => void} ErrorCallback */
-/** @typedef {{endpoint: Endpoint, state: LinkState}} StateDetail */
+/** @typedef {{endpoint: Endpoint, state: ConnectionState}} StateDetail */
 /** @typedef {{tail?: number|'all', since?: string|number}} LogsOptions */
 /** @typedef {{interval?: number}} IntervalOptions */
 /** @typedef {{filters?: Record<string, string[]>, since?: string|number}} EventsOptions */
@@ -211,8 +216,12 @@ export default OpenPanelClient;
 export type Endpoint = import("./pure.js").Endpoint;
 export type RateLimit = import("./pure.js").RateLimit;
 export type BackoffOptions = import("./pure.js").BackoffOptions;
-export type LinkState = import("./link.js").LinkState;
-export type LinkAction = import("./link.js").LinkAction;
+export type ConnectionState = import("./connection.js").ConnectionState;
+/**
+ * The former name of ConnectionState.
+ */
+export type LinkState = ConnectionState;
+export type ConnectionAction = import("./connection.js").ConnectionAction;
 export type TerminalOptions = import("./terminal.js").TerminalOptions;
 export type Consumer = import("./consumers.js").Consumer;
 export type ClientOptions = {
@@ -260,7 +269,7 @@ export type Subscription = {
 export type ErrorCallback = (err: OpenPanelError) => void;
 export type StateDetail = {
     endpoint: Endpoint;
-    state: LinkState;
+    state: ConnectionState;
 };
 export type LogsOptions = {
     tail?: number | "all";
@@ -346,7 +355,7 @@ export type SystemLogMessage = {
     source: string;
 };
 export type EventMessage = DockerEventMessage | SystemLogMessage;
-import { Link } from './shell.js';
+import { Link } from './link.js';
 import { OpenPanelError } from './errors.js';
 import { TerminalHandle } from './terminal.js';
 export { EventCursor, LogCursor } from "./cursors.js";

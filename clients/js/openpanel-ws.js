@@ -13,19 +13,19 @@
 //
 // The modules: pure.js (Backoff, TokenBucket, Outbox, time, URL and token helpers),
 // cursors.js (LogCursor, EventCursor), errors.js, consumers.js (what a link carries),
-// link.js (LinkMachine: the connection's decisions, sans I/O), shell.js (Link: the
-// socket and timers), terminal.js (TerminalHandle). The pure parts and the machine are
+// connection.js (ClientConnection: the connection's decisions, sans I/O), link.js (Link:
+// the socket and timers), terminal.js (TerminalHandle). The pure parts and the connection are
 // exported for tests and for people who write their own transport.
 
 import { EventsConsumer, LogsConsumer, MetricsConsumer, StatsConsumer } from './consumers.js'
 import { OpenPanelError } from './errors.js'
+import { Link } from './link.js'
 import { defaultUrl, SERVER_RATE_LIMITS } from './pure.js'
-import { Link } from './shell.js'
 import { TerminalHandle } from './terminal.js'
 
+export { ClientConnection } from './connection.js'
 export { EventCursor, LogCursor } from './cursors.js'
 export { CLOSE, errorFromMessage, OpenPanelError, shouldReconnect } from './errors.js'
-export { LinkMachine } from './link.js'
 export {
   Backoff,
   defaultUrl,
@@ -45,8 +45,13 @@ export { RESUME_TIMEOUT, TerminalHandle } from './terminal.js'
 /** @typedef {import('./pure.js').Endpoint} Endpoint */
 /** @typedef {import('./pure.js').RateLimit} RateLimit */
 /** @typedef {import('./pure.js').BackoffOptions} BackoffOptions */
-/** @typedef {import('./link.js').LinkState} LinkState */
-/** @typedef {import('./link.js').LinkAction} LinkAction */
+/** @typedef {import('./connection.js').ConnectionState} ConnectionState */
+/**
+ * The former name of ConnectionState.
+ * @deprecated
+ * @typedef {ConnectionState} LinkState
+ */
+/** @typedef {import('./connection.js').ConnectionAction} ConnectionAction */
 /** @typedef {import('./terminal.js').TerminalOptions} TerminalOptions */
 /** @typedef {import('./consumers.js').Consumer} Consumer */
 
@@ -74,7 +79,7 @@ export const VERSION = '0.1.0'
  */
 
 /** @typedef {(err: OpenPanelError) => void} ErrorCallback */
-/** @typedef {{endpoint: Endpoint, state: LinkState}} StateDetail */
+/** @typedef {{endpoint: Endpoint, state: ConnectionState}} StateDetail */
 /** @typedef {{tail?: number|'all', since?: string|number}} LogsOptions */
 /** @typedef {{interval?: number}} IntervalOptions */
 /** @typedef {{filters?: Record<string, string[]>, since?: string|number}} EventsOptions */

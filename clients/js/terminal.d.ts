@@ -138,6 +138,6 @@ export type TerminalOptions = {
     tty?: boolean;
     stdin?: boolean;
 };
-import { Link } from './shell.js';
+import { Link } from './link.js';
 import { OpenPanelError } from './errors.js';
 import { Consumer } from './consumers.js';

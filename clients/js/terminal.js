@@ -2,8 +2,8 @@
 
 import { Consumer } from './consumers.js'
 import { CLOSE, OpenPanelError } from './errors.js'
+import { Link } from './link.js'
 import { makeEvent } from './pure.js'
-import { Link } from './shell.js'
 
 /** @typedef {{shell?: string, cols?: number, rows?: number, command?: string[], tty?: boolean, stdin?: boolean}} TerminalOptions */
 

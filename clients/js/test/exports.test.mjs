@@ -31,8 +31,8 @@ const BEFORE_THE_SPLIT = [
   'tokenExpiry'
 ]
 
-test('the entry point exports everything it exported as one file, and LinkMachine', () => {
+test('the entry point exports everything it exported as one file, and ClientConnection', () => {
   for (const name of BEFORE_THE_SPLIT) assert.ok(name in api, name)
   assert.equal(api.default, api.OpenPanelClient)
-  assert.equal(typeof api.LinkMachine, 'function')
+  assert.equal(typeof api.ClientConnection, 'function')
 })

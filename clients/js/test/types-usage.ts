@@ -3,8 +3,8 @@
 import OpenPanelClientDefault, {
   Backoff,
   CLOSE,
-  type LinkAction,
-  LinkMachine,
+  ClientConnection,
+  type ConnectionAction,
   type LogLine,
   OpenPanelClient,
   type OpenPanelError,
@@ -61,7 +61,10 @@ term.write('ls\n')
 const exp: number | null = tokenExpiry('a.b.c')
 const delay: number | null = new Backoff({ base: 10 }).nextDelay()
 const code: number = CLOSE.AUTH_FAILED
-const actions: LinkAction[] = new LinkMachine({ url: 'ws://h:1/ws/logs', rateLimit: { count: 1, windowMs: 1 } }).close()
+const actions: ConnectionAction[] = new ClientConnection({
+  url: 'ws://h:1/ws/logs',
+  rateLimit: { count: 1, windowMs: 1 }
+}).close()
 for (const a of actions)
   if (a.kind === 'set-timer') {
     const ms: number = a.delay

@@ -1,21 +1,21 @@
-// Unit tests of LinkMachine, the link's protocol decisions, with plain calls: no socket,
+// Unit tests of ClientConnection, the link's protocol decisions, with plain calls: no socket,
 // no timers; the clock is a number passed in. `node --test clients/js/test/`.
 
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { LinkMachine } from '../openpanel-ws.js'
+import { ClientConnection } from '../openpanel-ws.js'
 
 const URL = 'ws://gw:1/ws/containers'
-const WALL = Date.UTC(2026, 0, 1) // the machine's wall clock, unix ms
+const WALL = Date.UTC(2026, 0, 1) // the connection's wall clock, unix ms
 
-/** A consumer as the machine sees it. */
+/** A consumer as the connection sees it. */
 function consumer(subscribe = [], unsubscribe = []) {
   return { subscribeMessages: () => subscribe, unsubscribeMessages: () => unsubscribe }
 }
 
-function machine(extra = {}) {
-  return new LinkMachine({
+function connection(extra = {}) {
+  return new ClientConnection({
     url: URL,
     rateLimit: { count: 10, windowMs: 1000 },
     backoff: { random: () => 0.5 },
@@ -40,7 +40,7 @@ function authenticated(m, c = consumer([{ type: 'subscribe_logs', containerId: '
 }
 
 test('the first consumer opens the socket; welcome asks for a token; the token is sent as auth', () => {
-  const m = machine()
+  const m = connection()
   const { gen, opened, welcome, auth, ok } = authenticated(m)
   assert.deepEqual(opened, [
     { kind: 'state', state: 'connecting' },
@@ -60,7 +60,7 @@ test('the first consumer opens the socket; welcome asks for a token; the token i
 })
 
 test('a consumer attached once authenticated subscribes at once, on the same socket', () => {
-  const m = machine()
+  const m = connection()
   authenticated(m)
   const more = m.attach(consumer([{ type: 'subscribe_stats', containerId: 'db' }]), 10)
   assert.deepEqual(kinds(more), ['send'])
@@ -68,7 +68,7 @@ test('a consumer attached once authenticated subscribes at once, on the same soc
 })
 
 test('pings are answered with a pong ahead of the queue, even with no token left', () => {
-  const m = machine({ rateLimit: { count: 2, windowMs: 1000 } }) // mirror: 1 token
+  const m = connection({ rateLimit: { count: 2, windowMs: 1000 } }) // mirror: 1 token
   const { gen } = authenticated(m, consumer([]))
   const queued = m.send({ type: 'resize', cols: 1, rows: 1 }, 3) // no token: waits
   assert.deepEqual(kinds(queued), ['set-timer'])
@@ -79,7 +79,7 @@ test('pings are answered with a pong ahead of the queue, even with no token left
 })
 
 test('outbox pacing: past the mirrored limit a send waits for the pump timer', () => {
-  const m = machine({ rateLimit: { count: 3, windowMs: 1000 } }) // mirror: 2 tokens, 1 per 625 ms
+  const m = connection({ rateLimit: { count: 3, windowMs: 1000 } }) // mirror: 2 tokens, 1 per 625 ms
   const { gen } = authenticated(m, consumer([])) // the auth took one
   assert.equal(gen, 1)
   assert.deepEqual(kinds(m.send({ type: 'a' }, 10)), ['send'])
@@ -93,7 +93,7 @@ test('outbox pacing: past the mirrored limit a send waits for the pump timer', (
 })
 
 test('terminal input queued while the bucket is dry is merged into one input', () => {
-  const m = machine({ rateLimit: { count: 2, windowMs: 1000 } })
+  const m = connection({ rateLimit: { count: 2, windowMs: 1000 } })
   authenticated(m, consumer([]))
   m.send({ input: 'a' }, 3)
   m.send({ input: 'b' }, 3)
@@ -101,7 +101,7 @@ test('terminal input queued while the bucket is dry is merged into one input', (
 })
 
 test('a transient close: disconnected, then after the consumers heard, a backoff retry', () => {
-  const m = machine()
+  const m = connection()
   const { gen } = authenticated(m)
   const closed = m.socketClosed(gen, 1006, '')
   assert.deepEqual(kinds(closed), ['clear-timer', 'clear-timer', 'clear-timer', 'disconnected'])
@@ -127,7 +127,7 @@ test('a transient close: disconnected, then after the consumers heard, a backoff
 })
 
 test('backoff grows per failed attempt and resets once authenticated', () => {
-  const m = machine({ backoff: { random: () => 0.999999 } })
+  const m = connection({ backoff: { random: () => 0.999999 } })
   let gen = m.attach(consumer([]), 0).at(-1).generation
   const delays = []
   for (let i = 0; i < 3; i++) {
@@ -149,7 +149,7 @@ test('4001, 1008 and 1009 are final: the link closes and fails its consumers', (
     [1008, 'CONNECTION_CLOSED'],
     [1009, 'CONNECTION_CLOSED']
   ]) {
-    const m = machine()
+    const m = connection()
     const { gen, c } = authenticated(m)
     const out = m.socketClosed(gen, code, 'why')
     const fail = out.at(-1)
@@ -164,7 +164,7 @@ test('4001, 1008 and 1009 are final: the link closes and fails its consumers', (
 })
 
 test('an AUTH_FAILED error makes the following close final with that error', () => {
-  const m = machine()
+  const m = connection()
   const gen = m.attach(consumer([]), 0).at(-1).generation
   m.received(gen, msg({ type: 'connected' }), 1)
   m.tokenReady(gen, 'bad', 2)
@@ -178,7 +178,7 @@ test('an AUTH_FAILED error makes the following close final with that error', () 
 })
 
 test('other errors and messages are routed to the consumers', () => {
-  const m = machine()
+  const m = connection()
   const { gen } = authenticated(m)
   const err = m.received(gen, msg({ type: 'error', code: 'RATE_LIMIT', message: 'slow down' }), 5).at(-1)
   assert.equal(err.kind, 'route-error')
@@ -190,7 +190,7 @@ test('other errors and messages are routed to the consumers', () => {
 })
 
 test('getToken() failing ends the connection finally with TOKEN_ERROR', () => {
-  const m = machine()
+  const m = connection()
   const gen = m.attach(consumer([]), 0).at(-1).generation
   m.received(gen, msg({ type: 'connected' }), 1)
   assert.deepEqual(m.tokenFailed(gen, new Error('vault down')), [{ kind: 'close-socket', code: 1000, reason: '' }])
@@ -201,25 +201,25 @@ test('getToken() failing ends the connection finally with TOKEN_ERROR', () => {
 
 test('token refresh: a timer before exp (getToken only), then a new token on the open socket', () => {
   const exp = WALL / 1000 + 600
-  const m = machine({ refreshes: true })
+  const m = connection({ refreshes: true })
   const { gen, auth } = authenticated(m, consumer([]), jwt({ exp }))
   assert.deepEqual(auth.at(-1), { kind: 'set-timer', timer: 'refresh', delay: (600 - 30) * 1000 })
   assert.deepEqual(m.timerFired('refresh', 10), [{ kind: 'fetch-token', generation: gen }])
   assert.deepEqual(sent(m.tokenReady(gen, 'fresh', 11)), [{ type: 'auth', token: 'fresh' }])
   // Without getToken (a fixed token) there is nothing to refresh with.
-  const fixed = machine()
+  const fixed = connection()
   assert.deepEqual(authenticated(fixed, consumer([]), jwt({ exp })).auth.at(-1), {
     kind: 'clear-timer',
     timer: 'refresh'
   })
   // A refresh timer firing on a connection that is not authenticated does nothing.
-  const down = machine({ refreshes: true })
+  const down = connection({ refreshes: true })
   down.attach(consumer([]), 0)
   assert.deepEqual(down.timerFired('refresh', 1), [])
 })
 
 test('missing heartbeats: the idle timer closes the socket with 4000 and counts it lost', () => {
-  const m = machine()
+  const m = connection()
   const { gen } = authenticated(m)
   m.received(gen, msg({ type: 'ping' }), 1000)
   m.received(gen, msg({ type: 'ping' }), 31000) // one interval seen: 30 s
@@ -230,7 +230,7 @@ test('missing heartbeats: the idle timer closes the socket with 4000 and counts 
   assert.equal(idle.at(-1).kind, 'disconnected')
   assert.equal(idle.at(-1).err.closeCode, 1006)
   // An explicit idleTimeout arms at once.
-  const fixed = machine({ idleTimeout: 500 })
+  const fixed = connection({ idleTimeout: 500 })
   const g = fixed.attach(consumer([]), 0).at(-1).generation
   assert.deepEqual(fixed.received(g, msg({ type: 'connected' }), 1)[0], {
     kind: 'set-timer',
@@ -240,7 +240,7 @@ test('missing heartbeats: the idle timer closes the socket with 4000 and counts 
 })
 
 test('detach: unsubscribes what no other consumer uses; the last one closes the link', () => {
-  const m = machine()
+  const m = connection()
   const a = consumer([], [{ type: 'unsubscribe_logs', containerId: 'web' }])
   const b = consumer([], [{ type: 'unsubscribe_logs', containerId: 'web' }])
   const c = consumer([], [{ type: 'unsubscribe_stats', containerId: 'db' }])
@@ -268,11 +268,11 @@ test('detach: unsubscribes what no other consumer uses; the last one closes the 
 })
 
 test('without reconnect, or with attempts exhausted, a loss fails the consumers', () => {
-  const once = machine({ reconnect: false })
+  const once = connection({ reconnect: false })
   const { gen } = authenticated(once)
   once.socketClosed(gen, 1006, '')
   assert.equal(once.afterDisconnect().at(-1).err.code, 'CONNECTION_LOST')
-  const limited = machine({ backoff: { maxAttempts: 1, random: () => 0 } })
+  const limited = connection({ backoff: { maxAttempts: 1, random: () => 0 } })
   let g = limited.attach(consumer([]), 0).at(-1).generation
   limited.socketClosed(g, 1006, '')
   assert.equal(limited.afterDisconnect().at(-1).kind, 'set-timer')
@@ -282,7 +282,7 @@ test('without reconnect, or with attempts exhausted, a loss fails the consumers'
   assert.equal(gaveUp.err.code, 'CONNECTION_CLOSED')
   assert.match(gaveUp.err.message, /gave up after 1 attempts/)
   // A loss with no consumer left just closes.
-  const empty = machine()
+  const empty = connection()
   const e = empty.attach(consumer([]), 0).at(-1).generation
   empty.consumers.length = 0
   empty.socketClosed(e, 1006, '')
