@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run install dev test test-unit lint engine bench clean
+.PHONY: run install dev js-tools test test-unit lint engine bench clean
 
 # venv with the package and its entry point .venv/bin/openpanel-ws (idempotent)
 $(BIN)/python:
@@ -24,6 +24,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 dev: $(STAMP)
 
+# The JS client's dev tools (typescript, biome), pinned by clients/js/package-lock.json.
+JS_TOOLS := clients/js/node_modules/.installed
+$(JS_TOOLS): clients/js/package.json clients/js/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing (Debian: apt-get install npm)" >&2; exit 1; }
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+js-tools: $(JS_TOOLS)
+
 # Start the gateway on the embedded default (prints the URL and an admin token).
 run: install
 	$(BIN)/openpanel-ws serve
@@ -32,15 +41,17 @@ run: install
 engine:
 	bash scripts/ensure-docker.sh
 
-test: dev engine
+test: dev engine js-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: dev
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: dev
+lint: dev js-tools
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	clients/js/node_modules/.bin/biome ci --colors=off
+	node clients/js/tools/types.mjs --check
 
 bench: dev engine
 	$(BIN)/python bench/run.py

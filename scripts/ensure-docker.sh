@@ -57,6 +57,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ! command -v node >/dev/null 2>&1 || [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then
   need+=(nodejs)
 fi
+command -v npm >/dev/null 2>&1 || need+=(npm)  # make js-tools: npm ci in clients/js
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     log "missing ${need[*]} and I am not root: install them (apt-get install ${need[*]})"; exit 1

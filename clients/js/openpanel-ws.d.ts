@@ -1,216 +1,364 @@
-// Types of openpanel-ws.js (the OpenPanel WebSocket API 1.3.0 client).
-
-export const VERSION: string
-
-export type Endpoint = 'containers' | 'logs' | 'metrics' | 'terminal'
-export type LinkState = 'connecting' | 'authenticated' | 'reconnecting' | 'closed'
-
-export interface RateLimit { count: number; windowMs: number }
-
-export interface BackoffOptions {
-  /** ms, default 1000 */
-  base?: number
-  /** ms, default 30000 */
-  cap?: number
-  /** null (default): retry forever */
-  maxAttempts?: number | null
-  random?: () => number
-}
-
-export interface ClientOptions {
-  /** ws://host:port (or http(s)://...); default: ws(s):// + location.host */
-  url?: string
-  token?: string
-  /** Called before every (re)auth, and before the token's `exp`; wins over `token`. */
-  getToken?: () => string | Promise<string>
-  /** A WebSocket constructor (Node < 22, tests); default globalThis.WebSocket. */
-  WebSocket?: { new (url: string): WebSocket }
-  backoff?: BackoffOptions
-  rateLimits?: Partial<Record<Endpoint, RateLimit>>
-  /** ms without any message before a connection counts as dead (default: 2.5 heartbeats). */
-  idleTimeout?: number | null
-}
-
-export class OpenPanelError extends Error {
-  constructor (code: string, message: string, extra?: { containerId?: string; closeCode?: number; raw?: object })
-  /** The server's error code, or CONNECTION_CLOSED, CONNECTION_LOST, SUBSCRIPTION_ENDED,
-   * TERMINAL_ERROR, TOKEN_ERROR, NO_WEBSOCKET, CLIENT_CLOSED. */
-  code: string
-  containerId?: string
-  closeCode?: number
-  raw?: object
-}
-
-export interface LogLine {
-  containerId: string
-  timestamp: string
-  stream: 'stdout' | 'stderr' | string
-  data: string
-}
-
-export interface StatsMessage {
-  type: 'stats'
-  containerId: string
-  timestamp: string
-  stats: {
-    cpu: { usage: number; percent: number }
-    memory: { usage: number; limit: number; percent: number }
-    network: { rx_bytes: number; tx_bytes: number }
-  }
-}
-
-export interface MetricsMessage {
-  type: 'metrics'
-  timestamp: string
-  system: {
-    cpu: { usage: number; cores: number }
-    memory: { total: number; used: number; free: number; percent: number }
-    disk: { total: number; used: number; free: number; percent: number }
-    network: { rx_bytes: number; tx_bytes: number }
-  }
-}
-
-export interface DockerEventMessage {
-  type: 'docker_event'
-  timestamp: string
-  event: { Type: string; Action: string; Actor: { ID: string; Attributes: Record<string, string> }; [k: string]: unknown }
-}
-
-export interface SystemLogMessage {
-  type: 'system_log'
-  timestamp: string
-  level: 'debug' | 'info' | 'warning' | 'error'
-  message: string
-  source: string
-}
-
-export type EventMessage = DockerEventMessage | SystemLogMessage
-
-export interface Subscription {
-  unsubscribe (): void
-  containerId?: string
-}
-
-export type ErrorCallback = (err: OpenPanelError) => void
-
-export interface StateDetail { endpoint: Endpoint; state: LinkState }
-
-export interface TerminalOptions {
-  shell?: string
-  cols?: number
-  rows?: number
-  /** Extension: run this program instead of `shell`. */
-  command?: string[]
-  /** Extension: false = no TTY, output then names its `stream`. */
-  tty?: boolean
-  /** Extension: false = the program gets no standard input. */
-  stdin?: boolean
-}
-
-export class TerminalHandle extends EventTarget {
-  readonly containerId: string
-  sessionId?: string
-  exitCode?: number | null
-  reason?: string
-  opened: boolean
-  closed: boolean
-  /** Keystrokes or a paste; coalesced when the client's rate-limit mirror runs low. */
-  write (data: string): void
-  resize (cols: number, rows: number): void
-  /** close_terminal; 'closed' follows. */
-  close (): void
-  /** Extension: end the program's input (with a TTY: types Ctrl-D). */
-  eof (): void
-  containerLost: boolean
-  addEventListener (type: 'opened', listener: (ev: CustomEvent<{ sessionId: string; containerId: string }>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: 'output', listener: (ev: CustomEvent<{ data: string; stream?: 'stdout' | 'stderr' }>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: 'closed', listener: (ev: CustomEvent<{ reason: string; exitCode: number | null | undefined; containerLost?: boolean }>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: 'error', listener: (ev: CustomEvent<OpenPanelError>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: 'resuming', listener: (ev: CustomEvent<{ closeCode?: number }>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: 'resumed', listener: (ev: CustomEvent<{ sessionId: string; lostBytes: number }>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void
-  /** `seq` of the last output received (gateways with terminal sessions). */
-  lastSeq?: number
-  /** True while the connection is down and the session is being reattached. */
-  resuming: boolean
-  resumes: number
-}
-
-/** ms a terminal keeps trying to reattach its session. */
-export const RESUME_TIMEOUT: number
-
+// Generated from the JSDoc of openpanel-ws.js by tools/types.mjs (tsc); do not edit.
+export { ClientConnection } from "./connection.js";
+/** @typedef {import('./pure.js').Endpoint} Endpoint */
+/** @typedef {import('./pure.js').RateLimit} RateLimit */
+/** @typedef {import('./pure.js').BackoffOptions} BackoffOptions */
+/** @typedef {import('./connection.js').ConnectionState} ConnectionState */
+/**
+ * The former name of ConnectionState.
+ * @deprecated
+ * @typedef {ConnectionState} LinkState
+ */
+/** @typedef {import('./connection.js').ConnectionAction} ConnectionAction */
+/** @typedef {import('./terminal.js').TerminalOptions} TerminalOptions */
+/** @typedef {import('./consumers.js').Consumer} Consumer */
+export const VERSION: "0.1.0";
+/**
+ * @typedef {object} ClientOptions
+ * @property {string} [url] base URL (ws://host:port or http(s)://...); default: ws(s):// + location.host
+ * @property {string} [token] a JWT
+ * @property {() => (string|Promise<string>)} [getToken] called before every (re)auth, and before
+ *   the token's `exp`; wins over `token`
+ * @property {{new (url: string): WebSocket}} [WebSocket] a WebSocket constructor (Node < 22,
+ *   tests); default globalThis.WebSocket
+ * @property {BackoffOptions} [backoff] ms
+ * @property {Partial<Record<Endpoint, RateLimit>>} [rateLimits] the server's limits, if not the defaults
+ * @property {number|null} [idleTimeout] ms without any message before the connection is
+ *   considered dead; default 2.5 observed heartbeat intervals
+ */
+/**
+ * A handle on a subscription.
+ * @typedef {object} Subscription
+ * @property {() => void} unsubscribe
+ * @property {string} [containerId]
+ */
+/** @typedef {(err: OpenPanelError) => void} ErrorCallback */
+/** @typedef {{endpoint: Endpoint, state: ConnectionState}} StateDetail */
+/** @typedef {{tail?: number|'all', since?: string|number}} LogsOptions */
+/** @typedef {{interval?: number}} IntervalOptions */
+/** @typedef {{filters?: Record<string, string[]>, since?: string|number}} EventsOptions */
+/**
+ * @typedef {object} LogLine
+ * @property {string} containerId
+ * @property {string} timestamp
+ * @property {'stdout'|'stderr'|string} stream
+ * @property {string} data
+ */
+/**
+ * @typedef {object} StatsMessage
+ * @property {'stats'} type
+ * @property {string} containerId
+ * @property {string} timestamp
+ * @property {{cpu: {usage: number, percent: number}, memory: {usage: number, limit: number, percent: number}, network: {rx_bytes: number, tx_bytes: number}}} stats
+ */
+/**
+ * @typedef {object} MetricsMessage
+ * @property {'metrics'} type
+ * @property {string} timestamp
+ * @property {{cpu: {usage: number, cores: number}, memory: {total: number, used: number, free: number, percent: number}, disk: {total: number, used: number, free: number, percent: number}, network: {rx_bytes: number, tx_bytes: number}}} system
+ */
+/**
+ * @typedef {object} DockerEventMessage
+ * @property {'docker_event'} type
+ * @property {string} timestamp
+ * @property {{Type: string, Action: string, Actor: {ID: string, Attributes: Record<string, string>}, [k: string]: unknown}} event
+ */
+/**
+ * @typedef {object} SystemLogMessage
+ * @property {'system_log'} type
+ * @property {string} timestamp
+ * @property {'debug'|'info'|'warning'|'error'} level
+ * @property {string} message
+ * @property {string} source
+ */
+/** @typedef {DockerEventMessage|SystemLogMessage} EventMessage */
+/**
+ * The client: one lazily opened, self-healing connection per endpoint (and per distinct
+ * metrics interval or filtered events subscription); one connection per terminal.
+ * Events: 'state' {endpoint, state} and 'error' OpenPanelError (errors no callback took).
+ */
 export class OpenPanelClient extends EventTarget {
-  constructor (options?: ClientOptions)
-  readonly url: string
-  subscribeLogs (containerId: string, opts: { tail?: number | 'all'; since?: string | number } | undefined,
-    onLine: (line: LogLine) => void, onError?: ErrorCallback): Subscription
-  subscribeLogs (containerId: string, onLine: (line: LogLine) => void, onError?: ErrorCallback): Subscription
-  subscribeStats (containerId: string, opts: { interval?: number } | undefined,
-    onStats: (msg: StatsMessage) => void, onError?: ErrorCallback): Subscription
-  subscribeStats (containerId: string, onStats: (msg: StatsMessage) => void, onError?: ErrorCallback): Subscription
-  subscribeMetrics (opts: { interval?: number } | undefined, onMetrics: (msg: MetricsMessage) => void,
-    onError?: ErrorCallback): Subscription
-  subscribeMetrics (onMetrics: (msg: MetricsMessage) => void, onError?: ErrorCallback): Subscription
-  subscribeEvents (opts: { filters?: Record<string, string[]>; since?: string | number } | undefined,
-    onEvent: (msg: EventMessage) => void, onError?: ErrorCallback): Subscription
-  subscribeEvents (onEvent: (msg: EventMessage) => void, onError?: ErrorCallback): Subscription
-  openTerminal (containerId: string, opts?: TerminalOptions): TerminalHandle
-  close (): void
-  addEventListener (type: 'state', listener: (ev: CustomEvent<StateDetail>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: 'error', listener: (ev: CustomEvent<OpenPanelError>) => void, options?: boolean | AddEventListenerOptions): void
-  addEventListener (type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void
+    /** @param {ClientOptions} [options] */
+    constructor(options?: ClientOptions);
+    /** @type {string} */
+    url: string;
+    tokenValue: string;
+    getToken: () => (string | Promise<string>);
+    /** @type {{new (url: string): WebSocket}} */
+    WebSocket: {
+        new (url: string): WebSocket;
+    };
+    /** @type {BackoffOptions} */
+    backoffOptions: BackoffOptions;
+    /** @type {Record<Endpoint, RateLimit>} */
+    rateLimits: Record<Endpoint, RateLimit>;
+    /** @type {number|null} */
+    idleTimeout: number | null;
+    /** @type {Map<string, Link>} */
+    links: Map<string, Link>;
+    /** @type {Set<Link>} */
+    others: Set<Link>;
+    closed: boolean;
+    /**
+     * @overload
+     * @param {'state'} type
+     * @param {(ev: CustomEvent<StateDetail>) => void} listener
+     * @param {boolean|AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    addEventListener(type: "state", listener: (ev: CustomEvent<StateDetail>) => void, options?: boolean | AddEventListenerOptions): void;
+    /**
+     * @overload
+     * @param {'error'} type
+     * @param {(ev: CustomEvent<OpenPanelError>) => void} listener
+     * @param {boolean|AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    addEventListener(type: "error", listener: (ev: CustomEvent<OpenPanelError>) => void, options?: boolean | AddEventListenerOptions): void;
+    /**
+     * @overload
+     * @param {string} type
+     * @param {EventListenerOrEventListenerObject|null} listener
+     * @param {boolean|AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+    /** @returns {Promise<string>} */
+    token(): Promise<string>;
+    /** @param {string} key @param {Endpoint} endpoint */
+    link(key: string, endpoint: Endpoint): Link;
+    /** @param {Link} link */
+    adopt(link: Link): void;
+    /** @param {Link} link */
+    forget(link: Link): void;
+    /**
+     * Log lines of one container; resumed after a reconnect with no gap and no duplicate.
+     * @overload
+     * @param {string} containerId
+     * @param {LogsOptions|undefined} opts
+     * @param {(line: LogLine) => void} onLine
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeLogs(containerId: string, opts: LogsOptions | undefined, onLine: (line: LogLine) => void, onError?: ErrorCallback): Subscription;
+    /**
+     * @overload
+     * @param {string} containerId
+     * @param {(line: LogLine) => void} onLine
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeLogs(containerId: string, onLine: (line: LogLine) => void, onError?: ErrorCallback): Subscription;
+    /**
+     * `stats` messages of one container.
+     * @overload
+     * @param {string} containerId
+     * @param {IntervalOptions|undefined} opts
+     * @param {(msg: StatsMessage) => void} onStats
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeStats(containerId: string, opts: IntervalOptions | undefined, onStats: (msg: StatsMessage) => void, onError?: ErrorCallback): Subscription;
+    /**
+     * @overload
+     * @param {string} containerId
+     * @param {(msg: StatsMessage) => void} onStats
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeStats(containerId: string, onStats: (msg: StatsMessage) => void, onError?: ErrorCallback): Subscription;
+    /**
+     * Host `metrics` messages. One connection carries one interval: subscribers with
+     * different intervals get their own connections.
+     * @overload
+     * @param {IntervalOptions|undefined} opts
+     * @param {(msg: MetricsMessage) => void} onMetrics
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeMetrics(opts: IntervalOptions | undefined, onMetrics: (msg: MetricsMessage) => void, onError?: ErrorCallback): Subscription;
+    /**
+     * @overload
+     * @param {(msg: MetricsMessage) => void} onMetrics
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeMetrics(onMetrics: (msg: MetricsMessage) => void, onError?: ErrorCallback): Subscription;
+    /**
+     * `docker_event` and `system_log` messages; resumed with `since` after a reconnect.
+     * Subscribers without filters or since share one connection; the others get their own.
+     * @overload
+     * @param {EventsOptions|undefined} opts
+     * @param {(msg: EventMessage) => void} onEvent
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeEvents(opts: EventsOptions | undefined, onEvent: (msg: EventMessage) => void, onError?: ErrorCallback): Subscription;
+    /**
+     * @overload
+     * @param {(msg: EventMessage) => void} onEvent
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeEvents(onEvent: (msg: EventMessage) => void, onError?: ErrorCallback): Subscription;
+    /**
+     * An interactive terminal (one connection each). `command`, `tty: false` and
+     * `stdin: false` are the gateway's terminal extensions (like `docker exec` without -t/-i).
+     * @param {string} containerId
+     * @param {TerminalOptions} [opts]
+     * @returns {TerminalHandle}
+     */
+    openTerminal(containerId: string, opts?: TerminalOptions): TerminalHandle;
+    /** Close every connection; nothing reconnects afterwards. */
+    close(): void;
 }
-
-export default OpenPanelClient
-
-// --- the pure parts (exported for tests and custom transports) ---
-
-export const CLOSE: Readonly<Record<'NORMAL' | 'GOING_AWAY' | 'ABNORMAL' | 'POLICY_VIOLATION' | 'MESSAGE_TOO_BIG' |
-  'TRY_AGAIN_LATER' | 'AUTH_FAILED' | 'HEARTBEAT_TIMEOUT', number>>
-export const SERVER_RATE_LIMITS: Readonly<Record<Endpoint, RateLimit>>
-export const MAX_INPUT_CHARS: number
-export function shouldReconnect (code: number | undefined | null): boolean
-export function errorFromMessage (msg: object): OpenPanelError
-export function gatewayUrl (base: string, endpoint: Endpoint): string
-export function defaultUrl (): string
-export function tokenExpiry (token: string): number | null
-export function refreshDelay (exp: number, nowMs: number): number
-export function mirrorLimit (limit: RateLimit, margin?: number): RateLimit
-export function parseTimestampNanos (text: string): bigint | null
-export function rfc3339FromNanos (nanos: bigint): string
-
-export class Backoff {
-  constructor (opts?: BackoffOptions)
-  attempts: number
-  nextDelay (): number | null
-  reset (): void
-}
-
-export class TokenBucket {
-  constructor (limit: RateLimit, now: number)
-  tokens: number
-  tryTake (now: number): boolean
-}
-
-export class Outbox {
-  constructor (limit: RateLimit, now: number)
-  readonly length: number
-  pushFree (message: object): void
-  push (item: object | { input: string }): void
-  pop (now: number): [object | null, number]
-  clear (): void
-}
-
-export class LogCursor {
-  lastNs: bigint | null
-  dropped: number
-  accept (timestamp: string, stream: string, data: string): boolean
-  resume (): { since?: string; tail?: 'all' }
-}
-
-export class EventCursor {
-  newestNs: bigint | null
-  dropped: number
-  accept (msg: object): boolean
-  resumeSince (): string | undefined
-}
+export default OpenPanelClient;
+export type Endpoint = import("./pure.js").Endpoint;
+export type RateLimit = import("./pure.js").RateLimit;
+export type BackoffOptions = import("./pure.js").BackoffOptions;
+export type ConnectionState = import("./connection.js").ConnectionState;
+/**
+ * The former name of ConnectionState.
+ */
+export type LinkState = ConnectionState;
+export type ConnectionAction = import("./connection.js").ConnectionAction;
+export type TerminalOptions = import("./terminal.js").TerminalOptions;
+export type Consumer = import("./consumers.js").Consumer;
+export type ClientOptions = {
+    /**
+     * base URL (ws://host:port or http(s)://...); default: ws(s):// + location.host
+     */
+    url?: string;
+    /**
+     * a JWT
+     */
+    token?: string;
+    /**
+     * called before every (re)auth, and before
+     * the token's `exp`; wins over `token`
+     */
+    getToken?: () => (string | Promise<string>);
+    /**
+     * a WebSocket constructor (Node < 22,
+     * tests); default globalThis.WebSocket
+     */
+    WebSocket?: {
+        new (url: string): WebSocket;
+    };
+    /**
+     * ms
+     */
+    backoff?: BackoffOptions;
+    /**
+     * the server's limits, if not the defaults
+     */
+    rateLimits?: Partial<Record<Endpoint, RateLimit>>;
+    /**
+     * ms without any message before the connection is
+     * considered dead; default 2.5 observed heartbeat intervals
+     */
+    idleTimeout?: number | null;
+};
+/**
+ * A handle on a subscription.
+ */
+export type Subscription = {
+    unsubscribe: () => void;
+    containerId?: string;
+};
+export type ErrorCallback = (err: OpenPanelError) => void;
+export type StateDetail = {
+    endpoint: Endpoint;
+    state: ConnectionState;
+};
+export type LogsOptions = {
+    tail?: number | "all";
+    since?: string | number;
+};
+export type IntervalOptions = {
+    interval?: number;
+};
+export type EventsOptions = {
+    filters?: Record<string, string[]>;
+    since?: string | number;
+};
+export type LogLine = {
+    containerId: string;
+    timestamp: string;
+    stream: "stdout" | "stderr" | string;
+    data: string;
+};
+export type StatsMessage = {
+    type: "stats";
+    containerId: string;
+    timestamp: string;
+    stats: {
+        cpu: {
+            usage: number;
+            percent: number;
+        };
+        memory: {
+            usage: number;
+            limit: number;
+            percent: number;
+        };
+        network: {
+            rx_bytes: number;
+            tx_bytes: number;
+        };
+    };
+};
+export type MetricsMessage = {
+    type: "metrics";
+    timestamp: string;
+    system: {
+        cpu: {
+            usage: number;
+            cores: number;
+        };
+        memory: {
+            total: number;
+            used: number;
+            free: number;
+            percent: number;
+        };
+        disk: {
+            total: number;
+            used: number;
+            free: number;
+            percent: number;
+        };
+        network: {
+            rx_bytes: number;
+            tx_bytes: number;
+        };
+    };
+};
+export type DockerEventMessage = {
+    type: "docker_event";
+    timestamp: string;
+    event: {
+        Type: string;
+        Action: string;
+        Actor: {
+            ID: string;
+            Attributes: Record<string, string>;
+        };
+        [k: string]: unknown;
+    };
+};
+export type SystemLogMessage = {
+    type: "system_log";
+    timestamp: string;
+    level: "debug" | "info" | "warning" | "error";
+    message: string;
+    source: string;
+};
+export type EventMessage = DockerEventMessage | SystemLogMessage;
+import { Link } from './link.js';
+import { OpenPanelError } from './errors.js';
+import { TerminalHandle } from './terminal.js';
+export { EventCursor, LogCursor } from "./cursors.js";
+export { CLOSE, errorFromMessage, OpenPanelError, shouldReconnect } from "./errors.js";
+export { Backoff, defaultUrl, gatewayUrl, MAX_INPUT_CHARS, mirrorLimit, Outbox, parseTimestampNanos, refreshDelay, rfc3339FromNanos, SERVER_RATE_LIMITS, TokenBucket, tokenExpiry } from "./pure.js";
+export { RESUME_TIMEOUT, TerminalHandle } from "./terminal.js";

@@ -357,12 +357,26 @@ class _Lanes:
             await asyncio.wait(set(self._tasks))
 
 
-# The official JS client, shipped inside the package (a copy of clients/js/ kept
-# identical by tests/unit/test_js_client_copy.py), so any install can serve it.
-CLIENT_FILES = {
-    "/client/openpanel-ws.js": ("openpanel-ws.js", "text/javascript"),
-    "/client/openpanel-ws.d.ts": ("openpanel-ws.d.ts", "application/typescript"),
-}
+# The official JS client, shipped inside the package (static/client/ holds symlinks to
+# clients/js/, which wheel builds resolve; tests/unit/test_js_client.py checks them), so
+# any install can serve it. The routes are a fixed allow-list built from the package's
+# files at start: /client/openpanel-ws.js, the ES modules it imports and their .d.ts.
+_CLIENT_TYPES = {".d.ts": "application/typescript", ".js": "text/javascript"}
+
+
+def _client_files() -> dict[str, tuple[str, str]]:
+    """Route path -> (file name, content type) for every module of the packaged client."""
+    folder = resources.files("openpanel_ws") / "static" / "client"
+    files: dict[str, tuple[str, str]] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        for suffix, content_type in _CLIENT_TYPES.items():
+            if entry.is_file() and entry.name.endswith(suffix):
+                files[f"/client/{entry.name}"] = (entry.name, content_type)
+                break
+    return files
+
+
+CLIENT_FILES = _client_files()
 
 
 def client_file_handler(name: str, content_type: str) -> RouteHandler:

@@ -1,31 +1,44 @@
 // The client's connection logic against a scripted fake WebSocket (no network):
 // auth, heartbeat answers, reconnect policy, re-auth, resubscribe and log resume.
-import { test } from 'node:test'
+
 import assert from 'node:assert/strict'
+import { test } from 'node:test'
 
 import { OpenPanelClient, OpenPanelError } from '../openpanel-ws.js'
 
 class FakeSocket {
   static all = []
-  constructor (url) {
+  constructor(url) {
     this.url = url
     this.sent = []
     this.closedWith = null
     FakeSocket.all.push(this)
   }
 
-  send (data) { this.sent.push(JSON.parse(data)) }
-  close (code) { this.closedWith = code ?? 1000 }
+  send(data) {
+    this.sent.push(JSON.parse(data))
+  }
+  close(code) {
+    this.closedWith = code ?? 1000
+  }
   // what the server does
-  push (msg) { this.onmessage({ data: JSON.stringify(msg) }) }
-  drop (code, reason = '') { this.onclose({ code, reason }) }
-  welcome () { this.push({ type: 'connected', clientId: 'c', timestamp: new Date().toISOString(), message: 'hi' }) }
-  types () { return this.sent.map(m => m.type) }
+  push(msg) {
+    this.onmessage({ data: JSON.stringify(msg) })
+  }
+  drop(code, reason = '') {
+    this.onclose({ code, reason })
+  }
+  welcome() {
+    this.push({ type: 'connected', clientId: 'c', timestamp: new Date().toISOString(), message: 'hi' })
+  }
+  types() {
+    return this.sent.map(m => m.type)
+  }
 }
 
 const tick = () => new Promise(resolve => setTimeout(resolve, 5))
 
-function client (extra = {}) {
+function client(extra = {}) {
   FakeSocket.all = []
   let tokens = 0
   const c = new OpenPanelClient({
@@ -38,7 +51,7 @@ function client (extra = {}) {
   return c
 }
 
-async function authenticate (ws) {
+async function authenticate(ws) {
   ws.welcome()
   await tick()
   assert.equal(ws.sent.at(-1).type, 'auth')
@@ -85,8 +98,16 @@ test('after 1006 / 1013 / 1001: reconnect, fresh token, resume logs with since a
     await authenticate(ws)
     assert.equal(ws.sent[0].token, `token-${n + 1}`) // getToken called again
     const sub = ws.sent.find(m => m.type === 'subscribe_logs')
-    assert.deepEqual(sub, { type: 'subscribe_logs', containerId: 'web', since: '2026-01-01T00:00:01.000000000Z', tail: 'all' })
-    assert.deepEqual(ws.sent.find(m => m.type === 'subscribe_stats'), { type: 'subscribe_stats', containerId: 'web', interval: 1000 })
+    assert.deepEqual(sub, {
+      type: 'subscribe_logs',
+      containerId: 'web',
+      since: '2026-01-01T00:00:01.000000000Z',
+      tail: 'all'
+    })
+    assert.deepEqual(
+      ws.sent.find(m => m.type === 'subscribe_stats'),
+      { type: 'subscribe_stats', containerId: 'web', interval: 1000 }
+    )
     ws.push(line('2026-01-01T00:00:01.5Z', 'a')) // replayed: dropped
     ws.push(line('2026-01-01T00:00:02Z', 'b'))
   }
@@ -98,7 +119,11 @@ test('after 1006 / 1013 / 1001: reconnect, fresh token, resume logs with since a
 test('4001 is final: the subscriber gets AUTH_FAILED and nothing reconnects', async () => {
   const c = client()
   const errors = []
-  c.subscribeMetrics({ interval: 2000 }, () => {}, e => errors.push(e))
+  c.subscribeMetrics(
+    { interval: 2000 },
+    () => {},
+    e => errors.push(e)
+  )
   const ws = FakeSocket.all[0]
   ws.welcome()
   await tick()
@@ -115,7 +140,12 @@ test('4001 is final: the subscriber gets AUTH_FAILED and nothing reconnects', as
 test('a container error ends only that subscription, through its onError', async () => {
   const c = client()
   const errs = []
-  c.subscribeLogs('gone', {}, () => {}, e => errs.push(e))
+  c.subscribeLogs(
+    'gone',
+    {},
+    () => {},
+    e => errs.push(e)
+  )
   const other = []
   c.subscribeLogs('web', {}, l => other.push(l.data))
   const ws = FakeSocket.all[0]
@@ -127,28 +157,52 @@ test('a container error ends only that subscription, through its onError', async
   await tick()
   const again = FakeSocket.all.at(-1)
   await authenticate(again)
-  assert.deepEqual(again.sent.filter(m => m.type === 'subscribe_logs').map(m => m.containerId), ['web'])
+  assert.deepEqual(
+    again.sent.filter(m => m.type === 'subscribe_logs').map(m => m.containerId),
+    ['web']
+  )
   c.close()
 })
 
 test('a refused tail/interval/filter ends that subscription instead of waiting', async () => {
   const c = client()
   const errs = []
-  c.subscribeLogs('web', { tail: -1 }, () => {}, e => errs.push(['logs', e.code]))
-  c.subscribeStats('web', { interval: 5 }, () => {}, e => errs.push(['stats', e.code]))
+  c.subscribeLogs(
+    'web',
+    { tail: -1 },
+    () => {},
+    e => errs.push(['logs', e.code])
+  )
+  c.subscribeStats(
+    'web',
+    { interval: 5 },
+    () => {},
+    e => errs.push(['stats', e.code])
+  )
   const ws = FakeSocket.all[0]
   await authenticate(ws)
   ws.push({ type: 'error', code: 'INVALID_MESSAGE', message: "Field 'tail' ...", field: 'tail' })
   ws.push({ type: 'error', code: 'INVALID_MESSAGE', message: "Field 'interval' ...", field: 'interval' })
-  assert.deepEqual(errs, [['logs', 'INVALID_MESSAGE'], ['stats', 'INVALID_MESSAGE']])
+  assert.deepEqual(errs, [
+    ['logs', 'INVALID_MESSAGE'],
+    ['stats', 'INVALID_MESSAGE']
+  ])
   assert.equal(ws.closedWith, 1000) // nothing left on that connection
   const events = []
   const evErrs = []
-  c.subscribeEvents({ filters: { colour: ['red'] } }, m => events.push(m), e => evErrs.push(e.code))
+  c.subscribeEvents(
+    { filters: { colour: ['red'] } },
+    m => events.push(m),
+    e => evErrs.push(e.code)
+  )
   const logs = FakeSocket.all.at(-1)
   await authenticate(logs)
   assert.deepEqual(logs.sent[1], { type: 'subscribe', filters: { colour: ['red'] } })
-  logs.push({ type: 'docker_event', timestamp: '2026-01-01T00:00:00Z', event: { Type: 'container', Action: 'start', Actor: { ID: 'x' } } })
+  logs.push({
+    type: 'docker_event',
+    timestamp: '2026-01-01T00:00:00Z',
+    event: { Type: 'container', Action: 'start', Actor: { ID: 'x' } }
+  })
   assert.equal(events.length, 0) // not before the server accepted the filters
   logs.push({ type: 'error', code: 'INVALID_MESSAGE', message: 'unknown filter', field: 'filters.colour' })
   assert.deepEqual(evErrs, ['INVALID_MESSAGE'])
@@ -163,7 +217,11 @@ test('events resume with since after a reconnect', async () => {
   assert.equal(ws.url, 'ws://gw:1/ws/logs')
   await authenticate(ws)
   assert.deepEqual(ws.types(), ['auth']) // everything by default: nothing to send
-  const ev = (ts, action) => ({ type: 'docker_event', timestamp: ts, event: { Type: 'container', Action: action, Actor: { ID: 'x' }, timeNano: ts } })
+  const ev = (ts, action) => ({
+    type: 'docker_event',
+    timestamp: ts,
+    event: { Type: 'container', Action: action, Actor: { ID: 'x' }, timeNano: ts }
+  })
   ws.push(ev('2026-01-01T00:00:10Z', 'start'))
   ws.drop(1006)
   await tick()
@@ -230,7 +288,7 @@ test('a dropped terminal connection is reconnected and the session reattached af
   ws.push({ type: 'terminal_opened', containerId: 'web', sessionId: 's-1' })
   ws.push({ type: 'terminal_output', data: 'abc', seq: 3 })
   ws.drop(1006)
-  term.write('typed meanwhile')     // sent after the resume
+  term.write('typed meanwhile') // sent after the resume
   await tick()
   const again = FakeSocket.all.at(-1)
   assert.equal(FakeSocket.all.length, 2)
@@ -292,7 +350,12 @@ test('the public API of JS-CLIENT-CONTRACT: methods, events, error fields', () =
     assert.equal(typeof c[m], 'function', m)
   }
   assert.ok(c instanceof EventTarget)
-  const sub = c.subscribeStats('web', { interval: 2000 }, () => {}, () => {})
+  const sub = c.subscribeStats(
+    'web',
+    { interval: 2000 },
+    () => {},
+    () => {}
+  )
   assert.equal(typeof sub.unsubscribe, 'function')
   const term = c.openTerminal('web', { shell: '/bin/sh', cols: 80, rows: 24 })
   assert.ok(term instanceof EventTarget)
@@ -300,11 +363,14 @@ test('the public API of JS-CLIENT-CONTRACT: methods, events, error fields', () =
   const err = new OpenPanelError('X', 'y', { containerId: 'c', closeCode: 4001 })
   assert.deepEqual([err.code, err.message, err.containerId, err.closeCode], ['X', 'y', 'c', 4001])
   c.close()
-  assert.throws(() => c.subscribeMetrics({}, () => {}), e => e.code === 'CLIENT_CLOSED')
+  assert.throws(
+    () => c.subscribeMetrics({}, () => {}),
+    e => e.code === 'CLIENT_CLOSED'
+  )
 })
 
 test('with getToken, the open connection re-authenticates before the token expires', async () => {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url')
+  const b64 = o => Buffer.from(JSON.stringify(o)).toString('base64url')
   let n = 0
   const c = new OpenPanelClient({
     url: 'ws://gw:1',
@@ -339,8 +405,26 @@ test('no WebSocket constructor: a typed error that says what to do', () => {
   const saved = globalThis.WebSocket
   globalThis.WebSocket = undefined
   try {
-    assert.throws(() => new OpenPanelClient({ url: 'ws://x' }), e => e.code === 'NO_WEBSOCKET')
+    assert.throws(
+      () => new OpenPanelClient({ url: 'ws://x' }),
+      e => e.code === 'NO_WEBSOCKET'
+    )
   } finally {
     globalThis.WebSocket = saved
   }
+})
+
+test('a state listener that closes the client leaves no timer behind', async () => {
+  const c = client()
+  c.subscribeMetrics({}, () => {})
+  const link = [...c.links.values()][0]
+  await authenticate(FakeSocket.all[0])
+  c.addEventListener('state', e => {
+    if (e.detail.state === 'reconnecting') c.close()
+  })
+  FakeSocket.all[0].drop(1006)
+  assert.equal(link.closed, true)
+  assert.equal(link.timers.size, 0) // the retry decided before the close is not armed
+  await tick()
+  assert.equal(FakeSocket.all.length, 1)
 })

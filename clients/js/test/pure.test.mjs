@@ -1,11 +1,24 @@
 // Unit tests of the client's pure parts: `node --test clients/js/test/`.
-import { test } from 'node:test'
+
 import assert from 'node:assert/strict'
+import { test } from 'node:test'
 
 import {
-  Backoff, EventCursor, LogCursor, MAX_INPUT_CHARS, Outbox, SERVER_RATE_LIMITS, TokenBucket,
-  errorFromMessage, gatewayUrl, mirrorLimit, parseTimestampNanos, refreshDelay, rfc3339FromNanos,
-  shouldReconnect, tokenExpiry
+  Backoff,
+  EventCursor,
+  errorFromMessage,
+  gatewayUrl,
+  LogCursor,
+  MAX_INPUT_CHARS,
+  mirrorLimit,
+  Outbox,
+  parseTimestampNanos,
+  refreshDelay,
+  rfc3339FromNanos,
+  SERVER_RATE_LIMITS,
+  shouldReconnect,
+  TokenBucket,
+  tokenExpiry
 } from '../openpanel-ws.js'
 
 test('backoff: full jitter, 1 s base doubling to a 30 s cap', () => {
@@ -15,7 +28,8 @@ test('backoff: full jitter, 1 s base doubling to a 30 s cap', () => {
   const low = new Backoff({ random: () => 0 })
   assert.equal(low.nextDelay(), 0) // full jitter: anywhere from 0
   const mid = new Backoff({ random: () => 0.5 })
-  mid.nextDelay(); mid.nextDelay()
+  mid.nextDelay()
+  mid.nextDelay()
   mid.reset()
   assert.equal(mid.nextDelay(), 500)
 })
@@ -29,7 +43,8 @@ test('backoff: maxAttempts gives up', () => {
 
 test('close codes: 4001, 1008, 1009 are final; 1013, 1001, 1006, 4002 reconnect', () => {
   for (const code of [4001, 1008, 1009]) assert.equal(shouldReconnect(code), false, String(code))
-  for (const code of [1000, 1001, 1006, 1011, 1013, 4002, undefined]) assert.equal(shouldReconnect(code), true, String(code))
+  for (const code of [1000, 1001, 1006, 1011, 1013, 4002, undefined])
+    assert.equal(shouldReconnect(code), true, String(code))
 })
 
 test('gateway urls', () => {
@@ -40,7 +55,12 @@ test('gateway urls', () => {
 })
 
 test('typed errors from error messages', () => {
-  const e = errorFromMessage({ type: 'error', code: 'CONTAINER_NOT_FOUND', message: 'Container not found', containerId: 'web' })
+  const e = errorFromMessage({
+    type: 'error',
+    code: 'CONTAINER_NOT_FOUND',
+    message: 'Container not found',
+    containerId: 'web'
+  })
   assert.equal(e.code, 'CONTAINER_NOT_FOUND')
   assert.equal(e.containerId, 'web')
   assert.ok(e instanceof Error)
@@ -77,7 +97,10 @@ test('outbox never exceeds the server bucket and coalesces held keys without los
   const box = new Outbox(SERVER_RATE_LIMITS.terminal, 0)
   const server = new TokenBucket(SERVER_RATE_LIMITS.terminal, 0)
   let typed = ''
-  for (let i = 0; i < 300; i++) { box.push({ input: 'x' + (i % 10) }); typed += 'x' + (i % 10) }
+  for (let i = 0; i < 300; i++) {
+    box.push({ input: `x${i % 10}` })
+    typed += `x${i % 10}`
+  }
   let received = ''
   let frames = 0
   let t = 0
@@ -106,10 +129,18 @@ test('outbox splits a huge paste into frames the server accepts, and keeps other
   let t = 0
   while (box.length) {
     const [msg, wait] = box.pop(t)
-    if (msg) out.push(msg); else t += wait
+    if (msg) out.push(msg)
+    else t += wait
   }
   assert.ok(out.every(m => m.type !== 'input' || m.data.length <= MAX_INPUT_CHARS))
-  assert.equal(out.filter(m => m.type === 'input').slice(0, 3).map(m => m.data).join(''), paste)
+  assert.equal(
+    out
+      .filter(m => m.type === 'input')
+      .slice(0, 3)
+      .map(m => m.data)
+      .join(''),
+    paste
+  )
   assert.equal(out[3].type, 'resize')
   assert.deepEqual(out[4], { type: 'input', data: 'after' })
 })
@@ -147,7 +178,13 @@ test('event cursor: resume since a margin before the newest, replayed ones dropp
     timestamp: rfc3339FromNanos(BigInt(ns)),
     event: { Type: 'container', Action: action, Actor: { ID: 'x' }, timeNano: ns }
   })
-  const line = (ns, text) => ({ type: 'system_log', timestamp: rfc3339FromNanos(BigInt(ns)), level: 'info', source: 'docker', message: text })
+  const line = (ns, text) => ({
+    type: 'system_log',
+    timestamp: rfc3339FromNanos(BigInt(ns)),
+    level: 'info',
+    source: 'docker',
+    message: text
+  })
   const t0 = 1800000000000000000
   assert.ok(c.accept(ev(t0, 'start')))
   assert.ok(c.accept(line(t0, 'x started')))
@@ -161,7 +198,7 @@ test('event cursor: resume since a margin before the newest, replayed ones dropp
 })
 
 test('token expiry and when to refresh', () => {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url')
+  const b64 = o => Buffer.from(JSON.stringify(o)).toString('base64url')
   const jwt = `${b64({ alg: 'HS256' })}.${b64({ sub: 'a', exp: 2000 })}.sig`
   assert.equal(tokenExpiry(jwt), 2000)
   assert.equal(tokenExpiry('not-a-jwt'), null)

@@ -7,14 +7,28 @@
 // segments into text nodes (textContent), so no byte of a log line is ever parsed as HTML.
 
 // ESC [ params intermediates final | ESC ] ... (BEL | ESC \) | ESC + one char
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: escape sequences are control characters
 const SEQUENCE = /\x1b\[([0-?]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?/g
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: this matches the control characters to strip
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g
 
 export const PALETTE = [
-  '#3b4048', '#e06c75', '#98c379', '#e5c07b', '#61afef', '#c678dd', '#56b6c2', '#d7dae0',
-  '#7f848e', '#ff7b86', '#b5e890', '#ffd88a', '#82c4ff', '#e09cf5', '#7bd7e3', '#ffffff',
+  '#3b4048',
+  '#e06c75',
+  '#98c379',
+  '#e5c07b',
+  '#61afef',
+  '#c678dd',
+  '#56b6c2',
+  '#d7dae0',
+  '#7f848e',
+  '#ff7b86',
+  '#b5e890',
+  '#ffd88a',
+  '#82c4ff',
+  '#e09cf5',
+  '#7bd7e3',
+  '#ffffff'
 ]
 
 function color256(n) {
@@ -31,7 +45,7 @@ function color256(n) {
 const EMPTY = Object.freeze({})
 
 function applySgr(style, params) {
-  const codes = params === '' ? [0] : params.split(/[;:]/).map((p) => (p === '' ? 0 : Number(p)))
+  const codes = params === '' ? [0] : params.split(/[;:]/).map(p => (p === '' ? 0 : Number(p)))
   let s = { ...style }
   for (let i = 0; i < codes.length; i++) {
     const c = codes[i]
@@ -42,8 +56,10 @@ function applySgr(style, params) {
     else if (c === 4) s.underline = true
     else if (c === 7) s.inverse = true
     else if (c === 9) s.strike = true
-    else if (c === 22) { delete s.bold; delete s.dim }
-    else if (c === 23) delete s.italic
+    else if (c === 22) {
+      delete s.bold
+      delete s.dim
+    } else if (c === 23) delete s.italic
     else if (c === 24) delete s.underline
     else if (c === 27) delete s.inverse
     else if (c === 29) delete s.strike
@@ -59,7 +75,7 @@ function applySgr(style, params) {
         s[key] = color256(Math.max(0, Math.min(255, codes[i + 2])))
         i += 2
       } else if (codes[i + 1] === 2 && codes.length >= i + 5) {
-        const [r, g, b] = codes.slice(i + 2, i + 5).map((x) => Math.max(0, Math.min(255, x | 0)))
+        const [r, g, b] = codes.slice(i + 2, i + 5).map(x => Math.max(0, Math.min(255, x | 0)))
         s[key] = `rgb(${r},${g},${b})`
         i += 4
       }
@@ -68,8 +84,10 @@ function applySgr(style, params) {
   return Object.keys(s).length ? s : EMPTY
 }
 
-const visible = (text) => text.replace(CONTROL, (ch) => (ch === '\t' ? ch
-  : String.fromCharCode(ch.charCodeAt(0) === 0x7f ? 0x2421 : 0x2400 + ch.charCodeAt(0))))
+const visible = text =>
+  text.replace(CONTROL, ch =>
+    ch === '\t' ? ch : String.fromCharCode(ch.charCodeAt(0) === 0x7f ? 0x2421 : 0x2400 + ch.charCodeAt(0))
+  )
 
 /**
  * Split one line into [{text, style}] segments. `style` is {} or has fg/bg colour strings
@@ -82,6 +100,7 @@ export function parseAnsi(line) {
   let last = 0
   SEQUENCE.lastIndex = 0
   let m
+  // biome-ignore lint/suspicious/noAssignInExpressions: the usual exec loop
   while ((m = SEQUENCE.exec(line)) !== null) {
     if (m.index > last) out.push({ text: visible(line.slice(last, m.index)), style })
     if (m[2] === 'm') style = applySgr(style, m[1])
@@ -89,7 +108,7 @@ export function parseAnsi(line) {
     if (m[0] === '') SEQUENCE.lastIndex++ // defensive: never loop on an empty match
   }
   if (last < line.length) out.push({ text: visible(line.slice(last)), style })
-  return out.filter((seg) => seg.text !== '')
+  return out.filter(seg => seg.text !== '')
 }
 
 /** The line without any escape sequence (for search, filters and downloads). */

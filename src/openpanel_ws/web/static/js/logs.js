@@ -3,12 +3,17 @@
 // per second costs one small DOM update per frame. Every byte is text (textContent).
 
 import { parseAnsi, stripAnsi } from './ansi.js'
-import { el, formatClock, debounce, download, escapeRegExp } from './util.js'
+import { debounce, download, el, escapeRegExp, formatClock } from './util.js'
 
 const MAX_LINES = 20000 // kept in memory; older lines are dropped (the status line says so)
 const ROW = 20 // px, fixed row height (matches .log-row in app.css)
 const MAX_RENDER_CHARS = 4000 // a longer line is cut on screen (downloads keep it whole)
-const TAILS = [['100', '100'], ['1000', '1 000'], ['5000', '5 000'], ['all', 'all']]
+const TAILS = [
+  ['100', '100'],
+  ['1000', '1 000'],
+  ['5000', '5 000'],
+  ['all', 'all']
+]
 
 export class LogView {
   constructor(panel, { client, container }) {
@@ -38,50 +43,92 @@ export class LogView {
   }
 
   build() {
-    const id = (s) => `logs-${s}`
+    const id = s => `logs-${s}`
     this.followBox = el('input', { type: 'checkbox', id: id('follow'), checked: true })
     this.tsBox = el('input', { type: 'checkbox', id: id('ts') })
     this.onlyBox = el('input', { type: 'checkbox', id: id('only'), checked: true })
-    this.search = el('input', { type: 'search', class: 'input', id: id('search'), placeholder: 'Search',
-      'aria-label': 'Search logs' })
-    this.streamSel = el('select', { class: 'input', id: id('stream'), 'aria-label': 'Stream' },
+    this.search = el('input', {
+      type: 'search',
+      class: 'input',
+      id: id('search'),
+      placeholder: 'Search',
+      'aria-label': 'Search logs'
+    })
+    this.streamSel = el(
+      'select',
+      { class: 'input', id: id('stream'), 'aria-label': 'Stream' },
       el('option', { value: 'all', text: 'all streams' }),
       el('option', { value: 'stdout', text: 'stdout' }),
-      el('option', { value: 'stderr', text: 'stderr' }))
-    this.tailSel = el('select', { class: 'input', id: id('tail'), 'aria-label': 'Tail (history lines)' },
-      ...TAILS.map(([v, label]) => el('option', { value: v, text: `tail ${label}` })))
+      el('option', { value: 'stderr', text: 'stderr' })
+    )
+    this.tailSel = el(
+      'select',
+      { class: 'input', id: id('tail'), 'aria-label': 'Tail (history lines)' },
+      ...TAILS.map(([v, label]) => el('option', { value: v, text: `tail ${label}` }))
+    )
     this.pauseBtn = el('button', { type: 'button', class: 'btn', 'aria-pressed': 'false', text: 'Pause' })
     this.clearBtn = el('button', { type: 'button', class: 'btn', text: 'Clear' })
     this.downloadBtn = el('button', { type: 'button', class: 'btn', text: 'Download' })
     this.status = el('span', { class: 'muted small log-status', 'aria-live': 'off' })
     this.matches = el('span', { class: 'muted small' })
 
-    const toolbar = el('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Log controls' },
+    const toolbar = el(
+      'div',
+      { class: 'toolbar', role: 'toolbar', 'aria-label': 'Log controls' },
       el('div', { class: 'group grow' }, this.search, this.matches),
       el('label', { class: 'check', for: id('only') }, this.onlyBox, ' filter'),
-      this.streamSel, this.tailSel,
+      this.streamSel,
+      this.tailSel,
       el('label', { class: 'check', for: id('follow') }, this.followBox, ' follow'),
       el('label', { class: 'check', for: id('ts') }, this.tsBox, ' timestamps'),
-      this.pauseBtn, this.clearBtn, this.downloadBtn)
+      this.pauseBtn,
+      this.clearBtn,
+      this.downloadBtn
+    )
 
     this.sizer = el('div', { class: 'log-sizer' })
     this.rows = el('div', { class: 'log-rows' })
-    this.scroller = el('div', { class: 'log-scroller', tabindex: '0', role: 'log', 'aria-live': 'off',
-      'aria-label': `Logs of ${this.container.name}` }, this.sizer, this.rows)
+    this.scroller = el(
+      'div',
+      {
+        class: 'log-scroller',
+        tabindex: '0',
+        role: 'log',
+        'aria-live': 'off',
+        'aria-label': `Logs of ${this.container.name}`
+      },
+      this.sizer,
+      this.rows
+    )
     this.panel.replaceChildren(toolbar, this.scroller, el('div', { class: 'statusbar' }, this.status))
 
     this.followBox.addEventListener('change', () => {
       this.follow = this.followBox.checked
       if (this.follow) this.scrollToEnd()
     })
-    this.tsBox.addEventListener('change', () => { this.showTs = this.tsBox.checked; this.invalidate() })
-    this.onlyBox.addEventListener('change', () => { this.onlyMatching = this.onlyBox.checked; this.refilter() })
-    this.streamSel.addEventListener('change', () => { this.stream = this.streamSel.value; this.refilter() })
-    this.tailSel.addEventListener('change', () => { this.tail = this.tailSel.value; this.subscribe() })
-    this.search.addEventListener('input', debounce(() => {
-      this.query = this.search.value
+    this.tsBox.addEventListener('change', () => {
+      this.showTs = this.tsBox.checked
+      this.invalidate()
+    })
+    this.onlyBox.addEventListener('change', () => {
+      this.onlyMatching = this.onlyBox.checked
       this.refilter()
-    }, 120))
+    })
+    this.streamSel.addEventListener('change', () => {
+      this.stream = this.streamSel.value
+      this.refilter()
+    })
+    this.tailSel.addEventListener('change', () => {
+      this.tail = this.tailSel.value
+      this.subscribe()
+    })
+    this.search.addEventListener(
+      'input',
+      debounce(() => {
+        this.query = this.search.value
+        this.refilter()
+      }, 120)
+    )
     this.pauseBtn.addEventListener('click', () => this.setPaused(!this.paused))
     this.clearBtn.addEventListener('click', () => this.clear())
     this.downloadBtn.addEventListener('click', () => this.download())
@@ -95,8 +142,15 @@ export class LogView {
     this.clear()
     const tail = this.tail === 'all' ? 'all' : Number(this.tail)
     this.status.textContent = 'subscribing…'
-    this.sub = this.client.subscribeLogs(this.container.id, { tail }, (line) => this.push(line),
-      (err) => { this.error = err.message; this.schedule() })
+    this.sub = this.client.subscribeLogs(
+      this.container.id,
+      { tail },
+      line => this.push(line),
+      err => {
+        this.error = err.message
+        this.schedule()
+      }
+    )
   }
 
   push(line) {
@@ -106,7 +160,11 @@ export class LogView {
   }
 
   schedule() {
-    if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.render() })
+    if (!this.frame)
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0
+        this.render()
+      })
   }
 
   tickRate() {
@@ -153,7 +211,7 @@ export class LogView {
 
   refilter() {
     const re = this.matcher()
-    this.view = this.lines.filter((l) => this.passes(l, re))
+    this.view = this.lines.filter(l => this.passes(l, re))
     this.invalidate()
   }
 
@@ -214,8 +272,7 @@ export class LogView {
     if (line.node && line.nodeKey === key) return line.node
     const row = el('div', { class: `log-row ${line.stream === 'stderr' ? 'err' : 'out'}` })
     if (this.showTs) row.append(el('span', { class: 'log-ts', text: formatClock(line.ts), title: line.ts }))
-    row.append(el('span', { class: 'log-stream', text: line.stream === 'stderr' ? 'err' : 'out',
-      title: line.stream }))
+    row.append(el('span', { class: 'log-stream', text: line.stream === 'stderr' ? 'err' : 'out', title: line.stream }))
     const msg = el('span', { class: 'log-msg' })
     let budget = MAX_RENDER_CHARS
     for (const seg of parseAnsi(line.data)) {
@@ -231,7 +288,11 @@ export class LogView {
   }
 
   onScroll() {
-    if (this.programmaticScroll) { this.programmaticScroll = false; this.schedule(); return }
+    if (this.programmaticScroll) {
+      this.programmaticScroll = false
+      this.schedule()
+      return
+    }
     const atEnd = this.scroller.scrollTop + this.scroller.clientHeight >= this.scroller.scrollHeight - ROW
     if (atEnd !== this.follow) {
       this.follow = atEnd
@@ -260,16 +321,20 @@ export class LogView {
       this.matches.textContent = ''
     } else if (this.onlyMatching) {
       this.matches.textContent = `${this.view.length.toLocaleString()} matching`
-    } else if (countMatches) { // a full scan: at most once a second
+    } else if (countMatches) {
+      // a full scan: at most once a second
       const re = this.matcher()
       let n = 0
-      for (const l of this.view) { re.lastIndex = 0; if (re.test(plainOf(l))) n++ }
+      for (const l of this.view) {
+        re.lastIndex = 0
+        if (re.test(plainOf(l))) n++
+      }
       this.matches.textContent = `${n.toLocaleString()} matching`
     }
   }
 
   download() {
-    const text = this.view.map((l) => `${this.showTs ? `${l.ts} ` : ''}${l.stream}\t${plainOf(l)}`).join('\n')
+    const text = this.view.map(l => `${this.showTs ? `${l.ts} ` : ''}${l.stream}\t${plainOf(l)}`).join('\n')
     const stamp = new Date().toISOString().replace(/[:.]/g, '-')
     download(`${this.container.name}-logs-${stamp}.txt`, `${text}\n`)
   }
@@ -312,8 +377,12 @@ function styledSegment(text, style, re) {
   re.lastIndex = 0
   let last = 0
   let m
+  // biome-ignore lint/suspicious/noAssignInExpressions: the usual exec loop
   while ((m = re.exec(text)) !== null) {
-    if (m[0] === '') { re.lastIndex++; continue }
+    if (m[0] === '') {
+      re.lastIndex++
+      continue
+    }
     if (m.index > last) span.append(document.createTextNode(text.slice(last, m.index)))
     const mark = document.createElement('mark')
     mark.textContent = m[0]

@@ -1,11 +1,11 @@
 // Console entry point: token hand-off, routing (deep links), container list, shared feeds.
 
 import { OpenPanelClient } from '/client/openpanel-ws.js'
-import { $, el, debounce, formatBytes, formatDuration, formatPercent, toast } from './util.js'
-import { LogView } from './logs.js'
-import { StatsView, MetricsView } from './stats.js'
-import { TerminalView } from './terminal.js'
 import { EventsView } from './events.js'
+import { LogView } from './logs.js'
+import { MetricsView, StatsView } from './stats.js'
+import { TerminalView } from './terminal.js'
+import { $, debounce, el, formatBytes, formatDuration, formatPercent, toast } from './util.js'
 
 const TOKEN_KEY = 'openpanel-ws.token'
 const CONTAINER_VIEWS = ['logs', 'stats', 'terminal']
@@ -33,7 +33,7 @@ async function apiContainers() {
   const res = await fetch('/api/containers', {
     headers: { Authorization: `Bearer ${getToken()}` },
     cache: 'no-store',
-    credentials: 'omit',
+    credentials: 'omit'
   })
   if (res.status === 401) throw Object.assign(new Error((await res.json()).error || 'Invalid token'), { status: 401 })
   if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error || `HTTP ${res.status}`)
@@ -53,10 +53,17 @@ class StatsHub {
     let entry = this.entries.get(id)
     if (!entry) {
       entry = { listeners: new Set(), errors: new Set(), last: null }
-      entry.sub = this.client.subscribeStats(id, { interval: 2000 }, (msg) => {
-        entry.last = msg
-        for (const fn of entry.listeners) fn(msg)
-      }, (err) => { for (const fn of entry.errors) fn(err) })
+      entry.sub = this.client.subscribeStats(
+        id,
+        { interval: 2000 },
+        msg => {
+          entry.last = msg
+          for (const fn of entry.listeners) fn(msg)
+        },
+        err => {
+          for (const fn of entry.errors) fn(err)
+        }
+      )
       this.entries.set(id, entry)
     }
     entry.listeners.add(onSample)
@@ -81,7 +88,7 @@ class Feed {
     this.listeners = new Set()
     // Start with what the engine still holds of the last 15 minutes (it keeps 256 events).
     const since = new Date(Date.now() - 15 * 60 * 1000).toISOString()
-    this.sub = client.subscribeEvents({ since }, (msg) => {
+    this.sub = client.subscribeEvents({ since }, msg => {
       this.history.push(msg)
       if (this.history.length > 500) this.history.splice(0, 100)
       for (const fn of this.listeners) fn(msg)
@@ -111,42 +118,51 @@ class Console {
     this.refresh = debounce(() => this.loadContainers(), 300)
     this.placeholder = [...$('detail-placeholder').childNodes]
 
-    this.client.addEventListener('state', (e) => this.onState(e.detail))
-    this.client.addEventListener('error', (e) => {
+    this.client.addEventListener('state', e => this.onState(e.detail))
+    this.client.addEventListener('error', e => {
       const err = e.detail
-      if (err?.closeCode === 4001 || err?.code === 'AUTH_FAILED') { signOut(err.message); return }
+      if (err?.closeCode === 4001 || err?.code === 'AUTH_FAILED') {
+        signOut(err.message)
+        return
+      }
       toast(err?.message || 'Error', 'error')
     })
-    this.feed.listen((msg) => {
+    this.feed.listen(msg => {
       if (msg.type === 'docker_event' && msg.event?.Type === 'container') {
         const action = String(msg.event.Action || '')
         if (!action.startsWith('exec_') && action !== 'top' && action !== 'attach') this.refresh()
       }
     })
     $('show-all').addEventListener('change', () => this.renderList())
-    $('container-filter').addEventListener('input', debounce(() => this.renderList(), 100))
+    $('container-filter').addEventListener(
+      'input',
+      debounce(() => this.renderList(), 100)
+    )
     this.uptimeTimer = setInterval(() => this.tickUptime(), 1000)
     window.addEventListener('popstate', () => this.route())
-    document.addEventListener('click', (e) => this.onLinkClick(e))
+    document.addEventListener('click', e => this.onLinkClick(e))
   }
 
   async start(initial) {
     if (initial) this.setContainers(initial)
-    else await this.loadContainers().catch((err) => toast(`Cannot list containers: ${err.message}`, 'error'))
+    else await this.loadContainers().catch(err => toast(`Cannot list containers: ${err.message}`, 'error'))
     this.route()
   }
 
   onState({ endpoint, state }) {
     this.endpointState[endpoint] = state
     const node = $('conn')
-    node.replaceChildren(...Object.entries(this.endpointState).map(([name, st]) =>
-      el('span', { class: `dot dot-${st}`, title: `/ws/${name}: ${st}`, text: name })))
+    node.replaceChildren(
+      ...Object.entries(this.endpointState).map(([name, st]) =>
+        el('span', { class: `dot dot-${st}`, title: `/ws/${name}: ${st}`, text: name })
+      )
+    )
   }
 
   // Containers ---------------------------------------------------------------------
 
   async loadContainers() {
-    const list = await apiContainers().catch((err) => {
+    const list = await apiContainers().catch(err => {
       if (err.status === 401) signOut(err.message)
       throw err
     })
@@ -155,26 +171,37 @@ class Console {
 
   setContainers(list) {
     this.containers = list
-    this.byId = new Map(list.map((c) => [c.id, c]))
+    this.byId = new Map(list.map(c => [c.id, c]))
     this.renderList()
     this.syncListStats()
     if (this.current?.kind === 'container') {
       if (this.current.id) this.renderDetailHead()
-      else if (this.find(this.current.name)) { this.current = null; this.route() } // deep link, now listed
+      else if (this.find(this.current.name)) {
+        this.current = null
+        this.route()
+      } // deep link, now listed
     }
   }
 
   find(ref) {
     if (!ref) return null
-    return this.containers.find((c) => c.name === ref) || this.containers.find((c) => c.id === ref)
-      || this.containers.find((c) => c.id.startsWith(ref)) || null
+    return (
+      this.containers.find(c => c.name === ref) ||
+      this.containers.find(c => c.id === ref) ||
+      this.containers.find(c => c.id.startsWith(ref)) ||
+      null
+    )
   }
 
   syncListStats() {
-    const running = this.containers.filter((c) => c.state === 'running').slice(0, LIST_STATS_MAX)
-    const want = new Set(running.map((c) => c.id))
+    const running = this.containers.filter(c => c.state === 'running').slice(0, LIST_STATS_MAX)
+    const want = new Set(running.map(c => c.id))
     for (const [id, unwatch] of this.listWatches) {
-      if (!want.has(id)) { unwatch(); this.listWatches.delete(id); this.live.delete(id) }
+      if (!want.has(id)) {
+        unwatch()
+        this.listWatches.delete(id)
+        this.live.delete(id)
+      }
     }
     // Stagger new subscriptions: the containers endpoint allows 10 messages/s.
     let delay = 0
@@ -183,7 +210,10 @@ class Console {
       this.listWatches.set(c.id, () => {}) // placeholder until subscribed
       setTimeout(() => {
         if (!this.listWatches.has(c.id)) return
-        this.listWatches.set(c.id, this.stats.watch(c.id, (msg) => this.onListSample(c.id, msg)))
+        this.listWatches.set(
+          c.id,
+          this.stats.watch(c.id, msg => this.onListSample(c.id, msg))
+        )
       }, delay)
       delay += 150
     }
@@ -199,30 +229,51 @@ class Console {
   renderList() {
     const showAll = $('show-all').checked
     const q = $('container-filter').value.trim().toLowerCase()
-    const shown = this.containers.filter((c) => (showAll || c.state === 'running')
-      && (!q || c.name.toLowerCase().includes(q) || c.image.toLowerCase().includes(q)))
-    const running = this.containers.filter((c) => c.state === 'running').length
+    const shown = this.containers.filter(
+      c =>
+        (showAll || c.state === 'running') &&
+        (!q || c.name.toLowerCase().includes(q) || c.image.toLowerCase().includes(q))
+    )
+    const running = this.containers.filter(c => c.state === 'running').length
     $('container-count').textContent = `${running}/${this.containers.length}`
     const tab = this.current?.tab || 'logs'
-    $('container-list').replaceChildren(...shown.map((c) => {
-      const selected = this.current?.kind === 'container' && this.current.id === c.id
-      const link = el('a', {
-        class: `crow${selected ? ' selected' : ''}`, role: 'listitem',
-        href: `/?container=${encodeURIComponent(c.name)}&view=${tab}`,
-        'data-container-id': c.id, 'data-name': c.name, 'aria-current': selected ? 'page' : null,
-      },
-      el('div', { class: 'crow-main' },
-        el('span', { class: `state-dot st-${c.state}`, title: c.state }),
-        el('span', { class: 'crow-name', text: c.name }),
-        el('span', { class: 'crow-uptime muted small', 'data-started': c.startedAt || '', text: uptimeText(c) })),
-      el('div', { class: 'crow-sub' },
-        el('span', { class: 'crow-image muted small', text: c.image }),
-        el('span', { class: 'crow-live small' },
-          el('span', { class: 'cpu', text: '' }), el('span', { class: 'mem', text: '' }))))
-      link.dataset.state = c.state
-      if (this.live.has(c.id)) fillLive(link, this.live.get(c.id))
-      return link
-    }))
+    $('container-list').replaceChildren(
+      ...shown.map(c => {
+        const selected = this.current?.kind === 'container' && this.current.id === c.id
+        const link = el(
+          'a',
+          {
+            class: `crow${selected ? ' selected' : ''}`,
+            role: 'listitem',
+            href: `/?container=${encodeURIComponent(c.name)}&view=${tab}`,
+            'data-container-id': c.id,
+            'data-name': c.name,
+            'aria-current': selected ? 'page' : null
+          },
+          el(
+            'div',
+            { class: 'crow-main' },
+            el('span', { class: `state-dot st-${c.state}`, title: c.state }),
+            el('span', { class: 'crow-name', text: c.name }),
+            el('span', { class: 'crow-uptime muted small', 'data-started': c.startedAt || '', text: uptimeText(c) })
+          ),
+          el(
+            'div',
+            { class: 'crow-sub' },
+            el('span', { class: 'crow-image muted small', text: c.image }),
+            el(
+              'span',
+              { class: 'crow-live small' },
+              el('span', { class: 'cpu', text: '' }),
+              el('span', { class: 'mem', text: '' })
+            )
+          )
+        )
+        link.dataset.state = c.state
+        if (this.live.has(c.id)) fillLive(link, this.live.get(c.id))
+        return link
+      })
+    )
     $('container-empty').hidden = this.containers.length !== 0
   }
 
@@ -270,7 +321,8 @@ class Console {
     $('view-containers').classList.toggle('has-detail', target.kind === 'container')
     for (const a of document.querySelectorAll('[data-nav]')) {
       const active = a.dataset.nav === (isContainers ? 'containers' : target.kind)
-      if (active) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current')
+      if (active) a.setAttribute('aria-current', 'page')
+      else a.removeAttribute('aria-current')
     }
     if (target.kind === 'metrics') {
       this.viewObj = new MetricsView($('view-metrics'), { client: this.client })
@@ -293,8 +345,9 @@ class Console {
     $('detail-placeholder').hidden = !!c
     $('detail-body').hidden = !c
     if (!c) {
-      $('detail-placeholder').replaceChildren(el('p', { class: 'error',
-        text: `No container named “${target.name}” is visible to this token.` }))
+      $('detail-placeholder').replaceChildren(
+        el('p', { class: 'error', text: `No container named “${target.name}” is visible to this token.` })
+      )
       return
     }
     document.title = `${c.name} · ${target.tab} · openpanel-ws`
@@ -360,7 +413,7 @@ function signOut(message) {
 
 async function boot() {
   takeTokenFromFragment()
-  $('login-form').addEventListener('submit', (e) => {
+  $('login-form').addEventListener('submit', e => {
     e.preventDefault()
     const token = $('token-input').value.trim()
     if (!token) return
@@ -370,7 +423,10 @@ async function boot() {
   $('logout').addEventListener('click', () => signOut())
   const message = sessionStorage.getItem(`${TOKEN_KEY}.message`)
   sessionStorage.removeItem(`${TOKEN_KEY}.message`)
-  if (!getToken()) { showLogin(message); return }
+  if (!getToken()) {
+    showLogin(message)
+    return
+  }
   // Check the token once over HTTP before opening any socket with it.
   let initial = null
   try {

@@ -20,18 +20,21 @@ export function el(tag, attrs = {}, ...children) {
   return node
 }
 
-export const $ = (id) => document.getElementById(id)
+export const $ = id => document.getElementById(id)
 
 export function formatBytes(n, digits = 1) {
   if (n === null || n === undefined || !Number.isFinite(n)) return '–'
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
   let i = 0
   let v = Math.abs(n)
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024
+    i++
+  }
   return `${n < 0 ? '-' : ''}${v.toFixed(i === 0 ? 0 : digits)} ${units[i]}`
 }
 
-export const formatRate = (n) => (Number.isFinite(n) ? `${formatBytes(n)}/s` : '–')
+export const formatRate = n => (Number.isFinite(n) ? `${formatBytes(n)}/s` : '–')
 
 export function formatPercent(n) {
   return Number.isFinite(n) ? `${n.toFixed(n >= 10 ? 0 : 1)} %` : '–'
@@ -73,7 +76,9 @@ export function toast(message, kind = 'info') {
   node.dataset.kind = kind
   node.hidden = false
   clearTimeout(toastTimer)
-  toastTimer = setTimeout(() => { node.hidden = true }, 5000)
+  toastTimer = setTimeout(() => {
+    node.hidden = true
+  }, 5000)
 }
 
 /** Offer `text` as a file download (a Blob URL: nothing leaves the browser). */
@@ -87,4 +92,4 @@ export function download(filename, text) {
 }
 
 /** Escape a user string for use inside a RegExp. */
-export const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+export const escapeRegExp = s => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
