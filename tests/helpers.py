@@ -275,7 +275,7 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-def test_settings(**overrides: Any) -> Settings:
+def make_settings(**overrides: Any) -> Settings:
     settings = Settings(jwt_secret=SECRET, port=0, state_dir=Settings().state_dir / "tests")
     for key, value in overrides.items():
         setattr(settings, key, value)
@@ -283,7 +283,7 @@ def test_settings(**overrides: Any) -> Settings:
 
 
 async def start_server(**overrides: Any) -> RunningServer:
-    settings = test_settings(**overrides)
+    settings = make_settings(**overrides)
     app = create_app(settings)
     runner = create_runner(app, shutdown_timeout=2)
     await runner.setup()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,6 @@ import pytest_asyncio
 from aiohttp import web
 
 from helpers import RunningServer, running_server, server_factory
-
-# `serve` as a real process to SIGKILL and restart: tests/e2e/test_client_support.py
-sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 HERE = Path(__file__).parent

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from test_client_exec import PtyCli
-from test_client_support import PYTHON, cli_env, run_cli, ws_url
 
+from client_support import PYTHON, cli_env, run_cli, ws_url
 from helpers import Containers, RunningServer, docker, eventually, free_port, scaled
 
 SCRIPT = b"echo from-$((2+3))\necho oops >&2\nexit 5\n"
