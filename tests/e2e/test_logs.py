@@ -336,6 +336,7 @@ def _ensure_engine() -> None:
                    capture_output=True, timeout=180)
 
 
+@pytest.mark.serial  # restarts the shared engine
 async def test_engine_restart_loses_nothing_and_repeats_nothing(
         make_server: MakeServer, containers: Containers) -> None:
     blocker = _restart_blocker()
