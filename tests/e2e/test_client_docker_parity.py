@@ -42,8 +42,8 @@ async def test_exec_i_reads_a_file_dev_null_or_closed_stdin(
         rc, out, err = await run_cli_stdin("exec", "-i", name, "--url", url, stdin=redirection)
         assert (rc, out, err) == (0, b"", b""), redirection
     # `sh` as the COMMAND reads the script from stdin the same way.
-    rc, out, _ = await run_cli_stdin("exec", "-i", "--url", url, name, "sh", stdin=f"< {script}")
-    assert (rc, out) == (5, b"from-5\n")
+    rc, out, err = await run_cli_stdin("exec", "-i", "--url", url, name, "sh", stdin=f"< {script}")
+    assert (rc, out) == (5, b"from-5\n"), err
 
 
 async def test_exec_without_i_gives_no_stdin(server: RunningServer, containers: Containers) -> None:
