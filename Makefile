@@ -36,7 +36,7 @@ engine:
 # xdist_group share a worker), then the `serial` tests alone. Fails if either pass fails;
 # a pass that selects nothing (pytest's exit 5, e.g. PYTEST_ARGS names one file) is not a
 # failure unless both select nothing.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 test: dev engine
 	@set +e; \
 	$(BIN)/python -m pytest -m "not serial" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); parallel=$$?; \
