@@ -1,6 +1,7 @@
 """Headless Chromium (Debian's `chromium`, driven by Playwright for Python) against a real
-server. Fixtures for every browser test: `chromium_browser` (one Browser per session) and
-`page` (a fresh context + page per test, closed after).
+server. Fixtures for every browser test: `chromium_browser` (one Browser per session, so one
+per xdist worker that runs browser tests) and `page` (a fresh context + page per test,
+closed after).
 
 Playwright's async API is bound to the event loop that started it, so every test and
 fixture in this directory runs in the session's loop (set below); `server` and
