@@ -1,20 +1,36 @@
-"""Fixtures: a real server per test, real containers, and an engine that must be there in CI."""
+"""Fixtures: a real server per test, real containers, and an engine that must be there in CI.
+
+Every pytest process (each xdist worker too) gets its own state directory: `XDG_STATE_HOME`
+points into the process's temporary directory before any test runs, so the in-process
+servers and the `serve`/CLI subprocesses that inherit the environment never share the
+state of another worker or of the user's own `~/.local/state/openpanel-ws`.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import Containers, RunningServer, running_server, server_factory
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`XDG_STATE_HOME` of this pytest process: a directory no other worker uses."""
+    saved = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("XDG_STATE_HOME", None)
+        else:
+            os.environ["XDG_STATE_HOME"] = saved
 
 
 def _engine_answers() -> bool:

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from openpanel_ws.auth import issue_token
-from openpanel_ws.config import Settings
+from openpanel_ws.config import Settings, default_state_dir
 from openpanel_ws.server import CLIENTS_KEY, SERVICES_KEY, create_app, create_runner
 from openpanel_ws.services import Services
 
@@ -275,15 +275,19 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-def test_settings(**overrides: Any) -> Settings:
-    settings = Settings(jwt_secret=SECRET, port=0, state_dir=Settings().state_dir / "tests")
+def make_settings(**overrides: Any) -> Settings:
+    """Settings of an in-process test server: the test secret, any free port, and a state
+    directory of its own (the terminal journal and handoff files are per server, so servers
+    of parallel tests never claim each other's rows)."""
+    settings = Settings(jwt_secret=SECRET, port=0,
+                        state_dir=default_state_dir() / "tests" / uuid.uuid4().hex[:12])
     for key, value in overrides.items():
         setattr(settings, key, value)
     return settings
 
 
 async def start_server(**overrides: Any) -> RunningServer:
-    settings = test_settings(**overrides)
+    settings = make_settings(**overrides)
     app = create_app(settings)
     runner = create_runner(app, shutdown_timeout=2)
     await runner.setup()

@@ -1,6 +1,7 @@
 """Headless Chromium (Debian's `chromium`, driven by Playwright for Python) against a real
-server. Fixtures for every browser test: `chromium_browser` (one Browser per session) and
-`page` (a fresh context + page per test, closed after).
+server. Fixtures for every browser test: `chromium_browser` (one Browser per session, so one
+per xdist worker that runs browser tests) and `page` (a fresh context + page per test,
+closed after).
 
 Playwright's async API is bound to the event loop that started it, so every test and
 fixture in this directory runs in the session's loop (set below); `server` and
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,6 @@ import pytest_asyncio
 from aiohttp import web
 
 from helpers import RunningServer, running_server, server_factory
-
-# `serve` as a real process to SIGKILL and restart: tests/e2e/test_client_support.py
-sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 HERE = Path(__file__).parent

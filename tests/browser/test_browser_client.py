@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 from pages import open_page
-from test_client_support import ServerProcess
 
+from client_support import ServerProcess
 from helpers import (
     SECOND,
     TEST_IMAGE,

@@ -404,7 +404,9 @@ async def test_screenshots_desktop_and_phone(
 async def test_keyboard_reaches_the_views(
         page: Page, server: RunningServer, containers: Containers, watched: Seen) -> None:
     name = await containers.run()
-    await open_console(page, server)
+    # Scoped to this test's container: other tests' containers (other workers) would
+    # re-render the list under the focused row and lengthen the Tab order.
+    await open_console(page, server, token=make_token(containers=[name]))
     await expect(crow(page, name)).to_be_visible(timeout=WAIT)
     await crow(page, name).focus()
     await page.keyboard.press("Enter")

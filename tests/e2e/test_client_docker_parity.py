@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from test_client_exec import PtyCli
-from test_client_support import PYTHON, cli_env, run_cli, ws_url
 
+from client_support import PYTHON, cli_env, run_cli, ws_url
 from helpers import Containers, RunningServer, docker, eventually, free_port, scaled
 
 SCRIPT = b"echo from-$((2+3))\necho oops >&2\nexit 5\n"
@@ -42,8 +42,8 @@ async def test_exec_i_reads_a_file_dev_null_or_closed_stdin(
         rc, out, err = await run_cli_stdin("exec", "-i", name, "--url", url, stdin=redirection)
         assert (rc, out, err) == (0, b"", b""), redirection
     # `sh` as the COMMAND reads the script from stdin the same way.
-    rc, out, _ = await run_cli_stdin("exec", "-i", "--url", url, name, "sh", stdin=f"< {script}")
-    assert (rc, out) == (5, b"from-5\n")
+    rc, out, err = await run_cli_stdin("exec", "-i", "--url", url, name, "sh", stdin=f"< {script}")
+    assert (rc, out) == (5, b"from-5\n"), err
 
 
 async def test_exec_without_i_gives_no_stdin(server: RunningServer, containers: Containers) -> None:

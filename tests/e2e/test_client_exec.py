@@ -11,8 +11,7 @@ import struct
 import termios
 import time
 
-from test_client_support import PYTHON, cli_env, run_cli, ws_url
-
+from client_support import PYTHON, cli_env, run_cli, ws_url
 from helpers import Containers, RunningServer, docker, eventually, make_token, scaled
 
 

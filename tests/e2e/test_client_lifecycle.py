@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_client_support import ServerProcess, cli_env, run_cli, ws_url
 
+from client_support import ServerProcess, cli_env, run_cli, ws_url
 from helpers import SECOND, RunningServer, eventually, free_port, make_token, scaled
 from openpanel_ws.client import (
     AuthenticationError,

@@ -6,8 +6,7 @@ import asyncio
 import re
 from pathlib import Path
 
-from test_client_support import CliStream, ServerProcess, run_cli, ws_url
-
+from client_support import CliStream, ServerProcess, run_cli, ws_url
 from helpers import Containers, RunningServer, docker, eventually, free_port, make_token, scaled
 from openpanel_ws.client import OpenPanelClient
 

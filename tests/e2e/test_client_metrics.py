@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import orjson
-from test_client_support import CliStream, run_cli, ws_url
 
+from client_support import CliStream, run_cli, ws_url
 from helpers import RunningServer
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from test_client_support import CliStream, run_cli, ws_url
 
+from client_support import CliStream, run_cli, ws_url
 from helpers import Containers, RunningServer, docker, scaled
 
 

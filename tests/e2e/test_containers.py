@@ -422,6 +422,7 @@ async def test_stats_shape_and_prompt_first_sample(server: RunningServer, contai
     assert stats["pids"] >= 1
 
 
+@pytest.mark.serial  # measures CPU: needs the machine to itself
 async def test_stats_cpu_of_a_busy_loop_under_half_a_cpu(
     server: RunningServer, containers: Containers
 ) -> None:
@@ -442,6 +443,7 @@ def cli_bytes(text: str) -> float:
     return float(match.group(1)) * units[match.group(2)]
 
 
+@pytest.mark.serial  # compares CPU percentages taken moments apart
 async def test_stats_match_docker_stats_no_stream(server: RunningServer, containers: Containers) -> None:
     name = await containers.run(
         "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; while :; do :; done",

@@ -362,9 +362,9 @@ class FirehoseGateway(Gateway):
 async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_receiving(
     engine: None,
 ) -> None:
-    from helpers import test_settings
+    from helpers import make_settings
 
-    settings = test_settings(send_queue_max=200, send_queue_max_bytes=1_000_000, send_timeout=2.0)
+    settings = make_settings(send_queue_max=200, send_queue_max_bytes=1_000_000, send_timeout=2.0)
     settings.rate_limit_firehose = settings.rate_limit_containers  # type: ignore[attr-defined]
     services = Services.from_settings(settings)
     firehose = FirehoseGateway(services)

@@ -226,6 +226,7 @@ async def wait_for_usage(client: WsClient, predicate: Any, timeout: float) -> fl
             return usage
 
 
+@pytest.mark.serial  # loads every core and measures host CPU
 async def test_cpu_rises_under_load_and_falls_back(srv: RunningServer) -> None:
     # Two samplers with different intervals: neither may disturb the other's baseline.
     fast = await srv.connect(PATH, auth=True)

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from helpers import eventually, free_port, make_token, scaled
-from helpers import test_settings as settings_with
+from helpers import make_settings as settings_with
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.outbound import text_frame

@@ -153,10 +153,12 @@ async def test_f2_a_token_without_exp_is_refused(server: RunningServer) -> None:
 async def test_f3_a_scoped_principal_sees_only_its_containers_events(
     server: RunningServer, containers: Containers
 ) -> None:
-    web = await containers.run("sleep 3600", name=unique_name("web"))
-    secret = await containers.run("sleep 3600", name=unique_name("secret"))
+    # A prefix of this test's own: other tests' containers (other workers) never match it.
+    tag = unique_name("f3")
+    web = await containers.run("sleep 3600", name=f"{tag}-web-1")
+    secret = await containers.run("sleep 3600", name=f"{tag}-secret-1")
     admin = await server.connect("/ws/logs", auth=True)
-    viewer = await server.connect("/ws/logs", auth=viewer_token("viewer", ["web-*"]))
+    viewer = await server.connect("/ws/logs", auth=viewer_token("viewer", [f"{tag}-web-*"]))
     await server.services.events.wait_connected()
     network = unique_name("net")
     await docker("exec", secret, "echo", "top-secret-argument")

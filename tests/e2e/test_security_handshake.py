@@ -185,6 +185,8 @@ async def test_f4_f5_fd_exhaustion_is_logged_once_without_tracebacks(
         await eventually(logged_the_limit, 20, step=0.1, what="the open-files limit logged")
         text = log.read_text()
         assert re.search(r"open-files limit: 128 \(hard 128\)", text), text
+        # The limit is logged before the listening socket is bound: wait until it serves.
+        await eventually(lambda: _authenticates(port), 20, step=0.1, what="the server serving")
         for _ in range(200):
             with contextlib.suppress(OSError):
                 s = socket.socket()

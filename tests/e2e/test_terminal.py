@@ -464,6 +464,7 @@ async def test_kill_falls_back_to_the_session_shell_without_bin_sh(
     assert await leftovers(name) == []
 
 
+@pytest.mark.serial  # a `yes` flood to drain within its timeout: throughput needs the CPU
 async def test_a_slowly_reading_client_is_throttled_not_cut_off(
         make_server: Any, containers: Containers) -> None:
     """Backpressure: a flood of output to a client on a slow link pauses the shell's

@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pyte
-from test_client_support import PYTHON, ServerProcess, cli_env
 from test_terminal import (
     TIMEOUT,
     Term,
@@ -25,6 +24,7 @@ from test_terminal import (
     wait_for_process,
 )
 
+from client_support import PYTHON, ServerProcess, cli_env
 from helpers import (
     SECOND,
     Containers,

@@ -100,7 +100,7 @@ async def serve_unix(path: Path, reply: bytes | None) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         if reply is None:
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # never answers: the hung engine
         writer.write(reply or b"")
         await writer.drain()
         writer.transport.abort()

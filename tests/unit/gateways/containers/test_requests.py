@@ -66,7 +66,7 @@ def test_ended_message() -> None:
 
 
 def gateway_and_session() -> tuple[ContainersGateway, Session[Any], Sink]:
-    gateway = ContainersGateway(Services.from_settings(helpers.test_settings()))
+    gateway = ContainersGateway(Services.from_settings(helpers.make_settings()))
     sink = Sink()
     writer = ClientWriter(sink.ws, sink, WriteScheduler(QueueLimits(100, 1_000_000), 1.0))
     sink.peer = writer

@@ -28,7 +28,7 @@ def session() -> Session[LogsState]:
 async def test_a_refused_subscribe_changes_nothing() -> None:
     """A `subscribe` refused because a replay is in progress leaves the filter alone
     (validate everything before changing anything)."""
-    gateway = LogsGateway(Services.from_settings(helpers.test_settings()))
+    gateway = LogsGateway(Services.from_settings(helpers.make_settings()))
     s = session()
     gateway.clients.add(s)
     gateway.clients.set_filter(s, EventFilter.parse({"type": ["volume"]}))
