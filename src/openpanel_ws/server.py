@@ -241,7 +241,7 @@ class ClientHandler:
                 except Exception:
                     log.exception("%s: on_disconnect failed", self.gateway.name)
             conn.close()
-            if not writer.closed:
+            if not writer.closing:
                 writer.close(CloseCode.NORMAL, "")
             try:
                 await asyncio.wait_for(writer.wait_closed(), self.settings.send_timeout + 1)

@@ -53,7 +53,8 @@ class Session(Generic[StateT]):
 
     @property
     def closed(self) -> bool:
-        return self.writer.closed
+        """No more frames will be sent (the connection is closing or closed)."""
+        return self.writer.closing
 
     def send(self, message: Mapping[str, Any]) -> bool:
         return self.writer.send(text_frame(protocol.encode(message)))
