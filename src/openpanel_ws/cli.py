@@ -153,7 +153,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from openpanel_ws.hygiene import raise_nofile_limit
+    from openpanel_ws.handshake import raise_nofile_limit
     from openpanel_ws.server import create_app, create_runner
 
     settings = _settings_from(args)
