@@ -43,6 +43,11 @@ class OutboundState(Enum):
     CLOSED = auto()
 
 
+# The per-delivery paths compare with these: a module global is cheaper to load than an
+# enum member through its class (`send` runs once per frame per recipient).
+_OPEN = OutboundState.OPEN
+
+
 class Step(Enum):
     """What the shell does next (`OutboundProtocol.next_step`)."""
 
@@ -99,7 +104,7 @@ class OutboundProtocol:
     def send(self, frame: bytes) -> bool:
         """Queue a complete frame in order. False when closing, or when this frame made
         the client a slow consumer (the backlog is dropped, a 1013 close follows)."""
-        if self.state is not OutboundState.OPEN:
+        if self.state is not _OPEN:
             return False
         if self._queue.push(frame) is not None:
             self._cut_off()
@@ -111,7 +116,7 @@ class OutboundProtocol:
 
     def send_latest(self, key: str, frame: bytes) -> None:
         """Queue a latest-value frame; replaces an unsent frame of the same key in place."""
-        if self.state is not OutboundState.OPEN:
+        if self.state is not _OPEN:
             return
         self._queue.push_latest(key, frame)
         if not self._pending_write:
@@ -199,7 +204,7 @@ class OutboundProtocol:
         transport is not paused)."""
         self._pending_write = False
         state = self.state
-        if state is OutboundState.OPEN:
+        if state is _OPEN:
             return self._queue.pop_all()
         if state is not OutboundState.CLOSING:
             return []

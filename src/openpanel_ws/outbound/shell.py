@@ -42,6 +42,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_OPEN = OutboundState.OPEN  # cheaper to load than the member through its class (per flush)
+
 # How long a Close frame of ours waits for the peer's Close before the TCP close.
 CLOSE_TIMEOUT = 5.0
 
@@ -238,11 +240,13 @@ class ClientWriter(OutboundProtocol):
         transport = self._transport
         if self._ws.closed or transport is None or transport.is_closing():
             self.transport_lost()  # aiohttp closed (its Close frame is out) or the peer left
-        elif self.state is OutboundState.OPEN and not self._flow.writing_paused:
-            # `_pump()`'s common case, inlined: this runs once per client per loop turn.
-            frames = self.data_to_send()
-            if frames:
-                self._write(frames)
+        elif self.state is _OPEN and not self._flow.writing_paused:
+            # `_pump()`'s common case with `data_to_send()` inlined (OPEN: the queue, in
+            # order): this runs once per client per loop turn.
+            self._pending_write = False
+            queue = self._queue
+            if queue.entries:
+                self._write(queue.pop_all())
             return
         self._pump()
 
