@@ -190,6 +190,11 @@ class ServerConnection:
             hook = gateway.on_principal_changed(session)
         self._hook = endpoint.run_guarded(session, hook)
 
+    def take_hook(self) -> Coroutine[Any, Any, None] | None:
+        """The gateway hook `apply` left to await (auth), once; None if there is none."""
+        hook, self._hook = self._hook, None
+        return hook
+
     # --- the timer wheel's entry -------------------------------------------------------
 
     def next_deadline(self) -> float:
@@ -223,8 +228,8 @@ class ServerConnection:
             if not self.receive(msg):
                 return
             del msg
-            if self._hook is not None:
-                hook, self._hook = self._hook, None
+            hook = self.take_hook()
+            if hook is not None:
                 await hook
 
     def receive(self, msg: WSMessage) -> bool:
@@ -252,7 +257,7 @@ class ServerConnection:
         endpoint, session, writer = self.endpoint, self.session, self.writer
         writer.reader_done()
         endpoint.wheel.remove(self)
-        hook, self._hook = self._hook, None
+        hook = self.take_hook()
         if hook is not None:
             hook.close()  # never started: the socket ended first (dropped like queued requests)
         # Requests already running finish (bounded by the engine timeout) before the
