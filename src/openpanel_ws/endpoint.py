@@ -136,13 +136,12 @@ class ServerConnection:
     timer wheel (`slot`), its lanes and its `Session`. No task, future or dict of its own
     while idle (docs/bench.md: memory per idle connection)."""
 
-    __slots__ = ("_hook", "conn", "endpoint", "lanes", "peer", "session", "slot", "writer", "ws")
+    __slots__ = ("_hook", "conn", "endpoint", "lanes", "peer", "session", "slot", "ws")
 
     def __init__(self, endpoint: Endpoint, ws: web.WebSocketResponse, writer: ClientWriter,
                  request: web.Request) -> None:
         self.endpoint = endpoint
         self.ws = ws
-        self.writer = writer
         client_id = new_client_id()
         self.session: Session[Any] = Session(client_id, writer, request.remote or "")
         self.conn = Connection(client_id, endpoint.lifecycle, endpoint.services.verifier.verify,
@@ -208,29 +207,27 @@ class ServerConnection:
     # --- the socket --------------------------------------------------------------------
 
     async def run(self) -> None:
-        endpoint, session = self.endpoint, self.session
+        """The read loop, then the end (one coroutine frame per idle connection)."""
+        endpoint, session, ws = self.endpoint, self.session, self.ws
         endpoint.clients.add(session)
         session.send(protocol.connected_message(session.client_id, endpoint.settings.auth_timeout))
         endpoint.wheel.add(self)
         try:
-            await self._read_loop()
+            # No local outlives its message: an idle connection must not keep the last one
+            # (the auth message holds the token) alive in this frame while it waits.
+            while not session.closed:
+                msg = await ws.receive()
+                if not self.receive(msg):
+                    break
+                del msg
+                hook = self.take_hook()
+                if hook is not None:
+                    await hook
+                del hook
         except (ConnectionError, OSError):
             pass  # the socket went away under us: nothing to report
         finally:
             await self._end()
-
-    async def _read_loop(self) -> None:
-        # No local outlives its message: an idle connection must not keep the last one
-        # (the auth message holds the token) alive in this frame while it waits.
-        ws, session = self.ws, self.session
-        while not session.closed:
-            msg = await ws.receive()
-            if not self.receive(msg):
-                return
-            del msg
-            hook = self.take_hook()
-            if hook is not None:
-                await hook
 
     def receive(self, msg: WSMessage) -> bool:
         """One message from the socket; False when the read side is done."""
@@ -247,14 +244,15 @@ class ServerConnection:
         elif kind is WSMsgType.PONG:
             conn.receive_pong_frame()
         elif kind is WSMsgType.CLOSE:
-            self.writer.peer_closed(msg.data)
+            self.session.writer.peer_closed(msg.data)
             return False
         else:  # CLOSING, CLOSED, ERROR (1009 is sent by aiohttp itself)
             return False
         return True
 
     async def _end(self) -> None:
-        endpoint, session, writer = self.endpoint, self.session, self.writer
+        endpoint, session = self.endpoint, self.session
+        writer = session.writer
         writer.reader_done()
         endpoint.wheel.remove(self)
         hook = self.take_hook()
