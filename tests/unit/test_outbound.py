@@ -304,3 +304,35 @@ async def test_wait_backlog_below_returns_when_the_client_closes() -> None:
     await asyncio.wait_for(waiting, 2)
     sink.gate.set()
     await asyncio.wait_for(w.wait_closed(), 2)
+
+
+async def test_cancel_aborts_and_ends_the_wait() -> None:
+    sink = Sink()
+    sink.gate.clear()  # the peer does not read: the drain waits
+    w = writer(sink)
+    w.send(b"x")
+    w.close(1000, "")
+    await loop_turns(2)
+    assert not w.closed
+    w.cancel()
+    await asyncio.wait_for(w.wait_closed(), 2)
+    assert w.closed and sink.aborted and sink.closed is None  # no Close frame went out
+
+
+async def test_the_peers_close_is_answered_at_once_and_the_tcp_closed() -> None:
+    sink = Sink()
+    w = writer(sink)
+    w.send(b"dropped")  # queued for the end of this loop turn
+    w.peer_closed(4000)
+    assert sink.closed == (4000, b"") and sink.tcp_closed
+    assert sink.frames == [] and w.closed and not w.send(b"late")
+    await asyncio.wait_for(w.wait_closed(), 2)
+
+
+async def test_a_transport_gone_under_the_writer_ends_it_quietly() -> None:
+    sink = Sink()
+    w = writer(sink)
+    w.send(b"x")
+    sink.tcp_closed = True  # the peer left (or aiohttp closed by itself)
+    await loop_turns(2)
+    assert w.closed and sink.frames == [] and not w.send(b"y")
