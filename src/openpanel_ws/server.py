@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -51,8 +50,6 @@ __all__ = [
     "origin_refused",
     "readyz",
 ]
-
-log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("services", Services)
 GATEWAYS_KEY = web.AppKey("gateways", dict)

@@ -50,6 +50,19 @@ def test_frames_are_handed_out_in_order_and_the_shell_is_told_once_per_write() -
     assert woken == [p, p]
 
 
+def test_a_machine_joins_a_nonempty_ready_list_without_calling_back() -> None:
+    marked: list[Any] = []
+    ready: list[Any] = []
+    first = OutboundProtocol(QueueLimits(10, 10_000), marked.append, ready)
+    second = OutboundProtocol(QueueLimits(10, 10_000), marked.append, ready)
+    first.send(b"a")
+    assert marked == [first] and ready == []  # the first of a turn: the scheduler's mark
+    ready.append(first)  # what mark does (and it arms the flush)
+    second.send(b"b")
+    second.send(b"c")
+    assert marked == [first] and ready == [first, second]  # joined once, no call
+
+
 def test_close_writes_the_queue_then_our_close_then_waits_for_the_peer() -> None:
     p, _ = machine()
     p.send(b"a")

@@ -98,15 +98,16 @@ class WriteScheduler:
     """Flushes every writer with queued frames once per loop iteration, and aborts the
     transports of writers whose drain stalled past their `send_timeout`."""
 
-    __slots__ = ("_armed", "_draining", "_pending", "_watch_handle", "limits", "mark",
-                 "send_timeout", "watch_period")
+    __slots__ = ("_draining", "_watch_handle", "limits", "mark", "ready", "send_timeout",
+                 "watch_period")
 
     def __init__(self, limits: QueueLimits, send_timeout: float, watch_period: float = 0.5) -> None:
         self.limits = limits
         self.send_timeout = send_timeout
         self.watch_period = watch_period
-        self._pending: list[ClientWriter] = []
-        self._armed = False
+        # The writers to flush at the end of this loop turn; not empty exactly while the
+        # flush is armed (a writer joins it directly then: `OutboundProtocol.send`).
+        self.ready: list[OutboundProtocol] = []
         self._draining: set[ClientWriter] = set()
         self._watch_handle: asyncio.TimerHandle | None = None
         # One bound method for every writer (each holds a reference, not a copy).
@@ -114,16 +115,17 @@ class WriteScheduler:
 
     def _mark(self, writer: OutboundProtocol) -> None:
         """`writer` has frames to write: flush it at the end of this loop iteration."""
-        self._pending.append(writer)  # type: ignore[arg-type]  # only ClientWriters mark here
-        if not self._armed:
-            self._armed = True
+        ready = self.ready
+        if not ready:
             asyncio.get_running_loop().call_soon(self.flush)
+        ready.append(writer)
 
     def flush(self) -> None:
-        self._armed = False
-        pending, self._pending = self._pending, []
-        for writer in pending:
-            writer.write_pending()
+        ready = self.ready
+        writers = ready.copy()
+        ready.clear()  # the same list: the writers hold it
+        for writer in writers:
+            writer.write_pending()  # type: ignore[attr-defined]  # only ClientWriters join it
 
     # stall watchdog: only writers waiting for a paused transport are watched
     def watch(self, writer: ClientWriter) -> None:
@@ -170,7 +172,7 @@ class ClientWriter(OutboundProtocol):
     )
 
     def __init__(self, ws: WebSocketLike, stream: StreamLike, scheduler: WriteScheduler) -> None:
-        super().__init__(scheduler.limits, scheduler.mark)
+        super().__init__(scheduler.limits, scheduler.mark, scheduler.ready)
         self._ws = ws
         self._stream = stream
         self._transport = stream.transport
