@@ -20,6 +20,7 @@ import base64
 import hashlib
 import os
 import signal
+import struct
 import sys
 import time
 from pathlib import Path
@@ -32,10 +33,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import bench_message
 from common import server_start
 
-from openpanel_ws.outbound import OP_PONG, control_frame, text_frame
-
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 CLIENTS: set[Conn] = set()
+OP_TEXT, OP_PONG = 0x1, 0xA
+
+
+# This server frames with an encoder of its own, on purpose (docs/bench.md): it is the
+# floor the gateway is measured against, so it shares no code with the gateway under
+# test (`openpanel_ws.outbound.frames`, the project's one encoder); a change there must
+# show up in `ratio_to_raw`, not move both sides at once.
+def _frame(opcode: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | opcode, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
+
+
+def text_frame(payload: bytes) -> bytes:
+    return _frame(OP_TEXT, payload)
+
+
+def control_frame(opcode: int, payload: bytes = b"") -> bytes:
+    return _frame(opcode, payload[:125])
 
 
 def unmask(key: bytes, data: bytes) -> bytes:

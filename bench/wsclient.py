@@ -40,25 +40,15 @@ from typing import Any
 import orjson
 from common import raise_nofile
 
+from openpanel_ws.outbound.frames import masked_frame
+
 PONG = b'{"type":"pong"}'
 
 
 def mask_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """One client frame (FIN set, masked, as RFC 6455 requires from clients)."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    key = os.urandom(4)
-    if n:
-        repeated = (key * (n // 4 + 1))[:n]
-        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-    else:
-        masked = b""
-    return header + key + masked
+    """One client frame (FIN set, masked, as RFC 6455 requires from clients): the
+    project's one encoder, `openpanel_ws.outbound.frames.masked_frame`."""
+    return masked_frame(opcode, payload)
 
 
 _second_cache: dict[bytes, int] = {}

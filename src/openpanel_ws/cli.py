@@ -187,7 +187,7 @@ async def _listen(app: Any, settings: Settings) -> tuple[Any, int]:
     """The app's runner, listening; (the runner, the port it listens on)."""
     from aiohttp import web
 
-    from openpanel_ws.hygiene import raise_nofile_limit
+    from openpanel_ws.handshake import raise_nofile_limit
     from openpanel_ws.server import create_runner
 
     raise_nofile_limit()

@@ -13,15 +13,13 @@ import heapq
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
-from openpanel_ws.connection import Close, Connection, PingFrame, Send, State
-from openpanel_ws.gateways.base import Session
 from openpanel_ws.outbound import OP_PING, control_frame
 
 __all__ = [
     "PING_FRAME",
-    "ConnectionClock",
+    "Timed",
     "TimerWheel",
 ]
 
@@ -29,43 +27,36 @@ __all__ = [
 PING_FRAME = control_frame(OP_PING)
 
 
-class ConnectionClock:
-    """Drives one `Connection.tick`: Send, PingFrame and Close are synchronous for the writer."""
+class Timed(Protocol):
+    """What sits in the wheel: one connection (`endpoint.ServerConnection`)."""
 
-    __slots__ = ("conn", "session", "slot")
+    slot: int  # the wheel's slot, -1 when not in the wheel (the wheel sets it)
 
-    def __init__(self, conn: Connection, session: Session[Any]) -> None:
-        self.conn = conn
-        self.session = session
-        self.slot = -1
+    def next_deadline(self) -> float: ...
 
     def fire(self, now: float) -> bool:
-        """Run the tick; True while the connection still needs its clock."""
-        for action in self.conn.tick(now):
-            if isinstance(action, Send):
-                self.session.send(action.message)
-            elif isinstance(action, PingFrame):
-                self.session.send_frame(PING_FRAME)
-            elif isinstance(action, Close):
-                self.session.close(action.code, action.reason)
-        return self.conn.state is not State.CLOSED and not self.session.closed
+        """The deadline came: True while the entry still needs its clock."""
+        ...
 
 
 class TimerWheel:
+    """The slots and their heap; `fire_due(now)` is plain code, the loop timer is armed
+    for the earliest non-empty slot."""
+
     __slots__ = ("_armed", "_handle", "_heap", "_slots", "monotonic", "resolution")
 
     def __init__(self, resolution: float = 0.1, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.resolution = resolution
         self.monotonic = monotonic
-        self._slots: dict[int, dict[ConnectionClock, None]] = {}
+        self._slots: dict[int, dict[Timed, None]] = {}
         self._heap: list[int] = []  # slot numbers that have (or had) clocks
         self._armed = -1  # the slot the loop timer is armed for
         self._handle: asyncio.TimerHandle | None = None
 
-    def add(self, clock: ConnectionClock, min_slot: int = 0) -> None:
-        """(Re)schedule `clock` at its connection's next deadline."""
+    def add(self, clock: Timed, min_slot: int = 0) -> None:
+        """(Re)schedule `clock` at its next deadline."""
         self.remove(clock)
-        slot = max(min_slot, math.ceil(clock.conn.next_deadline() / self.resolution))
+        slot = max(min_slot, math.ceil(clock.next_deadline() / self.resolution))
         members = self._slots.get(slot)
         if members is None:
             members = self._slots[slot] = {}
@@ -75,7 +66,7 @@ class TimerWheel:
         if self._handle is None or slot < self._armed:
             self._arm(slot)
 
-    def remove(self, clock: ConnectionClock) -> None:
+    def remove(self, clock: Timed) -> None:
         members = self._slots.get(clock.slot)
         if members is not None:
             members.pop(clock, None)
@@ -94,7 +85,10 @@ class TimerWheel:
 
     def _fire(self) -> None:
         self._handle = None
-        now = self.monotonic()
+        self.fire_due(self.monotonic())
+
+    def fire_due(self, now: float) -> None:
+        """Fire every entry whose slot is due at `now`, re-add those that ask, re-arm."""
         due_slot = math.floor(now / self.resolution)
         heap = self._heap
         while heap and heap[0] <= due_slot:

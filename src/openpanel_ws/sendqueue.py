@@ -28,10 +28,6 @@ class QueueLimits:
     max_frames: int
     max_bytes: int
 
-    def exceeded(self, frames: int, nbytes: int) -> bool:
-        """`frames` frames of `nbytes` bytes would make the client a slow consumer."""
-        return frames > self.max_frames or nbytes > self.max_bytes
-
 
 @dataclass(frozen=True, slots=True)
 class Overflow:
@@ -75,7 +71,7 @@ class SendQueue:
         entries = self.entries
         n = len(frame)
         size = self._bytes + n - (2 if n < 128 else 4 if n < 65540 else 10)
-        limits = self.limits  # `QueueLimits.exceeded`, inlined: this runs per delivery
+        limits = self.limits
         if len(entries) >= limits.max_frames or size > limits.max_bytes:
             overflow = Overflow(len(entries), self._bytes)
             self.clear()

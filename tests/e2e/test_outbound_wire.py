@@ -22,11 +22,9 @@ from helpers import eventually, free_port, make_token, scaled
 from helpers import make_settings as settings_with
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
-from openpanel_ws.outbound import text_frame
+from openpanel_ws.outbound import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, masked_frame, text_frame
 from openpanel_ws.server import create_app
 from openpanel_ws.services import Services
-
-OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 
 SLOW_LINK = 0.001  # seconds a slow reader pauses every 20 frames (the link under test)
 
@@ -103,15 +101,6 @@ async def burst_server(**overrides: Any) -> AsyncIterator[tuple[BurstGateway, in
         await runner.cleanup()
 
 
-def masked(opcode: int, payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    data = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    n = len(payload)
-    first = 0x80 | opcode
-    head = bytes([first, 0x80 | n]) if n < 126 else bytes([first, 0xFE]) + n.to_bytes(2, "big")
-    return head + mask + data
-
-
 class RawClient:
     """A WebSocket client on a plain socket that parses frames strictly by slicing."""
 
@@ -138,7 +127,7 @@ class RawClient:
         return client
 
     def send_json(self, message: dict[str, Any]) -> None:
-        self.writer.write(masked(OP_TEXT, json.dumps(message).encode()))
+        self.writer.write(masked_frame(OP_TEXT, json.dumps(message).encode()))
 
     async def frame(self, chunk: int = 65536, pause: float = 0.0,
                     aborted_ok: bool = False) -> tuple[int, bytes] | None:
@@ -281,14 +270,14 @@ async def test_a_close_frame_never_lands_inside_a_data_frame_under_a_burst_with_
             closing = False
             while True:
                 if not closing and sent < len(pings) and len(seqs) >= sent * 3:
-                    client.writer.write(masked(OP_PING, pings[sent]))
+                    client.writer.write(masked_frame(OP_PING, pings[sent]))
                     sent += 1
                 if not closing and len(pongs) == len(pings):
                     closing = True  # no more pings: the close races only with the burst
                     if server_closes:
                         trigger.send_json({"type": "close_others"})
                     else:
-                        client.writer.write(masked(OP_CLOSE, (1000).to_bytes(2, "big")))
+                        client.writer.write(masked_frame(OP_CLOSE, (1000).to_bytes(2, "big")))
                 try:
                     frame = await asyncio.wait_for(client.frame(), scaled(10))
                 except ConnectionResetError:
@@ -303,7 +292,7 @@ async def test_a_close_frame_never_lands_inside_a_data_frame_under_a_burst_with_
                 elif opcode == OP_CLOSE:
                     close = payload
                     if server_closes:
-                        client.writer.write(masked(OP_CLOSE, payload[:2]))  # the reply
+                        client.writer.write(masked_frame(OP_CLOSE, payload[:2]))  # the reply
                 else:
                     message = json.loads(payload)
                     if message["type"] == "burst":

@@ -80,12 +80,6 @@ def test_backlog_is_the_fuller_of_count_and_bytes() -> None:
     assert q.backlog == 0.8
 
 
-def test_limits_exceeded_is_the_one_rule() -> None:
-    limits = QueueLimits(4, 100)
-    assert not limits.exceeded(4, 100)
-    assert limits.exceeded(5, 0) and limits.exceeded(1, 101)
-
-
 def test_clear_forgets_everything() -> None:
     q = queue()
     q.push(b"a")

@@ -4,7 +4,7 @@ once per origin per minute."""
 import pytest
 
 from openpanel_ws.config import ConfigError, load_settings, normalize_origin
-from openpanel_ws.server import RefusedOrigins, origin_allowed
+from openpanel_ws.origins import RefusedOrigins, origin_allowed
 
 
 @pytest.mark.parametrize(

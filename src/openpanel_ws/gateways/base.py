@@ -1,8 +1,9 @@
 """What every gateway is: a name, its messages, and hooks into the shared lifecycle.
 
 The lifecycle (welcome, auth, rate limit, heartbeat, errors) lives in
-`openpanel_ws.connection` and `openpanel_ws.server`; a gateway only sees authenticated
-sessions and the messages that belong to it.
+`openpanel_ws.connection` (the rules) and `openpanel_ws.endpoint` (the connection object
+that carries them out); a gateway only sees authenticated sessions and the messages that
+belong to it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Session(Generic[StateT]):
 
     @property
     def closed(self) -> bool:
-        return self.writer.closed
+        """No more frames will be sent (the connection is closing or closed)."""
+        return self.writer.closing
 
     def send(self, message: Mapping[str, Any]) -> bool:
         return self.writer.send(text_frame(protocol.encode(message)))

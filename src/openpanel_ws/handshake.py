@@ -1,9 +1,11 @@
-"""Handshake hygiene: sockets that never finish the upgrade, too many unauthenticated
-sockets, file-descriptor exhaustion and handshake resets (docs/protocol.md "Hostile
-clients").
+"""The handshake guard: sockets that never finish the upgrade, too many unauthenticated
+sockets, file-descriptor exhaustion and handshake resets (docs/protocol.md "Handshake and
+sockets"), and the open-files limit.
 
-`PendingSockets` and `LogThrottle` are plain synchronous code (tested with a fake clock);
-`HandshakeGuard` wires them to aiohttp's per-connection hooks and the event loop.
+`PendingSockets`, `LogThrottle` and `loop_error_kind` are plain synchronous code (tested
+with a fake clock); `HandshakeGuard` is what aiohttp's per-connection hooks and the event
+loop's exception handler call (installed by `openpanel_ws.aiohttp_edge`, the one module
+that touches aiohttp internals).
 """
 
 from __future__ import annotations
@@ -16,16 +18,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
-
 __all__ = [
     "LOG_EVERY_SECONDS",
     "MESSAGES",
-    "GatewayRunner",
     "HandshakeGuard",
     "LogThrottle",
     "PendingSockets",
+    "loop_error_kind",
     "raise_nofile_limit",
 ]
 
@@ -126,22 +125,7 @@ class HandshakeGuard:
         self._conns: dict[Any, _Pending] = {}
         self._flush: dict[str, asyncio.TimerHandle] = {}
 
-    # --- aiohttp hooks ----------------------------------------------------------------
-
-    def install(self, server: web.Server) -> None:
-        """Wrap the server's per-connection hooks (called by `GatewayRunner`)."""
-        made, lost = server.connection_made, server.connection_lost
-
-        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
-            if self.on_made(handler, transport):
-                made(handler, transport)
-
-        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
-            self.on_lost(handler)
-            lost(handler, exc)
-
-        server.connection_made = connection_made  # type: ignore[method-assign]
-        server.connection_lost = connection_lost  # type: ignore[method-assign]
+    # --- what aiohttp's per-connection hooks call (aiohttp_edge.install_guard) ------
 
     def on_made(self, handler: Any, transport: asyncio.Transport) -> bool:
         peer = transport.get_extra_info("peername")
@@ -210,34 +194,24 @@ class HandshakeGuard:
             handle.cancel()
         self._flush.clear()
 
-    # --- the event loop's exception handler ---------------------------------------------
-
-    def exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """EMFILE and handshake resets: one throttled line, never a traceback."""
-        exc = context.get("exception")
-        if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
-            self.note("emfile")
-            return
-        if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
-            self.note("reset")
-            return
-        loop.default_exception_handler(context)
+    def loop_error(self, context: dict[str, Any]) -> bool:
+        """An error the event loop reports (aiohttp_edge installs the handler): True when
+        it was one of ours, noted as one throttled line, never a traceback."""
+        kind = loop_error_kind(context)
+        if kind is None:
+            return False
+        self.note(kind)
+        return True
 
 
-class GatewayRunner(web.AppRunner):
-    """An AppRunner whose server carries the `HandshakeGuard` of the application."""
-
-    def __init__(self, app: web.Application, guard: HandshakeGuard | None, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._guard = guard
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        if self._guard is not None:
-            self._guard.install(server)
-            loop = asyncio.get_running_loop()
-            loop.set_exception_handler(self._guard.exception_handler)
-        return server
+def loop_error_kind(context: dict[str, Any]) -> str | None:
+    """EMFILE and friends ("emfile") and handshake resets ("reset"); None for anything else."""
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+        return "emfile"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return "reset"
+    return None
 
 
 def raise_nofile_limit() -> tuple[int, int]:

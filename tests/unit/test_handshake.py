@@ -1,8 +1,8 @@
-"""Handshake hygiene and upstream backoff, as plain code."""
+"""The handshake guard's plain parts, and upstream backoff."""
 
 from openpanel_ws.backoff import Backoff
 from openpanel_ws.gateways.access import could_be_id
-from openpanel_ws.hygiene import LogThrottle, PendingSockets
+from openpanel_ws.handshake import LogThrottle, PendingSockets, loop_error_kind
 
 
 def test_pending_sockets_total_cap() -> None:
@@ -47,3 +47,12 @@ def test_backoff_is_capped_exponential() -> None:
 def test_could_be_id() -> None:
     assert could_be_id("3f2a") and could_be_id("ABCDEF0123")
     assert not could_be_id("web-1") and not could_be_id("") and not could_be_id("/secret")
+
+
+def test_loop_errors_of_the_guards_kinds_and_no_others() -> None:
+    import errno
+
+    assert loop_error_kind({"exception": OSError(errno.EMFILE, "Too many open files")}) == "emfile"
+    assert loop_error_kind({"exception": ConnectionResetError()}) == "reset"
+    assert loop_error_kind({"exception": OSError(errno.EACCES, "no")}) is None
+    assert loop_error_kind({"message": "Task was destroyed but it is pending!"}) is None
