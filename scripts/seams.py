@@ -64,6 +64,11 @@ SANS_IO = [
     "openpanel_ws.gateways.terminal.ring",
     "openpanel_ws.gateways.terminal.registry",
     "openpanel_ws.engine.eventdata",
+    "openpanel_ws.outbound",
+    "openpanel_ws.outbound.frames",
+    "openpanel_ws.outbound.sansio",
+    "openpanel_ws.clock",
+    "openpanel_ws.handshake",
 ]
 BLOCKING = {"docker_sync", "time.sleep", "subprocess.run", "subprocess.check_output",
             "subprocess.call", "subprocess.check_call", "subprocess.Popen", "os.system",

@@ -23,7 +23,7 @@ from aiohttp import web
 from helpers import SECRET, RunningServer, eventually, free_port, make_token, scaled
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
-from openpanel_ws.outbound import text_frame
+from openpanel_ws.outbound.frames import OP_TEXT, masked_frame, text_frame
 from openpanel_ws.server import create_app, default_gateways
 from openpanel_ws.services import Services
 
@@ -384,7 +384,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_receiving(
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
         await slow_reader.readuntil(b"\r\n\r\n")
-        slow_writer.write(_masked_text_frame(json.dumps({"type": "auth", "token": make_token()})))
+        slow_writer.write(masked_frame(OP_TEXT, json.dumps({"type": "auth", "token": make_token()}).encode()))
         await slow_writer.drain()
 
         fast = await srv.connect("/ws/firehose", auth=True)
@@ -407,14 +407,6 @@ async def _read_firehose(client: Any, count: int) -> list[dict[str, Any]]:
             out.append(msg)
     return out
 
-
-def _masked_text_frame(text: str) -> bytes:
-    payload = text.encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    n = len(payload)
-    header = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
-    return header + mask + masked
 
 
 # --- the process: token CLI, SIGTERM -----------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 from fakes import Sink
 from helpers import loop_turns
-from helpers import test_settings as settings_with
+from helpers import make_settings as settings_with
 from openpanel_ws.auth import Principal
 from openpanel_ws.clock import TimerWheel
 from openpanel_ws.connection import Authenticated, Close, Dispatch, PingFrame, Send
