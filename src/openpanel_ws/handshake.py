@@ -97,7 +97,8 @@ class LogThrottle:
 
 MESSAGES = {
     "refused": "refused %d new socket(s): too many unauthenticated connections",
-    "handshake_timeout": "closed %d socket(s) that did not finish the WebSocket upgrade in time",
+    "handshake_timeout": "closed %d socket(s) that did not finish a request (WebSocket upgrade "
+                         "or HTTP) in time",
     "emfile": "out of file descriptors (%d time(s)): new connections wait; "
               "raise the open-files limit (ulimit -n)",
     "reset": "%d client(s) reset the connection during the handshake",
@@ -105,11 +106,12 @@ MESSAGES = {
 
 
 class _Pending:
-    __slots__ = ("authenticated", "ip", "timer")
+    __slots__ = ("authenticated", "ip", "timer", "transport")
 
-    def __init__(self, ip: str, timer: asyncio.TimerHandle | None) -> None:
+    def __init__(self, ip: str, transport: asyncio.Transport) -> None:
         self.ip = ip
-        self.timer = timer  # the handshake clock; None once upgraded or expired
+        self.transport = transport
+        self.timer: asyncio.TimerHandle | None = None  # the handshake clock; None once upgraded or expired
         self.authenticated = False
 
 
@@ -134,10 +136,15 @@ class HandshakeGuard:
             self.note("refused")
             transport.abort()
             return False
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.handshake_timeout, self._expire, handler, transport)
-        self._conns[handler] = _Pending(ip, timer)
+        state = self._conns[handler] = _Pending(ip, transport)
+        self._arm(handler, state)
         return True
+
+    def _arm(self, handler: Any, state: _Pending) -> None:
+        if state.timer is not None:
+            state.timer.cancel()
+        loop = asyncio.get_running_loop()
+        state.timer = loop.call_later(self.handshake_timeout, self._expire, handler)
 
     def on_lost(self, handler: Any) -> None:
         state = self._conns.pop(handler, None)
@@ -162,13 +169,22 @@ class HandshakeGuard:
             state.authenticated = True
             self.pending.release(state.ip)
 
-    def _expire(self, handler: Any, transport: asyncio.Transport) -> None:
+    def responded(self, handler: Any) -> None:
+        """A plain HTTP response (not an upgrade) started on this socket: the clock bounds
+        each request, not the socket's life, so the socket's next request gets a fresh
+        `handshake_timeout`. A keep-alive socket that then stays idle, or trickles its
+        next request, is still closed when that runs out."""
+        state = self._conns.get(handler)
+        if state is not None and state.timer is not None:
+            self._arm(handler, state)
+
+    def _expire(self, handler: Any) -> None:
         state = self._conns.get(handler)
         if state is None:
             return
         state.timer = None
         self.note("handshake_timeout")
-        transport.abort()
+        state.transport.abort()
 
     # --- throttled log lines -----------------------------------------------------------
 

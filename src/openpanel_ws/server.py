@@ -148,6 +148,12 @@ def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
     guard = HandshakeGuard(settings.handshake_timeout, settings.max_unauthenticated,
                            settings.max_unauthenticated_per_ip)
     app[GUARD_KEY] = guard
+
+    async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        if not isinstance(response, web.WebSocketResponse):
+            guard.responded(request.protocol)  # the handshake clock restarts per request
+
+    app.on_response_prepare.append(on_response_prepare)
     # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
     scheduler = new_scheduler(settings)
     wheel = TimerWheel()  # every connection's clock (auth timeout, heartbeat)

@@ -91,6 +91,46 @@ async def test_f4_sockets_that_never_finish_the_upgrade_are_closed(make_server: 
     await client.auth()
 
 
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:
+    """One keep-alive GET on an open socket; the response's status line."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), scaled(5))
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert length is not None, head
+    await asyncio.wait_for(reader.readexactly(int(length.group(1))), scaled(5))
+    return head.split(b"\r\n", 1)[0]
+
+
+async def test_f4_a_busy_keep_alive_socket_is_not_cut_by_the_handshake_clock(
+        make_server: Any) -> None:
+    """The clock bounds each request, not the socket's life: a browser that keeps fetching
+    the console's modules on one keep-alive socket is never reset mid-page, while that
+    socket idle, or trickling its next request, is still closed."""
+    srv: RunningServer = await make_server(handshake_timeout=1.0)
+    reader, writer = await open_raw(srv.port)
+    started = time.monotonic()
+    statuses = []
+    while time.monotonic() - started < 2.5 * srv.settings.handshake_timeout:
+        statuses.append(await _get(reader, writer, "/client/openpanel-ws.js"))
+        await asyncio.sleep(0.3 * srv.settings.handshake_timeout)
+    assert statuses and set(statuses) == {b"HTTP/1.1 200 OK"}
+    assert await closed_by_server(reader, 3.0)  # idle past the clock: closed
+    writer.close()
+    reader, writer = await open_raw(srv.port)
+    assert await _get(reader, writer, "/healthz") == b"HTTP/1.1 200 OK"
+    writer.write(b"GET /healthz HTTP/1.1\r\n")  # the next request, trickled
+    trickle_started = time.monotonic()
+    with contextlib.suppress(ConnectionError, OSError):
+        for i in range(20):
+            writer.write(f"X-Slow-{i}: a\r\n".encode())
+            await writer.drain()
+            if await closed_by_server(reader, TRICKLE):
+                break
+    assert time.monotonic() - trickle_started < 3 * srv.settings.handshake_timeout
+    writer.close()
+
+
 async def test_f4_unauthenticated_sockets_are_capped(make_server: Any) -> None:
     srv: RunningServer = await make_server(handshake_timeout=30.0, max_unauthenticated=10)
     authed = [await srv.connect("/ws/containers", auth=True) for _ in range(3)]
