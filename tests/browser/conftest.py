@@ -1,7 +1,7 @@
 """Headless Chromium (Debian's `chromium`, driven by Playwright for Python) against a real
-server. Fixtures for every browser test: `chromium_browser` (one Browser per session, so one
-per xdist worker that runs browser tests) and `page` (a fresh context + page per test,
-closed after).
+server. Fixtures for every browser test: `chromium_browser` (one Browser per session; every
+browser test is in the xdist group "browser", so one worker and one Browser run them all)
+and `page` (a fresh context + page per test, closed after).
 
 Playwright's async API is bound to the event loop that started it, so every test and
 fixture in this directory runs in the session's loop (set below); `server` and
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from pages import reload_on_network_change
 
 from helpers import RunningServer, running_server, server_factory
 
@@ -31,10 +32,15 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
+            # One worker runs every browser test, so one Chromium per run: six of them
+            # starting together beside the CPU-bound tests starved the page's renderer
+            # (a console that never booted within 20 s, twice in a parallel run).
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 def _missing(what: str) -> None:
@@ -63,6 +69,7 @@ async def chromium_browser() -> AsyncIterator[Any]:
 async def page(chromium_browser: Any) -> AsyncIterator[Any]:
     context = await chromium_browser.new_context()
     pg = await context.new_page()
+    reload_on_network_change(pg)
     try:
         yield pg
     finally:
