@@ -1,6 +1,6 @@
 """Headless Chromium (Debian's `chromium`, driven by Playwright for Python) against a real
 server. Fixtures for every browser test: `chromium_browser` (one Browser per session; every
-browser test is in the xdist group "browser", so one worker and one Browser run them all)
+browser test is `serial`, so the serial pass runs them all with one Browser)
 and `page` (a fresh context + page per test, closed after).
 
 Playwright's async API is bound to the event loop that started it, so every test and
@@ -32,15 +32,16 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
+@pytest.hookimpl(tryfirst=True)  # before the `-m serial` / `-m "not serial"` selection
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
-            # One worker runs every browser test, so one Chromium per run: six of them
-            # starting together beside the CPU-bound tests starved the page's renderer
-            # (a console that never booted within 20 s, twice in a parallel run).
-            item.add_marker(pytest.mark.xdist_group("browser"))
+            # Browser tests run in the serial pass, one Chromium, with no other worker
+            # starting containers: Chromium fails every request in flight when the host's
+            # interfaces change, and each container start or stop adds or removes a veth
+            # (docs/testing.md); in the parallel pass that broke a console page per run.
+            item.add_marker(pytest.mark.serial)
 
 
 def _missing(what: str) -> None:

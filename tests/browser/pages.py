@@ -51,7 +51,8 @@ def reload_on_network_change(pg: Any) -> list[str]:
     starts or stops: in a parallel run, other workers' tests do that all the time. A page
     whose own scripts failed that way never boots, so it is loaded again, as a person
     would press reload (at most MAX_RELOADS times a test). Only that error, only for the
-    page's document, scripts and styles; every assertion stays as it is. Returns the list
+    page's document, scripts, styles and fetches (the container list); every assertion stays
+    as it is. Every failed request is printed with a failing test's output. Returns the list
     of what was reloaded (printed with a failing test's output)."""
     reloads: list[str] = []
     tasks: set[asyncio.Task[None]] = set()
@@ -61,8 +62,9 @@ def reload_on_network_change(pg: Any) -> list[str]:
             await pg.reload()
 
     def on_failed(request: Any) -> None:
+        print(f"request failed: {request.resource_type} {request.url}: {request.failure}")
         if (request.failure == NETWORK_CHANGED and len(reloads) < MAX_RELOADS
-                and request.resource_type in {"document", "script", "stylesheet"}):
+                and request.resource_type in {"document", "script", "stylesheet", "fetch", "xhr"}):
             reloads.append(request.url)
             print(f"{NETWORK_CHANGED} on {request.url}: reloading the page")
             task = asyncio.ensure_future(reload())

@@ -92,7 +92,10 @@ async def test_ctrl_c_exits_130_with_a_newline(
         server: RunningServer, containers: Containers, command: tuple[str, ...]) -> None:
     name = await containers.run("echo started; sleep 3600")
     url = ws_url(server.url)
+    # `events` follows this test's container only: another worker's events printed between
+    # the echoed ^C and the exit would end the output instead of the newline under test.
     args = {"logs": [*command, name, "--url", url], "stats": [*command, name, "--url", url],
+            "events": [*command, "--filter", f"container={name}", "--url", url],
             "exec": ["exec", "--url", url, name, "sleep", "600"]}.get(command[0], [*command, "--url", url])
     cli = await PtyCli.spawn(*args)
     try:
