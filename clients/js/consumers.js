@@ -80,6 +80,15 @@ export function deliver(cb, value) {
   }
 }
 
+/** The error a `subscription_ended` message ends a container's subscription with.
+ * @param {any} msg @param {string} containerId */
+function subscriptionEnded(msg, containerId) {
+  return new OpenPanelError('SUBSCRIPTION_ENDED', msg.message || msg.reason || 'subscription ended', {
+    containerId,
+    raw: msg
+  })
+}
+
 export class LogsConsumer extends Consumer {
   /** @param {string} containerId @param {{tail?: number|'all', since?: string|number}} opts @param {Function} onLine @param {any} onError */
   constructor(containerId, opts, onLine, onError) {
@@ -121,12 +130,7 @@ export class LogsConsumer extends Consumer {
       return false // another consumer of the same container may want it too
     }
     if (msg.type === 'subscription_ended' && (msg.subscription || 'logs') === 'logs') {
-      this.fail(
-        new OpenPanelError('SUBSCRIPTION_ENDED', msg.message || msg.reason || 'subscription ended', {
-          containerId: this.containerId,
-          raw: msg
-        })
-      )
+      this.fail(subscriptionEnded(msg, this.containerId))
       return false
     }
     return msg.type === 'subscribed_logs' || msg.type === 'unsubscribed_logs'
@@ -180,12 +184,7 @@ export class StatsConsumer extends Consumer {
       return false
     }
     if (msg.type === 'subscription_ended' && (msg.subscription || 'stats') === 'stats') {
-      this.fail(
-        new OpenPanelError('SUBSCRIPTION_ENDED', msg.message || msg.reason || 'subscription ended', {
-          containerId: this.containerId,
-          raw: msg
-        })
-      )
+      this.fail(subscriptionEnded(msg, this.containerId))
       return false
     }
     return msg.type === 'subscribed_stats' || msg.type === 'unsubscribed_stats'
