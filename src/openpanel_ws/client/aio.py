@@ -113,6 +113,7 @@ class TerminalSession:
     def eof(self) -> None:
         """End the program's standard input after what was written (terminal extension
         `eof`): like closing a pipe into `docker exec -i`."""
+        self._sub.eof_sent = True
         self._link.send([{"type": "eof"}])
 
     def resize(self, cols: int, rows: int) -> None:

@@ -26,6 +26,10 @@ from openpanel_ws.protocol import TERMINAL_MAX_SIZE, TERMINAL_MIN_SIZE, CloseCod
 
 __all__ = ["HELD_INPUT_LIMIT", "RESUME_TIMEOUT", "TerminalSubscription"]
 
+# The gateway's answer to a terminal message once its terminal has ended (the server's
+# gateways/terminal/messages.NO_TERMINAL).
+NO_TERMINAL_TEXT = "No terminal is open; send open_terminal first"
+
 # How long a terminal tries to reattach after its connection was lost (the gateway's
 # default grace period is 60 s; a session cannot outlive it).
 RESUME_TIMEOUT: Final = 90.0
@@ -52,6 +56,7 @@ class TerminalSubscription(ClientSubscription):
         self.stdin = stdin
         # The open was answered either way (TerminalOpened or TerminalRefused emitted).
         self.settled = False
+        self.eof_sent = False  # `eof` was sent: a late "no terminal" answer is its echo
         self.exit_code: int | None = None
         self.reason: str | None = None
         self._sent_open = False
@@ -181,6 +186,10 @@ class TerminalSubscription(ClientSubscription):
             self.end(out)
         elif kind == "terminal_error":
             text = str(msg.get("message", "terminal error"))
+            if self.eof_sent and self.settled and text == NO_TERMINAL_TEXT:
+                # Our `eof` crossed the program's exit: its terminal_closed (with the exit
+                # code) follows; the program had nothing left to read anyway.
+                return True
             if self.resuming:
                 self.fail(TerminalError(
                     f"the terminal session did not survive the reconnect ({text})"), out)

@@ -205,6 +205,23 @@ def test_terminal_output_and_exit() -> None:
     assert feed(sub, {"type": "other"}) == (False, [])
 
 
+def test_a_late_answer_to_our_eof_is_not_an_error_and_the_exit_code_follows() -> None:
+    """`eof` crossed the program's exit: the gateway answers "no terminal" before its
+    terminal_closed; the exit code must win, as `docker exec -i` gives it."""
+    sub = opened_terminal()
+    sub.eof_sent = True
+    claimed, out = feed(sub, {"type": "terminal_error",
+                              "message": "No terminal is open; send open_terminal first"})
+    assert claimed and out == []
+    _, out = feed(sub, {"type": "terminal_closed", "exitCode": 5, "reason": "Process exited"})
+    assert out == [Finish(sub, None)] and sub.exit_code == 5
+    # Without an `eof` of ours, the same answer still ends the terminal with that error.
+    other = opened_terminal()
+    _, out = feed(other, {"type": "terminal_error",
+                          "message": "No terminal is open; send open_terminal first"})
+    assert len(out) == 1 and isinstance(out[0], Finish) and out[0].error is not None
+
+
 def test_terminal_refused_before_it_opened() -> None:
     sub = TerminalSubscription("web", None, None, None)
     _, out = feed(sub, {"type": "terminal_error", "message": "Container not found: web"})
