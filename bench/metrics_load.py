@@ -23,11 +23,11 @@ from common import CpuMeter, app_server, cpu_seconds, token
 
 from openpanel_ws import protocol
 from openpanel_ws.gateways.metrics import metrics_message
-from openpanel_ws.host.metrics import HostReader, host_sample
+from openpanel_ws.machine.metrics import MachineReader, machine_sample
 
 
 def sample_cost(iterations: int) -> None:
-    reader = HostReader("/")
+    reader = MachineReader("/")
     prev = reader.read()
     read_us: list[float] = []
     total_us: list[float] = []
@@ -35,12 +35,12 @@ def sample_cost(iterations: int) -> None:
         t0 = time.perf_counter()
         cur = reader.read()
         t1 = time.perf_counter()
-        protocol.encode(metrics_message(host_sample(prev, cur)))
+        protocol.encode(metrics_message(machine_sample(prev, cur)))
         t2 = time.perf_counter()
         prev = cur
         read_us.append((t1 - t0) * 1e6)
         total_us.append((t2 - t0) * 1e6)
-    frame = protocol.encode(metrics_message(host_sample(prev, reader.read())))
+    frame = protocol.encode(metrics_message(machine_sample(prev, reader.read())))
     for name, values in (("read", read_us), ("read+compute+encode", total_us)):
         values.sort()
         print(f"{name}: mean {statistics.fmean(values):.0f} us, p50 {values[len(values) // 2]:.0f} us, "

@@ -69,6 +69,9 @@ SANS_IO = [
     "openpanel_ws.outbound.sansio",
     "openpanel_ws.clock",
     "openpanel_ws.handshake",
+    "openpanel_ws.engine.target",
+    "openpanel_ws.hosts.config",
+    "openpanel_ws.hosts.status",
 ]
 BLOCKING = {"docker_sync", "time.sleep", "subprocess.run", "subprocess.check_output",
             "subprocess.call", "subprocess.check_call", "subprocess.Popen", "os.system",

@@ -56,6 +56,8 @@ class Principal:
     # None: no `containers` claim, every container allowed. Otherwise glob patterns.
     container_scopes: tuple[str, ...] | None = None
     expires_at: float | None = None
+    # None: no `hosts` claim, every host allowed. Otherwise glob patterns over host ids.
+    host_scopes: tuple[str, ...] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -71,6 +73,10 @@ class Principal:
     def may_access_container(self, names: Iterable[str]) -> bool:
         """True when any of the container's names (without the leading '/') matches a scope."""
         return scopes_match(self.container_scopes, names)
+
+    def may_access_host(self, host_id: str) -> bool:
+        """The `hosts` claim (docs/protocol.md "Hosts"): narrows every role, admin included."""
+        return scopes_match(self.host_scopes, (host_id,))
 
 
 def scopes_match(scopes: tuple[str, ...] | None, names: Iterable[str]) -> bool:
@@ -171,6 +177,9 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if scopes_claim is not None:
         # A malformed scope claim must restrict, never widen: treat it as "nothing".
         scopes = tuple(_string_list(scopes_claim))
+    hosts_claim = claims.get("hosts")
+    # Like `containers`: a malformed claim restricts to nothing, never widens.
+    host_scopes = None if hosts_claim is None else tuple(_string_list(hosts_claim))
     exp = claims.get("exp")
     return Principal(
         user_id=user,
@@ -178,6 +187,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         permissions=_shared(_string_list(claims.get("permissions"))),
         container_scopes=scopes,
         expires_at=float(exp) if isinstance(exp, int | float) else None,
+        host_scopes=host_scopes,
     )
 
 
@@ -197,6 +207,7 @@ def issue_token(
     roles: Sequence[str] = (),
     permissions: Sequence[str] = (),
     containers: Sequence[str] | None = None,
+    hosts: Sequence[str] | None = None,
     ttl_seconds: float = 3600.0,
     audience: str | None = None,
     issuer: str | None = None,
@@ -212,6 +223,8 @@ def issue_token(
         claims["permissions"] = list(permissions)
     if containers is not None:
         claims["containers"] = list(containers)
+    if hosts is not None:
+        claims["hosts"] = list(hosts)
     if audience:
         claims["aud"] = audience
     if issuer:

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
+from openpanel_ws.hosts.config import HostConfig, hosts_from_env, hosts_from_toml
 from openpanel_ws.protocol import DEFAULT_RATE_LIMITS
 from openpanel_ws.ratelimit import RateLimit
 
@@ -78,6 +79,9 @@ class Settings:
     docker_host: str = "unix:///var/run/docker.sock"
     # Connect + response-header timeout of engine requests (DOCKER_UNAVAILABLE past it).
     engine_timeout: float = 5.0
+    # Docker hosts (docs/hosts.md): none = one host, `local`, on docker_host.
+    hosts: tuple[HostConfig, ...] = ()
+    default_host: str | None = None  # None: the first configured host
     # Metrics gateway
     metrics_disk_path: str = "/"
     metrics_include_virtual_interfaces: bool = False
@@ -112,6 +116,10 @@ class Settings:
             require_exp=self.jwt_require_exp,
         )
 
+    def host_configs(self) -> tuple[HostConfig, ...]:
+        """The hosts to serve: the configured ones, or `local` on docker_host."""
+        return self.hosts or (HostConfig.local(self.docker_host),)
+
     def rate_limit_for(self, gateway: str) -> RateLimit:
         limit: RateLimit = getattr(self, f"rate_limit_{gateway}")
         return limit
@@ -135,6 +143,8 @@ def _convert(name: str, hint: Any, raw: Any) -> Any:
         if optional:
             return None
         raise ValueError("a value is required")
+    if "HostConfig" in text:
+        return hosts_from_env(raw) if isinstance(raw, str) else hosts_from_toml(raw)
     if "RateLimit" in text:
         return raw if isinstance(raw, RateLimit) else RateLimit.parse(str(raw))
     if "list" in text:
@@ -278,5 +288,9 @@ def validate(settings: Settings) -> None:
         )
     if not 0 <= settings.port < 65536:
         raise ConfigError(f"invalid value for {ENV_PREFIX}PORT: must be 0 to 65535")
+    ids = [h.id for h in settings.host_configs()]
+    if settings.default_host is not None and settings.default_host not in ids:
+        raise ConfigError(f"invalid value for {ENV_PREFIX}DEFAULT_HOST: no host "
+                          f"'{settings.default_host}' (hosts: {', '.join(ids)})")
     if not settings.docker_host.startswith(("unix://", "tcp://", "http://")):
         raise ConfigError("invalid value for DOCKER_HOST: expected unix://PATH or tcp://HOST:PORT")

@@ -143,7 +143,8 @@ class ServerConnection:
         self.endpoint = endpoint
         self.ws = ws
         client_id = new_client_id()
-        self.session: Session[Any] = Session(client_id, writer, request.remote or "")
+        self.session: Session[Any] = Session(client_id, writer, request.remote or "",
+                                             host=request.match_info.get("host"))
         self.conn = Connection(client_id, endpoint.lifecycle, endpoint.services.verifier.verify,
                                time.monotonic())
         self.lanes = _Lanes(endpoint, self.session)

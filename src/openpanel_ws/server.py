@@ -161,6 +161,7 @@ def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
     for gateway in gateway_list:
         endpoint = Endpoint(gateway, services, clients, scheduler, wheel, refused, guard)
         app.router.add_get(gateway.path, endpoint.handle)
+        app.router.add_get(gateway.host_path, endpoint.handle)
     for path, (name, content_type) in CLIENT_FILES.items():
         app.router.add_get(path, client_file_handler(name, content_type))
     app.router.add_get("/healthz", healthz)
@@ -168,6 +169,7 @@ def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
     register_console(app, services)  # the web console: /, /static/…, /api/containers
 
     async def on_startup(app: web.Application) -> None:
+        await services.hosts.start()  # each host's status watch; none waits for another
         for gateway in gateway_list:
             await gateway.start()
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from openpanel_ws.auth import TokenVerifier
 from openpanel_ws.config import Settings
 from openpanel_ws.engine.client import DockerEngine
 from openpanel_ws.engine.events import EventsHub
+from openpanel_ws.hosts.registry import HostRegistry
 
 __all__ = [
     "Services",
@@ -18,20 +19,26 @@ __all__ = [
 class Services:
     settings: Settings
     verifier: TokenVerifier
-    engine: DockerEngine
-    events: EventsHub = field(init=False)
+    hosts: HostRegistry
 
-    def __post_init__(self) -> None:
-        self.events = EventsHub(self.engine)
+    @property
+    def engine(self) -> DockerEngine:
+        """The default host's engine (transitional: code that names no host)."""
+        return self.hosts.default.engine
+
+    @property
+    def events(self) -> EventsHub:
+        """The default host's events hub (transitional: code that names no host)."""
+        return self.hosts.default.events
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         return cls(
             settings=settings,
             verifier=TokenVerifier(settings.jwt()),
-            engine=DockerEngine(settings.docker_host, settings.engine_timeout),
+            hosts=HostRegistry(settings.host_configs(), settings.default_host,
+                               default_timeout=settings.engine_timeout),
         )
 
     async def close(self) -> None:
-        await self.events.close()
-        await self.engine.close()
+        await self.hosts.close()

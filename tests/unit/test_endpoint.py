@@ -48,6 +48,7 @@ class Services:
 class Request:
     remote = "127.0.0.1"
     protocol = object()
+    match_info: dict[str, str] = {}  # noqa: RUF012 - a plain /ws/* route names no host
 
 
 def connection() -> tuple[ServerConnection, Recorder, Sink, TimerWheel]:

@@ -22,6 +22,8 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import orjson
 
+from openpanel_ws.engine.target import EngineTarget
+
 __all__ = [
     "DEFAULT_ENGINE_TIMEOUT",
     "DockerEngine",
@@ -89,8 +91,12 @@ async def _answer_within(seconds: float) -> AsyncIterator[None]:
 
 
 class DockerEngine:
-    def __init__(self, docker_host: str = "unix:///var/run/docker.sock",
+    def __init__(self, target: EngineTarget | str = "unix:///var/run/docker.sock",
                  timeout: float = DEFAULT_ENGINE_TIMEOUT) -> None:
+        if isinstance(target, str):
+            target = EngineTarget(target)
+        self.target = target
+        docker_host = target.url
         self.docker_host = docker_host
         self.timeout = timeout  # connect + response headers
         parts = urlsplit(docker_host)

@@ -36,12 +36,16 @@ StateT = TypeVar("StateT")
 class Session(Generic[StateT]):
     """One authenticated client as a gateway sees it."""
 
-    __slots__ = ("__weakref__", "client_id", "principal", "remote", "state", "writer")
+    __slots__ = ("__weakref__", "client_id", "host", "principal", "remote", "state", "writer")
 
-    def __init__(self, client_id: str, writer: ClientWriter, remote: str = "") -> None:
+    def __init__(self, client_id: str, writer: ClientWriter, remote: str = "",
+                 host: str | None = None) -> None:
         self.client_id = client_id
         self.writer = writer
         self.remote = remote
+        # The host of a /hosts/{id}/ws/* route, as the path named it (None: a plain /ws/*
+        # route, where requests may name any host; docs/protocol.md "Addressing").
+        self.host = host
         self.principal: Principal | None = None
         # Per-connection state owned by the gateway; made on first use, so an idle
         # connection costs nothing here.
@@ -106,6 +110,11 @@ class Gateway(Generic[StateT]):
     @property
     def path(self) -> str:
         return f"/ws/{self.name}"
+
+    @property
+    def host_path(self) -> str:
+        """The route of this gateway scoped to one host (docs/protocol.md "Addressing")."""
+        return f"/hosts/{{host}}/ws/{self.name}"
 
     def handlers(self) -> dict[str, Handler[StateT]]:
         """Message type -> coroutine handling it."""

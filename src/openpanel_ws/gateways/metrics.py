@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from openpanel_ws import protocol
 from openpanel_ws.gateways.base import Gateway, Handler, Session
-from openpanel_ws.host.metrics import HostReader, HostSample, Reading, Usage, host_sample
+from openpanel_ws.machine.metrics import MachineReader, MachineSample, Reading, Usage, machine_sample
 from openpanel_ws.protocol import Message, rfc3339
 from openpanel_ws.services import Services
 
@@ -81,7 +81,7 @@ def _usage(usage: Usage) -> Message:
             "percent": usage.percent}
 
 
-def metrics_message(sample: HostSample) -> Message:
+def metrics_message(sample: MachineSample) -> Message:
     """The `metrics` message of one sample.
 
     The specification's fields come first and keep their exact names and meaning; the
@@ -136,7 +136,7 @@ class MetricsGateway(Gateway[MetricsState]):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self.reader = HostReader(
+        self.reader = MachineReader(
             self.settings.metrics_disk_path,
             include_virtual=self.settings.metrics_include_virtual_interfaces,
         )
@@ -261,7 +261,7 @@ class MetricsGateway(Gateway[MetricsState]):
             return None
         self._note_disk()
         self.samples_taken += 1
-        return protocol.encode(metrics_message(host_sample(prev, reading)))
+        return protocol.encode(metrics_message(machine_sample(prev, reading)))
 
     def _note_disk(self) -> None:
         error = self.reader.disk_error
@@ -279,7 +279,7 @@ class MetricsGateway(Gateway[MetricsState]):
             return
         sampler.failing = False
         self._note_disk()
-        payload = protocol.encode(metrics_message(host_sample(sampler.prev, reading)))
+        payload = protocol.encode(metrics_message(machine_sample(sampler.prev, reading)))
         sampler.prev = reading
         sampler.payload, sampler.payload_at = payload, reading.monotonic
         sampler.ticks += 1

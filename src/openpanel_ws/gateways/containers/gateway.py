@@ -102,7 +102,7 @@ class ContainersGateway(Gateway[ContainersState]):
         """Inspect the container if this principal may see it, and acknowledge; None
         when the answer came too late (the session closed, or the same subscription
         was made meanwhile)."""
-        info = await resolve_container(self.services.engine, session.user, ref)
+        info = await resolve_container(self.services.hosts.default, session.user, ref)
         if session.closed or (kind, ref) in self.state(session).subs:
             return None
         names = tuple(container_names(info))

@@ -28,7 +28,7 @@ from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.logs.fanout import Fanout, LogsState
 from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.gateways.logs.messages import SOURCE_GATEWAY, system_log
-from openpanel_ws.host.logfiles import HostLogTailer, guess_level
+from openpanel_ws.machine.logfiles import MachineLogTailer, guess_level
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError
 from openpanel_ws.sendqueue import QueueLimits
 
@@ -50,7 +50,7 @@ class LogsGateway(Gateway[LogsState]):
                                           self.settings.send_queue_max_bytes))
         self._attached = False
         self._engine_down: str | None = None  # detail while the engine is unreachable
-        self._host_logs: HostLogTailer | None = None
+        self._host_logs: MachineLogTailer | None = None
 
     def handlers(self) -> dict[str, Handler[LogsState]]:
         return {"subscribe": self._subscribe}
@@ -84,7 +84,7 @@ class LogsGateway(Gateway[LogsState]):
         events.add_status_listener(self._on_status)
         events.add_listener(self.clients.publish_event)
         if self.settings.host_log_files:
-            self._host_logs = HostLogTailer(self.settings.host_log_files, self._on_host_line)
+            self._host_logs = MachineLogTailer(self.settings.host_log_files, self._on_host_line)
             # Synchronous first poll: each file's end is pinned before the client acts.
             self._host_logs.start_now()
 

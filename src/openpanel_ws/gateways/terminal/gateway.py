@@ -177,7 +177,7 @@ class TerminalGateway(Gateway[TerminalState]):
     async def _container(self, session: Session[TerminalState], ref: str) -> dict[str, Any]:
         """The running container `ref` names, as this user may see it."""
         try:
-            info = await resolve_container(self.services.engine, session.user, ref)
+            info = await resolve_container(self.services.hosts.default, session.user, ref)
         except ProtocolError as exc:
             if exc.code is ErrorCode.CONTAINER_NOT_FOUND:
                 raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
@@ -335,7 +335,7 @@ class TerminalGateway(Gateway[TerminalState]):
             pass  # the shell just exited: terminal_closed follows
         except EngineUnavailable:
             # With the container as the client named it at open, like every engine error.
-            raise docker_unavailable(terminal.lifecycle.container_ref) from None
+            raise docker_unavailable(terminal.lifecycle.container_ref, None) from None
         except EngineError as exc:
             raise TerminalRefused(resize_failed(exc.message)) from None
 

@@ -414,7 +414,7 @@ async def create_exec(proc: ExecProcess, ref: str) -> None:
     try:
         await proc.create()
     except EngineUnavailable:
-        raise docker_unavailable(ref) from None
+        raise docker_unavailable(ref, None) from None
     except EngineNotFound:
         raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
     except EngineError as exc:
@@ -433,7 +433,7 @@ async def start_exec(proc: ExecProcess, request: OpenRequest) -> bytes:
     try:
         await proc.start()
     except EngineUnavailable:
-        raise docker_unavailable(request.container_ref) from None
+        raise docker_unavailable(request.container_ref, None) from None
     except EngineError as exc:
         raise TerminalRefused(start_failed(exc.message),
                           containerId=request.container_ref) from None

@@ -1,7 +1,7 @@
 """Host metrics: raw readings from psutil (the edge) and the pure math on them (the core).
 
-`HostReader.read()` takes one `Reading` of cumulative counters; `host_sample(prev, cur)`
-turns two readings into a `HostSample` without any I/O, so every number the metrics
+`MachineReader.read()` takes one `Reading` of cumulative counters; `machine_sample(prev, cur)`
+turns two readings into a `MachineSample` without any I/O, so every number the metrics
 gateway sends (it builds the wire message, `gateways.metrics.metrics_message`) is
 computed by plain functions the unit tests call directly.
 
@@ -26,8 +26,8 @@ __all__ = [
     "VIRTUAL_NET_DIR",
     "CpuCounters",
     "DiskReading",
-    "HostReader",
-    "HostSample",
+    "MachineReader",
+    "MachineSample",
     "Reading",
     "Usage",
     "counted_interfaces",
@@ -35,7 +35,7 @@ __all__ = [
     "cpu_percent",
     "cpu_sum",
     "disk_from_statvfs",
-    "host_sample",
+    "machine_sample",
     "percent",
 ]
 
@@ -159,7 +159,7 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
-class HostSample:
+class MachineSample:
     """What the host did over the period between two readings, ready to be sent: the
     metrics gateway turns it into a `metrics` message."""
 
@@ -181,7 +181,7 @@ class HostSample:
         return len(self.per_core)
 
 
-def host_sample(prev: Reading | None, cur: Reading) -> HostSample:
+def machine_sample(prev: Reading | None, cur: Reading) -> MachineSample:
     """The sample for `cur`, with CPU and rates over the period since `prev` (zeros
     without a usable baseline)."""
     if prev is not None and len(prev.cores) == len(cur.cores):
@@ -196,7 +196,7 @@ def host_sample(prev: Reading | None, cur: Reading) -> HostSample:
     swap_used = cur.swap_total - cur.swap_free
     disk = cur.disk or DiskReading(0, 0, 0)
     load = cur.load
-    return HostSample(
+    return MachineSample(
         wall=cur.wall,
         cpu_usage=usage,
         per_core=per_core,
@@ -216,7 +216,7 @@ def host_sample(prev: Reading | None, cur: Reading) -> HostSample:
 # --- the edge: psutil and /sys ------------------------------------------------------
 
 
-class HostReader:
+class MachineReader:
     """Reads the host's cumulative counters; about 0.2 ms per reading here."""
 
     def __init__(self, disk_path: str = "/", *, include_virtual: bool = False,

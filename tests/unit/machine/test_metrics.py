@@ -12,16 +12,16 @@ import psutil
 import pytest
 
 from openpanel_ws.gateways.metrics import metrics_message, next_deadline
-from openpanel_ws.host.metrics import (
+from openpanel_ws.machine.metrics import (
     CpuCounters,
     DiskReading,
-    HostReader,
+    MachineReader,
     Reading,
     counted_interfaces,
     cpu_counters,
     cpu_percent,
     disk_from_statvfs,
-    host_sample,
+    machine_sample,
 )
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "metrics" / "readings.json"
@@ -46,12 +46,12 @@ def reading(raw: dict[str, Any]) -> Reading:
 
 def test_message_from_fixture_readings() -> None:
     data = json.loads(FIXTURE.read_text())
-    assert metrics_message(host_sample(reading(data["prev"]), reading(data["cur"]))) == data["expected"]
+    assert metrics_message(machine_sample(reading(data["prev"]), reading(data["cur"]))) == data["expected"]
 
 
 def test_without_baseline_cpu_and_rates_are_zero() -> None:
     data = json.loads(FIXTURE.read_text())
-    msg = metrics_message(host_sample(None, reading(data["cur"])))
+    msg = metrics_message(machine_sample(None, reading(data["cur"])))
     assert msg["system"]["cpu"]["usage"] == 0.0
     assert msg["system"]["cpu"]["perCore"] == [0.0, 0.0]
     assert msg["system"]["network"]["rx_rate"] == 0
@@ -61,7 +61,7 @@ def test_without_baseline_cpu_and_rates_are_zero() -> None:
 def test_counter_going_backwards_gives_zero_rate_and_unreadable_disk_gives_zeros() -> None:
     data = json.loads(FIXTURE.read_text())
     cur = dict(data["cur"], rx_bytes=5, disk=None)
-    msg = metrics_message(host_sample(reading(data["prev"]), reading(cur)))
+    msg = metrics_message(machine_sample(reading(data["prev"]), reading(cur)))
     assert msg["system"]["network"]["rx_rate"] == 0
     assert msg["system"]["disk"] == {"total": 0, "used": 0, "free": 0, "percent": 0.0}
 
@@ -136,28 +136,28 @@ def test_host_reader_applies_the_virtual_directory(tmp_path: Path) -> None:
     # Pretend every interface is virtual: nothing counts unless virtual ones are included.
     for name in nics:
         (tmp_path / name).mkdir()
-    excluded = HostReader("/", virtual_dir=str(tmp_path)).read()
+    excluded = MachineReader("/", virtual_dir=str(tmp_path)).read()
     assert (excluded.rx_bytes, excluded.tx_bytes) == (0, 0)
-    included = HostReader("/", include_virtual=True, virtual_dir=str(tmp_path)).read()
+    included = MachineReader("/", include_virtual=True, virtual_dir=str(tmp_path)).read()
     assert included.rx_bytes >= sum(nics[n].bytes_recv for n in real)
 
 
 def test_host_reader_unreadable_disk_path() -> None:
-    reader = HostReader("/nonexistent/openpanel-ws")
+    reader = MachineReader("/nonexistent/openpanel-ws")
     assert reader.read().disk is None
     assert reader.disk_error is not None and "/nonexistent/openpanel-ws" in reader.disk_error
 
 
 def test_message_bytes_keep_the_fixture_field_order() -> None:
-    # The gateway builds the wire message from a `HostSample`: same bytes, same order.
+    # The gateway builds the wire message from a `MachineSample`: same bytes, same order.
     data = json.loads(FIXTURE.read_text())
-    msg = metrics_message(host_sample(reading(data["prev"]), reading(data["cur"])))
+    msg = metrics_message(machine_sample(reading(data["prev"]), reading(data["cur"])))
     assert orjson.dumps(msg) == orjson.dumps(data["expected"])
 
 
 def test_sample_is_plain_data_the_message_is_built_from() -> None:
     data = json.loads(FIXTURE.read_text())
-    sample = host_sample(reading(data["prev"]), reading(data["cur"]))
+    sample = machine_sample(reading(data["prev"]), reading(data["cur"]))
     assert sample.cores == len(data["cur"]["cores"]) == len(sample.per_core)
     assert sample.memory.used == data["cur"]["memory_total"] - data["cur"]["memory_available"]
     assert metrics_message(sample)["system"]["cpu"]["usage"] == sample.cpu_usage

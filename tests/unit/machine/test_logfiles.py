@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from openpanel_ws.host.logfiles import FileTailer, guess_level, source_names
+from openpanel_ws.machine.logfiles import FileTailer, guess_level, source_names
 
 
 def append(path: Path, text: str) -> None:

@@ -9,7 +9,7 @@ complete lines written since the last poll. It starts at the end of an existing 
   file to its end, then read the new one from its start;
 - a missing file is waited for; when it appears it is new, so it is read from the start.
 
-`HostLogTailer` runs the polls off the event loop, one task for all files.
+`MachineLogTailer` runs the polls off the event loop, one task for all files.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import BinaryIO, Final
 
-__all__ = ["MAX_LINE_BYTES", "FileTailer", "HostLogTailer", "LineSink", "guess_level", "source_names"]
+__all__ = ["MAX_LINE_BYTES", "FileTailer", "LineSink", "MachineLogTailer", "guess_level", "source_names"]
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _decode(raw: bytes) -> str:
 LineSink = Callable[[str, str], None]  # (source, line)
 
 
-class HostLogTailer:
+class MachineLogTailer:
     """Polls every configured file on a worker thread; hands lines to `sink` on the loop."""
 
     def __init__(self, paths: Sequence[str], sink: LineSink, interval: float = 0.25) -> None:

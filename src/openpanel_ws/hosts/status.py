@@ -1,0 +1,101 @@
+"""A host's status and the rules that change it (docs/hosts.md "Status"), no I/O.
+
+connecting -> up | down; up -> down; down -> up. `disabled` is final (configured off).
+Probes run every `up_interval` while up; while connecting or down they are retried with
+capped exponential backoff and jitter, so a fleet of gateways that lost one host does not
+retry in step. Every change of state (or of the error while down) is a new `HostStatus`,
+which `/ws/logs` sends as `host_status`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from openpanel_ws.backoff import Backoff
+from openpanel_ws.protocol import rfc3339
+
+__all__ = [
+    "HostMonitor",
+    "HostState",
+    "HostStatus",
+]
+
+
+class HostState(StrEnum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    host: str
+    state: HostState
+    since: float  # wall-clock seconds of the last change
+    error: str | None = None  # the last error, while down
+    version: str | None = None  # the engine's version, once seen
+    containers: int | None = None  # the engine's container count at the last probe
+
+    def message(self) -> dict[str, Any]:
+        """The `host_status` line of /ws/logs (docs/protocol.md "Hosts")."""
+        out: dict[str, Any] = {"type": "host_status", "host": self.host, "state": str(self.state),
+                               "timestamp": rfc3339(self.since)}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """One host of GET /api/hosts."""
+        return {"id": self.host, "state": str(self.state), "error": self.error,
+                "version": self.version, "containers": self.containers}
+
+
+class HostMonitor:
+    """The status of one host, fed probe results; answers when to probe next."""
+
+    def __init__(self, host: str, *, enabled: bool = True, now: float = 0.0,
+                 up_interval: float = 10.0, backoff: Backoff | None = None) -> None:
+        state = HostState.CONNECTING if enabled else HostState.DISABLED
+        self.status = HostStatus(host, state, now)
+        self.up_interval = up_interval
+        self.backoff = backoff or Backoff(0.5, 30.0, jitter=0.5)
+
+    @property
+    def disabled(self) -> bool:
+        return self.status.state is HostState.DISABLED
+
+    def succeeded(self, now: float, *, version: str | None = None,
+                  containers: int | None = None) -> HostStatus | None:
+        """A probe (or any engine answer) succeeded; the new status if the state changed."""
+        if self.disabled:
+            return None
+        self.backoff.reset()
+        old = self.status
+        version = version or old.version
+        containers = containers if containers is not None else old.containers
+        if old.state is HostState.UP:
+            self.status = replace(old, version=version, containers=containers)
+            return None
+        self.status = HostStatus(old.host, HostState.UP, now, None, version, containers)
+        return self.status
+
+    def failed(self, now: float, error: str) -> HostStatus | None:
+        """A probe (or a stream) failed; the new status if the state or error changed."""
+        if self.disabled:
+            return None
+        old = self.status
+        if old.state is HostState.DOWN and old.error == error:
+            return None
+        since = old.since if old.state is HostState.DOWN else now
+        self.status = replace(old, state=HostState.DOWN, since=since, error=error)
+        return self.status
+
+    def next_probe(self) -> float:
+        """Seconds until the next probe."""
+        if self.status.state is HostState.UP:
+            return self.up_interval
+        delay = self.backoff.next_delay()
+        return self.up_interval if delay is None else delay
