@@ -93,6 +93,11 @@ class OrphanReaper:
         """Orphaned sessions whose kill waits for their host."""
         return sum(len(entries) for entries in self._waiting.values())
 
+    async def settled(self) -> None:
+        """Wait for the kills started by `on_status`."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
