@@ -11,7 +11,7 @@ terminal, which is reattached rather than resubscribed, is in `openpanel_ws.clie
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from openpanel_ws.client.actions import Action, Deliver, Status
@@ -251,7 +251,7 @@ class StatsSubscription(ClientSubscription):
     """`subscribe_stats` of several containers (each a name, or (host, name)); the last
     one ended ends it."""
 
-    def __init__(self, containers: list[str] | list[str | tuple[str | None, str]],
+    def __init__(self, containers: Sequence[str | tuple[str | None, str]],
                  interval: int | None, host: str | None = None) -> None:
         super().__init__()
         self.targets = [Target(c, host) if isinstance(c, str) else Target(c[1], c[0] or host)

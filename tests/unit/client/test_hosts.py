@@ -108,7 +108,7 @@ def test_without_a_host_the_first_answer_names_it_and_a_resume_asks_it_again() -
 def test_a_gateway_of_one_host_sends_no_host_and_nothing_changes() -> None:
     sub = LogsSubscription("web", None, None, True, 1.0)
     [line] = delivered(_feed(sub, log("web", None, 1, "x")), sub)
-    assert line.host is None and sub.on_open(T0)[0].get("host") is None
+    assert line.host is None and sub.subscribe_messages()[0].get("host") is None
 
 
 def _feed(sub: Any, msg: dict[str, Any]) -> list[Action]:
