@@ -234,7 +234,9 @@ UsePAM no
 PermitRootLogin prohibit-password
 # The transport forwards engine2's unix socket through the SSH connection (direct-streamlocal).
 AllowStreamLocalForwarding yes
-AllowTcpForwarding no
+# Not "no": OpenSSH gates the local forwarding of unix sockets on AllowTcpForwarding as well
+# ("Received request to connect to path ..., but the request was denied" with "no").
+AllowTcpForwarding local
 X11Forwarding no
 # The files live under /var/tmp (world-writable, sticky): StrictModes would refuse them.
 StrictModes no
@@ -262,8 +264,9 @@ ensure_sshd() {
   echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 "$SSH_DIR/ssh_host_ed25519_key.pub")" | put "$SSH_DIR/known_hosts"
   echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 "$SSH_DIR/other_host_key.pub")" | put "$SSH_DIR/known_hosts_mismatch"
   put "$SSH_DIR/known_hosts_empty" </dev/null
+  local before; before=$(cat "$SSH_DIR/sshd_config" 2>/dev/null || true)
   write_sshd_config | put "$SSH_DIR/sshd_config"
-  ssh_check && return 0
+  if [ "$before" = "$(cat "$SSH_DIR/sshd_config")" ] && ssh_check; then return 0; fi
   if [ -f "$SSH_DIR/sshd.pid" ] && kill -0 "$(cat "$SSH_DIR/sshd.pid")" 2>/dev/null; then
     kill -TERM "$(cat "$SSH_DIR/sshd.pid")" || true; sleep 0.3
   fi
