@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/hosts.py [--seconds 6] [--rate 200] [--subscribers 100]
                                     [--rounds 2] [--clients 500] [--containers 20]
+                                    [--parts hung,ssh,events]
 
 Uses the test hosts of scripts/ensure-hosts.sh (engine2 over its unix socket, TCP + TLS and
 SSH; /var/tmp/openpanel-ws-hosts/hosts.json) and the log-latency and events harness of
@@ -196,10 +197,12 @@ def events_fanin(hosts: HostsDescriptor, args: Any) -> dict[str, Any]:
 
 def main() -> None:
     args = scenario_args(__doc__, seconds=6.0, rate=200, subscribers=100, rounds=2,
-                         clients=500, containers=20, workers=4, procs=4)
+                         clients=500, containers=20, workers=4, procs=4, parts="hung,ssh,events")
     hosts = hosts_descriptor()
     result: dict[str, Any] = {}
-    for part in (hung_host_ratio, ssh_ratio, events_fanin):
+    parts = {"hung": hung_host_ratio, "ssh": ssh_ratio, "events": events_fanin}
+    for key in args.parts.split(","):
+        part = parts[key]
         try:
             result.update(part(hosts, args))
         except Exception as exc:  # one part failing leaves the others' figures

@@ -23,6 +23,7 @@ MakeServer = Callable[..., Awaitable[RunningServer]]
 Msg = dict[str, Any]
 HOSTS = ("local", "tls", "ssh")
 ENGINE2 = ("tls", "ssh")
+CREATE_GAP = 0.2  # seconds between two creates of one engine: pacing, not a wait for anything
 
 
 def creates(messages: list[Msg]) -> dict[tuple[str, str], int]:
@@ -113,7 +114,7 @@ async def test_no_event_lost_or_repeated_while_engine2_restarts(
                 made.append((where, name))
             else:
                 refused.append(name)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(CREATE_GAP)
 
     async def drain(client: WsClient) -> None:
         while not stop.is_set():
