@@ -58,7 +58,7 @@ SCENARIOS = [
     Scenario("metrics", "7. metrics, 1,000 subscribers at 1 s", "metrics_cpu.py",
              ["--seconds", "20"], ["--seconds", "8", "--idle-seconds", "2"], 150),
     Scenario("hosts", "8. many hosts: a hung host, SSH, events of 3 hosts", "hosts.py",
-             ["--seconds", "6", "--rounds", "2"],
+             ["--seconds", "6", "--rounds", "3"],
              ["--seconds", "3", "--rounds", "1", "--clients", "500", "--containers", "10"], 420),
 ]
 
