@@ -41,7 +41,7 @@ from hosts_support import (
 MakeServer = Callable[..., Awaitable[RunningServer]]
 Msg = dict[str, Any]
 
-HUNG_TIMEOUT = scaled(12.0)  # the hung host's engine timeout
+HUNG_TIMEOUT = scaled(20.0)  # the hung host's engine timeout
 LOCAL_BUDGET = HUNG_TIMEOUT / 3  # what any local operation may take meanwhile
 COUNTER = "i=0; while :; do echo line-$i; i=$((i+1)); sleep 0.1; done"
 
@@ -128,20 +128,22 @@ async def test_local_logs_stats_and_events_flow_while_a_host_hangs(
         "docker_event", LOCAL_BUDGET,
         where=lambda m: m["event"].get("Actor", {}).get("Attributes", {}).get("name") == started))
     assert event["host"] == "local"
-    # The hung host's subscriber was waiting all along, and gets its answer in its timeout.
-    error = await waiting.expect("error", HUNG_TIMEOUT / scaled(1) + 5)
-    assert (error["code"], error["host"], error["containerId"]) == ("DOCKER_UNAVAILABLE", "hung", "anything")
+    # All of that happened while the hung host's subscriber was still waiting for its answer
+    # (DOCKER_UNAVAILABLE at its timeout: test_subscribe_on_a_hung_host_...).
+    assert [m for m in await waiting.collect(0.05) if m["type"] == "error"] == []
+    assert hung_proxy.connections >= 1
 
 
 async def test_container_list_is_not_delayed_by_a_hung_host(
         make_server: MakeServer, hung_proxy: HungProxy, containers: Containers) -> None:
-    server = await hung_server(make_server, hung_proxy, HUNG_TIMEOUT)
+    timeout = scaled(9.0)
+    server = await hung_server(make_server, hung_proxy, timeout)
     name = await containers.run()
     hung = server.services.hosts.get("hung")
     assert hung is not None
-    await eventually(lambda: hung.status.state.value == "down", HUNG_TIMEOUT / scaled(1) + 5,
+    await eventually(lambda: hung.status.state.value == "down", timeout / scaled(1) + 5,
                      what="the hung host down")
-    status, body = await within(LOCAL_BUDGET, "GET /api/containers",
+    status, body = await within(timeout / 3, "GET /api/containers",
                                 get_json(server, "/api/containers"))
     assert status == 200, body
     assert any(r["name"] == name and r["host"] == "local" for r in body["containers"])
