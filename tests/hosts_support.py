@@ -27,6 +27,7 @@ from helpers import Containers, docker, docker_sync, scaled
 from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.hosts.config import HostConfig
 
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ensure-hosts.sh"
 DESCRIPTOR = Path(os.environ.get("OPENPANEL_WS_HOSTS_DESCRIPTOR",
                                  "/var/tmp/openpanel-ws-hosts/hosts.json"))
 
@@ -52,10 +53,6 @@ class HostsDescriptor:
     @property
     def tcp_port(self) -> int:
         return int(self.raw["engine2"]["tcp_port"])
-
-    @property
-    def restart_command(self) -> str:
-        return str(self.raw["engine2"]["restart"])
 
     @property
     def certs(self) -> Path:
@@ -168,7 +165,7 @@ def docker2_sync(*args: str, check: bool = True, timeout: float = 60) -> str:
 
 def restart_engine2(timeout: float = 90) -> None:
     """Stop engine2 (SIGTERM, waits for it) and start it again: ONLY in a `serial` test."""
-    subprocess.run(hosts_descriptor().restart_command, shell=True, check=True, timeout=scaled(timeout),
+    subprocess.run(["bash", str(SCRIPT), "restart-engine2"], check=True, timeout=scaled(timeout),
                    capture_output=True)
 
 
