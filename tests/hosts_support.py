@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers import Containers, docker, docker_sync, scaled
+from openpanel_ws.config import Settings
 from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.hosts.config import HostConfig
 
@@ -106,7 +107,8 @@ def hosts_descriptor() -> HostsDescriptor:
 
 
 def local_host(host_id: str = "local", **options: Any) -> HostConfig:
-    return HostConfig(host_id, EngineTarget("unix:///var/run/docker.sock"), **options)
+    """The main engine (DOCKER_HOST, else the local socket)."""
+    return HostConfig(host_id, EngineTarget(Settings().docker_host), **options)
 
 
 def engine2_unix_host(host_id: str = "engine2", **options: Any) -> HostConfig:

@@ -244,6 +244,8 @@ async def test_wrong_ca_expired_certificate_and_unknown_host_key_are_one_clear_l
     await asyncio.sleep(scaled(3))  # retries back off from 0.5 s: several have run by now
     rows = await host_rows(server)
     assert rows["local"]["state"] == "up"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == len(REFUSALS), warnings  # nothing else: one line per refused host
     for host_id, (words, _) in REFUSALS.items():
         lines = [r for r in caplog.records if r.levelno >= logging.WARNING
                  and re.search(rf"\b{host_id}\b", r.getMessage())]
