@@ -145,8 +145,6 @@ async def test_the_prod_route_authenticates_and_refuses_every_request(
     assert (await admin.expect("subscribed_stats", 15))["host"] == "prod-1"
 
 
-@pytest.mark.xfail(strict=False, reason="the terminal gateway's host check lands with the "
-                   "terminal branch (docs/protocol.md \"Host scopes\")")
 async def test_no_terminal_on_prod(
         server: RunningServer, containers: Containers, prod: EngineProxy) -> None:
     name = await containers.run("sleep 3600")
