@@ -92,8 +92,14 @@ async def test_one_container_on_two_hosts_is_two_subscriptions_and_two_upstreams
     server = await two_hosts(make_server)
     name = await containers.run(TICKER)
     client = await server.connect("/ws/containers", auth=True)
-    for host_id in ("local", "other"):
+
+    def listeners() -> dict[str, int]:  # each host's events hub, heard only while needed
+        return {h.id: h.events.listener_count for h in server.services.hosts}
+
+    assert listeners() == {"local": 0, "other": 0}
+    for host_id, heard in (("other", {"local": 0, "other": 1}), ("local", {"local": 1, "other": 1})):
         assert (await subscribe(client, "logs", name, host=host_id, tail=0))["host"] == host_id
+        assert listeners() == heard
     assert gateway(server).upstream_counts()["logs"] == 2
     got = await client.expect_many("log", 10, 20)
     by_host = {h: numbers([m for m in got if m["host"] == h]) for h in ("local", "other")}
@@ -110,6 +116,7 @@ async def test_one_container_on_two_hosts_is_two_subscriptions_and_two_upstreams
     ended = await client.expect("subscription_ended", 20)
     assert (ended["containerId"], ended["host"]) == (name, "other")
     await eventually(lambda: gateway(server).upstream_counts() == {"logs": 0, "stats": 0}, 10)
+    assert listeners() == {"local": 0, "other": 0}
 
 
 async def test_a_host_route_speaks_the_protocol_unchanged(
