@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -84,15 +85,20 @@ async def _copy(reader: _Reader, writer: _Writer) -> None:
             writer.write_eof()
 
 
-async def _pipe(a: tuple[_Reader, _Writer], b: tuple[_Reader, _Writer]) -> None:
-    """Both directions until both ended (or one broke off); then close both."""
-    tasks = [asyncio.ensure_future(_copy(a[0], b[1])), asyncio.ensure_future(_copy(b[0], a[1]))]
+async def _pipe(local: tuple[_Reader, _Writer], remote: tuple[_Reader, _Writer],
+                half_close: bool) -> None:
+    """Both directions. The end of the engine's output (or a break) closes both. The end
+    of ours closes both too (aiohttp ends a connection), or, for exec attach
+    (`half_close`), half-closes the channel: the exec's stdin ends, its output flows on."""
+    sending = asyncio.ensure_future(_copy(local[0], remote[1]))
+    receiving = asyncio.ensure_future(_copy(remote[0], local[1]))
     try:
-        await asyncio.gather(*tasks)
+        await (receiving if half_close else asyncio.wait(
+            [sending, receiving], return_when=asyncio.FIRST_COMPLETED))
     finally:
-        for task in tasks:
-            task.cancel()
-        for writer in (a[1], b[1]):
+        sending.cancel()
+        receiving.cancel()
+        for writer in (local[1], remote[1]):
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -111,7 +117,7 @@ class SshTransport(Transport):
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
         self._dir: str | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._servers: list[asyncio.AbstractServer] = []
         self._pipes: set[asyncio.Task[None]] = set()
         self.dial_stdio = False  # the server refused streamlocal: use docker system dial-stdio
         self.connections_made = 0  # SSH connections opened so far (tests: exactly one)
@@ -119,8 +125,15 @@ class SshTransport(Transport):
 
     @property
     def path(self) -> str:
+        """The bridge for aiohttp's connections."""
         assert self._dir is not None, "ready() first"
         return os.path.join(self._dir, "engine.sock")
+
+    @property
+    def attach_path(self) -> str:
+        """The bridge for exec attach (a half-close is passed on)."""
+        assert self._dir is not None, "ready() first"
+        return os.path.join(self._dir, "attach.sock")
 
     # --- the one SSH connection ----------------------------------------------------
 
@@ -177,7 +190,8 @@ class SshTransport(Transport):
         process = await conn.create_process(command, encoding=None)
         return process.stdout, process.stdin
 
-    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        half_close: bool) -> None:
         try:
             channel = await self.open_channel()
         except (OSError, asyncssh.Error) as exc:
@@ -186,28 +200,32 @@ class SshTransport(Transport):
             log.warning("%s", self.last_error)
             writer.close()
             return
-        await _pipe((reader, writer), channel)
+        await _pipe((reader, writer), channel, half_close)
 
-    def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(self._accepted(reader, writer))
-        self._pipes.add(task)
-        task.add_done_callback(self._pipes.discard)
+    def _serve(self, half_close: bool) -> Callable[
+            [asyncio.StreamReader, asyncio.StreamWriter], None]:
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.ensure_future(self._accepted(reader, writer, half_close))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+        return accepted
 
     # --- Transport -------------------------------------------------------------------
 
     async def ready(self) -> None:
         await self.connection()
-        if self._server is None:
+        if not self._servers:
             self._dir = tempfile.mkdtemp(prefix="openpanel-ws-ssh-")  # 0700
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=self.path, limit=CHUNK)
+            for path, half_close in ((self.path, False), (self.attach_path, True)):
+                self._servers.append(await asyncio.start_unix_server(
+                    self._serve(half_close), path=path, limit=CHUNK))
 
     def connector(self) -> aiohttp.BaseConnector:
         return aiohttp.UnixConnector(path=self.path, limit=0)
 
     async def open_raw(self) -> Streams:
         await self.ready()
-        return await asyncio.open_unix_connection(self.path)
+        return await asyncio.open_unix_connection(self.attach_path)
 
     def explain(self, exc: BaseException) -> str:
         if isinstance(exc, TransportError):
@@ -218,9 +236,9 @@ class SshTransport(Transport):
         return ssh_error_line(exc, self.where, self.known_hosts, self.timeout)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
         for task in list(self._pipes):
             task.cancel()
         if self._pipes:
