@@ -103,6 +103,30 @@ async def _pipe(local: tuple[_Reader, _Writer], remote: tuple[_Reader, _Writer],
                 writer.close()
 
 
+class _DialStdio:
+    """The output of a dial-stdio process; when it ends before any byte, why it did
+    (its stderr) becomes the transport's `last_error`."""
+
+    def __init__(self, transport: SshTransport,
+                 process: asyncssh.SSHClientProcess[bytes]) -> None:
+        self.transport = transport
+        self.process = process
+        self.received = False
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self.process.stdout.read(n)
+        if data:
+            self.received = True
+        elif not self.received:
+            with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+                async with asyncio.timeout(2):
+                    stderr = await self.process.stderr.read()
+                    await self.process.wait_closed()
+                    if self.process.exit_status not in (None, 0) or stderr:
+                        self.transport.dial_stdio_failed(stderr.decode("utf-8", "replace"))
+        return data
+
+
 class SshTransport(Transport):
     hands_over = False  # the SSH connection does not survive a re-exec
 
@@ -122,6 +146,7 @@ class SshTransport(Transport):
         self.dial_stdio = False  # the server refused streamlocal: use docker system dial-stdio
         self.connections_made = 0  # SSH connections opened so far (tests: exactly one)
         self.last_error: str | None = None
+        self._streamlocal_error = "streamlocal forwarding not tried"
 
     @property
     def path(self) -> str:
@@ -180,15 +205,21 @@ class SshTransport(Transport):
             try:
                 return await conn.open_unix_connection(self.target.ssh_socket)
             except asyncssh.ChannelOpenError as exc:
-                if exc.code != asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
-                    raise TransportError(f"ssh {self.where}: cannot reach the engine socket "
-                                         f"{self.target.ssh_socket}: {exc.reason}") from None
-                log.info("ssh %s: streamlocal forwarding refused (%s); using docker system "
-                         "dial-stdio", self.where, exc.reason)
+                # OpenSSH answers a refused streamlocal and a missing socket alike.
+                log.info("ssh %s: no channel to %s (%s); trying docker system dial-stdio",
+                         self.where, self.target.ssh_socket, exc.reason)
+                self._streamlocal_error = exc.reason
                 self.dial_stdio = True
         command = f"docker -H unix://{shlex.quote(self.target.ssh_socket)} system dial-stdio"
         process = await conn.create_process(command, encoding=None)
-        return process.stdout, process.stdin
+        return _DialStdio(self, process), process.stdin
+
+    def dial_stdio_failed(self, stderr: str) -> None:
+        why = stderr.strip().splitlines()[-1] if stderr.strip() else "it ended at once"
+        self.last_error = (f"ssh {self.where}: cannot reach the engine socket "
+                           f"{self.target.ssh_socket}: {self._streamlocal_error}; "
+                           f"docker system dial-stdio: {why}")
+        log.warning("%s", self.last_error)
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                         half_close: bool) -> None:

@@ -83,8 +83,13 @@ async def sshd(tmp_path: Path) -> AsyncIterator[SshServer]:
         command = proc.command or ""
         holder[0].dial_stdio.append(command)
         path = command.split("unix://", 1)[1].split(" ", 1)[0]
-        await _pipe_to_socket(path, proc.stdin, proc.stdout)
-        proc.exit(0)
+        try:
+            await _pipe_to_socket(path, proc.stdin, proc.stdout)
+        except OSError as exc:  # as the docker CLI says it
+            proc.stderr.write(f"error during connect: dial unix {path}: {exc.strerror}\n".encode())
+            proc.exit(1)
+        else:
+            proc.exit(0)
 
     server = await asyncssh.listen(
         "127.0.0.1", 0, server_host_keys=[host_key], authorized_client_keys=authorized,
@@ -294,6 +299,10 @@ async def test_connection_refused_is_one_line(tmp_path: Path) -> None:
 
 
 async def test_a_missing_engine_socket_is_one_line(sshd: SshServer, tmp_path: Path) -> None:
-    message = await failure(sshd.target(str(tmp_path / "no-engine.sock")))
+    """Neither a channel nor dial-stdio reaches it: both reasons, in one line."""
+    path = tmp_path / "no-engine.sock"
+    message = await failure(sshd.target(str(path)))
     assert message == (f"ssh tester@127.0.0.1:{sshd.port}: cannot reach the engine socket "
-                       f"{tmp_path / 'no-engine.sock'}: [Errno 2] No such file or directory"), message
+                       f"{path}: [Errno 2] No such file or directory; docker system "
+                       f"dial-stdio: error during connect: dial unix {path}: No such file or "
+                       "directory"), message
