@@ -9,15 +9,19 @@ test is the gateway's addressing, not a transport.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 import pytest
 from test_terminal import TIMEOUT, Term, assert_no_leftovers, leftovers, wait_for_process
+from test_terminal import _pipe as pipe
 from test_terminal_sessions import drop
 
 from client_support import ServerProcess
@@ -31,12 +35,14 @@ from helpers import (
     make_token,
 )
 from openpanel_ws.config import Settings
+from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.gateways.terminal import handoff
 from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE, TerminalJournal
 from openpanel_ws.hosts.config import HostConfig, hosts_from_env
 from openpanel_ws.server import GATEWAYS_KEY
 
 UNKNOWN = "Terminal session not found or expired"
+EXEC_REQUEST = re.compile(rb"((?:GET|POST|HEAD) /\S*exec\S*) HTTP/1\.1")
 
 
 def local_engine_hosts() -> tuple[HostConfig, ...]:
@@ -257,3 +263,58 @@ async def test_a_crash_on_the_second_host_is_cleaned_up_at_the_next_start(
         await eventually(lambda: not journal.entries(), TIMEOUT, what="the journal row closed")
     finally:
         await server.kill()
+
+
+async def test_the_exec_runs_on_the_named_hosts_engine(
+        make_server: Any, containers: Containers) -> None:
+    """`remote` reaches the engine through a TCP proxy that notes the exec requests it
+    carries: the exec, its resize and its marker kill go through it; a terminal on
+    `local` does not."""
+    execs: list[str] = []  # request lines naming an exec, in order
+
+    async def note(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                execs.extend(m.decode() for m in EXEC_REQUEST.findall(data))
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(
+            urlsplit(Settings().docker_host).path)
+        await asyncio.gather(note(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+    try:
+        port = proxy.sockets[0].getsockname()[1]
+        remote = HostConfig("remote", EngineTarget(f"tcp://127.0.0.1:{port}"))
+        server: RunningServer = await make_server(hosts=(local_engine_hosts()[0], remote))
+        name = await containers.run()
+        on_local = await term_on(server)
+        assert (await on_local.open(name))["host"] == "local"
+        await on_local.type('echo lo""cal\n')
+        await on_local.until("local\r\n")
+        assert execs == []
+        term = await term_on(server, "/hosts/remote/ws/terminal")
+        assert (await term.open(name, cols=91, rows=19))["host"] == "remote"
+        await term.type("stty size; sleep 1026 &\n")
+        await term.until("19 91\r\n")
+        await wait_for_process(name, "sleep 1026")
+        assert any(line.startswith("POST /containers/") for line in execs), execs
+        assert any("/resize?" in line for line in execs), execs
+        opened_with = len(execs)
+        await term.send({"type": "close_terminal"})
+        assert (await term.closed())["reason"] == "User closed"
+        # The kill exec (create, start, inspect) went through the remote host's engine.
+        assert any(line.startswith("POST /containers/") for line in execs[opened_with:]), execs
+        (left,) = await leftovers(name)  # the local terminal's shell, still open
+        assert left.endswith("/bin/sh"), left
+        await on_local.send({"type": "close_terminal"})
+        assert (await on_local.closed())["reason"] == "User closed"
+        assert await leftovers(name) == []
+    finally:
+        proxy.close()
