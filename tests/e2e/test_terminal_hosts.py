@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -318,3 +319,45 @@ async def test_the_exec_runs_on_the_named_hosts_engine(
         assert await leftovers(name) == []
     finally:
         proxy.close()
+
+
+async def test_a_reload_hands_a_session_on_with_its_host(
+        containers: Containers, engine: None, tmp_path: Path) -> None:
+    name = await containers.run()
+    server = HostsServer(free_port(), tmp_path)
+    await server.start()
+    try:
+        term = Term(await connect_process(server))
+        opened = await term.open(name, host="other")
+        session_id = opened["sessionId"]
+        await term.type("KEEP=handed-$((6*7))\n")
+        await term.type('echo RE""ADY\n')
+        await term.until("READY\r\n")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGHUP)
+        assert await term.client.wait_closed(TIMEOUT) == 1012
+
+        async def resume(**fields: Any) -> tuple[Term, dict[str, Any]]:
+            again = Term(await connect_process(server))
+            return again, await again.open(name, sessionId=session_id, **fields)
+
+        async def reconnected() -> bool:
+            try:
+                client = await connect_process(server)
+            except (aiohttp.ClientError, OSError):
+                return False
+            await client.close()
+            return True
+
+        await eventually(reconnected, TIMEOUT, what="the reloaded gateway")
+        _elsewhere, refused = await resume(host="local")
+        assert (refused["type"], refused["message"]) == ("terminal_error", UNKNOWN)
+        again, reply = await resume(host="other")
+        assert (reply["type"], reply["host"], reply["resumed"]) == ("terminal_opened", "other", True)
+        await again.type('echo "$KEEP"\n')
+        await again.until("handed-42\r\n")
+        await again.send({"type": "close_terminal"})
+        assert (await again.closed())["reason"] == "User closed"
+        await assert_no_leftovers(name)
+    finally:
+        await server.kill()
