@@ -361,3 +361,51 @@ async def test_a_reload_hands_a_session_on_with_its_host(
         await assert_no_leftovers(name)
     finally:
         await server.kill()
+
+
+class Proxy:
+    """A TCP proxy to the local engine that can go away (every connection cut, nothing
+    listening) and come back on the same port: a remote host that stops answering."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(
+            urlsplit(Settings().docker_host).path)
+        self._open.update((writer, up_writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._open:
+            writer.transport.abort()
+        self._open.clear()
+
+
+async def test_a_kill_that_could_not_reach_its_host_is_done_when_it_is_back(
+        make_server: Any, containers: Containers) -> None:
+    proxy = Proxy()
+    await proxy.start()
+    try:
+        remote = HostConfig("remote", EngineTarget(f"tcp://127.0.0.1:{proxy.port}"))
+        server: RunningServer = await make_server(hosts=(local_engine_hosts()[0], remote))
+        name = await containers.run()
+        term = await term_on(server)
+        assert (await term.open(name, host="remote"))["host"] == "remote"
+        await term.type("sleep 1027 & top\n")
+        await wait_for_process(name, "top")
+        proxy.cut()  # the attach stream breaks; the kill exec cannot reach the host
+        assert (await term.closed())["reason"] == "Process exited"
+        assert any("top" in row for row in await leftovers(name)), "nothing left to kill?"
+        await proxy.start()
+        await assert_no_leftovers(name)  # killed once the host is up again
+    finally:
+        proxy.cut()
