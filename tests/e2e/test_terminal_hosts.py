@@ -37,7 +37,6 @@ from helpers import (
 )
 from openpanel_ws.config import Settings
 from openpanel_ws.engine.target import EngineTarget
-from openpanel_ws.gateways.terminal import handoff
 from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE, TerminalJournal
 from openpanel_ws.hosts.config import HostConfig, hosts_from_env
 from openpanel_ws.server import GATEWAYS_KEY
@@ -198,11 +197,11 @@ async def test_a_reload_ends_sessions_it_cannot_hand_on(
         make_server: Any, containers: Containers, monkeypatch: pytest.MonkeyPatch) -> None:
     """An exec attach stream over TLS or SSH cannot survive the re-exec: those sessions
     end before it ("Service restart"), with their processes; the others are handed on.
-    `other` stands for such a host here (its transport is what `can_hand_over` judges)."""
+    `other` stands for such a host here: its transport says it cannot hand over."""
     server: RunningServer = await make_server(hosts=local_engine_hosts(), terminal_grace=30)
     other = server.services.hosts.get("other")
     assert other is not None
-    monkeypatch.setattr(handoff, "can_hand_over", lambda target: target is not other.config.target)
+    monkeypatch.setattr(other.engine.transport, "hands_over", False)
     remote_name, local_name = await containers.run(), await containers.run()
     remote = await term_on(server)
     assert (await remote.open(remote_name, host="other"))["host"] == "other"

@@ -447,7 +447,7 @@ class TerminalGateway(Gateway[TerminalState]):
         """The terminals on hosts reached over TLS or SSH cannot be handed on: kill their
         processes now and tell their clients (`terminal_closed` "Service restart")."""
         ending = [t for t in self._terminals
-                  if t.lifecycle.is_open and not handoff.can_hand_over(t.host.config.target)]
+                  if t.lifecycle.is_open and not t.host.engine.transport.hands_over]
         if ending:
             log.info("ending %d terminal sessions on hosts reached over TLS or SSH before "
                      "the reload", len(ending))

@@ -1,6 +1,6 @@
 """Terminals on several Docker hosts, the plain parts: the wire messages name the host,
-the journal keeps it (and reads a journal from before hosts), which transports a reload
-can hand on, and the crash reaper's kill on the row's host (docs/terminal.md "Hosts")."""
+the journal keeps it (and reads a journal from before hosts), and the crash reaper's kill
+on the row's host (docs/terminal.md "Hosts")."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from typing import Any
 
 from helpers import eventually, loop_turns
 from openpanel_ws.engine.client import EngineUnavailable
-from openpanel_ws.engine.target import EngineTarget
-from openpanel_ws.gateways.terminal.handoff import can_hand_over
 from openpanel_ws.gateways.terminal.journal import TerminalJournal
 from openpanel_ws.gateways.terminal.messages import TerminalRefused, opened_message, terminals_off
 from openpanel_ws.gateways.terminal.reaper import OrphanReaper
@@ -40,14 +38,6 @@ def test_recording_header_names_the_host() -> None:
     head = header(80, 24, 100.0, "xterm-256color", title="alice@web", host="prod-2")
     assert head["host"] == "prod-2" and head["title"] == "alice@web"
     assert "host" not in header(80, 24, 100.0, "xterm-256color")
-
-
-def test_only_plain_sockets_are_handed_over_a_reload(tmp_path: Path) -> None:
-    assert can_hand_over(EngineTarget("unix:///var/run/docker.sock"))
-    assert can_hand_over(EngineTarget("tcp://127.0.0.1:2375"))
-    assert not can_hand_over(EngineTarget("tcp://engine2:2376", ca=tmp_path / "ca.pem",
-                                          cert=tmp_path / "cert.pem", key=tmp_path / "key.pem"))
-    assert not can_hand_over(EngineTarget("ssh://deploy@engine2:2222"))
 
 
 def test_journal_keeps_the_host(tmp_path: Path) -> None:
