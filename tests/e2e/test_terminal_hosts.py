@@ -221,6 +221,17 @@ async def test_a_reload_ends_sessions_it_cannot_hand_on(
     os.close(records[0]["fd"])  # the descriptor the re-executed gateway would adopt
 
 
+async def test_a_reload_with_nothing_to_hand_on_still_writes_the_hand_off(
+        make_server: Any) -> None:
+    """The file tells the re-executed gateway that the journal rows of its pid are its
+    own past (a kill a reload left under way), to be reaped."""
+    server: RunningServer = await make_server(hosts=local_engine_hosts(), terminal_grace=30)
+    path = await server.app[GATEWAYS_KEY]["terminal"].hand_off()
+    assert path is not None
+    assert orjson.loads(path.read_bytes()) == {"pid": os.getpid(), "sessions": []}
+    path.unlink()
+
+
 async def test_grace_expiry_on_the_second_host_leaves_no_process(
         make_server: Any, containers: Containers) -> None:
     server: RunningServer = await make_server(hosts=local_engine_hosts(), terminal_grace=2)
