@@ -106,11 +106,13 @@ export class MetricsConsumer extends Consumer {
     }[];
 }
 export class EventsConsumer extends Consumer {
-    /** @param {{filters?: object, since?: string|number}} opts @param {Function} onEvent @param {any} onError */
+    /** @param {{filters?: object, since?: string|number, onHostStatus?: Function}} opts @param {Function} onEvent @param {any} onError */
     constructor(opts: {
         filters?: object;
         since?: string | number;
+        onHostStatus?: Function;
     }, onEvent: Function, onError: any);
+    onHostStatus: Function;
     filters: any;
     since: string | number;
     onEvent: Function;

@@ -295,9 +295,10 @@ export class MetricsConsumer extends Consumer {
 }
 
 export class EventsConsumer extends Consumer {
-  /** @param {{filters?: object, since?: string|number}} opts @param {Function} onEvent @param {any} onError */
+  /** @param {{filters?: object, since?: string|number, onHostStatus?: Function}} opts @param {Function} onEvent @param {any} onError */
   constructor(opts, onEvent, onError) {
     super(onError)
+    this.onHostStatus = opts.onHostStatus
     this.filters = opts.filters
     this.since = opts.since
     this.onEvent = onEvent
@@ -327,6 +328,8 @@ export class EventsConsumer extends Consumer {
       if (this.confirmed && this.cursor.accept(msg)) deliver(this.onEvent, msg)
       return false
     }
+    // A Docker host changed state (docs/protocol.md "The `host` field"), if asked for.
+    if (msg.type === 'host_status' && this.onHostStatus) deliver(this.onHostStatus, msg)
     return false
   }
 

@@ -89,7 +89,13 @@ export const VERSION = '0.1.0'
 /** @typedef {{endpoint: Endpoint, state: ConnectionState}} StateDetail */
 /** @typedef {{tail?: number|'all', since?: string|number, host?: string}} LogsOptions */
 /** @typedef {{interval?: number, host?: string}} IntervalOptions */
-/** @typedef {{filters?: Record<string, string[]>, since?: string|number}} EventsOptions */
+/**
+ * @typedef {object} EventsOptions
+ * @property {Record<string, string[]>} [filters]
+ * @property {string|number} [since]
+ * @property {(msg: HostStatusMessage) => void} [onHostStatus] also the `host_status` messages
+ *   of this connection (a Docker host changed state)
+ */
 
 /**
  * One row of `GET /api/hosts`.

@@ -178,6 +178,20 @@ test('events carry their host; host_status goes to subscribeHostStatus on the sa
   c.close()
 })
 
+test('subscribeEvents passes host_status to its onHostStatus, on its own connection', async () => {
+  const c = client()
+  const statuses = []
+  const events = []
+  c.subscribeEvents({ since: '2026-01-01T00:00:00Z', onHostStatus: m => statuses.push(m.state) }, m => events.push(m))
+  const ws = FakeSocket.all[0]
+  await authenticate(ws)
+  ws.push({ type: 'subscribed' })
+  ws.push({ type: 'host_status', host: 'b', state: 'connecting', timestamp: '2026-01-01T00:00:00Z' })
+  assert.deepEqual(statuses, ['connecting'])
+  assert.deepEqual(events, [])
+  c.close()
+})
+
 test('a refused host ends the subscribe it answers; an error names its host', async () => {
   const c = client()
   const errors = []

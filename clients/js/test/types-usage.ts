@@ -82,6 +82,7 @@ term.write(42)
 void new OpenPanelClient({ urll: 'x' })
 
 export { cid, code, delay, exp }
+
 client.subscribeHostStatus(m => {
   const where: string = `${m.host} ${m.state} ${m.error ?? ''}`
   return where
