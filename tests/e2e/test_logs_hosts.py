@@ -280,3 +280,32 @@ async def test_machine_log_lines_go_to_hosts_on_this_machine_only(
         assert line["message"] == "kernel: a machine line" and "host" not in line
     for client in (remote, remote_only):
         assert [m for m in await client.quiet(1.0) if m.get("source") == "syslog"] == []
+
+
+async def test_a_replay_names_the_host_that_cannot_answer_and_keeps_the_others(
+        make_server: MakeServer, containers: Containers, tmp_path: Path) -> None:
+    server = await make_server(hosts=two_hosts("gone", f"unix://{tmp_path}/gone.sock"))
+    client = await server.connect("/ws/logs", auth=True)
+    await client.expect("host_status", timeout=15,
+                        where=lambda m: m["host"] == "gone" and m["state"] == "down")
+    local = server.services.hosts.get("local")
+    assert local is not None and await local.events.wait_connected(20)
+    start = time.time()
+    name = unique_name("ophosts-gone")
+    await containers.run("true", name=name)
+    await read_until(client, lambda ms: ("local", "die") in seen(ms, name))
+    late = await server.connect("/ws/logs", auth=True)
+    await late.send({"type": "subscribe", "since": start - 1, "filters": {"container": [name]}})
+    got = await read_until(late, lambda ms: any(m.get("type") == "subscribed" for m in ms), timeout=20)
+    errors = [m for m in got if m.get("type") == "error"]
+    assert [(e["code"], e["host"]) for e in errors] == [("DOCKER_UNAVAILABLE", "gone")]
+    assert errors[0]["message"].startswith("Cannot replay events: Docker engine unavailable")
+    assert got.index(errors[0]) < got.index(next(m for m in got if m.get("type") == "subscribed"))
+    got += await read_until(late, lambda ms: ("local", "die") in seen(ms, name))
+    assert seen(got, name) == [("local", a) for a in ("create", "start", "die")]
+    # Only that host: nothing answers, so nothing is acknowledged.
+    route = await server.connect("/hosts/gone/ws/logs", auth=True)
+    await route.send({"type": "subscribe", "since": start - 1})
+    error = await route.expect("error", timeout=20)
+    assert (error["code"], error["host"]) == ("DOCKER_UNAVAILABLE", "gone")
+    assert [m for m in await route.quiet(0.5) if m.get("type") == "subscribed"] == []
