@@ -19,11 +19,6 @@ from test_terminal_sessions import drop
 
 from client_support import ServerProcess
 from helpers import RunningServer, WsClient, eventually, free_port, scaled
-from openpanel_ws.hosts.config import HostConfig
-
-# Transitional: until tests/hosts_support.py (the test hosts' descriptor and helpers) is
-# in the tree, this module is skipped; once it is, a missing name fails loudly.
-pytest.importorskip("hosts_support", reason="tests/hosts_support.py is not in this tree yet")
 from hosts_support import (
     Engine2Containers,
     HungProxy,
@@ -34,6 +29,7 @@ from hosts_support import (
     tls_host,
     tls_toml,
 )
+from openpanel_ws.hosts.config import HostConfig
 
 ENGINE_TIMEOUT = 3.0  # the hung host's engine timeout (seconds)
 
