@@ -16,6 +16,7 @@ import pytest
 from test_containers import same_instant
 from test_logs import actions_of, read_until
 from test_terminal import TIMEOUT, Term
+from test_terminal_extensions import Exec
 
 from helpers import Containers, RunningServer, WsClient, eventually, scaled, unique_name
 from hosts_support import (
@@ -219,3 +220,17 @@ async def test_a_refused_transport_is_its_host_s_one_line_error(
         f"{hosts_setup.known_hosts_empty}: refused (check the key, then add it with "
         "ssh-keyscan)"), errors
     assert all("\n" not in e for e in errors.values() if e)
+
+
+async def test_eof_ends_the_programs_input(
+        server: RunningServer, remote: HostConfig, engine2_containers: Engine2Containers) -> None:
+    """The end of stdin crosses the transport: TLS close_notify, an SSH channel's EOF."""
+    name = await engine2_containers.run()
+    ex = Exec(await on_host(server, remote, "terminal"))
+    opened = await ex.open(name, tty=False, command=["sh", "-c", "cat; echo done"])
+    assert opened["type"] == "terminal_opened", opened
+    await ex.send({"type": "input", "data": "abc\n"})
+    await ex.send({"type": "eof"})
+    closed = await ex.next_other()
+    assert closed == {"type": "terminal_closed", "reason": "Process exited", "exitCode": 0}
+    assert ex.out == {"stdout": "abc\ndone\n"}
