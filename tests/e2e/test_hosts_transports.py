@@ -1,14 +1,19 @@
 """Every behaviour on `/hosts/{id}/ws/*` of a remote host, over each remote transport:
 engine2 (a second dockerd) over TCP+TLS and over SSH (docs/hosts.md "What each transport
 supports"). Logs across a restart of a container there, stats, events, a terminal with
-resize and exit code and nothing left after close; and over SSH, exactly one SSH
-connection however many streams run.
+resize and exit code and nothing left after close, the end of an exec's stdin; over SSH,
+exactly one SSH connection however many streams run; a refused transport as the host's
+one-line error; the start-up banner's hosts line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -18,7 +23,15 @@ from test_logs import actions_of, read_until
 from test_terminal import TIMEOUT, Term
 from test_terminal_extensions import Exec
 
-from helpers import Containers, RunningServer, WsClient, eventually, scaled, unique_name
+from helpers import (
+    Containers,
+    RunningServer,
+    WsClient,
+    eventually,
+    free_port,
+    scaled,
+    unique_name,
+)
 from hosts_support import (
     Engine2Containers,
     HostsDescriptor,
@@ -234,3 +247,26 @@ async def test_eof_ends_the_programs_input(
     closed = await ex.next_other()
     assert closed == {"type": "terminal_closed", "reason": "Process exited", "exitCode": 0}
     assert ex.out == {"stdout": "abc\ndone\n"}
+
+
+async def test_the_banner_lists_the_hosts(hosts_setup: HostsDescriptor, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPANEL_WS_")}
+    env.update(OPENPANEL_WS_HOSTS=(f"local=unix:///var/run/docker.sock,"
+                                   f"tls={hosts_setup.tcp_url}?certs={hosts_setup.certs},"
+                                   f"ssh={hosts_setup.ssh_url}"),
+               OPENPANEL_WS_DEFAULT_HOST="tls", OPENPANEL_WS_JWT_SECRET="s" * 40,
+               XDG_STATE_HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "openpanel_ws", "serve", "--port", str(free_port()), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        banner: list[str] = []
+        while not any(line.startswith("hosts: ") for line in banner) and len(banner) < 16:
+            banner.append((await asyncio.wait_for(proc.stdout.readline(), scaled(30))).decode())
+    finally:
+        proc.terminate()
+        await proc.wait()
+    ssh = hosts_setup.ssh_url
+    assert banner[-1] == (f"hosts: local (unix:///var/run/docker.sock), tls ({hosts_setup.tcp_url}, "
+                          f"TLS) [default], ssh ({ssh})\n"), banner
