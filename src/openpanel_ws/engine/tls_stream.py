@@ -82,6 +82,7 @@ class _TlsProtocol(asyncio.Protocol):
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plain = _TlsTransport(self)
         self._eof_sent = False
+        self._lost_told = False
 
     def _flush(self) -> None:
         pending = self.outgoing.read()
@@ -129,9 +130,9 @@ class _TlsProtocol(asyncio.Protocol):
                 self.upper.eof_received()
                 break
             except (ssl.SSLError, OSError) as exc:
+                self._lost(exc)
                 if self.raw is not None:
                     self.raw.close()
-                self.upper.connection_lost(exc)
                 return
             if not chunk:
                 self.upper.eof_received()
@@ -151,7 +152,13 @@ class _TlsProtocol(asyncio.Protocol):
         if not self.handshake.done():
             self.handshake.set_exception(exc or ConnectionResetError("connection lost"))
             return
-        self.upper.connection_lost(exc)
+        self._lost(exc)
+
+    def _lost(self, exc: Exception | None) -> None:
+        """The stream above hears of the end once."""
+        if not self._lost_told:
+            self._lost_told = True
+            self.upper.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self.upper.pause_writing()
