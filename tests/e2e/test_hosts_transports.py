@@ -40,6 +40,7 @@ from hosts_support import (
     ssh_host,
     tls_host,
 )
+from openpanel_ws.engine.client import DockerEngine
 from openpanel_ws.engine.ssh import SshTransport
 from openpanel_ws.hosts.config import HostConfig
 
@@ -270,3 +271,38 @@ async def test_the_banner_lists_the_hosts(hosts_setup: HostsDescriptor, tmp_path
     ssh = hosts_setup.ssh_url
     assert banner[-1] == (f"hosts: local (unix:///var/run/docker.sock), tls ({hosts_setup.tcp_url}, "
                           f"TLS) [default], ssh ({ssh})\n"), banner
+
+
+@pytest.mark.parametrize("dial_stdio", [False, True], ids=["streamlocal", "dial-stdio"])
+async def test_ssh_channels_both_ways(hosts_setup: HostsDescriptor, dial_stdio: bool,
+                                      engine2_containers: Engine2Containers) -> None:
+    """Requests and an exec attach (until the program's end), over direct-streamlocal
+    channels and over `docker system dial-stdio` (the fallback when the server refuses
+    streamlocal), against the real sshd and engine2."""
+    name = await engine2_containers.run()
+    engine = DockerEngine(ssh_host().target)
+    transport = engine.transport
+    assert isinstance(transport, SshTransport)
+    transport.dial_stdio = dial_stdio
+    try:
+        assert (await engine.inspect_container(name))["Name"] == f"/{name}"
+        created = await engine.post(f"/containers/{name}/exec", {
+            "AttachStdin": True, "AttachStdout": True, "Tty": True, "Cmd": ["cat"]})
+        reader, writer = await engine.hijack(f"/exec/{created['Id']}/start",
+                                             {"Detach": False, "Tty": True})
+        writer.write(b"over ssh\n")
+        output = b""
+        async with asyncio.timeout(scaled(20)):
+            while output.count(b"over ssh") < 2:  # the TTY's echo, then cat's copy
+                chunk = await reader.read(4096)
+                assert chunk, output
+                output += chunk
+            writer.write(b"\x04")  # ^D: cat ends (a TTY's end of input)
+            await reader.read()  # until the engine ends the attach stream
+        writer.close()
+        info = await engine.get(f"/exec/{created['Id']}/json")
+        assert (info["Running"], info["ExitCode"]) in ((False, 0), (True, None)), info
+        assert transport.connections_made == 1
+        assert transport.dial_stdio is dial_stdio
+    finally:
+        await engine.close()
