@@ -128,7 +128,7 @@ async def cmd_events(args: argparse.Namespace, status: StatusWriter) -> int:
     filters = parse_filters(args.filter or [])
     async with make_client(args, status) as client:
         client.host, client.host_route = None, args.host  # one host: its own route
-        async for item in client.events(filters or None):
+        async for item in client.events(filters or None, host_status=True):
             if args.json:
                 print_json(event_json(item))
             else:
