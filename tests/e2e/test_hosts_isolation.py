@@ -134,8 +134,6 @@ async def test_local_logs_stats_and_events_flow_while_a_host_hangs(
     assert hung_proxy.connections >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="web/routes.py list_containers still asks a host that is "
-                   "down and waits its whole engine timeout; list it in `unavailable` at once")
 async def test_container_list_is_not_delayed_by_a_hung_host(
         make_server: MakeServer, hung_proxy: HungProxy, containers: Containers) -> None:
     timeout = scaled(9.0)
