@@ -158,3 +158,20 @@ def test_a_token_without_exp_is_refused_unless_configured() -> None:
     with pytest.raises(AuthError, match="Invalid token"):
         verifier().verify(token)
     assert verifier(require_exp=False).verify(token).user_id == "u"
+
+
+def test_host_scopes_narrow_every_role_admin_included() -> None:
+    token = issue_token(SECRET, subject="u", roles=["admin"], hosts=["staging-*"])
+    p = verifier().verify(token)
+    assert p.is_admin
+    assert p.host_scopes == ("staging-*",)
+    assert p.may_access_host("staging-2")
+    assert not p.may_access_host("prod-1")
+    assert verifier().verify(issue_token(SECRET, subject="u")).may_access_host("prod-1")
+
+
+def test_a_malformed_hosts_claim_allows_no_host() -> None:
+    token = jwt.encode({"sub": "u", "hosts": {"a": 1}, "exp": time.time() + 60}, SECRET, algorithm="HS256")
+    p = verifier().verify(token)
+    assert p.host_scopes == ()
+    assert not p.may_access_host("local")

@@ -66,3 +66,52 @@ def test_broken_file(tmp_path: Path) -> None:
         load_settings(config_file=cfg, environ={})
     with pytest.raises(ConfigError, match="config file"):
         load_settings(config_file=tmp_path / "missing.toml", environ={})
+
+
+def test_no_hosts_is_one_local_host_on_docker_host() -> None:
+    s = load_settings(environ={"DOCKER_HOST": "unix:///run/other.sock"})
+    (local,) = s.host_configs()
+    assert local.id == "local"
+    assert local.target.url == "unix:///run/other.sock"
+
+
+def test_hosts_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'default_host = "edge"\n'
+        '[[hosts]]\nid = "prod-1"\nengine = "tcp://10.0.0.5:2376"\ncerts = "/etc/opws/prod-1"\n'
+        'terminals = false\ntimeout = 2\n'
+        '[[hosts]]\nid = "edge"\nengine = "ssh://deploy@edge.example:2200"\n'
+        'known_hosts = "/etc/opws/known_hosts"\n')
+    s = load_settings(config_file=cfg, environ={})
+    prod, edge = s.host_configs()
+    assert (prod.id, prod.terminals, prod.timeout) == ("prod-1", False, 2.0)
+    assert prod.target.uses_tls and prod.target.ca == Path("/etc/opws/prod-1/ca.pem")
+    assert edge.target.describe() == "ssh://deploy@edge.example:2200"
+    assert s.default_host == "edge"
+    env = {"OPENPANEL_WS_HOSTS": "local=unix:///var/run/docker.sock, b=tcp://h:2376?certs=/c"}
+    local, b = load_settings(environ=env).host_configs()
+    assert local.target.on_this_machine and b.target.cert == Path("/c/cert.pem")
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [({"OPENPANEL_WS_HOSTS": "Prod=unix:///x"}, "id must be a slug"),
+     ({"OPENPANEL_WS_HOSTS": "a=unix:///x,a=unix:///y"}, "configured twice"),
+     ({"OPENPANEL_WS_HOSTS": "a=ftp://x"}, "expected unix://PATH"),
+     ({"OPENPANEL_WS_HOSTS": "a=tcp://h:2376?tls=1"}, "unknown URL parameter"),
+     ({"OPENPANEL_WS_HOSTS": "a"}, "is not id=URL"),
+     ({"OPENPANEL_WS_HOSTS": "a=unix:///x", "OPENPANEL_WS_DEFAULT_HOST": "b"}, "no host 'b'")],
+)
+def test_a_wrong_host_is_one_line_naming_it(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_tls_host_without_its_files_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[hosts]]\nid = "p"\nengine = "tcp://h:2376"\ncert = "/c.pem"\n')
+    with pytest.raises(ConfigError, match="TLS needs ca, key"):
+        load_settings(config_file=cfg, environ={})
