@@ -97,7 +97,7 @@ class Console {
     this.hosts.set(hosts)
     const wanted = new URLSearchParams(location.search).get('host')
     if (hosts?.length) {
-      this.host = wanted && this.hosts.has(wanted) ? wanted : (initial?.[0]?.host ?? this.hosts.first())
+      this.host = wanted && this.hosts.has(wanted) ? wanted : this.hosts.first()
       this.hosts.choose(this.host)
       if (initial?.some(c => c.host !== undefined && c.host !== this.host)) initial = null
       if (initial?.length === 0 && wanted && wanted !== this.host) initial = null
