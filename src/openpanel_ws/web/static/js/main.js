@@ -418,10 +418,6 @@ async function boot() {
   const wanted = new URLSearchParams(location.search).get('host')
   try {
     initial = await apiContainers(wanted)
-    hosts = await apiHosts(getToken()).catch(err => {
-      toast(`Cannot list hosts: ${err.message}`, 'error')
-      return null
-    })
   } catch (err) {
     if (err.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY)
@@ -429,6 +425,11 @@ async function boot() {
       return
     }
     toast(`Cannot list containers: ${err.message}`, 'error')
+  }
+  try {
+    hosts = await apiHosts(getToken())
+  } catch (err) {
+    toast(`Cannot list hosts: ${err.message}`, 'error')
   }
   $('login').hidden = true
   $('app').hidden = false
