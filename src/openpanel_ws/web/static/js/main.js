@@ -132,9 +132,9 @@ class Console {
     this.route()
   }
 
-  /** The query of a link on the current host (`host=ID&` when there are hosts). */
+  /** The query of a link on the current host (`host=ID&` when there are several). */
   hostQuery() {
-    return this.host === null ? '' : `host=${encodeURIComponent(this.host)}&`
+    return this.host === null || !this.hosts.several() ? '' : `host=${encodeURIComponent(this.host)}&`
   }
 
   async loadContainers() {
