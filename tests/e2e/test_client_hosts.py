@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from client_support import cli_env, run_cli, ws_url
-from helpers import Containers, RunningServer, make_token, scaled
+from client_support import CliStream, cli_env, run_cli, ws_url
+from helpers import Containers, RunningServer, eventually, make_token, scaled, unique_name
 from openpanel_ws.client import LogLine, OpenPanelClient
 from openpanel_ws.config import Settings
 from openpanel_ws.hosts.config import hosts_from_env
@@ -107,3 +107,31 @@ async def test_cli_hosts_lists_the_hosts_the_token_may_see(hosts_server: Running
     rc, out, err = await run_cli("hosts", "--json", "--url", url, env=cli_env(make_token(hosts=["oth*"])))
     assert rc == 0, err
     assert [orjson.loads(line)["id"] for line in out.splitlines()] == ["other"]
+
+
+async def test_cli_events_of_every_host_and_of_one(
+        hosts_server: RunningServer, containers: Containers) -> None:
+    name = unique_name("opws-cli-hosts-ev")
+    url = ws_url(hosts_server.url)
+    every = await CliStream.start("events", "--json", "--filter", f"container={name}", "--url", url)
+    one = await CliStream.start("events", "--json", "--host", "other", "--filter", f"container={name}",
+                                "--url", url)
+    try:
+        await eventually(lambda: hosts_server.authenticated() == 2, 30, what="both CLIs connected")
+        await containers.run("sleep 3600", name=name)
+
+        async def starts(cli: CliStream, count: int) -> list[str]:
+            hosts: list[str] = []
+            while len(hosts) < count:
+                item = orjson.loads(await cli.readline(60))
+                if item["type"] == "docker_event" and item["event"].get("Action") == "start":
+                    hosts.append(item["host"])
+            return hosts
+
+        assert sorted(await starts(every, 2)) == ["local", "other"]  # the one engine, twice
+        assert await starts(one, 1) == ["other"]
+        with pytest.raises(TimeoutError):  # and not the local host's
+            await asyncio.wait_for(starts(one, 1), scaled(2))
+    finally:
+        await every.stop()
+        await one.stop()
