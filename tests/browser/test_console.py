@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_support import api_containers, drop_connections, http_get
+from console_support import EngineProxy, api_containers, drop_connections, http_get
 
 from helpers import SECOND, Containers, RunningServer, docker, eventually, make_token
 from openpanel_ws.config import Settings
@@ -487,3 +487,26 @@ async def test_host_switcher_states_and_views_on_the_chosen_host(
     await page.fill("#view-events input[type=search]", "down")
     await expect(table.locator("tr", has_text="host").first).to_contain_text("down", timeout=WAIT)
     await shot(page, artifacts, "hosts-events")
+
+
+async def test_host_states_follow_host_status(
+        page: Page, make_server: Any, artifacts: Path, watched: Seen) -> None:
+    """A host whose engine goes away and comes back: the switcher follows its host_status
+    lines without a reload."""
+    settings = Settings()
+    proxy = EngineProxy(settings.docker_host.removeprefix("unix://"))
+    await proxy.start()
+    try:
+        server = await make_server(
+            hosts=hosts_from_env(f"local={settings.docker_host},flaky={proxy.url}"))
+        await open_console(page, server)
+        option = page.locator('#host-select option[value="flaky"]')
+        await expect(option).to_have_attribute("data-state", "up", timeout=WAIT)
+        await proxy.stop()
+        await expect(option).to_have_attribute("data-state", "down", timeout=WAIT)
+        await expect(option).to_contain_text("down")
+        await shot(page, artifacts, "hosts-down")
+        await proxy.start()  # the same port
+        await expect(option).to_have_attribute("data-state", "up", timeout=WAIT * 2)
+    finally:
+        await proxy.stop()
