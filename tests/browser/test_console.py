@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_support import EngineProxy, api_containers, drop_connections, http_get
+from console_support import api_containers, drop_connections, http_get
 
+from client_support import EngineProxy
 from helpers import SECOND, Containers, RunningServer, docker, eventually, make_token
 from openpanel_ws.config import Settings
 from openpanel_ws.hosts.config import hosts_from_env

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from client_support import CliStream, cli_env, run_cli, ws_url
+from client_support import CliStream, EngineProxy, cli_env, run_cli, ws_url
 from helpers import Containers, RunningServer, eventually, make_token, scaled, unique_name
 from openpanel_ws.client import LogLine, OpenPanelClient
 from openpanel_ws.config import Settings
@@ -135,3 +135,36 @@ async def test_cli_events_of_every_host_and_of_one(
     finally:
         await every.stop()
         await one.stop()
+
+
+async def test_logs_follow_a_host_that_goes_down_and_comes_back(
+        make_server: Any, containers: Containers) -> None:
+    """`logs -f` on a host whose engine goes away: a notice, the subscription stays, and
+    the lines continue on the same host with no gap and no duplicate."""
+    settings = Settings()
+    proxy = EngineProxy(settings.docker_host.removeprefix("unix://"))
+    await proxy.start()
+    cli: CliStream | None = None
+    try:
+        server = await make_server(hosts=hosts_from_env(f"local={settings.docker_host},flaky={proxy.url}"))
+        name = await containers.run('i=0; while true; do echo "n $i"; i=$((i+1)); sleep 0.2; done')
+        cli = await CliStream.start("logs", "-f", f"flaky/{name}", "--url", ws_url(server.url))
+        await cli.read_until(lambda line: line == "n 3", timeout=30)
+        await proxy.stop()
+
+        async def flaky_down() -> bool:
+            async with OpenPanelClient(ws_url(server.url), make_token()) as client:
+                return any(h["id"] == "flaky" and h["state"] == "down" for h in await client.hosts())
+
+        await eventually(flaky_down, 30, what="the host seen down")
+        await proxy.start()
+        lines = await cli.read_until(lambda line: line.startswith("n ") and int(line[2:]) >= 40, timeout=60)
+        numbers = [int(line[2:]) for line in lines if line.startswith("n ")]
+        assert numbers == list(range(numbers[-1] + 1)), numbers  # every line once, in order
+        await cli.stop()
+        assert f"container '{name}': the gateway cannot reach the Docker engine of host 'flaky'; " \
+            "waiting for the host" in await cli.stderr()
+    finally:
+        if cli is not None:
+            await cli.stop()
+        await proxy.stop()
