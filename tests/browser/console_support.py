@@ -28,4 +28,3 @@ async def api_containers(base: str, token: str) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as session, session.get(
             f"{base}/api/containers", headers={"Authorization": f"Bearer {token}"}) as resp:
         return resp.status, await resp.json()
-
