@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
 from openpanel_ws.hosts.config import HostConfig, hosts_from_env, hosts_from_toml
+from openpanel_ws.hosts.contexts import docker_config_dir, read_context_store, with_contexts
 from openpanel_ws.protocol import DEFAULT_RATE_LIMITS
 from openpanel_ws.ratelimit import RateLimit
 
@@ -82,6 +83,8 @@ class Settings:
     # Docker hosts (docs/hosts.md): none = one host, `local`, on docker_host.
     hosts: tuple[HostConfig, ...] = ()
     default_host: str | None = None  # None: the first configured host
+    # Also every context of the Docker CLI's store (~/.docker/contexts), after them.
+    docker_contexts: bool = False
     # Metrics gateway
     metrics_disk_path: str = "/"
     metrics_include_virtual_interfaces: bool = False
@@ -230,6 +233,12 @@ def load_settings(
     _apply(settings, {k: v for k, v in from_env.items() if k in known}, "environment")
     if overrides:
         _apply(settings, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    if settings.docker_contexts:
+        try:
+            settings.hosts = with_contexts(
+                settings.host_configs(), read_context_store(docker_config_dir(env)))
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for {ENV_PREFIX}DOCKER_CONTEXTS: {exc}") from None
     validate(settings)
     return settings
 

@@ -7,8 +7,8 @@ re-executed self in `HANDOFF_ENV`. The attach sockets stay open across exec; the
 image (same pid) reads the file and rebuilds each terminal around its socket, on the same
 host.
 
-Only a plain socket can be handed on (`can_hand_over`): a unix socket, or TCP without
-TLS. The attach stream of an engine reached over TLS or SSH lives in this process's TLS
+Only a plain socket can be handed on (the host's `engine.transport.hands_over`): a unix
+socket, or TCP without TLS. The attach stream of an engine reached over TLS or SSH lives in this process's TLS
 state or SSH connection, which exec does not keep, and the engine cannot attach to a
 running exec again; the gateway ends those terminals before the reload (reason
 `SERVICE_RESTART`), killing their processes first.
@@ -26,14 +26,13 @@ from typing import Any, Final
 import orjson
 
 from openpanel_ws.engine.exec import ExecProcess
-from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
 from openpanel_ws.gateways.terminal.live import Suspended, Terminal, TerminalHost
 from openpanel_ws.gateways.terminal.recording import CastRecorder
 from openpanel_ws.gateways.terminal.ring import OutputRing
 
-__all__ = ["HANDOFF_ENV", "Record", "adopt", "can_hand_over", "pending_output", "read_records",
-           "record", "write_records"]
+__all__ = ["HANDOFF_ENV", "Record", "adopt", "pending_output", "read_records", "record",
+           "write_records"]
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,6 @@ log = logging.getLogger(__name__)
 HANDOFF_ENV: Final = "OPENPANEL_WS_TERMINAL_HANDOFF"
 
 Record = dict[str, Any]
-
-
-def can_hand_over(target: EngineTarget) -> bool:
-    """Whether an exec attach socket of this engine survives a re-exec of the gateway:
-    a plain socket (unix, or TCP without TLS) does; a TLS stream or an SSH channel does not."""
-    return target.scheme == "unix" or (target.scheme == "tcp" and not target.uses_tls)
 
 
 def record(terminal: Terminal, suspended: Suspended) -> Record:
