@@ -69,6 +69,8 @@ class Console {
         signOut(err.message)
         return
       }
+      // A host that is down is shown by the switcher (and its host_status row), not a toast.
+      if (err?.code === 'DOCKER_UNAVAILABLE' && err.host && this.hosts.several()) return
       toast(err?.message || 'Error', 'error')
     })
     this.feed.listen(msg => {
