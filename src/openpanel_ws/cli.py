@@ -218,6 +218,23 @@ def _announce(settings: Settings, port: int, *, embedded: bool, config: str | No
         print(line, flush=True)
     origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
     print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
+    print(hosts_line(settings), flush=True)
+
+
+def hosts_line(settings: Settings) -> str:
+    """`hosts: id (address[, TLS][, disabled]) [default], ...` (no secrets)."""
+    configs = settings.host_configs()
+    default = settings.default_host or configs[0].id
+    parts = []
+    for config in configs:
+        notes = [config.target.describe()]
+        if config.target.uses_tls:
+            notes.append("TLS" if config.target.tls_verify else "TLS NOT VERIFIED")
+        if not config.enabled:
+            notes.append("disabled")
+        parts.append(f"{config.id} ({', '.join(notes)})" + (" [default]" if config.id == default
+                                                             else ""))
+    return "hosts: " + ", ".join(parts)
 
 
 async def _until_stop_or_reload() -> bool:
