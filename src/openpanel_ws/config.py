@@ -104,6 +104,10 @@ class Settings:
     # Recording (asciicast v2), off unless a directory is set; input only when asked
     terminal_record_dir: Path | None = None
     terminal_record_input: bool = False
+    # Recording caps: bytes per file, and for all the files of the directory. Past either
+    # a recording stops (the terminal goes on); a full directory records no new terminal.
+    terminal_record_max_bytes: int = 64 * 1024 * 1024
+    terminal_record_dir_max_bytes: int = 1024 * 1024 * 1024
     # Process
     log_format: str = "text"
     log_level: str = "info"
@@ -134,7 +138,8 @@ _POSITIVE = {
     "flood_window", "send_queue_max", "send_queue_max_bytes", "send_timeout",
     "log_line_max_bytes", "terminal_idle_timeout", "handshake_timeout",
     "max_unauthenticated", "engine_timeout", "terminal_ring_bytes",
-    "terminal_max_per_user", "terminal_max",
+    "terminal_max_per_user", "terminal_max", "terminal_record_max_bytes",
+    "terminal_record_dir_max_bytes",
 }
 _NON_NEGATIVE = {"terminal_grace", "max_unauthenticated_per_ip"}
 

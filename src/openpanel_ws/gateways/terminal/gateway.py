@@ -30,14 +30,7 @@ from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_record
 from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE, JournalEntry, TerminalJournal
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle, new_session_id
-from openpanel_ws.gateways.terminal.live import (
-    Terminal,
-    TerminalState,
-    bound_terminal,
-    create_exec,
-    start_exec,
-    unbind,
-)
+from openpanel_ws.gateways.terminal.live import Terminal, TerminalState, bound_terminal, unbind
 from openpanel_ws.gateways.terminal.messages import (
     ALREADY_OPEN,
     AUDIT_UNWRITABLE,
@@ -64,6 +57,7 @@ from openpanel_ws.gateways.terminal.messages import (
 )
 from openpanel_ws.gateways.terminal.reaper import OrphanReaper
 from openpanel_ws.gateways.terminal.registry import UNKNOWN_SESSION, TerminalRegistry
+from openpanel_ws.gateways.terminal.startup import create_exec, start_exec
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError, invalid
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from openpanel_ws import statedir
 from openpanel_ws.engine.exec import ExecProcess
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
 from openpanel_ws.gateways.terminal.live import Suspended, Terminal, TerminalHost
-from openpanel_ws.gateways.terminal.recording import CastRecorder
+from openpanel_ws.gateways.terminal.recording import CastRecorder, quota_for
 from openpanel_ws.gateways.terminal.ring import OutputRing
 
 __all__ = ["HANDOFF_ENV", "Record", "adopt", "pending_output", "read_records", "record",
@@ -138,7 +138,9 @@ async def adopt(gateway: TerminalHost, rec: Record) -> Terminal:
         try:
             terminal.recorder = CastRecorder.reopen(
                 rec["recording"], now - float(rec["recordingElapsed"]),
-                record_input=rec["recordInput"])
+                record_input=rec["recordInput"], quota=quota_for(
+                    Path(rec["recording"]).parent, settings.terminal_record_max_bytes,
+                    settings.terminal_record_dir_max_bytes))
         except OSError as exc:
             log.error("terminal recording %s not continued: %s", rec["recording"], exc)
     return terminal
