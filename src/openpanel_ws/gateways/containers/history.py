@@ -208,12 +208,16 @@ class HistorySender:
 
     async def run(self, chunks: AsyncGenerator[bytes, None], parser: LogParser) -> None:
         """Read the history request to its end (or the byte cap), sending as it goes."""
-        async with contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                if not await self.take(self.reorder.push(parser.feed(chunk))):
-                    return
-                await asyncio.sleep(0)  # one chunk at a time: the writer runs between
-        await self.take(self.reorder.push(parser.flush()) + self.reorder.flush())
+        try:
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    if not await self.take(self.reorder.push(parser.feed(chunk))):
+                        return
+                    await asyncio.sleep(0)  # one chunk at a time: the writer runs between
+        finally:
+            # Also when the stream broke off: what was read still counts.
+            if not self.cut and not self.gone:
+                await self.take(self.reorder.push(parser.flush()) + self.reorder.flush())
 
     async def take(self, lines: list[ContainerLogLine]) -> bool:
         """Send (or keep, for a short tail) lines in order; False when the rest of the

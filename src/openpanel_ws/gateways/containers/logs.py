@@ -75,7 +75,7 @@ def line_frame(sub: LogSub, line: ContainerLogLine, frames: dict[str, bytes]) ->
     return frame
 
 
-def by_time(line: ContainerLogLine) -> int:
+def _by_time(line: ContainerLogLine) -> int:
     return line.nanos
 
 
@@ -144,7 +144,7 @@ class LogUpstream(Upstream[LogSub]):
     def deliver(self, lines: list[ContainerLogLine]) -> None:
         # stdout and stderr are logged in arrival order, each line stamped when read:
         # put what arrived together back in time order (stable: split lines stay put).
-        lines.sort(key=by_time)
+        lines.sort(key=_by_time)
         for line in lines:
             if not self.cursor.admit(line):
                 continue

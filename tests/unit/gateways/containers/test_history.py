@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncGenerator
 
+import orjson
 import pytest
 
-from openpanel_ws.engine.logs import ContainerLogLine, HandoverFilter, Reorder
-from openpanel_ws.gateways.containers.history import HANDOVER_WINDOW, HistoryPlan, Turns
+from fakes import Sink
+from openpanel_ws.engine.client import EngineUnavailable
+from openpanel_ws.engine.logs import ContainerLogLine, HandoverFilter, LogParser, Reorder
+from openpanel_ws.gateways.base import Session
+from openpanel_ws.gateways.containers.history import (
+    HANDOVER_WINDOW,
+    HISTORY_TRUNCATED,
+    HistoryLimits,
+    HistoryPlan,
+    HistorySender,
+    Turns,
+)
+from openpanel_ws.gateways.containers.upstream import ContainersState
+from openpanel_ws.outbound import ClientWriter, WriteScheduler
+from openpanel_ws.protocol import parse_timestamp_nanos
+from openpanel_ws.sendqueue import QueueLimits
 
 
 def line(nanos: int, data: str = "", stream: str = "stdout") -> ContainerLogLine:
@@ -113,3 +129,75 @@ async def test_turns_cap_per_user_and_in_all_and_keep_the_order() -> None:
         gates[name].set()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
     assert turns.waiting == 0 and turns._held == 0 and not turns._active
+
+
+# --- the sender, with a fake socket and a scripted engine stream ------------------------
+
+
+def sender_for(plan: HistoryPlan, limits: HistoryLimits) -> tuple[HistorySender, Sink]:
+    sink = Sink()
+    writer = ClientWriter(sink.ws, sink, WriteScheduler(QueueLimits(10_000, 10_000_000), 1.0))
+    sink.peer = writer
+    session: Session[ContainersState] = Session("c1", writer)
+    sender = HistorySender(session, "web", "local", plan, limits, floor=None, max_keys=1000,
+                           subscribed=lambda: True)
+    return sender, sink
+
+
+def engine_bytes(numbers: range) -> bytes:
+    """A TTY container's log: one timestamped line per number, a millisecond apart."""
+    return b"".join(f"2026-11-27T10:00:00.{n:06d}000Z {n}\r\n".encode() for n in numbers)
+
+
+async def chunks(data: bytes, size: int = 333, fail: bool = False) -> AsyncGenerator[bytes, None]:
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+    if fail:
+        raise EngineUnavailable("the stream broke off")
+
+
+async def sent(sink: Sink, sender: HistorySender) -> list[dict[str, object]]:
+    sender.session.close(1000, "")
+    await asyncio.wait_for(sender.session.writer.wait_closed(), 2)
+    return [orjson.loads(frame) for frame in sink.frames]
+
+
+LIMITS = HistoryLimits(max_lines=1000, max_bytes=1 << 20, fetches_per_user=2, fetches=16)
+
+
+async def test_the_sender_sends_every_line_in_order_and_notes_them_for_the_handover() -> None:
+    sender, sink = sender_for(HistoryPlan.of(500, 1000), LIMITS)
+    await sender.run(chunks(engine_bytes(range(1, 501))), LogParser(tty=True))
+    sender.finish()
+    messages = await sent(sink, sender)
+    assert [m["data"] for m in messages] == [str(n) for n in range(1, 501)]
+    newest = parse_timestamp_nanos("2026-11-27T10:00:00.000500000Z")
+    assert not sender.handover.admit(line(newest, "500"))  # in the history: not repeated
+    assert sender.handover.admit(line(newest + 1, "501"))
+
+
+async def test_the_byte_cap_cuts_the_history_and_says_so() -> None:
+    sender, sink = sender_for(HistoryPlan.of(500, 1000), HistoryLimits(1000, 2000, 2, 16))
+    await sender.run(chunks(engine_bytes(range(1, 501))), LogParser(tty=True))
+    sender.finish()
+    *logs, marker = await sent(sink, sender)
+    assert 0 < len(logs) < 500 and sum(len(orjson.dumps(m)) for m in logs) <= 2000
+    assert [m["data"] for m in logs] == [str(n) for n in range(1, len(logs) + 1)]
+    assert marker["type"] == "info" and marker["code"] == HISTORY_TRUNCATED
+    assert (marker["reason"], marker["limit"], marker["sent"]) == ("bytes", 2000, len(logs))
+
+
+async def test_a_short_tail_shows_the_last_lines_and_the_line_cap_says_so() -> None:
+    sender, sink = sender_for(HistoryPlan.of("all", 20), HistoryLimits(20, 1 << 20, 2, 16))
+    await sender.run(chunks(engine_bytes(range(1, 101))), LogParser(tty=True))
+    sender.finish()
+    *logs, marker = await sent(sink, sender)
+    assert [m["data"] for m in logs] == [str(n) for n in range(81, 101)]
+    assert (marker["reason"], marker["limit"], marker["sent"]) == ("lines", 20, 20)
+
+
+async def test_what_was_read_before_the_stream_broke_off_is_sent() -> None:
+    sender, sink = sender_for(HistoryPlan.of(500, 1000), LIMITS)
+    with pytest.raises(EngineUnavailable):
+        await sender.run(chunks(engine_bytes(range(1, 301)), fail=True), LogParser(tty=True))
+    assert [m["data"] for m in await sent(sink, sender)] == [str(n) for n in range(1, 301)]
