@@ -296,8 +296,7 @@ write_descriptor() {
     "pidfile": "$E2_PID",
     "log": "$E2/dockerd.log",
     "bridge": "$E2_BRIDGE",
-    "bridge_cidr": "$E2_BRIDGE_CIDR",
-    "restart": "bash $(cd "$(dirname "$0")" && pwd)/ensure-hosts.sh restart-engine2"
+    "bridge_cidr": "$E2_BRIDGE_CIDR"
   },
   "tls": {
     "certs": "$CERTS/client",

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from helpers import Containers, docker, docker_sync, scaled
+from openpanel_ws.config import Settings
 from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.hosts.config import HostConfig
 
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ensure-hosts.sh"
 DESCRIPTOR = Path(os.environ.get("OPENPANEL_WS_HOSTS_DESCRIPTOR",
                                  "/var/tmp/openpanel-ws-hosts/hosts.json"))
 
@@ -52,10 +54,6 @@ class HostsDescriptor:
     @property
     def tcp_port(self) -> int:
         return int(self.raw["engine2"]["tcp_port"])
-
-    @property
-    def restart_command(self) -> str:
-        return str(self.raw["engine2"]["restart"])
 
     @property
     def certs(self) -> Path:
@@ -109,7 +107,8 @@ def hosts_descriptor() -> HostsDescriptor:
 
 
 def local_host(host_id: str = "local", **options: Any) -> HostConfig:
-    return HostConfig(host_id, EngineTarget("unix:///var/run/docker.sock"), **options)
+    """The main engine (DOCKER_HOST, else the local socket)."""
+    return HostConfig(host_id, EngineTarget(Settings().docker_host), **options)
 
 
 def engine2_unix_host(host_id: str = "engine2", **options: Any) -> HostConfig:
@@ -168,7 +167,7 @@ def docker2_sync(*args: str, check: bool = True, timeout: float = 60) -> str:
 
 def restart_engine2(timeout: float = 90) -> None:
     """Stop engine2 (SIGTERM, waits for it) and start it again: ONLY in a `serial` test."""
-    subprocess.run(hosts_descriptor().restart_command, shell=True, check=True, timeout=scaled(timeout),
+    subprocess.run(["bash", str(SCRIPT), "restart-engine2"], check=True, timeout=scaled(timeout),
                    capture_output=True)
 
 

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
+from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.hosts.config import HostConfig, hosts_from_env, hosts_from_toml
 from openpanel_ws.hosts.contexts import docker_config_dir, read_context_store, with_contexts
 from openpanel_ws.protocol import DEFAULT_RATE_LIMITS
@@ -310,5 +311,10 @@ def validate(settings: Settings) -> None:
     if settings.default_host is not None and settings.default_host not in ids:
         raise ConfigError(f"invalid value for {ENV_PREFIX}DEFAULT_HOST: no host "
                           f"'{settings.default_host}' (hosts: {', '.join(ids)})")
-    if not settings.docker_host.startswith(("unix://", "tcp://", "http://")):
-        raise ConfigError("invalid value for DOCKER_HOST: expected unix://PATH or tcp://HOST:PORT")
+    if not settings.docker_host.startswith(("unix://", "tcp://", "http://", "ssh://")):
+        raise ConfigError("invalid value for DOCKER_HOST: expected unix://PATH, tcp://HOST:PORT "
+                          "or ssh://USER@HOST[:PORT]")
+    try:
+        EngineTarget(settings.docker_host).check()
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for DOCKER_HOST: {exc}") from None

@@ -229,3 +229,22 @@ test('host routes and the API address', () => {
   assert.equal(FakeSocket.all[0].url, 'ws://gw:1/hosts/prod-2/ws/metrics')
   c.close()
 })
+
+test('the same engine event on two hosts is two events, each once after a resume', async () => {
+  const c = client()
+  const got = []
+  c.subscribeEvents({ since: '2026-01-01T00:00:00Z' }, m => got.push(m.host))
+  await authenticate(FakeSocket.all[0])
+  FakeSocket.all[0].push({ type: 'subscribed' })
+  const event = host => ({
+    type: 'docker_event',
+    host,
+    timestamp: '2026-01-01T00:00:01Z',
+    event: { Type: 'container', Action: 'die', Actor: { ID: 'x', Attributes: {} }, timeNano: 1767225601000000000 }
+  })
+  FakeSocket.all[0].push(event('a'))
+  FakeSocket.all[0].push(event('b'))
+  FakeSocket.all[0].push(event('a')) // a replay
+  assert.deepEqual(got, ['a', 'b'])
+  c.close()
+})

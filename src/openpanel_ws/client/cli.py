@@ -1,4 +1,4 @@
-"""Client subcommands of `openpanel-ws`: logs, stats, events, metrics, exec.
+"""Client subcommands of `openpanel-ws`: logs, stats, events, metrics, exec, hosts.
 
 Like the Docker CLI, but through the gateway. Errors are one line on stderr and a
 non-zero exit status, never a traceback (`openpanel_ws.client.cli_runner`); `exec` is

@@ -231,6 +231,8 @@ class SshTransport(Transport):
             log.warning("%s", self.last_error)
             writer.close()
             return
+        if not isinstance(channel[0], _DialStdio):
+            self.last_error = None
         await _pipe((reader, writer), channel, half_close)
 
     def _serve(self, half_close: bool) -> Callable[
@@ -262,8 +264,9 @@ class SshTransport(Transport):
         if isinstance(exc, TransportError):
             return str(exc)
         if self.last_error is not None and isinstance(
-                exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
-            return self.last_error
+                exc, aiohttp.ServerDisconnectedError | ConnectionResetError
+                | asyncio.IncompleteReadError):
+            return self.last_error  # the bridge closed: why it could not open a channel
         return ssh_error_line(exc, self.where, self.known_hosts, self.timeout)
 
     async def close(self) -> None:

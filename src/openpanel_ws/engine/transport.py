@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from openpanel_ws.engine.target import DEFAULT_SOCKET, EngineTarget
+from openpanel_ws.engine.tls_stream import open_tls_connection
 
 __all__ = [
     "TcpTransport",
@@ -133,9 +134,8 @@ class TcpTransport(Transport):
         context = self.ssl_context()
         if context is None:
             return await asyncio.open_connection(self.host, self.port)
-        return await asyncio.open_connection(
-            self.host, self.port, ssl=context, server_hostname=self.host,
-            ssl_handshake_timeout=self.timeout)
+        # Not asyncio's TLS: it cannot half-close, and an exec's stdin must end (eof).
+        return await open_tls_connection(self.host, self.port, context)
 
     def explain(self, exc: BaseException) -> str:
         where = f"{self.host}:{self.port}"

@@ -306,3 +306,17 @@ async def test_a_missing_engine_socket_is_one_line(sshd: SshServer, tmp_path: Pa
                        f"{path}: [Errno 2] No such file or directory; docker system "
                        f"dial-stdio: error during connect: dial unix {path}: No such file or "
                        "directory"), message
+
+
+async def test_exec_attach_to_a_missing_engine_socket_is_one_line(
+        sshd: SshServer, tmp_path: Path) -> None:
+    path = tmp_path / "no-engine.sock"
+    engine = DockerEngine(sshd.target(str(path)))
+    try:
+        with pytest.raises(EngineUnavailable) as info:
+            await engine.hijack("/exec/abc/start", {"Tty": True})
+    finally:
+        await engine.close()
+    assert info.value.message.startswith(
+        f"exec attach failed: ssh tester@127.0.0.1:{sshd.port}: cannot reach the engine socket "
+        f"{path}: "), info.value.message

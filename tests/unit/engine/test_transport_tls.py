@@ -242,6 +242,58 @@ async def test_exec_attach_over_tls(pki: Pki) -> None:
         await server.wait_closed()
 
 
+def _blocking_upgrade_then_echo(conn: ssl.SSLSocket) -> None:
+    """The engine's side of an attach, as dockerd (Go) does it: after our close_notify
+    it reads EOF, and can still write."""
+    with conn:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        while chunk := conn.recv(4096):
+            conn.sendall(chunk.upper())
+        conn.sendall(b"[stdin closed]")
+        conn.unwrap()
+
+
+@contextlib.contextmanager
+def blocking_attach_server(pki: Pki) -> Iterator[int]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    context = server_context(pki)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            raw, _ = listener.accept()
+            _blocking_upgrade_then_echo(context.wrap_socket(raw, server_side=True))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        thread.join(5)
+
+
+async def test_exec_attach_over_tls_half_closes(pki: Pki) -> None:
+    """Our end of input is TLS close_notify; the engine's output still arrives after."""
+    with blocking_attach_server(pki) as port:
+        engine = DockerEngine(EngineTarget(f"tcp://127.0.0.1:{port}", **pki.client_files("c")))
+        try:
+            reader, writer = await engine.hijack("/exec/abc/start", {"Tty": False})
+            writer.write(b"abc")
+            assert await asyncio.wait_for(reader.readexactly(3), 10) == b"ABC"
+            assert writer.can_write_eof()
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 10) == b"[stdin closed]"
+            assert writer.transport.get_extra_info("sslcontext") is not None
+            writer.close()
+        finally:
+            await engine.close()
+
+
 async def test_exec_attach_over_tls_with_a_wrong_ca(pki: Pki) -> None:
     server = await asyncio.start_server(_upgrade_then_echo, "127.0.0.1", 0,
                                         ssl=server_context(pki))

@@ -124,8 +124,8 @@ class TerminalGateway(Gateway[TerminalState]):
 
     async def release(self, terminal: Terminal, *, forget: bool) -> None:
         """The terminal has ended; `forget`: its processes are gone, drop its journal row
-        (else it stays for a later gateway to reap, and the kill is tried again when its
-        host is next up)."""
+        (else it stays for a later gateway to reap and, unless this one is stopping, the
+        kill is tried again until its host answers)."""
         if terminal in self._terminals:
             self._terminals.discard(terminal)
             self._registry.remove(terminal.lifecycle.session_id)
@@ -134,7 +134,7 @@ class TerminalGateway(Gateway[TerminalState]):
         if terminal.journaled and forget and self._journal is not None:
             terminal.journaled = False
             await self._journal_call(self._journal.record_close, terminal.lifecycle.session_id)
-        elif terminal.journaled and self._reaper is not None:
+        elif terminal.journaled and self._reaper is not None and not self._stopping:
             lifecycle, proc = terminal.lifecycle, terminal.proc
             self._reaper.defer(lifecycle.host, lifecycle.session_id, lifecycle.container_id,
                                f"{MARKER_ENV}={lifecycle.session_id}", proc.program)

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import orjson
 
+from openpanel_ws import statedir
 from openpanel_ws.engine.exec import ExecProcess
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
 from openpanel_ws.gateways.terminal.live import Suspended, Terminal, TerminalHost
@@ -70,13 +71,13 @@ def record(terminal: Terminal, suspended: Suspended) -> Record:
 
 
 def write_records(state_dir: Path, records: list[Record]) -> Path | None:
-    """The hand-off file (0600) holding `records`; None when it cannot be written."""
-    path = state_dir / f"terminal-handoff-{os.getpid()}.json"
+    """The hand-off file (0600) holding `records`, at a name no one can guess (the
+    re-executed process learns it from `HANDOFF_ENV`), written through a temporary file
+    and a rename (docs/security.md "The state directory"); None when it cannot be written."""
+    path = state_dir / statedir.unique_name(f"terminal-handoff-{os.getpid()}-", ".json")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(orjson.dumps({"pid": os.getpid(), "sessions": records}))
+        statedir.ensure_private_dir(state_dir, "state directory")
+        statedir.write_private(path, orjson.dumps({"pid": os.getpid(), "sessions": records}))
     except OSError as exc:
         log.error("terminal hand-off file %s: %s; the sessions will be reaped", path, exc)
         return None
@@ -84,11 +85,15 @@ def write_records(state_dir: Path, records: list[Record]) -> Path | None:
 
 
 def read_records(path: Path) -> list[Record]:
-    """The records of a hand-off file, which is deleted; none when it is unreadable or
-    not this very process's (only the re-executed process, same pid, may adopt the
-    descriptors). Blocking: call it in a thread."""
+    """The records of a hand-off file, which is deleted; none when it is unreadable, not
+    a private regular file of this user's (a symlink is never followed), or not this very
+    process's (only the re-executed process, same pid, may adopt the descriptors).
+    Blocking: call it in a thread."""
     try:
-        data = orjson.loads(path.read_bytes())
+        raw = statedir.read_private(path, "terminal hand-off file")
+        if raw is None:
+            raise FileNotFoundError(f"{path}: no such file")
+        data = orjson.loads(raw)
         path.unlink()
     except (OSError, orjson.JSONDecodeError) as exc:
         log.error("terminal hand-off file %s unreadable: %s", path, exc)

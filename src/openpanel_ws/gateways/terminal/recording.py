@@ -23,6 +23,8 @@ from typing import Any, Final
 
 import orjson
 
+from openpanel_ws import statedir
+
 __all__ = [
     "SUFFIX",
     "CastError",
@@ -79,9 +81,9 @@ class CastRecorder:
                record_input: bool = False) -> CastRecorder:
         """Create the file (0600, never over an existing one) and write its header.
         Raises OSError."""
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        statedir.ensure_private_dir(directory, "recording directory")
         path = directory / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fd = statedir.open_new(path, os.O_WRONLY | os.O_APPEND)
         recorder = cls(fd, str(path), now, record_input=record_input)
         recorder.write_header(head)
         if recorder.fd is None:
@@ -91,7 +93,7 @@ class CastRecorder:
     @classmethod
     def reopen(cls, path: str, started: float, *, record_input: bool) -> CastRecorder:
         """Go on appending to an existing recording (after a reload). Raises OSError."""
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = statedir.open_append(Path(path), "terminal recording")
         return cls(fd, path, started, record_input=record_input)
 
     def write_header(self, head: dict[str, Any]) -> None:

@@ -37,11 +37,15 @@ export class HostSwitcher {
     this.select.addEventListener('change', () => onChange(this.select.value))
   }
 
-  /** The rows of GET /api/hosts (null: no hosts route, the switcher stays hidden). */
+  /** The rows of GET /api/hosts (null: no hosts route). With one host the switcher
+   * stays hidden: the page is the one of a gateway of one host. */
   set(rows) {
     this.hosts = new Map((rows || []).map(h => [h.id, { ...h }]))
-    this.node.hidden = !rows || rows.length === 0
     this.render()
+  }
+
+  several() {
+    return this.hosts.size > 1
   }
 
   has(id) {
@@ -64,11 +68,11 @@ export class HostSwitcher {
     host.state = msg.state
     host.error = msg.error ?? null
     this.hosts.set(msg.host, host)
-    this.node.hidden = false
     this.render()
   }
 
   render() {
+    this.node.hidden = !this.several()
     const options = [...this.hosts.values()].map(h =>
       el('option', {
         value: h.id,
