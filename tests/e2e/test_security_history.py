@@ -171,7 +171,8 @@ async def test_tail_all_nonreaders_are_cut_off_while_memory_stays_flat_and_a_rea
         silent = [await RawSubscriber.open(server.port, subscribe) for _ in range(3)]
         await eventually(lambda: len(server.app[CLIENTS_KEY]) == 3)
         sessions = list(server.app[CLIENTS_KEY])
-        reader = await server.connect("/ws/containers", auth=True)
+        # Another user: the three are one user's, who gets 2 history fetches at once.
+        reader = await server.connect("/ws/containers", auth=make_token("reader"))
         await reader.send(subscribe)
         try:
             await reader.expect("subscribed_logs", 15)
