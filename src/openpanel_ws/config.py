@@ -93,6 +93,14 @@ class Settings:
     host_log_files: list[str] = field(default_factory=list)
     # Containers gateway
     log_line_max_bytes: int = 65536
+    # A subscriber's history (docs/containers.md "History"): `tail` capped in lines and
+    # in bytes of `log` messages; fetches at once per token `sub` and per gateway.
+    log_history_max_lines: int = 100_000
+    log_history_max_bytes: int = 32 * 1024 * 1024
+    log_history_fetches_per_user: int = 2
+    log_history_fetches: int = 16
+    # Logs and stats subscriptions per /ws/containers connection
+    subscriptions_per_connection: int = 64
     # Terminal gateway
     terminal_idle_timeout: float = 1800.0
     terminal_audit_log: Path | None = None
@@ -139,7 +147,8 @@ _POSITIVE = {
     "log_line_max_bytes", "terminal_idle_timeout", "handshake_timeout",
     "max_unauthenticated", "engine_timeout", "terminal_ring_bytes",
     "terminal_max_per_user", "terminal_max", "terminal_record_max_bytes",
-    "terminal_record_dir_max_bytes",
+    "terminal_record_dir_max_bytes", "log_history_max_lines", "log_history_max_bytes",
+    "log_history_fetches_per_user", "log_history_fetches", "subscriptions_per_connection",
 }
 _NON_NEGATIVE = {"terminal_grace", "max_unauthenticated_per_ip"}
 

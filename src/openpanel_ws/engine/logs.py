@@ -13,8 +13,9 @@ produce neither a gap nor a duplicate.
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ __all__ = [
     "FollowCursor",
     "HandoverFilter",
     "LogParser",
+    "Reorder",
     "parse_all",
     "split_frames",
 ]
@@ -289,36 +291,104 @@ class HandoverFilter:
     text). Lines older than the history's window are the shared stream still replaying
     an earlier subscriber's backlog: dropped too. Once a live line is clearly past the
     history (a second after its newest line) the filter has nothing left to do.
+
+    The history is given whole or line by line (`note`, before any `admit`). Only the
+    newest `max_keys` lines are remembered: the live stream can repeat only the history's
+    newest lines, those it delivered after the subscriber joined (held, at most the
+    send-queue bound) and those it had not reached yet when the history ended.
     """
 
     GRACE_NANOS = 1_000_000_000
 
-    __slots__ = ("_floor", "_keys", "_newest", "done")
+    __slots__ = ("_keys", "_max_keys", "_newest", "_oldest", "_order", "_since", "done")
 
-    def __init__(self, history: Iterable[ContainerLogLine], since_nanos: int | None = None) -> None:
+    def __init__(self, history: Iterable[ContainerLogLine] = (), since_nanos: int | None = None,
+                 *, max_keys: int | None = None) -> None:
         self._keys: Counter[tuple[int, str, str]] = Counter()
-        oldest: int | None = None
-        newest: int | None = None
+        self._order: deque[tuple[int, str, str]] | None = None if max_keys is None else deque()
+        self._max_keys = max_keys
+        self._oldest: int | None = None
+        self._newest: int | None = None
+        self._since = since_nanos
+        self.done = since_nanos is None
         for line in history:
-            self._keys[line.key] += 1
-            if line.nanos:
-                oldest = line.nanos if oldest is None else min(oldest, line.nanos)
-                newest = line.nanos if newest is None else max(newest, line.nanos)
-        floors = [n for n in (oldest, since_nanos) if n is not None]
-        self._floor = max(floors) if floors else None
-        self._newest = newest
-        self.done = newest is None and since_nanos is None
+            self.note(line)
+
+    def note(self, line: ContainerLogLine) -> None:
+        """One more history line, in order."""
+        if not line.nanos:
+            return  # never matched: a line without a timestamp is always admitted
+        key = line.key
+        self._keys[key] += 1
+        order = self._order
+        if order is not None:
+            order.append(key)
+            if self._max_keys is not None and len(order) > self._max_keys:
+                old = order.popleft()
+                self._keys[old] -= 1
+                if self._keys[old] <= 0:
+                    del self._keys[old]
+        nanos = line.nanos
+        self._oldest = nanos if self._oldest is None else min(self._oldest, nanos)
+        self._newest = nanos if self._newest is None else max(self._newest, nanos)
+        self.done = False
+
+    @property
+    def _floor(self) -> int | None:
+        floors = [n for n in (self._oldest, self._since) if n is not None]
+        return max(floors) if floors else None
 
     def admit(self, line: ContainerLogLine) -> bool:
         if self.done or not line.nanos:
             return True
+        self._order = None  # the history is complete
         if self._keys[line.key] > 0:
             self._keys[line.key] -= 1
             return False
-        if self._floor is not None and line.nanos < self._floor:
+        floor = self._floor
+        if floor is not None and line.nanos < floor:
             return False
-        limit = self._newest if self._newest is not None else self._floor
+        limit = self._newest if self._newest is not None else floor
         if limit is not None and line.nanos > limit + self.GRACE_NANOS:
             self.done = True
             self._keys.clear()
         return True
+
+
+class Reorder:
+    """A history's lines back in time order, as they are read, within a bounded window.
+
+    The engine logs stdout and stderr in arrival order, each line stamped when read, so
+    timestamps are not monotonic across the two streams (by far less than a second). A
+    line is released once a line `window_nanos` newer was read, or when more than
+    `max_lines` wait; `flush` releases the rest. Equal timestamps keep their order."""
+
+    __slots__ = ("_heap", "_newest", "_seq", "max_lines", "window_nanos")
+
+    def __init__(self, window_nanos: int = 1_000_000_000, max_lines: int = 4096) -> None:
+        self.window_nanos = window_nanos
+        self.max_lines = max_lines
+        self._heap: list[tuple[int, int, ContainerLogLine]] = []
+        self._seq = 0
+        self._newest = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, lines: Iterable[ContainerLogLine]) -> list[ContainerLogLine]:
+        """Take `lines`; answer those now in order."""
+        heap = self._heap
+        for line in lines:
+            heapq.heappush(heap, (line.nanos, self._seq, line))
+            self._seq += 1
+            self._newest = max(self._newest, line.nanos)
+        out: list[ContainerLogLine] = []
+        horizon = self._newest - self.window_nanos
+        while heap and (len(heap) > self.max_lines or heap[0][0] < horizon):
+            out.append(heapq.heappop(heap)[2])
+        return out
+
+    def flush(self) -> list[ContainerLogLine]:
+        heap = self._heap
+        out = [heapq.heappop(heap)[2] for _ in range(len(heap))]
+        return out

@@ -19,6 +19,7 @@ from openpanel_ws.gateways.access import (
     resolve_host,
 )
 from openpanel_ws.gateways.base import Gateway, Handler, Session
+from openpanel_ws.gateways.containers.history import HistoryLimits, Turns
 from openpanel_ws.gateways.containers.logs import LOGS, LogSub, LogUpstream
 from openpanel_ws.gateways.containers.requests import LogsRequest, StatsRequest, container_ref
 from openpanel_ws.gateways.containers.stats import STATS, StatsSub, StatsUpstream
@@ -60,6 +61,15 @@ class Target:
         return (self.host.id, self.container_id)
 
 
+def too_many_subscriptions(cap: int, ref: str, host_id: str) -> protocol.ProtocolError:
+    """A subscribe past the per-connection cap: refused before any engine call."""
+    return protocol.ProtocolError(
+        protocol.ErrorCode.INVALID_MESSAGE,
+        f"Too many subscriptions: at most {cap} subscriptions (logs and stats) per "
+        "connection; unsubscribe one first",
+        context={"containerId": ref, "host": host_id})
+
+
 def ended_message(kind: str, container_ref: str, reason: str = REMOVED_REASON,
                   host: str | None = None) -> Message:
     """The end of a subscription the client did not ask for (documented in docs/containers.md)."""
@@ -93,6 +103,13 @@ class ContainersGateway(Gateway[ContainersState]):
         # The event listener of each host whose events this gateway listens to.
         self._listening: dict[str, Callable[[EngineEvent], None]] = {}
         services.hosts.add_status_listener(self._on_host_status)
+        settings = self.settings
+        self.history_limits = HistoryLimits(
+            settings.log_history_max_lines, settings.log_history_max_bytes,
+            settings.log_history_fetches_per_user, settings.log_history_fetches)
+        # At most so many history fetches at once, per token `sub` and for the gateway.
+        self.history_turns = Turns(settings.log_history_fetches_per_user,
+                                   settings.log_history_fetches)
 
     def handlers(self) -> dict[str, Handler[ContainersState]]:
         return {
@@ -136,8 +153,16 @@ class ContainersGateway(Gateway[ContainersState]):
         """Inspect the container if this principal may see it, and acknowledge; None
         when the answer came too late (the session closed, or the same subscription
         was made meanwhile)."""
-        info = await resolve_container(host, session.user, ref)
-        if session.closed or (kind, host.id, ref) in self.state(session).subs:
+        state = self.state(session)
+        cap = self.settings.subscriptions_per_connection
+        if len(state.subs) + state.pending >= cap:
+            raise too_many_subscriptions(cap, ref, host.id)
+        state.pending += 1  # counted from here: requests on other lanes run meanwhile
+        try:
+            info = await resolve_container(host, session.user, ref)
+        finally:
+            state.pending -= 1
+        if session.closed or (kind, host.id, ref) in state.subs:
             return None
         names = tuple(container_names(info))
         user = session.user
@@ -164,7 +189,8 @@ class ContainersGateway(Gateway[ContainersState]):
             return LogUpstream(self.links(host), target.container_id, tty=target.tty,
                                max_line=self.settings.log_line_max_bytes,
                                limits=QueueLimits(self.settings.send_queue_max,
-                                                  self.settings.send_queue_max_bytes))
+                                                  self.settings.send_queue_max_bytes),
+                               history=self.history_limits, turns=self.history_turns)
 
         def join(upstream: LogUpstream) -> None:
             sub = LogSub(session, request.ref, target.names, upstream)

@@ -18,12 +18,18 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-import orjson
-
 from openpanel_ws.backoff import Backoff
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.engine.logs import ContainerLogLine, FollowCursor, HandoverFilter, LogParser
 from openpanel_ws.engine.streams import pump, time_param
+from openpanel_ws.gateways.containers.history import (
+    HANDOVER_WINDOW,
+    HistoryLimits,
+    HistoryPlan,
+    HistorySender,
+    Turns,
+    log_frame,
+)
 from openpanel_ws.gateways.containers.upstream import (
     BACKOFF_INITIAL,
     Subscription,
@@ -32,7 +38,6 @@ from openpanel_ws.gateways.containers.upstream import (
     next_wait,
 )
 from openpanel_ws.gateways.hold import Hold, cut_off
-from openpanel_ws.outbound import text_frame
 from openpanel_ws.sendqueue import QueueLimits
 
 __all__ = ["LOGS", "LogSub", "LogUpstream", "log_frame"]
@@ -40,9 +45,6 @@ __all__ = ["LOGS", "LogSub", "LogUpstream", "log_frame"]
 log = logging.getLogger(__name__)
 
 LOGS: Final = "logs"
-# A late subscriber's history is fetched with at least this many lines, so the handover
-# can recognise the shared stream's older lines even when the client asked for few.
-HANDOVER_WINDOW: Final = 100
 # A logs stream that keeps failing is retried at most this often.
 STREAM_BACKOFF_MAX: Final = 30.0
 # A logs stream that lived at least this long was healthy: the backoff starts over.
@@ -64,21 +66,6 @@ class LogSub(Subscription):
     joined_nanos: int = 0
 
 
-def log_frame(container_ref: str, line: ContainerLogLine, host: str | None = None) -> bytes:
-    """The `log` message for one line, framed (built once per distinct `containerId`);
-    `host` names the container's host (docs/protocol.md "The `host` field")."""
-    message: dict[str, Any] = {
-        "type": "log",
-        "containerId": container_ref,
-        "timestamp": line.timestamp,
-        "stream": line.stream,
-        "data": line.data,
-    }
-    if host is not None:
-        message["host"] = host
-    return text_frame(orjson.dumps(message))
-
-
 def line_frame(sub: LogSub, line: ContainerLogLine, frames: dict[str, bytes]) -> bytes:
     """The line's frame for `sub`: encoded and framed once per distinct `containerId`
     text, the same bytes for each subscriber."""
@@ -96,7 +83,7 @@ class LogUpstream(Upstream[LogSub]):
     kind: ClassVar[str] = LOGS
 
     def __init__(self, links: UpstreamLinks, container_id: str, *, tty: bool, max_line: int,
-                 limits: QueueLimits) -> None:
+                 limits: QueueLimits, history: HistoryLimits, turns: Turns) -> None:
         super().__init__(links, container_id)
         self.tty = tty
         self.cursor = FollowCursor()
@@ -109,8 +96,11 @@ class LogUpstream(Upstream[LogSub]):
         # Lines held for a late subscriber while its history is fetched are bounded as
         # the send queue is (`Hold`): past it, the subscriber is a slow consumer.
         self.limits = limits
+        # A late subscriber's history: its bounds, and the gateway's fetch turns.
+        self.history = history
+        self.turns = turns
 
-    def _parser(self) -> LogParser:
+    def parser(self) -> LogParser:
         return LogParser(tty=self.tty, max_line_bytes=self.max_line)
 
     def _follow_params(self) -> dict[str, Any]:
@@ -127,7 +117,7 @@ class LogUpstream(Upstream[LogSub]):
             opened_at = time.monotonic()
             try:
                 await pump(self.engine.stream_chunks(self.path + "/logs", self._follow_params()),
-                           self._parser(), self.deliver)
+                           self.parser(), self.deliver)
             except EngineNotFound:
                 pass  # removed, or about to be: wait_running decides
             except EngineError as exc:
@@ -183,32 +173,31 @@ class LogUpstream(Upstream[LogSub]):
         )
 
     async def _history(self, sub: LogSub, tail: int | str, since: int | None) -> None:
-        """A late subscriber's backlog by a separate non-follow request; then live."""
-        fetch: int | str = "all" if tail == "all" else max(int(tail), HANDOVER_WINDOW)
-        params: dict[str, Any] = {**LOGS_PARAMS, "tail": fetch}
+        """A late subscriber's backlog by a separate non-follow request, sent as it is
+        read (`HistorySender`); then the held live lines through the handover; then live."""
+        plan = HistoryPlan.of(tail, self.history.max_lines)
+        params: dict[str, Any] = {**LOGS_PARAMS, "tail": plan.fetch}
         if since is not None:
             params["since"] = time_param(since)
-        history: list[ContainerLogLine] = []
-        try:
-            await pump(self.engine.stream_chunks(self.path + "/logs", params),
-                       self._parser(), history.extend)
-            history.sort(key=_by_time)
-        except EngineError as exc:
-            # No history (engine trouble): the subscriber still gets the live lines.
-            log.info("logs history of %s failed: %s", self.container_id[:12], exc)
-        if sub not in self.subs:
-            return
-        shown = history if tail == "all" else history[len(history) - int(tail):] if tail else []
-        for i, line in enumerate(shown):
-            sub.session.send_frame(log_frame(sub.ref, line, sub.host))
-            if i % 256 == 255:
-                await asyncio.sleep(0)  # let the writer drain a big backlog
-                if sub not in self.subs:
-                    return
         # A `since` in the future gives an empty history, then the live lines: the
         # handover floor is never later than the moment the subscriber joined.
         floor = None if since is None else min(since, sub.joined_nanos)
-        handover = HandoverFilter(history, floor)
+        sender = HistorySender(sub.session, sub.ref, sub.host, plan, self.history, floor=floor,
+                               max_keys=2 * self.limits.max_frames + HANDOVER_WINDOW,
+                               subscribed=lambda: sub in self.subs)
+        async with self.turns.turn(sub.session.user.user_id):
+            if sender.gone:
+                return
+            try:
+                await sender.run(self.engine.stream_chunks(self.path + "/logs", params),
+                                 self.parser())
+            except EngineError as exc:
+                # No (more) history (engine trouble): the subscriber still gets live lines.
+                log.info("logs history of %s failed: %s", self.container_id[:12], exc)
+        if sender.gone:
+            return
+        sender.finish()
+        handover = sender.handover
         held, sub.held = sub.held.release() if sub.held is not None else [], None
         for line, frame in held:
             if handover.admit(line):

@@ -71,10 +71,13 @@ class ContainersState:
     """A connection's subscriptions on /ws/containers, by (kind, host, containerId). Made
     on the first subscribe, so an idle connection holds none."""
 
-    __slots__ = ("subs",)
+    __slots__ = ("pending", "subs")
 
     def __init__(self) -> None:
         self.subs: dict[tuple[str, str, str], Subscription] = {}
+        # Subscribes admitted but not answered yet (the engine is being asked): they
+        # count against the per-connection cap.
+        self.pending = 0
 
     def discard(self, sub: Subscription) -> None:
         if self.subs.get(sub.key) is sub:

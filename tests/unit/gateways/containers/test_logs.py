@@ -8,6 +8,7 @@ from fakes import Sink
 from openpanel_ws.engine.client import DockerEngine
 from openpanel_ws.engine.logs import ContainerLogLine
 from openpanel_ws.gateways.base import Session
+from openpanel_ws.gateways.containers.history import HistoryLimits, Turns
 from openpanel_ws.gateways.containers.logs import LogSub, LogUpstream
 from openpanel_ws.gateways.containers.upstream import ContainersState, UpstreamLinks
 from openpanel_ws.gateways.hold import Hold
@@ -34,7 +35,8 @@ def lines(n: int, start: int = 1) -> list[ContainerLogLine]:
 
 async def test_lines_held_past_the_send_queue_bound_close_with_the_one_reason() -> None:
     upstream = LogUpstream(UpstreamLinks(DockerEngine(), lambda u: None, lambda u: None), "c" * 64,
-                           tty=True, max_line=16384, limits=HELD)
+                           tty=True, max_line=16384, limits=HELD,
+                           history=HistoryLimits(1000, 1 << 20, 2, 16), turns=Turns(2, 16))
     held, held_sink = subscriber(upstream)
     live, live_sink = subscriber(upstream)
     held.held = Hold(upstream.limits)  # its history is being fetched
