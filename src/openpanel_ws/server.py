@@ -28,6 +28,7 @@ from openpanel_ws.outbound import WriteScheduler
 from openpanel_ws.protocol import CloseCode
 from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
+from openpanel_ws.web.console import bearer_principal, host_state
 from openpanel_ws.web.routes import register as register_console
 
 __all__ = [
@@ -121,14 +122,20 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready while the default host's engine answers; the states of the hosts a valid
+    Bearer token may see, and nothing about any host to anyone else (docs/protocol.md
+    "A host that is down or hangs")."""
     services = request.app[SERVICES_KEY]
-    if await services.engine.ping():
-        return web.json_response({"status": "ready", "engine": services.engine.docker_host})
-    return web.json_response(
-        {"status": "unavailable", "reason": "Docker engine does not answer /_ping",
-         "engine": services.engine.docker_host},
-        status=503,
-    )
+    host = services.hosts.default
+    ready = await host.engine.ping()
+    if ready:
+        services.hosts.succeeded(host)
+    body: dict[str, Any] = {"status": "ready"} if ready else {
+        "status": "unavailable", "reason": "Docker engine does not answer /_ping"}
+    principal = bearer_principal(request.headers.get("Authorization"), services.verifier)
+    if principal is not None:
+        body["hosts"] = [host_state(h.status) for h in services.hosts.visible_to(principal)]
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def new_scheduler(settings: Settings) -> WriteScheduler:

@@ -62,7 +62,8 @@ async def test_list_shows_running_and_stopped_containers(server: RunningServer,
     assert rows[running]["exitCode"] is None
     assert rows[stopped]["state"] == "exited"
     assert rows[stopped]["exitCode"] == 3
-    assert set(rows[running]) == {"id", "name", "image", "state", "status", "created", "startedAt",
+    assert rows[running]["host"] == "local"
+    assert set(rows[running]) == {"id", "host", "name", "image", "state", "status", "created", "startedAt",
                                   "finishedAt", "exitCode", "health"}
     assert str(body["timestamp"]).endswith("Z")
 

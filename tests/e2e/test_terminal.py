@@ -309,7 +309,7 @@ async def test_stopped_or_missing_container(server: RunningServer, containers: C
     for ref in (name, "opws-does-not-exist"):
         reply = await term.open(ref)
         assert reply == {"type": "terminal_error", "message": "Container not found or not running",
-                         "containerId": ref}
+                         "containerId": ref, "host": "local"}
 
 
 async def test_missing_shell(server: RunningServer, containers: Containers) -> None:

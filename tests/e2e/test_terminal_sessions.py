@@ -88,8 +88,8 @@ async def test_resume_keeps_the_shell(server: RunningServer, containers: Contain
     drop(term)
     again = await seq_terminal(server)
     reply = await again.open(name, sessionId=session_id, lastSeq=term.seq)
-    assert reply == {"type": "terminal_opened", "containerId": name, "sessionId": session_id,
-                     "resumed": True, "seq": term.seq}
+    assert reply == {"type": "terminal_opened", "containerId": name, "host": "local",
+                     "sessionId": session_id, "resumed": True, "seq": term.seq}
     await again.type('echo "$KEEP in $(pwd)"\n')
     await again.until("kept-42 in /tmp\r\n")
     await again.send({"type": "close_terminal"})

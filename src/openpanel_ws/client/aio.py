@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
 
 from openpanel_ws.client.link import Consumer, Link
 from openpanel_ws.client.messages import (
+    AuthenticationError,
     ClientError,
+    ConnectionFailed,
     Event,
     LogLine,
     MetricsSample,
@@ -38,7 +42,7 @@ from openpanel_ws.client.terminal import TerminalSubscription
 from openpanel_ws.protocol import DEFAULT_RATE_LIMITS
 from openpanel_ws.ratelimit import RateLimit
 
-__all__ = ["DEFAULT_URL", "OpenPanelClient", "TerminalSession", "TokenSource", "gateway_url"]
+__all__ = ["DEFAULT_URL", "OpenPanelClient", "TerminalSession", "TokenSource", "api_url", "gateway_url"]
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,10 @@ DEFAULT_URL: Final = "ws://127.0.0.1:3001"
 GATEWAYS: Final = ("containers", "logs", "metrics", "terminal")
 
 
-def gateway_url(base: str, gateway: str) -> str:
-    """ws://host:port[/ws/x] or http(s)://… -> ws(s)://host:port/ws/<gateway>."""
+def gateway_url(base: str, gateway: str, host_route: str | None = None) -> str:
+    """ws://host:port[/ws/x] or http(s)://… -> ws(s)://host:port/ws/<gateway>; with
+    `host_route`, the route of that Docker host: …/hosts/<id>/ws/<gateway>
+    (docs/protocol.md "Addressing"). A base URL that ends in /hosts/<id> works too."""
     url = base.strip().rstrip("/")
     if url.startswith("http://"):
         url = "ws://" + url[len("http://"):]
@@ -61,7 +67,18 @@ def gateway_url(base: str, gateway: str) -> str:
     for name in GATEWAYS:
         if url.endswith("/ws/" + name):
             url = url[: -len("/ws/" + name)]
+    if host_route is not None:
+        return f"{url}/hosts/{quote(host_route, safe='')}/ws/{gateway}"
     return f"{url}/ws/{gateway}"
+
+
+def api_url(base: str, path: str) -> str:
+    """The HTTP address of `path` (/api/...) on the gateway of the base URL."""
+    url = gateway_url(base, "containers")[: -len("/ws/containers")]
+    url = re.sub(r"/hosts/[^/]+$", "", url)  # a host route's base: the API is the gateway's
+    if url.startswith("ws://"):
+        return "http://" + url[len("ws://"):] + path
+    return "https://" + url[len("wss://"):] + path
 
 
 # --- terminal ---------------------------------------------------------------------------
@@ -77,6 +94,11 @@ class TerminalSession:
         self._consumer = consumer
         self.session_id = session_id
         self.container_id = sub.container
+
+    @property
+    def host(self) -> str | None:
+        """The host of the container: the one named, else the one the gateway said."""
+        return self._sub.host
 
     @property
     def exit_code(self) -> int | None:
@@ -145,6 +167,11 @@ class OpenPanelClient:
     `token` is a string or an async callable returning one; it is called again before
     every re-authentication, so an expiring token can be refreshed: on reconnect, and on
     the open connection `token_refresh_margin` seconds before the current token's `exp`.
+
+    `host` is the Docker host of every container named without one (None: the gateway's
+    default host); each call may name another (`logs("web", host="prod-2")`).
+    `host_route` connects to the routes of one host (`/hosts/{id}/ws/*`) instead of
+    the plain `/ws/*` endpoints that serve every host.
     """
 
     def __init__(
@@ -160,8 +187,12 @@ class OpenPanelClient:
         idle_timeout: float | None = None,
         on_status: StatusCallback | None = None,
         token_refresh_margin: float = REFRESH_MARGIN,
+        host: str | None = None,
+        host_route: str | None = None,
     ) -> None:
         self.url = url
+        self.host = host
+        self.host_route = host_route
         self.token = token
         # With a callable token source, a fresh `auth` goes out this long before `exp`.
         self.token_refresh_margin = token_refresh_margin
@@ -194,6 +225,25 @@ class OpenPanelClient:
             self._session = aiohttp.ClientSession()
         return self._session
 
+    async def hosts(self) -> list[dict[str, Any]]:
+        """`GET /api/hosts`: the Docker hosts the token may see, each
+        {id, engine, state, error, version, containers, terminals}."""
+        http = await self._http()
+        headers = {"Authorization": f"Bearer {await self._token()}"}
+        url = api_url(self.url, "/api/hosts")
+        try:
+            async with http.get(url, headers=headers) as resp:
+                if resp.status == 401:
+                    raise AuthenticationError("AUTH_FAILED", "Invalid token")
+                if resp.status != 200:
+                    raise ClientError(f"GET {url}: HTTP {resp.status}")
+                body = await resp.json()
+        except aiohttp.ClientError as exc:
+            raise ConnectionFailed(f"cannot connect to {url}: {exc}") from exc
+        if not isinstance(body, list):
+            raise ClientError(f"GET {url}: expected a list of hosts")
+        return [h for h in body if isinstance(h, dict)]
+
     async def _token(self) -> str:
         if isinstance(self.token, str):
             return self.token
@@ -213,7 +263,7 @@ class OpenPanelClient:
         if shared and self._containers is not None and not self._containers.closed:
             return self._containers
         config = ConnectionConfig(
-            gateway_url(self.url, gateway),
+            gateway_url(self.url, gateway, self.host_route),
             rate_limit=self.rate_limits[gateway],
             backoff=self.backoff, reconnect=reconnect, wait_for_server=self.wait_for_server,
             connect_timeout=self.connect_timeout, idle_timeout=self.idle_timeout,
@@ -236,7 +286,7 @@ class OpenPanelClient:
 
     def logs(self, container: str, *, tail: int | str | None = None,
              since: str | float | None = None, follow: bool = True,
-             quiet: float = 1.0) -> AsyncGenerator[LogLine, None]:
+             quiet: float = 1.0, host: str | None = None) -> AsyncGenerator[LogLine, None]:
         """Log lines of one container; resumes after a reconnect with no gap or duplicate.
 
         `follow=False` ends once the backlog is delivered: at the first line newer than
@@ -244,25 +294,31 @@ class OpenPanelClient:
         before the first line).
         """
         return self._stream(self._link("containers", shared=True),
-                            LogsSubscription(container, tail, since, follow, quiet))
+                            LogsSubscription(container, tail, since, follow, quiet,
+                                             host or self.host))
 
-    def stats(self, *containers: str, interval: int | None = None) -> AsyncGenerator[StatsSample, None]:
+    def stats(self, *containers: str | tuple[str | None, str], interval: int | None = None,
+              host: str | None = None) -> AsyncGenerator[StatsSample, None]:
+        """Samples of containers, each a name (on `host`) or a (host, name) pair."""
         return self._stream(self._link("containers", shared=True),
-                            StatsSubscription(list(containers), interval))
+                            StatsSubscription(list(containers), interval, host or self.host))
 
     def events(self, filters: Mapping[str, list[str]] | None = None) -> AsyncGenerator[Event, None]:
         """Docker events and system logs pushed by `/ws/logs`; `filters` like the
         engine's (`{"container": ["web"], "type": ["container"]}`) narrow the events."""
         return self._stream(self._link("logs"), EventsSubscription(filters))
 
-    def metrics(self, interval: int | None = None) -> AsyncGenerator[MetricsSample, None]:
-        return self._stream(self._link("metrics"), MetricsSubscription(interval))
+    def metrics(self, interval: int | None = None,
+                host: str | None = None) -> AsyncGenerator[MetricsSample, None]:
+        """Metrics of the gateway's machine, or of the machine of `host` (only a host
+        on the gateway's machine has them: a remote one is `InvalidMessage`)."""
+        return self._stream(self._link("metrics"), MetricsSubscription(interval, host or self.host))
 
     async def terminal(self, container: str, *, shell: str | None = None,
                        cols: int | None = None, rows: int | None = None,
                        command: Sequence[str] | None = None, tty: bool = True,
                        stdin: bool = True, timeout: float = 30.0,
-                       resume: bool = True) -> TerminalSession:
+                       resume: bool = True, host: str | None = None) -> TerminalSession:
         """Open an interactive terminal.
 
         With `resume` (default) a lost connection is re-established and the same shell
@@ -276,7 +332,7 @@ class OpenPanelClient:
         """
         link = self._link("terminal", reconnect=resume)
         sub = TerminalSubscription(container, shell, cols, rows, command=command, tty=tty,
-                                   stdin=stdin, resume=resume)
+                                   stdin=stdin, resume=resume, host=host or self.host)
         consumer = link.add(sub)
         try:
             session_id = await asyncio.wait_for(asyncio.shield(consumer.opened), timeout)

@@ -19,8 +19,15 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from openpanel_ws.client import TerminalSession
-from openpanel_ws.client.cli_runner import StatusWriter, common_options, isatty, make_client, run_command
-from openpanel_ws.client.cli_text import UsageError
+from openpanel_ws.client.cli_runner import (
+    StatusWriter,
+    common_options,
+    host_option,
+    isatty,
+    make_client,
+    run_command,
+)
+from openpanel_ws.client.cli_text import UsageError, split_target
 
 __all__ = ["LOST_EXIT", "add_exec_parser", "cmd_exec", "take_trailing_options"]
 
@@ -111,7 +118,7 @@ async def _pump_stdin(fd: int | None, session: TerminalSession, *, tty: bool) ->
 # as options until the first word that is not one.
 _EXEC_TRAILING_OPTIONS: Final = {"--url": "url", "--token": "token", "--shell": "shell",
                                  "--reconnect-base": "reconnect_base",
-                                 "--reconnect-max": "reconnect_max"}
+                                 "--reconnect-max": "reconnect_max", "--host": "host"}
 
 
 def take_trailing_options(args: argparse.Namespace) -> None:
@@ -174,11 +181,12 @@ async def cmd_exec(args: argparse.Namespace, status: StatusWriter) -> int:
     if args.shell and args.command:
         raise UsageError("--shell and a COMMAND exclude each other")
     size = _terminal_size() if args.tty else None
+    host, container = split_target(args.container, args.host)
     async with make_client(args, status) as client:
         session = await client.terminal(
-            args.container, shell=args.shell, command=args.command or None, tty=args.tty,
+            container, shell=args.shell, command=args.command or None, tty=args.tty,
             stdin=args.interactive, cols=size[0] if size else None,
-            rows=size[1] if size else None)
+            rows=size[1] if size else None, host=host)
         loop = asyncio.get_running_loop()
 
         def on_winch() -> None:
@@ -228,8 +236,9 @@ def add_exec_parser(subparsers: Any) -> None:
     p.add_argument("-t", "--tty", action="store_true",
                    help="allocate a TTY (raw local terminal, window size follows)")
     p.add_argument("--shell", help="shell to run when no COMMAND is given (server default /bin/sh)")
-    p.add_argument("container", help="container name or id")
+    p.add_argument("container", metavar="[HOST/]CONTAINER", help="container name or id")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
                    help="command and arguments to run instead of the shell")
+    host_option(p)
     common_options(p)
     p.set_defaults(func=run_command(cmd_exec))

@@ -23,12 +23,15 @@ from openpanel_ws.client.cli_text import UsageError
 from openpanel_ws.client.messages import InvalidMessage
 
 __all__ = [
+    "HOST_HELP",
     "PROG",
     "TOKEN_ENV",
     "URL_ENV",
     "Command",
     "StatusWriter",
+    "cli_token",
     "common_options",
+    "host_option",
     "isatty",
     "make_client",
     "print_json",
@@ -78,16 +81,21 @@ def _same_terminal() -> bool:
 
 
 def make_client(args: argparse.Namespace, status: StatusWriter, *, wait: bool = False) -> OpenPanelClient:
-    token = args.token or os.environ.get(TOKEN_ENV, "")
-    if not token:
-        raise UsageError(f"no token: pass --token or set {TOKEN_ENV}")
+    token = cli_token(args)
     if not (args.reconnect_base > 0 and args.reconnect_max > 0):
         raise UsageError("--reconnect-base and --reconnect-max: expected positive seconds")
     return OpenPanelClient(
         args.url, token,
         backoff=BackoffPolicy(base=args.reconnect_base, cap=args.reconnect_max),
-        wait_for_server=wait, on_status=status,
+        wait_for_server=wait, on_status=status, host=getattr(args, "host", None),
     )
+
+
+def cli_token(args: argparse.Namespace) -> str:
+    token: str = args.token or os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise UsageError(f"no token: pass --token or set {TOKEN_ENV}")
+    return token
 
 
 Command = Callable[[argparse.Namespace, StatusWriter], Coroutine[Any, Any, int]]
@@ -148,6 +156,14 @@ def isatty(stream: TextIO | None) -> bool:
     with contextlib.suppress(ValueError, OSError, AttributeError):
         return stream is not None and os.isatty(stream.fileno())
     return False
+
+
+HOST_HELP = ("Docker host of the gateway (default: its default host); a container may also "
+             "be named HOST/CONTAINER, which wins (a container name never contains '/')")
+
+
+def host_option(p: argparse.ArgumentParser, text: str = HOST_HELP) -> None:
+    p.add_argument("--host", metavar="ID", help=text)
 
 
 def common_options(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """The command line's text, as pure functions: option values in, tables and lines out.
 
-`docker stats`-like sizes and tables, `docker events`-like lines, and the parsing of
-`--since` (a duration such as `10m` means that long ago) and `--tail`.
+`docker stats`-like sizes and tables, `docker events`-like lines, the hosts table, and
+the parsing of `--since` (a duration such as `10m` means that long ago), `--tail` and
+`HOST/CONTAINER`.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ import contextlib
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
-from openpanel_ws.client.messages import DockerEvent, MetricsSample, StatsSample, SystemLog
+from openpanel_ws.client.messages import Event, HostStatus, MetricsSample, StatsSample, SystemLog
 
 __all__ = [
     "UsageError",
     "event_json",
     "format_event",
+    "hosts_table",
     "human_bytes",
     "metrics_table",
     "since_option",
+    "split_target",
     "stats_table",
     "tail_option",
 ]
@@ -78,7 +81,25 @@ def tail_option(text: str) -> int | str:
     return n
 
 
+HOST_SEPARATOR: Final = "/"
+
+
+def split_target(text: str, host: str | None = None) -> tuple[str | None, str]:
+    """`ID/container` -> (ID, container); a bare name is on `host` (--host, or None for
+    the gateway's default host). A container name never contains '/', so the first
+    '/' is the separator."""
+    if HOST_SEPARATOR not in text:
+        if not text:
+            raise UsageError("expected a container name or id")
+        return host, text
+    named, _, container = text.partition(HOST_SEPARATOR)
+    if not named or not container or HOST_SEPARATOR in container:
+        raise UsageError(f"expected CONTAINER or HOST/CONTAINER, got {text!r}")
+    return named, container
+
+
 def stats_table(samples: Mapping[str, StatsSample | None]) -> str:
+    """One row per container, named as given (`host/name` when a host was named)."""
     rows = [("CONTAINER", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O")]
     for name, s in samples.items():
         if s is None:  # no sample yet (or not running)
@@ -108,22 +129,56 @@ def metrics_table(m: MetricsSample) -> str:
     return _columns(rows)
 
 
+def hosts_table(hosts: Sequence[Mapping[str, Any]]) -> str:
+    """`GET /api/hosts` as a table (a missing value is "-")."""
+    def cell(value: Any) -> str:
+        if value is None or value == "":
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return str(value)
+
+    rows: list[tuple[str, ...]] = [
+        ("HOST", "STATE", "ENGINE", "VERSION", "CONTAINERS", "TERMINALS", "ERROR")]
+    rows += [tuple(cell(h.get(k)) for k in
+                   ("id", "state", "engine", "version", "containers", "terminals", "error"))
+             for h in hosts]
+    return _columns(rows)
+
+
 def _columns(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in rows)
 
 
-def format_event(item: DockerEvent | SystemLog) -> str:
-    """One line like `docker events` (and `[level] source: message` for system logs)."""
+def format_event(item: Event) -> str:
+    """One line like `docker events` (and `[level] source: message` for system logs),
+    with `host=ID` after the time when the gateway names the host."""
+    if isinstance(item, HostStatus):
+        error = f": {item.error}" if item.error else ""
+        return f"{item.timestamp} host={item.host} host {item.state}{error}"
+    where = f"{item.timestamp} host={item.host}" if item.host else item.timestamp
     if isinstance(item, SystemLog):
-        return f"{item.timestamp} [{item.level}] {item.source}: {item.message}"
+        return f"{where} [{item.level}] {item.source}: {item.message}"
     attrs = ", ".join(f"{k}={v}" for k, v in sorted(item.attributes.items()))
-    return f"{item.timestamp} {item.type} {item.action} {item.actor_id}" + (f" ({attrs})" if attrs else "")
+    return f"{where} {item.type} {item.action} {item.actor_id}" + (f" ({attrs})" if attrs else "")
 
 
-def event_json(item: DockerEvent | SystemLog) -> dict[str, Any]:
+def event_json(item: Event) -> dict[str, Any]:
+    """The message as the gateway sent it (`host` only when it named one)."""
+    out: dict[str, Any]
+    if isinstance(item, HostStatus):
+        out = {"type": "host_status", "host": item.host, "state": item.state,
+               "timestamp": item.timestamp}
+        if item.error:
+            out["error"] = item.error
+        return out
     if isinstance(item, SystemLog):
-        return {"type": "system_log", "timestamp": item.timestamp, "level": item.level,
-                "message": item.message, "source": item.source}
-    return {"type": "docker_event", "timestamp": item.timestamp, "event": item.event}
+        out = {"type": "system_log", "timestamp": item.timestamp, "level": item.level,
+               "message": item.message, "source": item.source}
+    else:
+        out = {"type": "docker_event", "timestamp": item.timestamp, "event": item.event}
+    if item.host is not None:
+        out["host"] = item.host
+    return out

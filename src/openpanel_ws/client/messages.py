@@ -16,6 +16,7 @@ __all__ = [
     "DockerEvent",
     "DockerUnavailable",
     "Event",
+    "HostStatus",
     "InvalidMessage",
     "LogLine",
     "MetricsSample",
@@ -60,6 +61,9 @@ class ServerError(ClientError):
         self.message = message
         self.container_id = container_id
         self.raw = raw or {}
+        host = self.raw.get("host")
+        # The host of the container named (docs/protocol.md "The `host` field").
+        self.host: str | None = host if isinstance(host, str) else None
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -100,16 +104,19 @@ class InvalidMessage(ServerError):
 
 class DockerUnavailable(ServerError):
     def describe(self) -> str:
+        if self.host:
+            return f"the gateway cannot reach the Docker engine of host '{self.host}'"
         return "the gateway cannot reach its Docker engine"
 
 
 class SubscriptionEnded(ClientError):
     """The server ended a subscription (e.g. the container was removed)."""
 
-    def __init__(self, container_id: str, reason: str) -> None:
+    def __init__(self, container_id: str, reason: str, host: str | None = None) -> None:
         self.container_id = container_id
         self.reason = reason
-        super().__init__(f"container '{container_id}': {reason}")
+        self.host = host
+        super().__init__(f"container '{host + '/' if host else ''}{container_id}': {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,17 +163,25 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def host_of(msg: Message) -> str | None:
+    """The message's `host` (docs/protocol.md "The `host` field"); None from a gateway
+    that serves one host and does not send it."""
+    host = msg.get("host")
+    return host if isinstance(host, str) else None
+
+
 @dataclass(frozen=True, slots=True)
 class LogLine:
     container_id: str
     timestamp: str
     stream: str  # "stdout" or "stderr"
     data: str
+    host: str | None = None
 
     @classmethod
     def parse(cls, msg: Message) -> LogLine:
         return cls(str(msg.get("containerId", "")), str(msg.get("timestamp", "")),
-                   str(msg.get("stream", "stdout")), str(msg.get("data", "")))
+                   str(msg.get("stream", "stdout")), str(msg.get("data", "")), host_of(msg))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +195,7 @@ class StatsSample:
     rx_bytes: float
     tx_bytes: float
     raw: dict[str, Any] = field(repr=False, compare=False)
+    host: str | None = None
 
     @classmethod
     def parse(cls, msg: Message) -> StatsSample:
@@ -188,13 +204,14 @@ class StatsSample:
         return cls(str(msg.get("containerId", "")), str(msg.get("timestamp", "")),
                    _num(cpu.get("percent", cpu.get("usage"))), _num(mem.get("usage")),
                    _num(mem.get("limit")), _num(mem.get("percent")),
-                   _num(net.get("rx_bytes")), _num(net.get("tx_bytes")), stats)
+                   _num(net.get("rx_bytes")), _num(net.get("tx_bytes")), stats, host_of(msg))
 
 
 @dataclass(frozen=True, slots=True)
 class DockerEvent:
     timestamp: str
     event: dict[str, Any]
+    host: str | None = None
 
     @property
     def type(self) -> str:
@@ -214,7 +231,7 @@ class DockerEvent:
 
     @classmethod
     def parse(cls, msg: Message) -> DockerEvent:
-        return cls(str(msg.get("timestamp", "")), _dict(msg.get("event")))
+        return cls(str(msg.get("timestamp", "")), _dict(msg.get("event")), host_of(msg))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +240,29 @@ class SystemLog:
     level: str
     message: str
     source: str
+    host: str | None = None  # absent on the lines of the gateway's machine (host log files)
 
     @classmethod
     def parse(cls, msg: Message) -> SystemLog:
         return cls(str(msg.get("timestamp", "")), str(msg.get("level", "info")),
-                   str(msg.get("message", "")), str(msg.get("source", "")))
+                   str(msg.get("message", "")), str(msg.get("source", "")), host_of(msg))
+
+
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    """`host_status` of `/ws/logs`: a host changed state (connecting, up, down, disabled);
+    `error` is the last engine error of a host that is down."""
+
+    host: str
+    state: str
+    error: str | None
+    timestamp: str
+
+    @classmethod
+    def parse(cls, msg: Message) -> HostStatus:
+        error = msg.get("error")
+        return cls(str(msg.get("host", "")), str(msg.get("state", "")),
+                   error if isinstance(error, str) else None, str(msg.get("timestamp", "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,4 +287,4 @@ class MetricsSample:
                    nums("memory"), nums("disk"), nums("network"), system)
 
 
-Event = DockerEvent | SystemLog
+Event = DockerEvent | SystemLog | HostStatus

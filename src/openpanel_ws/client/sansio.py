@@ -187,11 +187,12 @@ class ClientConnection:
         if not self.subscriptions:
             return True
         if self.is_open:
-            # Keep what another consumer (same container, same kind) still uses.
-            still = {(m["type"], m.get("containerId"))
+            # Keep what another consumer (same kind, same container on the same host)
+            # still uses.
+            still = {(m["type"], m.get("containerId"), m.get("host"))
                      for s in self.subscriptions for m in s.unsubscribe_messages()}
             for msg in sub.unsubscribe_messages():
-                if (msg["type"], msg.get("containerId")) not in still:
+                if (msg["type"], msg.get("containerId"), msg.get("host")) not in still:
                     self.send(msg)
         return False
 

@@ -11,19 +11,23 @@ terminal, which is reattached rather than resubscribed, is in `openpanel_ws.clie
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from openpanel_ws.client.actions import Action, Deliver
+from openpanel_ws.client.actions import Action, Deliver, Status
 from openpanel_ws.client.messages import (
     DockerEvent,
+    DockerUnavailable,
+    HostStatus,
     InvalidMessage,
     LogLine,
     MetricsSample,
+    PermissionDenied,
     ServerError,
     StatsSample,
     SubscriptionEnded,
     SystemLog,
+    host_of,
 )
 from openpanel_ws.client.outbox import Outgoing
 from openpanel_ws.client.sansio import ClientSubscription
@@ -35,7 +39,62 @@ __all__ = [
     "LogsSubscription",
     "MetricsSubscription",
     "StatsSubscription",
+    "Target",
 ]
+
+
+class Target:
+    """A container on a host: what a logs or stats subscription is keyed by, so the same
+    name on two hosts is two subscriptions (docs/protocol.md "Addressing").
+
+    `named` is the host the caller asked for (None: the gateway's default host, or the
+    host of a `/hosts/{id}/ws/*` route). Without one, the host is learned from the
+    server's first answer about the container and kept, so a resume asks the same host.
+    """
+
+    def __init__(self, container: str, host: str | None = None) -> None:
+        self.container = container
+        self.named = host
+        self.host = host
+
+    def __repr__(self) -> str:
+        return f"Target({self.container!r}, {self.host!r})"
+
+    def fields(self) -> Message:
+        """`containerId` (and `host` once known) of a request about this target."""
+        msg: Message = {"containerId": self.container}
+        if self.host is not None:
+            msg["host"] = self.host
+        return msg
+
+    def owns(self, msg: Message) -> bool:
+        """The message is about this target (its host is learned from the first one)."""
+        if msg.get("containerId") != self.container:
+            return False
+        host = host_of(msg)
+        if host is None:
+            return True  # a gateway of one host, which does not say which
+        if self.host is None:
+            self.host = host
+        return host == self.host
+
+    def named_by(self, err: ServerError) -> bool:
+        """An error about this container on this host (one without `host`: any host)."""
+        if err.container_id != self.container:
+            return False
+        return err.host is None or self.host is None or err.host == self.host
+
+    def ended(self, msg: Message) -> SubscriptionEnded:
+        return SubscriptionEnded(self.container, _ended_reason(msg), self.named)
+
+
+def _unavailable(target: Target, err: ServerError, out: list[Action]) -> bool:
+    """DOCKER_UNAVAILABLE about a subscription: its host is down or hangs; the
+    subscription stays and the stream resumes when the host answers again."""
+    if not isinstance(err, DockerUnavailable) or not target.named_by(err):
+        return False
+    out.append(Status(f"container '{target.container}': {err}; waiting for the host"))
+    return True
 
 class LogCursor:
     """Where a logs subscription stands, so a resumed one shows no gap and no duplicate.
@@ -108,9 +167,10 @@ class LogsSubscription(ClientSubscription):
     """`subscribe_logs` of one container; resumed after a reconnect from its cursor."""
 
     def __init__(self, container: str, tail: int | str | None, since: str | float | None,
-                 follow: bool, quiet: float) -> None:
+                 follow: bool, quiet: float, host: str | None = None) -> None:
         super().__init__()
         self.container = container
+        self.target = Target(container, host)
         self.tail = tail
         self.since = since
         self.follow = follow
@@ -127,7 +187,7 @@ class LogsSubscription(ClientSubscription):
         return list(self.subscribe_messages())
 
     def subscribe_messages(self) -> list[Message]:
-        msg: Message = {"type": "subscribe_logs", "containerId": self.container}
+        msg: Message = {"type": "subscribe_logs", **self.target.fields()}
         if self.tail is not None:
             msg["tail"] = self.tail
         if self.since is not None:
@@ -136,11 +196,11 @@ class LogsSubscription(ClientSubscription):
         return [msg]
 
     def unsubscribe_messages(self) -> list[Message]:
-        return [{"type": "unsubscribe_logs", "containerId": self.container}]
+        return [{"type": "unsubscribe_logs", **self.target.fields()}]
 
     def handle(self, msg: Message, now: float, out: list[Action]) -> bool:
         kind = msg.get("type")
-        if msg.get("containerId") != self.container:
+        if not self.target.owns(msg):
             return False
         if kind == "log":
             self.confirmed = True
@@ -158,7 +218,7 @@ class LogsSubscription(ClientSubscription):
             return True
         if kind == "subscription_ended" and msg.get("subscription", "logs") == "logs":
             # e.g. the container was removed: nothing more will come
-            self.end(out, SubscriptionEnded(self.container, _ended_reason(msg)))
+            self.end(out, self.target.ended(msg))
             return False
         return kind == "unsubscribed_logs"
 
@@ -179,35 +239,45 @@ class LogsSubscription(ClientSubscription):
             self.end(out)
 
     def handle_error(self, err: ServerError, out: list[Action]) -> bool:
-        if err.container_id == self.container or _refuses(err, self.confirmed, ("tail", "since")):
+        if self.confirmed and _unavailable(self.target, err, out):
+            return True
+        if self.target.named_by(err) or _refuses(err, self.confirmed, ("tail", "since", "host")):
             self.end(out, err)
             return True
         return False
 
 
 class StatsSubscription(ClientSubscription):
-    """`subscribe_stats` of several containers; the last one ended ends it."""
+    """`subscribe_stats` of several containers (each a name, or (host, name)); the last
+    one ended ends it."""
 
-    def __init__(self, containers: list[str], interval: int | None) -> None:
+    def __init__(self, containers: Sequence[str | tuple[str | None, str]],
+                 interval: int | None, host: str | None = None) -> None:
         super().__init__()
-        self.containers = containers
+        self.targets = [Target(c, host) if isinstance(c, str) else Target(c[1], c[0] or host)
+                        for c in containers]
         self.interval = interval
         self.confirmed = False
 
+    @property
+    def containers(self) -> list[str]:
+        return [t.container for t in self.targets]
+
     def subscribe_messages(self) -> list[Message]:
         out: list[Message] = []
-        for c in self.containers:
-            msg: Message = {"type": "subscribe_stats", "containerId": c}
+        for t in self.targets:
+            msg: Message = {"type": "subscribe_stats", **t.fields()}
             if self.interval is not None:
                 msg["interval"] = self.interval
             out.append(msg)
         return out
 
     def unsubscribe_messages(self) -> list[Message]:
-        return [{"type": "unsubscribe_stats", "containerId": c} for c in self.containers]
+        return [{"type": "unsubscribe_stats", **t.fields()} for t in self.targets]
 
     def handle(self, msg: Message, now: float, out: list[Action]) -> bool:
-        if msg.get("containerId") not in self.containers:
+        target = next((t for t in self.targets if t.owns(msg)), None)
+        if target is None:
             return False
         kind = msg.get("type")
         if kind in ("stats", "subscribed_stats"):
@@ -217,15 +287,17 @@ class StatsSubscription(ClientSubscription):
             return False
         if kind == "subscription_ended" and msg.get("subscription", "stats") == "stats":
             # the others go on; the last one gone ends the iterator
-            container = str(msg.get("containerId"))
-            self.containers = [c for c in self.containers if c != container]
-            if not self.containers:
-                self.end(out, SubscriptionEnded(container, _ended_reason(msg)))
+            self.targets = [t for t in self.targets if t is not target]
+            if not self.targets:
+                self.end(out, target.ended(msg))
             return False
         return kind in ("subscribed_stats", "unsubscribed_stats")
 
     def handle_error(self, err: ServerError, out: list[Action]) -> bool:
-        if err.container_id in self.containers or _refuses(err, self.confirmed, ("interval",)):
+        if self.confirmed and any(_unavailable(t, err, out) for t in self.targets):
+            return True
+        if (any(t.named_by(err) for t in self.targets)
+                or _refuses(err, self.confirmed, ("interval", "host"))):
             self.end(out, err)
             return True
         return False
@@ -258,6 +330,9 @@ class EventsSubscription(ClientSubscription):
             if self.confirmed:
                 out.append(Deliver(self, SystemLog.parse(msg)))
             return True
+        if kind == "host_status":  # a host changed state (docs/protocol.md "The `host` field")
+            out.append(Deliver(self, HostStatus.parse(msg)))
+            return True
         return False
 
     def on_disconnect(self, why: str, code: int | None, now: float, out: list[Action]) -> None:
@@ -274,14 +349,17 @@ class EventsSubscription(ClientSubscription):
 class MetricsSubscription(ClientSubscription):
     """Host metrics of `/ws/metrics`."""
 
-    def __init__(self, interval: int | None) -> None:
+    def __init__(self, interval: int | None, host: str | None = None) -> None:
         super().__init__()
         self.interval = interval
+        self.host = host  # the machine of this host (a remote host is refused)
 
     def subscribe_messages(self) -> list[Message]:
         msg: Message = {"type": "subscribe"}
         if self.interval is not None:
             msg["interval"] = self.interval
+        if self.host is not None:
+            msg["host"] = self.host
         return [msg]
 
     def unsubscribe_messages(self) -> list[Message]:
@@ -293,3 +371,11 @@ class MetricsSubscription(ClientSubscription):
             out.append(Deliver(self, MetricsSample.parse(msg)))
             return True
         return kind in ("subscribed", "unsubscribed")
+
+    def handle_error(self, err: ServerError, out: list[Action]) -> bool:
+        # The refused host (unknown, out of scope, remote): the answer to our subscribe.
+        if self.host is not None and isinstance(err, InvalidMessage | PermissionDenied) \
+                and err.raw.get("field", "host") == "host":
+            self.end(out, err)
+            return True
+        return False

@@ -44,9 +44,12 @@ class TerminalSubscription(ClientSubscription):
 
     def __init__(self, container: str, shell: str | None, cols: int | None, rows: int | None,
                  *, command: Sequence[str] | None = None, tty: bool = True,
-                 stdin: bool = True, resume: bool = True) -> None:
+                 stdin: bool = True, resume: bool = True, host: str | None = None) -> None:
         super().__init__()
         self.container = container
+        # The host named by the caller, else the one `terminal_opened` names: a resume
+        # asks the same host.
+        self.host = host
         self.shell = shell
         self.cols = cols
         self.rows = rows
@@ -125,14 +128,14 @@ class TerminalSubscription(ClientSubscription):
     def subscribe_messages(self) -> list[Message]:
         if self._sent_open:
             if self.resuming and self.session_id is not None and not self.ended:
-                msg: Message = {"type": "open_terminal", "containerId": self.container,
+                msg: Message = {"type": "open_terminal", **self._where(),
                                 "sessionId": self.session_id}
                 if self.last_seq is not None:
                     msg["lastSeq"] = self.last_seq
                 return [msg]
             return []
         self._sent_open = True
-        msg = {"type": "open_terminal", "containerId": self.container}
+        msg = {"type": "open_terminal", **self._where()}
         if self.shell:
             msg["shell"] = self.shell
         if self.cols and self.rows:
@@ -146,6 +149,12 @@ class TerminalSubscription(ClientSubscription):
             msg["stdin"] = False
         return [msg]
 
+    def _where(self) -> Message:
+        msg: Message = {"containerId": self.container}
+        if self.host is not None:
+            msg["host"] = self.host
+        return msg
+
     def fail(self, exc: ClientError, out: list[Action]) -> None:
         if not self.settled:
             self.settled = True
@@ -158,6 +167,9 @@ class TerminalSubscription(ClientSubscription):
             if not self.settled:
                 self.settled = True
                 self.session_id = str(msg.get("sessionId", ""))
+                host = msg.get("host")
+                if self.host is None and isinstance(host, str):
+                    self.host = host
                 out.append(TerminalOpened(self, self.session_id))
             elif self.resuming and msg.get("resumed") is True:
                 self.resuming = False

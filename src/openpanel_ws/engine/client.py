@@ -1,7 +1,8 @@
-"""Docker Engine API over aiohttp (unix socket or tcp): the only aiohttp client code.
+"""Docker Engine API over aiohttp (unix socket, TCP/TLS or SSH): the only aiohttp client code.
 
 aiodocker leaks a connection per abandoned stream, so this talks to the Engine API
-directly. Every streaming response is closed when its generator (`stream_chunks`) is
+directly, over the host's transport (`engine/transport.py`, `engine/ssh.py`). Every
+streaming response is closed when its generator (`stream_chunks`) is
 closed or its task cancelled. Every failure leaves this module as an `EngineError`:
 
     EngineError
@@ -17,12 +18,14 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
+from openpanel_ws.engine.ssh import SshTransport
 from openpanel_ws.engine.target import EngineTarget
+from openpanel_ws.engine.transport import TcpTransport, Transport, UnixTransport
 
 __all__ = [
     "DEFAULT_ENGINE_TIMEOUT",
@@ -35,11 +38,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Requests that answer at once; streams (logs, stats, events) have no total timeout.
-# Either way the engine must connect and send its response headers within
-# `DockerEngine.timeout` (OPENPANEL_WS_ENGINE_TIMEOUT), else EngineUnavailable.
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
-STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
+# Requests that answer at once take at most REQUEST_TOTAL s; streams (logs, stats,
+# events) have no total timeout. Either way the engine must connect and send its response
+# headers within `DockerEngine.timeout` (OPENPANEL_WS_ENGINE_TIMEOUT), else
+# EngineUnavailable.
+REQUEST_TOTAL = 30.0
 DEFAULT_ENGINE_TIMEOUT = 5.0
 
 
@@ -76,18 +79,14 @@ _TRANSPORT_ERRORS: Final = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 
-
-@contextlib.asynccontextmanager
-async def _answer_within(seconds: float) -> AsyncIterator[None]:
-    """The block (connecting, up to the response headers) must finish within `seconds`;
-    a timeout or a transport error becomes `EngineUnavailable`."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        raise EngineUnavailable(f"no answer within {seconds:g} s") from None
-    except _TRANSPORT_ERRORS as exc:
-        raise EngineUnavailable(str(exc) or type(exc).__name__) from None
+def transport_for(target: EngineTarget, timeout: float) -> Transport:
+    """The transport for `target.scheme` (unix, tcp, ssh); ValueError for another."""
+    kinds: dict[str, type[Transport]] = {
+        "unix": UnixTransport, "tcp": TcpTransport, "ssh": SshTransport}
+    kind = kinds.get(target.scheme)
+    if kind is None:
+        raise ValueError(f"unsupported DOCKER_HOST {target.url!r}")
+    return kind(target, timeout)
 
 
 class DockerEngine:
@@ -96,46 +95,48 @@ class DockerEngine:
         if isinstance(target, str):
             target = EngineTarget(target)
         self.target = target
-        docker_host = target.url
-        self.docker_host = docker_host
+        self.docker_host = target.url
         self.timeout = timeout  # connect + response headers
-        parts = urlsplit(docker_host)
-        self._unix_path: str | None = None
-        if parts.scheme == "unix":
-            self._unix_path = parts.path or "/var/run/docker.sock"
-            self._base = "http://docker"
-            self._tcp: tuple[str, int] | None = None
-        elif parts.scheme in {"tcp", "http"}:
-            host = parts.hostname or "127.0.0.1"
-            port = parts.port or 2375
-            self._tcp = (host, port)
-            self._base = f"http://{host}:{port}"
-        else:
-            raise ValueError(f"unsupported DOCKER_HOST {docker_host!r}")
+        self.transport = transport_for(target, timeout)
+        self._base = self.transport.base
         self._session: aiohttp.ClientSession | None = None
         self.open_streams = 0  # engine streams open right now (tests assert sharing with it)
+        # The connect bound honours `timeout` (it may be above aiohttp's defaults).
+        self.request_timeout = aiohttp.ClientTimeout(
+            total=max(REQUEST_TOTAL, timeout), connect=timeout, sock_connect=timeout)
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout, sock_connect=timeout)
 
     @property
     def is_local(self) -> bool:
-        """True when the engine shares this host's pid namespace view (unix socket)."""
-        return self._unix_path is not None
+        """True when the engine shares this machine's pid namespace view (unix socket)."""
+        return self.target.on_this_machine
 
-    def _http(self) -> aiohttp.ClientSession:
+    async def _http(self) -> aiohttp.ClientSession:
+        """The host's one session and connection pool (after the transport is ready)."""
+        await self.transport.ready()
         if self._session is None or self._session.closed:
-            connector: aiohttp.BaseConnector
-            if self._unix_path is not None:
-                connector = aiohttp.UnixConnector(path=self._unix_path, limit=0)
-            else:
-                connector = aiohttp.TCPConnector(limit=0)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=REQUEST_TIMEOUT
-            )
+                connector=self.transport.connector(), timeout=self.request_timeout)
         return self._session
+
+    @contextlib.asynccontextmanager
+    async def _answer_within(self, seconds: float) -> AsyncIterator[None]:
+        """The block (connecting, up to the response headers) must finish within
+        `seconds`; a timeout or a transport error becomes `EngineUnavailable`."""
+        try:
+            async with asyncio.timeout(seconds):
+                yield
+        except TimeoutError:
+            raise EngineUnavailable(f"no answer within {seconds:g} s") from None
+        except _TRANSPORT_ERRORS as exc:
+            raise EngineUnavailable(self.transport.explain(exc)) from None
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.transport.close()
 
     @staticmethod
     def _url_params(params: Mapping[str, Any] | None) -> dict[str, str] | None:
@@ -172,19 +173,19 @@ class DockerEngine:
         # An explicit `timeout` (e.g. a start that answers when the exec ends) is the
         # caller's bound for everything; otherwise headers must come within `self.timeout`.
         header_timeout = timeout if timeout is not None else self.timeout
+        async with self._answer_within(header_timeout):
+            session = await self._http()
+            resp = await session.request(method, self._base + path, **kwargs)
         try:
-            async with asyncio.timeout(header_timeout):
-                resp = await self._http().request(method, self._base + path, **kwargs)
-            try:
-                data = await resp.read()
-            finally:
-                resp.release()
-            if resp.status >= 400:
-                raise _error(resp.status, data)
+            data = await resp.read()
         except TimeoutError:
-            raise EngineUnavailable(f"no answer within {header_timeout:g} s") from None
+            raise EngineUnavailable(f"no complete answer within {timeout or REQUEST_TOTAL:g} s") from None
         except _TRANSPORT_ERRORS as exc:
-            raise EngineUnavailable(str(exc) or type(exc).__name__) from None
+            raise EngineUnavailable(self.transport.explain(exc)) from None
+        finally:
+            resp.release()
+        if resp.status >= 400:
+            raise _error(resp.status, data)
         if not data:
             return None
         try:
@@ -215,10 +216,11 @@ class DockerEngine:
         self, path: str, params: Mapping[str, Any] | None, method: str
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A streaming response (logs, stats, events); closed when the block exits."""
-        async with _answer_within(self.timeout):
-            resp = await self._http().request(
+        async with self._answer_within(self.timeout):
+            session = await self._http()
+            resp = await session.request(
                 method, self._base + path, params=self._url_params(params),
-                timeout=STREAM_TIMEOUT,
+                timeout=self.stream_timeout,
             )
         self.open_streams += 1
         try:
@@ -226,7 +228,7 @@ class DockerEngine:
                 try:
                     body = await resp.read()
                 except _TRANSPORT_ERRORS as exc:
-                    raise EngineUnavailable(str(exc) or type(exc).__name__) from None
+                    raise EngineUnavailable(self.transport.explain(exc)) from None
                 raise _error(resp.status, body)
             yield resp
         finally:
@@ -273,14 +275,10 @@ class DockerEngine:
         so exec attach uses a plain asyncio connection.
         """
         payload = orjson.dumps(body)
-        async with _answer_within(self.timeout):
-            if self._unix_path is not None:
-                reader, writer = await asyncio.open_unix_connection(self._unix_path)
-                host = "docker"
-            else:
-                assert self._tcp is not None
-                reader, writer = await asyncio.open_connection(*self._tcp)
-                host = f"{self._tcp[0]}:{self._tcp[1]}"
+        async with self._answer_within(self.timeout):
+            await self.transport.ready()
+            reader, writer = await self.transport.open_raw()
+        host = self.transport.host_header
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(payload)}\r\n\r\n"
@@ -291,7 +289,8 @@ class DockerEngine:
             header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             writer.close()
-            raise EngineUnavailable(f"exec attach failed: {exc}") from None
+            raise EngineUnavailable(
+                f"exec attach failed: {self.transport.explain(exc)}") from None
         status_line = header.split(b"\r\n", 1)[0].decode("latin-1")
         parts = status_line.split(" ", 2)
         status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0

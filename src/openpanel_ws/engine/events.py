@@ -1,4 +1,4 @@
-"""One engine events stream for the whole server, shared by every listener.
+"""One engine events stream per Docker host, shared by every listener of that host.
 
 Opened when the first listener arrives, closed when the last leaves. The first open
 asks for `since` = the moment the first listener arrived, so an event that happens
@@ -31,9 +31,11 @@ from openpanel_ws.engine.eventdata import Deduper, EngineEvent, event_key, event
 from openpanel_ws.engine.streams import LineSplitter, pump, time_param
 
 __all__ = [
+    "LOST",
     "RESUME_MARGIN_NS",
     "EventListener",
     "EventsHub",
+    "OpenListener",
     "StatusListener",
 ]
 
@@ -42,6 +44,10 @@ log = logging.getLogger(__name__)
 EventListener = Callable[[EngineEvent], None]
 # (connected, detail): called once when the stream is lost and once when it is back.
 StatusListener = Callable[[bool, str], None]
+# The start of the detail of a lost stream; the reason follows.
+LOST = "Docker engine connection lost: "
+# Called each time the stream is opened (the engine answered), lost before or not.
+OpenListener = Callable[[], None]
 
 # How far before the last delivered event a resumed stream starts (see module doc).
 RESUME_MARGIN_NS = 2_000_000_000
@@ -58,6 +64,7 @@ class EventsHub:
         self._engine = engine
         self._listeners: list[EventListener] = []
         self._status_listeners: list[StatusListener] = []
+        self._open_listeners: list[OpenListener] = []
         self._task: asyncio.Task[None] | None = None
         # Public so tests and operators can tune reconnection without a new instance.
         self.backoff_initial = backoff_initial
@@ -87,6 +94,9 @@ class EventsHub:
     def remove_status_listener(self, listener: StatusListener) -> None:
         with contextlib.suppress(ValueError):
             self._status_listeners.remove(listener)
+
+    def add_open_listener(self, listener: OpenListener) -> None:
+        self._open_listeners.append(listener)
 
     @property
     def listener_count(self) -> int:
@@ -152,6 +162,7 @@ class EventsHub:
                 self.connected = True
                 self._ready.set()
                 backoff.reset()
+                self._notify_open()
                 if lost_reported:
                     lost_reported = False
                     self._notify_status(True, "Docker engine connection restored")
@@ -169,7 +180,7 @@ class EventsHub:
             self._ready.clear()
             if not lost_reported and self._listeners:
                 lost_reported = True
-                self._notify_status(False, f"Docker engine connection lost: {reason}")
+                self._notify_status(False, LOST + reason)
             delay = backoff.next_delay()
             assert delay is not None, "an unbounded backoff always has a next delay"
             await asyncio.sleep(delay)
@@ -198,6 +209,13 @@ class EventsHub:
                 listener(event)
             except Exception:
                 log.exception("events listener failed")
+
+    def _notify_open(self) -> None:
+        for listener in list(self._open_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("events open listener failed")
 
     def _notify_status(self, connected: bool, detail: str) -> None:
         for listener in list(self._status_listeners):

@@ -213,8 +213,11 @@ class ExecProcess:
         """For a reload (docs/terminal.md): stop reading, and return an inheritable
         duplicate of the attach socket with the bytes already read but not consumed.
         The original descriptor may then be closed: the connection lives on in the
-        duplicate. None when there is no open attach socket."""
+        duplicate. None when there is no open attach socket, or the host's transport
+        cannot hand one over (TLS, SSH: docs/hosts.md "What each transport supports")."""
         if self.writer is None or self.reader is None or self.writer.is_closing():
+            return None
+        if not self.engine.transport.hands_over:
             return None
         transport = self.writer.transport
         sock = transport.get_extra_info("socket")

@@ -1,4 +1,8 @@
-"""`/ws/metrics`: Host CPU, memory, disk and network.
+"""`/ws/metrics`: the machine's CPU, memory, disk and network.
+
+The numbers describe the gateway's machine, so they are the metrics of every host on
+this machine (a `unix://` engine); a subscribe naming a remote host is refused
+(docs/protocol.md "The `host` field").
 
 One sampler task per distinct interval, shared by all its subscribers: it starts with
 the first subscriber and stops when the last one leaves. Each tick reads the host once,
@@ -17,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from openpanel_ws import protocol
+from openpanel_ws.gateways.access import resolve_host
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.machine.metrics import MachineReader, MachineSample, Reading, Usage, machine_sample
 from openpanel_ws.protocol import Message, rfc3339
@@ -165,8 +170,18 @@ class MetricsGateway(Gateway[MetricsState]):
 
     # --- messages ------------------------------------------------------------------------
 
+    def _check_host(self, session: Session[MetricsState], msg: Message) -> None:
+        """The request's host must be one this principal may see, on this machine."""
+        host = resolve_host(self.services.hosts, session, msg)
+        if not host.on_this_machine:
+            error = protocol.invalid(
+                f"Host metrics are not available for remote host '{host.id}'", "host")
+            error.context["host"] = host.id
+            raise error
+
     async def _subscribe(self, session: Session[MetricsState], msg: Message) -> None:
         interval = protocol.interval_ms(msg)  # raises INVALID_MESSAGE before any change
+        self._check_host(session, msg)
         old = session.state
         if old is not None:
             # Drop an unsent frame of the old subscription. A fresh key per subscription
@@ -184,6 +199,7 @@ class MetricsGateway(Gateway[MetricsState]):
         self._first_sample(sampler, session, sub.key)
 
     async def _unsubscribe(self, session: Session[MetricsState], msg: Message) -> None:
+        resolve_host(self.services.hosts, session, msg)
         self._end(session, discard_unsent=True)
         session.send(unsubscribed_message())
 

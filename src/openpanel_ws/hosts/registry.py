@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from openpanel_ws.engine.client import DockerEngine, EngineError
-from openpanel_ws.engine.events import EventsHub
+from openpanel_ws.engine.events import LOST, EventsHub
 from openpanel_ws.hosts.config import HostConfig
 from openpanel_ws.hosts.status import HostMonitor, HostState, HostStatus
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from openpanel_ws.auth import Principal
 
 __all__ = [
+    "EngineFactory",
     "Host",
     "HostRegistry",
     "StatusListener",
@@ -32,16 +33,23 @@ log = logging.getLogger(__name__)
 
 # Called with the new status on every change of any host's state.
 StatusListener = Callable[[HostStatus], None]
+# Makes a host's engine client from its configuration and request timeout.
+EngineFactory = Callable[[HostConfig, float], DockerEngine]
+
+
+def engine_of(config: HostConfig, timeout: float) -> DockerEngine:
+    return DockerEngine(config.target, timeout)
 
 
 class Host:
     """One Docker host: its id, its engine, its events stream, its status."""
 
     def __init__(self, config: HostConfig, default_timeout: float, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 engine: EngineFactory = engine_of) -> None:
         self.config = config
         self.id = config.id
-        self.engine = DockerEngine(config.target, config.timeout or default_timeout)
+        self.engine = engine(config, config.timeout or default_timeout)
         self.events = EventsHub(self.engine)
         self.monitor = HostMonitor(config.id, enabled=config.enabled, now=clock())
 
@@ -70,16 +78,21 @@ class HostRegistry:
     """Every configured host, the default one, and their status watch."""
 
     def __init__(self, configs: tuple[HostConfig, ...], default_id: str | None = None, *,
-                 default_timeout: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+                 default_timeout: float = 5.0, clock: Callable[[], float] = time.time,
+                 engine: EngineFactory = engine_of) -> None:
         if not configs:
             raise ValueError("at least one host")
         self._clock = clock
-        self._hosts = {c.id: Host(c, default_timeout, clock=clock) for c in configs}
+        self._hosts = {c.id: Host(c, default_timeout, clock=clock, engine=engine)
+                       for c in configs}
         self.default = self._hosts[default_id or configs[0].id]
         self._listeners: list[StatusListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         for host in self._hosts.values():
+            # The events stream is the quickest witness: broken is down at once, and an
+            # open stream is an engine that answers.
             host.events.add_status_listener(self._stream_status(host))
+            host.events.add_open_listener(self._stream_opened(host))
 
     def __iter__(self) -> Iterator[Host]:
         return iter(self._hosts.values())
@@ -110,7 +123,10 @@ class HostRegistry:
         else:
             log.info("host %s is %s", status.host, status.state)
         for listener in list(self._listeners):
-            listener(status)
+            try:
+                listener(status)
+            except Exception:
+                log.exception("host status listener failed")
 
     def succeeded(self, host: Host, **info: Any) -> None:
         self._changed(host.monitor.succeeded(self._clock(), **info))
@@ -123,8 +139,11 @@ class HostRegistry:
             if connected:
                 self.succeeded(host)
             else:
-                self.failed(host, detail)
+                self.failed(host, detail.removeprefix(LOST))
         return on_stream
+
+    def _stream_opened(self, host: Host) -> Callable[[], None]:
+        return lambda: self.succeeded(host)
 
     async def probe(self, host: Host) -> None:
         """Ask the engine for /info once; the status follows the answer."""
@@ -132,6 +151,10 @@ class HostRegistry:
             info = await host.engine.get("/info")
         except EngineError as exc:
             self.failed(host, exc.message)
+            return
+        except Exception as exc:  # a transport's own failure: still just "down"
+            log.debug("probe of host %s failed", host.id, exc_info=True)
+            self.failed(host, str(exc) or type(exc).__name__)
             return
         version = info.get("ServerVersion") if isinstance(info, dict) else None
         count = info.get("Containers") if isinstance(info, dict) else None

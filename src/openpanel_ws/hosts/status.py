@@ -3,8 +3,10 @@
 connecting -> up | down; up -> down; down -> up. `disabled` is final (configured off).
 Probes run every `up_interval` while up; while connecting or down they are retried with
 capped exponential backoff and jitter, so a fleet of gateways that lost one host does not
-retry in step. Every change of state (or of the error while down) is a new `HostStatus`,
-which `/ws/logs` sends as `host_status`.
+retry in step. Every change of state is a new `HostStatus`, which `/ws/logs` sends as
+`host_status`; while down the error is kept current (`GET /api/hosts` shows the last one)
+without a new announcement, so a probe and a stream failing with different words do not
+announce the same outage again and again.
 """
 
 from __future__ import annotations
@@ -83,14 +85,15 @@ class HostMonitor:
         return self.status
 
     def failed(self, now: float, error: str) -> HostStatus | None:
-        """A probe (or a stream) failed; the new status if the state or error changed."""
+        """A probe (or a stream) failed; the new status if the state changed (the error is
+        updated either way)."""
         if self.disabled:
             return None
         old = self.status
-        if old.state is HostState.DOWN and old.error == error:
+        if old.state is HostState.DOWN:
+            self.status = replace(old, error=error)
             return None
-        since = old.since if old.state is HostState.DOWN else now
-        self.status = replace(old, state=HostState.DOWN, since=since, error=error)
+        self.status = replace(old, state=HostState.DOWN, since=now, error=error)
         return self.status
 
     def next_probe(self) -> float:

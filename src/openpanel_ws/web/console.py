@@ -1,4 +1,5 @@
-"""Sans-I/O parts of the web console: static asset table, HTTP caching, the container list.
+"""Sans-I/O parts of the web console: static asset table, HTTP caching, the container list
+of every host, the host list.
 
 Nothing here touches the network or the engine; `routes.py` is the aiohttp edge.
 See docs/console.md.
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openpanel_ws.auth import Principal
+from openpanel_ws.auth import AuthError, Principal, TokenVerifier
+from openpanel_ws.hosts.config import HostConfig
+from openpanel_ws.hosts.status import HostStatus
 from openpanel_ws.protocol import rfc3339
 
 __all__ = [
@@ -27,11 +30,14 @@ __all__ = [
     "BadAuthorization",
     "StaticFile",
     "accepts_gzip",
+    "bearer_principal",
     "bearer_token",
     "build_static_table",
     "container_summary",
     "engine_time",
     "etag_matches",
+    "host_row",
+    "host_state",
     "list_response",
     "own_names",
     "visible_containers",
@@ -149,6 +155,14 @@ def bearer_token(header: str | None) -> str:
     return token.strip()
 
 
+def bearer_principal(header: str | None, verifier: TokenVerifier) -> Principal | None:
+    """The principal of a valid `Authorization: Bearer` token; None for anything else."""
+    try:
+        return verifier.verify(bearer_token(header))
+    except (BadAuthorization, AuthError):
+        return None
+
+
 def own_names(entry: Mapping[str, Any]) -> list[str]:
     """The container's own name(s) from a /containers/json entry, without the '/'.
 
@@ -179,12 +193,15 @@ def engine_time(value: Any) -> str | None:
     return value
 
 
-def container_summary(entry: Mapping[str, Any], state: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One row of the list: list-entry fields plus, when inspected, the State times."""
+def container_summary(entry: Mapping[str, Any], state: Mapping[str, Any] | None,
+                      host: str | None = None) -> dict[str, Any]:
+    """One row of the list: list-entry fields plus, when inspected, the State times;
+    `host` is the id of the container's host."""
     names = own_names(entry)
     created = entry.get("Created")
     row: dict[str, Any] = {
         "id": entry.get("Id", ""),
+        "host": host,
         "name": names[0] if names else str(entry.get("Id", ""))[:12],
         "image": entry.get("Image", ""),
         "state": entry.get("State", ""),
@@ -206,6 +223,26 @@ def container_summary(entry: Mapping[str, Any], state: Mapping[str, Any] | None)
     return row
 
 
-def list_response(rows: list[dict[str, Any]], now: float) -> dict[str, Any]:
-    rows = sorted(rows, key=lambda r: (r["state"] != "running", r["name"]))
-    return {"containers": rows, "timestamp": rfc3339(now)}
+def list_response(rows: list[dict[str, Any]], now: float,
+                  unavailable: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The list: running first, then by name (then host); `unavailable` names each host
+    that did not answer (additive; its containers are missing)."""
+    rows = sorted(rows, key=lambda r: (r["state"] != "running", r["name"], r.get("host") or ""))
+    out: dict[str, Any] = {"containers": rows, "timestamp": rfc3339(now)}
+    if unavailable is not None:
+        out["unavailable"] = unavailable
+    return out
+
+
+# --- GET /api/hosts -----------------------------------------------------------------
+
+
+def host_state(status: HostStatus) -> dict[str, Any]:
+    """One host of an authenticated /readyz: its id, state and last error."""
+    return {"id": status.host, "state": str(status.state), "error": status.error}
+
+
+def host_row(status: HostStatus, config: HostConfig) -> dict[str, Any]:
+    """One host of GET /api/hosts: its status plus its configuration, without secrets."""
+    return {**status.summary(), "engine": config.target.describe(),
+            "terminals": config.terminals}

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Final
 import orjson
 
 from openpanel_ws.backoff import Backoff
-from openpanel_ws.engine.client import EngineError, EngineNotFound
+from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.engine.logs import ContainerLogLine, FollowCursor, HandoverFilter, LogParser
 from openpanel_ws.engine.streams import pump, time_param
 from openpanel_ws.gateways.containers.upstream import (
@@ -64,15 +64,19 @@ class LogSub(Subscription):
     joined_nanos: int = 0
 
 
-def log_frame(container_ref: str, line: ContainerLogLine) -> bytes:
-    """The `log` message for one line, framed (built once per distinct `containerId`)."""
-    return text_frame(orjson.dumps({
+def log_frame(container_ref: str, line: ContainerLogLine, host: str | None = None) -> bytes:
+    """The `log` message for one line, framed (built once per distinct `containerId`);
+    `host` names the container's host (docs/protocol.md "The `host` field")."""
+    message: dict[str, Any] = {
         "type": "log",
         "containerId": container_ref,
         "timestamp": line.timestamp,
         "stream": line.stream,
         "data": line.data,
-    }))
+    }
+    if host is not None:
+        message["host"] = host
+    return text_frame(orjson.dumps(message))
 
 
 def line_frame(sub: LogSub, line: ContainerLogLine, frames: dict[str, bytes]) -> bytes:
@@ -80,7 +84,7 @@ def line_frame(sub: LogSub, line: ContainerLogLine, frames: dict[str, bytes]) ->
     text, the same bytes for each subscriber."""
     frame = frames.get(sub.ref)
     if frame is None:
-        frame = frames[sub.ref] = log_frame(sub.ref, line)
+        frame = frames[sub.ref] = log_frame(sub.ref, line, sub.host)
     return frame
 
 
@@ -128,7 +132,10 @@ class LogUpstream(Upstream[LogSub]):
                 pass  # removed, or about to be: wait_running decides
             except EngineError as exc:
                 failed = True
-                log.info("logs stream of %s interrupted: %s", self.container_id[:12], exc)
+                log.info("logs stream of %s on %s interrupted: %s", self.container_id[:12],
+                         self.host, exc)
+                if isinstance(exc, EngineUnavailable):
+                    self.engine_failed()
             # A failing upstream (engine error, or a stream that ends at once while the
             # container runs) backs off exponentially, capped, instead of spinning.
             if time.monotonic() - opened_at >= HEALTHY_STREAM_SECONDS and not failed:
@@ -193,7 +200,7 @@ class LogUpstream(Upstream[LogSub]):
             return
         shown = history if tail == "all" else history[len(history) - int(tail):] if tail else []
         for i, line in enumerate(shown):
-            sub.session.send_frame(log_frame(sub.ref, line))
+            sub.session.send_frame(log_frame(sub.ref, line, sub.host))
             if i % 256 == 255:
                 await asyncio.sleep(0)  # let the writer drain a big backlog
                 if sub not in self.subs:

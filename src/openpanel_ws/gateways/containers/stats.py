@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
-from openpanel_ws.engine.client import EngineError, EngineNotFound
+from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.engine.stats import ContainerStats, Pacer, compute, is_running_sample
 from openpanel_ws.engine.streams import JsonLines, pump
 from openpanel_ws.gateways.containers.upstream import (
@@ -36,10 +36,12 @@ STATS: Final = "stats"
 FRESH_SAMPLE_SECONDS: Final = 2.0
 
 
-def stats_message(container_ref: str, stats: ContainerStats) -> Message:
-    """The specification's `stats` message; `blkio` and `pids` are additive extras."""
+def stats_message(container_ref: str, stats: ContainerStats,
+                  host: str | None = None) -> Message:
+    """The specification's `stats` message; `blkio`, `pids` and `host` (the container's
+    host) are additive extras."""
     cpu = round(stats.cpu_percent, 2)
-    return {
+    message: Message = {
         "type": "stats",
         "containerId": container_ref,
         "timestamp": rfc3339_from_nanos(stats.nanos),
@@ -55,6 +57,9 @@ def stats_message(container_ref: str, stats: ContainerStats) -> Message:
             "pids": stats.pids,
         },
     }
+    if host is not None:
+        message["host"] = host
+    return message
 
 
 @dataclass(eq=False)
@@ -66,14 +71,14 @@ class StatsSub(Subscription):
     @property
     def latest_key(self) -> str:
         """The conflation key of this subscription's latest-value frames."""
-        return f"stats:{self.ref}"
+        return f"stats:{self.host}\0{self.ref}"
 
 
 def send_stats(sub: StatsSub, stats: ContainerStats, payloads: dict[str, bytes]) -> None:
     """Encode once per distinct `containerId` text; `send_latest` frames it."""
     payload = payloads.get(sub.ref)
     if payload is None:
-        payload = payloads[sub.ref] = orjson.dumps(stats_message(sub.ref, stats))
+        payload = payloads[sub.ref] = orjson.dumps(stats_message(sub.ref, stats, sub.host))
     sub.session.send_latest(sub.latest_key, payload)
 
 
@@ -101,7 +106,10 @@ class StatsUpstream(Upstream[StatsSub]):
             except EngineNotFound:
                 pass
             except EngineError as exc:
-                log.info("stats stream of %s interrupted: %s", self.container_id[:12], exc)
+                log.info("stats stream of %s on %s interrupted: %s", self.container_id[:12],
+                         self.host, exc)
+                if isinstance(exc, EngineUnavailable):
+                    self.engine_failed()
             self.latest = None
 
     def _samples(self, samples: list[dict[str, Any]]) -> bool:

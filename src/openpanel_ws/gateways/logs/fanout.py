@@ -2,8 +2,10 @@
 filtered per client, and a `since` replay joined to the live stream with nothing twice
 (docs/logs.md "Resuming with `since`").
 
-A client's filter, scopes and replay state live in its `Session.state` (`LogsState`),
-made when it authenticates on /ws/logs.
+Every event comes from one host and its frames name that host, so the same bytes serve
+every client that hears from it (its `Audience`), on the plain endpoint and on the host's
+own route alike. A client's audience, filter, scopes and replay state live in its
+`Session.state` (`LogsState`), made when it authenticates on /ws/logs.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from openpanel_ws.auth import scopes_match
 from openpanel_ws.engine.eventdata import EngineEvent, event_attributes, event_key, event_nanos
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.hold import Hold, cut_off
+from openpanel_ws.gateways.logs.audience import Audience
 from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.gateways.logs.messages import event_payloads
 from openpanel_ws.outbound import text_frame
 from openpanel_ws.protocol import Message
 from openpanel_ws.sendqueue import QueueLimits
 
-__all__ = ["MAX_EARLY_KEYS", "Fanout", "LogsState", "scope_allows"]
+__all__ = ["MAX_EARLY_KEYS", "Fanout", "HostEvent", "LogsState", "scope_allows"]
+
+# An engine event and the id of the host it came from.
+HostEvent = tuple[str, EngineEvent]
 
 
 def framed(payload: bytes, readable: bytes | None) -> tuple[bytes, bytes | None]:
@@ -50,15 +56,18 @@ def scope_allows(scopes: tuple[str, ...] | None, event: Mapping[str, Any]) -> bo
 
 
 class LogsState:
-    """One /ws/logs client: its scopes, filter and replay bookkeeping."""
+    """One /ws/logs client: its audience, scopes, filter and replay bookkeeping."""
 
-    __slots__ = ("early_keys", "filter", "held", "joined_nanos", "scopes")
+    __slots__ = ("audience", "early_keys", "filter", "held", "joined_nanos", "scopes")
 
-    def __init__(self, joined_nanos: int, scopes: tuple[str, ...] | None = None) -> None:
+    def __init__(self, joined_nanos: int, audience: Audience,
+                 scopes: tuple[str, ...] | None = None) -> None:
         self.scopes = scopes  # the principal's `containers` globs; None: everything
+        self.audience = audience  # the hosts it hears from; whether machine lines reach it
         self.filter: EventFilter | None = None  # None: everything
         # Live events with a time before `joined_nanos` were in flight when the client
-        # joined; a replay up to `joined_nanos` must not send them again.
+        # joined; a replay up to `joined_nanos` must not send them again. Keyed by
+        # (host id, *event_key): one engine behind two host ids sends each event twice.
         self.joined_nanos = joined_nanos
         self.early_keys: set[tuple[Any, ...]] = set()
         self.held: Hold[bytes] | None = None  # live frames held during a replay
@@ -90,17 +99,37 @@ class Fanout:
         return [(session, session.state) for session in self._sessions
                 if session.state is not None]
 
-    def add(self, session: Session[LogsState], now_nanos: int | None = None) -> None:
+    def add(self, session: Session[LogsState], audience: Audience,
+            now_nanos: int | None = None) -> None:
         if session not in self._sessions:
             principal = session.principal
             scopes = principal.container_scopes if principal is not None else None
-            session.state = LogsState(time.time_ns() if now_nanos is None else now_nanos, scopes)
+            session.state = LogsState(time.time_ns() if now_nanos is None else now_nanos,
+                                      audience, scopes)
             self._sessions[session] = None
 
-    def set_scopes(self, session: Session[LogsState], scopes: tuple[str, ...] | None) -> None:
+    def set_scopes(self, session: Session[LogsState], scopes: tuple[str, ...] | None,
+                   audience: Audience | None = None) -> None:
+        """A re-auth's claims; from here on only they decide what reaches the client."""
         state = self._state(session)
         if state is not None:
             state.scopes = scopes
+            if audience is not None:
+                state.audience = audience
+
+    def hosts_heard(self) -> set[str]:
+        """The ids of the hosts some client hears from (their streams are wanted)."""
+        heard: set[str] = set()
+        for state in self._states():
+            heard |= state.audience.hosts
+        return heard
+
+    def machine_heard(self) -> bool:
+        """Whether some client gets the machine's log file lines."""
+        return any(state.audience.machine for state in self._states())
+
+    def _states(self) -> Iterable[LogsState]:
+        return (s.state for s in self._sessions if s.state is not None)
 
     def discard(self, session: Session[LogsState]) -> None:
         if session in self._sessions:
@@ -117,29 +146,41 @@ class Fanout:
         if state is not None:
             state.filter = None if flt.empty else flt
 
-    def publish_event(self, event: EngineEvent) -> None:
-        """`docker_event` (+ its `docker` line) to every client whose filter matches; each
-        frame is built once (docs/protocol.md, "Outbound path")."""
-        frame, readable = framed(*event_payloads(event))
+    def publish_event(self, host: str, event: EngineEvent) -> None:
+        """`docker_event` (+ its `docker` line) of `host` to every client that hears from
+        it and whose scopes and filter match; each frame is built once (docs/protocol.md,
+        "Outbound path")."""
+        frame, readable = framed(*event_payloads(event, host))
         nanos = event_nanos(event)
+        key: tuple[Any, ...] | None = None
         for session, state in self._clients():
+            if host not in state.audience.hosts:
+                continue
             if not scope_allows(state.scopes, event):
                 continue
             if state.filter is not None and not state.filter.matches(event):
                 continue
             if nanos < state.joined_nanos and len(state.early_keys) < MAX_EARLY_KEYS:
-                state.early_keys.add(event_key(event))
+                key = key or (host, *event_key(event))
+                state.early_keys.add(key)
             self._deliver(session, state, frame)
             if readable is not None:
                 self._deliver(session, state, readable)
 
-    def broadcast(self, message: Message, *, scoped: bool = True) -> None:
-        """To every client; `scoped=False`: not to principals with a `containers` scope."""
+    def broadcast(self, message: Message, *, host: str | None = None) -> None:
+        """To every client that hears from `host` (None: to every client)."""
         frame = text_frame(protocol.encode(message))
         for session, state in self._clients():
-            if not scoped and state.scopes is not None:
+            if host is not None and host not in state.audience.hosts:
                 continue
             self._deliver(session, state, frame)
+
+    def broadcast_machine(self, message: Message) -> None:
+        """A machine log file line: to the clients whose audience has the machine."""
+        frame = text_frame(protocol.encode(message))
+        for session, state in self._clients():
+            if state.audience.machine:
+                self._deliver(session, state, frame)
 
     def _deliver(self, session: Session[LogsState], state: LogsState, frame: bytes) -> None:
         if state.held is None:
@@ -158,24 +199,25 @@ class Fanout:
         state.held = Hold(self.limits)
         return state.joined_nanos
 
-    def finish_replay(self, session: Session[LogsState], events: Iterable[EngineEvent],
+    def finish_replay(self, session: Session[LogsState], events: Iterable[HostEvent],
                       ack: Message | None = None) -> int:
-        """Send `ack` (with `replayed`: the count), then the replayed events (filtered,
-        without those already sent live), then the live frames held meanwhile."""
+        """Send `ack` (with `replayed`: the count), then the replayed events (in the order
+        given, filtered, without those already sent live), then the live frames held
+        meanwhile."""
         state = self._state(session)
         if state is None:
             return 0
         held, state.held = state.held.release() if state.held is not None else [], None
         frames: list[bytes] = []
         count = 0
-        for event in events:
+        for host, event in events:
             if not scope_allows(state.scopes, event):
                 continue
             if state.filter is not None and not state.filter.matches(event):
                 continue
-            if event_key(event) in state.early_keys:
+            if (host, *event_key(event)) in state.early_keys:
                 continue
-            frame, readable = framed(*event_payloads(event))
+            frame, readable = framed(*event_payloads(event, host))
             frames.append(frame)
             if readable is not None:
                 frames.append(readable)

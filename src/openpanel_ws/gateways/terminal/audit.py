@@ -1,9 +1,9 @@
 """Terminal audit log: one JSON line when a session starts and one when it ends.
 
-Records carry who, where, which shell, when, how it ended, how many bytes went each
-way and, when the session is recorded, the recording's path; never the typed content or
-the output. Each line is written with a single
-`write()` on an O_APPEND descriptor, so lines from concurrent sessions (or processes)
+Records carry who, where (host and container), which shell, when, how it ended, how many
+bytes went each way and, when the session is recorded, the recording's path; never the
+typed content or the output. Each line is written with a single `write()` on an O_APPEND
+descriptor, so lines from concurrent sessions (or processes)
 never interleave.
 """
 
@@ -34,6 +34,7 @@ def _base(lifecycle: TerminalLifecycle, user: str, client_id: str, remote: str) 
         "user": user,
         "clientId": client_id,
         "remote": remote,
+        "host": lifecycle.host,
         "container": lifecycle.container_id,
         "containerName": lifecycle.container_name,
         "containerRef": lifecycle.container_ref,

@@ -21,11 +21,11 @@ import openpanel_ws.gateways.terminal.handoff as handoff
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
 from openpanel_ws.engine.exec import (
     MARKER_ENV,
-    TERM_ENV,
     ExecProcess,
     path_exists,
 )
-from openpanel_ws.gateways.access import docker_unavailable, resolve_container
+from openpanel_ws.gateways.access import docker_unavailable, resolve_container, resolve_host
+from openpanel_ws.gateways.access import permission_denied as scope_denied
 from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_record
 from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE, JournalEntry, TerminalJournal
@@ -47,8 +47,8 @@ from openpanel_ws.gateways.terminal.messages import (
     NOT_FOUND_OR_NOT_RUNNING,
     PERMISSION_REVOKED,
     REAUTH_DENIED,
-    RECORDING_UNWRITABLE,
     SERVER_SHUTDOWN,
+    SERVICE_RESTART,
     SHUTTING_DOWN,
     USER_CLOSED,
     OpenRequest,
@@ -60,12 +60,14 @@ from openpanel_ws.gateways.terminal.messages import (
     permission_denied,
     program_not_found,
     resize_failed,
+    terminals_off,
 )
-from openpanel_ws.gateways.terminal.recording import CastRecorder, header, recording_name
+from openpanel_ws.gateways.terminal.reaper import OrphanReaper
 from openpanel_ws.gateways.terminal.registry import UNKNOWN_SESSION, TerminalRegistry
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError, invalid
 
 if TYPE_CHECKING:
+    from openpanel_ws.hosts.registry import Host
     from openpanel_ws.services import Services
 
 __all__ = ["STOP_TIMEOUT", "TerminalGateway"]
@@ -90,6 +92,7 @@ class TerminalGateway(Gateway[TerminalState]):
         self._registry: TerminalRegistry[Terminal] = TerminalRegistry(
             self.settings.terminal_max_per_user, self.settings.terminal_max)
         self._journal: TerminalJournal | None = None
+        self._reaper: OrphanReaper | None = None
         self._stopping = False
 
     def handlers(self) -> dict[str, Handler[TerminalState]]:
@@ -131,6 +134,10 @@ class TerminalGateway(Gateway[TerminalState]):
             terminal.journaled = False
             await self._journal_call(self._journal.record_close, terminal.lifecycle.session_id)
 
+    async def _close_row(self, session_id: str) -> bool:
+        assert self._journal is not None
+        return await self._journal_call(self._journal.record_close, session_id)
+
     async def _journal_call(self, fn: Callable[..., object], *args: str) -> bool:
         try:
             await asyncio.to_thread(fn, *args)
@@ -169,23 +176,35 @@ class TerminalGateway(Gateway[TerminalState]):
         return terminal
 
     async def _still_allowed(self, session: Session[TerminalState], terminal: Terminal) -> None:
-        # A refreshed token may have lost the permission: the shell goes with it.
+        # A refreshed token may have lost the permission or the host: the shell goes with it.
         if not session.user.may_open_terminal:
             await terminal.close(PERMISSION_REVOKED, notify=True)
             raise permission_denied()
+        lifecycle = terminal.lifecycle
+        if not session.user.may_access_host(lifecycle.host):
+            await terminal.close(REAUTH_DENIED, notify=True)
+            raise scope_denied({"containerId": lifecycle.container_ref, "host": lifecycle.host})
 
-    async def _container(self, session: Session[TerminalState], ref: str) -> dict[str, Any]:
-        """The running container `ref` names, as this user may see it."""
+    def _host(self, session: Session[TerminalState], msg: Message, ref: str) -> Host:
+        """The host an `open_terminal` is about (docs/protocol.md "Addressing"), checked
+        against the `hosts` claim before anything else, and allowing terminals."""
+        host = resolve_host(self.services.hosts, session, msg, {"containerId": ref})
+        if not host.terminals:
+            raise TerminalRefused(terminals_off(host.id), containerId=ref, host=host.id)
+        return host
+
+    async def _container(self, session: Session[TerminalState], host: Host, ref: str) -> dict[str, Any]:
+        """The running container `ref` names on `host`, as this user may see it."""
         try:
-            info = await resolve_container(self.services.hosts.default, session.user, ref)
+            info = await resolve_container(host, session.user, ref)
         except ProtocolError as exc:
             if exc.code is ErrorCode.CONTAINER_NOT_FOUND:
-                raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
+                raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref, host=host.id) from None
             raise
         container_state = info.get("State") or {}
         if (not container_state.get("Running") or container_state.get("Paused")
                 or container_state.get("Restarting")):
-            raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref)
+            raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref, host=host.id)
         return info
 
     # --- handlers ---------------------------------------------------------------------
@@ -199,50 +218,56 @@ class TerminalGateway(Gateway[TerminalState]):
         unbind(session)  # a stale TerminalState: its terminal is closing
         if self._stopping:
             raise TerminalRefused(SHUTTING_DOWN)
+        host = self._host(session, msg, request.container_ref)
         if request.session_id is not None:
-            await self._resume(session, request)
+            await self._resume(session, request, host)
             return
         session_id = new_session_id()
         refusal = self._registry.reserve(session_id, session.user.user_id)
         if refusal is not None:
-            raise TerminalRefused(refusal, containerId=request.container_ref)
+            raise TerminalRefused(refusal, containerId=request.container_ref, host=host.id)
         try:
-            await self._open_new(session, request, session_id)
+            await self._open_new(session, request, session_id, host)
         except BaseException:
             if not any(t.lifecycle.session_id == session_id for t in self._terminals):
                 self._registry.remove(session_id)
             raise
 
-    async def _resume(self, session: Session[TerminalState], request: OpenRequest) -> None:
-        """Reattach to a live session of the same user (docs/protocol.md "Terminal sessions")."""
+    async def _resume(self, session: Session[TerminalState], request: OpenRequest, host: Host) -> None:
+        """Reattach to a live session of the same user on the same host (docs/protocol.md
+        "Terminal sessions"): another user's session, or one on another host, is unknown."""
         ref = request.container_ref
         assert request.session_id is not None
+        unknown = TerminalRefused(UNKNOWN_SESSION, containerId=ref, host=host.id,
+                                  sessionId=request.session_id)
         terminal = self._registry.lookup(request.session_id, session.user.user_id)
-        if terminal is None or not terminal.lifecycle.is_open:
-            raise TerminalRefused(UNKNOWN_SESSION, containerId=ref, sessionId=request.session_id)
+        if terminal is None or not terminal.lifecycle.is_open or terminal.lifecycle.host != host.id:
+            raise unknown
         lifecycle = terminal.lifecycle
         if ref not in (lifecycle.container_ref, lifecycle.container_id, lifecycle.container_name):
-            raise TerminalRefused(UNKNOWN_SESSION, containerId=ref, sessionId=request.session_id)
-        await self._container(session, ref)  # the `containers` claim still allows it
+            raise unknown
+        await self._container(session, host, ref)  # the `containers` claim still allows it
         if request.last_seq is not None and not terminal.ring.valid_last_seq(request.last_seq):
             raise invalid(f"Field 'lastSeq' is beyond this session's output "
                           f"({terminal.ring.seq} bytes)", "lastSeq")
         if bound_terminal(session) is not None or not lifecycle.is_open or self._stopping:
-            raise TerminalRefused(UNKNOWN_SESSION, containerId=ref, sessionId=request.session_id)
+            raise unknown
         # From here to the last replayed piece nothing awaits: live output cannot slip in.
         attached = terminal.attach(session)
         replay = terminal.ring.replay(request.last_seq)
         lifecycle.touch(time.monotonic())
         log.info("terminal %s resumed by %s from seq %s", lifecycle.session_id, terminal.user,
                  replay.start)
-        session.send(opened_message(ref, lifecycle.session_id, resumed=True, seq=replay.start))
+        session.send(opened_message(ref, lifecycle.session_id, host.id, resumed=True,
+                                    seq=replay.start))
         for piece in replay.pieces:
             attached.deliver(piece)
 
-    async def _open_new(self, session: Session[TerminalState], request: OpenRequest, session_id: str) -> None:
+    async def _open_new(self, session: Session[TerminalState], request: OpenRequest, session_id: str,
+                        host: Host) -> None:
         ref = request.container_ref
-        engine = self.services.engine
-        info = await self._container(session, ref)
+        engine = host.engine
+        info = await self._container(session, host, ref)
         container_id = str(info["Id"])
         # Cheap stat through the engine (no exec) for absolute paths; names looked up
         # through $PATH are caught after start.
@@ -250,18 +275,18 @@ class TerminalGateway(Gateway[TerminalState]):
                                                                   request.program) is False:
             raise TerminalRefused(program_not_found(request.program,
                                                     is_command=bool(request.command)),
-                                containerId=ref)
+                                containerId=ref, host=host.id)
         proc = ExecProcess(engine, container_id, request.program, marker=session_id,
                            args=request.argv[1:], tty=request.tty, stdin=request.stdin)
-        await create_exec(proc, ref)
+        await create_exec(proc, ref, host.id)
         lifecycle = TerminalLifecycle(
-            session_id=session_id, container_ref=ref, container_id=container_id,
+            session_id=session_id, host=host.id, container_ref=ref, container_id=container_id,
             container_name=str(info.get("Name") or "").lstrip("/"),
             shell=shlex.join(request.command) if request.command else request.shell,
             started_at=time.time(), idle_timeout=self.settings.terminal_idle_timeout,
             now=time.monotonic(),
         )
-        terminal = Terminal(self, lifecycle, proc, user=session.user.user_id,
+        terminal = Terminal(self, host, lifecycle, proc, user=session.user.user_id,
                             client_id=session.client_id, remote=session.remote,
                             cols=request.cols, rows=request.rows)
         terminal.container_started_at = str((info.get("State") or {}).get("StartedAt", ""))
@@ -272,9 +297,9 @@ class TerminalGateway(Gateway[TerminalState]):
             if self._journal is not None and proc.exec_id is not None:
                 terminal.journaled = await self._journal_call(
                     self._journal.record_open, session_id, container_id, proc.exec_id,
-                    f"{MARKER_ENV}={session_id}", request.program)
-            pending = await start_exec(proc, request)
-            self._start_recording(terminal, request)
+                    f"{MARKER_ENV}={session_id}", request.program, host.id)
+            pending = await start_exec(proc, request, host.id)
+            terminal.start_recording(request)
             terminal.audited = self._audit.write(start_record(
                 lifecycle, user=terminal.user, client_id=session.client_id, remote=session.remote,
                 recording=terminal.recorder.path if terminal.recorder else None))
@@ -288,31 +313,14 @@ class TerminalGateway(Gateway[TerminalState]):
             # client may retry at once on this connection.
             await terminal.close("Open failed", notify=False)
             raise
-        log.info("terminal %s opened by %s in %s (%s)", session_id, terminal.user,
-                 container_id[:12], request.program)
-        session.send(opened_message(ref, session_id))
+        log.info("terminal %s opened by %s in %s on %s (%s)", session_id, terminal.user,
+                 container_id[:12], host.id, request.program)
+        session.send(opened_message(ref, session_id, host.id))
         terminal.start_tasks(pending)
         if self._stopping:
             terminal.begin_close(SERVER_SHUTDOWN, notify=False)
         elif session.closed:
             await self._detach(session)
-
-    def _start_recording(self, terminal: Terminal, request: OpenRequest) -> None:
-        directory = self.settings.terminal_record_dir
-        if directory is None:
-            return
-        lifecycle = terminal.lifecycle
-        name = recording_name(lifecycle.started_at, terminal.user, lifecycle.container_name or
-                              lifecycle.container_id[:12], lifecycle.session_id)
-        head = header(request.cols, request.rows, lifecycle.started_at, TERM_ENV.split("=", 1)[1],
-                      command=lifecycle.shell, title=f"{terminal.user}@{lifecycle.container_name}")
-        try:
-            terminal.recorder = CastRecorder.create(
-                directory, name, head, time.monotonic(),
-                record_input=self.settings.terminal_record_input)
-        except OSError as exc:
-            log.error("terminal recording in %s cannot be created: %s", directory, exc)
-            raise TerminalRefused(RECORDING_UNWRITABLE) from None
 
     async def _input(self, session: Session[TerminalState], msg: Message) -> None:
         data = parse_input(msg)
@@ -335,7 +343,8 @@ class TerminalGateway(Gateway[TerminalState]):
             pass  # the shell just exited: terminal_closed follows
         except EngineUnavailable:
             # With the container as the client named it at open, like every engine error.
-            raise docker_unavailable(terminal.lifecycle.container_ref, None) from None
+            raise docker_unavailable(terminal.lifecycle.container_ref,
+                                     terminal.lifecycle.host) from None
         except EngineError as exc:
             raise TerminalRefused(resize_failed(exc.message)) from None
 
@@ -373,8 +382,9 @@ class TerminalGateway(Gateway[TerminalState]):
         terminal = bound_terminal(session)
         if terminal is None:
             return
-        if not (session.user.may_open_terminal
-                and session.user.may_access_container([terminal.lifecycle.container_name])):
+        user = session.user
+        if not (user.may_open_terminal and user.may_access_host(terminal.lifecycle.host)
+                and user.may_access_container([terminal.lifecycle.container_name])):
             await terminal.close(REAUTH_DENIED, notify=True)
 
     async def start(self) -> None:
@@ -395,8 +405,10 @@ class TerminalGateway(Gateway[TerminalState]):
                 with contextlib.suppress(sqlite3.Error, OSError):
                     stale = [e for e in await asyncio.to_thread(journal.entries)
                              if e.owner_pid == journal.pid and e.session_id not in adopted]
+            self._reaper = OrphanReaper(self.services.hosts, self._journal, self._close_row)
+            self.services.hosts.add_status_listener(self._reaper.on_status)
             self.track(asyncio.get_running_loop().create_task(
-                self._reap_orphans(stale), name="terminal-reaper"))
+                self._reaper.reap(stale), name="terminal-reaper"))
 
     # --- reload: hand the live sessions to the re-executed gateway ----------------------
 
@@ -408,6 +420,7 @@ class TerminalGateway(Gateway[TerminalState]):
         self._stopping = True
         if self.settings.terminal_grace <= 0:
             return None  # resume off: a reload ends terminals like a restart
+        await self._end_unhandable()
         records: list[handoff.Record] = []
         for terminal in list(self._terminals):
             if not terminal.lifecycle.is_open:
@@ -424,6 +437,16 @@ class TerminalGateway(Gateway[TerminalState]):
         if path is not None:
             log.info("handing %d terminal sessions to the reloaded gateway", len(records))
         return path
+
+    async def _end_unhandable(self) -> None:
+        """The terminals on hosts reached over TLS or SSH cannot be handed on: kill their
+        processes now and tell their clients (`terminal_closed` "Service restart")."""
+        ending = [t for t in self._terminals
+                  if t.lifecycle.is_open and not handoff.can_hand_over(t.host.config.target)]
+        if ending:
+            log.info("ending %d terminal sessions on hosts reached over TLS or SSH before "
+                     "the reload", len(ending))
+            await asyncio.gather(*(t.close(SERVICE_RESTART, notify=True) for t in ending))
 
     async def _adopt_all(self, path: Path) -> set[str]:
         adopted: set[str] = set()
@@ -446,30 +469,11 @@ class TerminalGateway(Gateway[TerminalState]):
         log.info("adopted %d terminal sessions after the reload", len(adopted))
         return adopted
 
-    async def _reap_orphans(self, stale: list[JournalEntry]) -> None:
-        """Kill the shells of sessions whose gateway died (docs/terminal.md), and the
-        `stale` ones of this process that a reload did not hand on."""
-        journal = self._journal
-        assert journal is not None
-        try:
-            orphans = stale + await asyncio.to_thread(journal.claim_orphans)
-        except (sqlite3.Error, OSError) as exc:
-            log.error("terminal journal %s: %s", self._journal_path, exc)
-            return
-        for entry in orphans:
-            proc = ExecProcess(self.services.engine, entry.container_id, entry.program,
-                               marker=entry.marker.split("=", 1)[-1])
-            if await proc.kill():
-                await self._journal_call(journal.record_close, entry.session_id)
-                log.warning("terminal %s left by a dead gateway (pid %d): its processes in "
-                            "container %s were killed", entry.session_id, entry.owner_pid,
-                            entry.container_id[:12])
-            else:
-                log.warning("terminal %s left by a dead gateway: kill failed, retried at the "
-                            "next start", entry.session_id)
-
     async def stop(self) -> None:
         self._stopping = True
+        if self._reaper is not None:
+            self.services.hosts.remove_status_listener(self._reaper.on_status)
+            await self._reaper.close()
         for terminal in list(self._terminals):
             terminal.begin_close(SERVER_SHUTDOWN, notify=False)
         if self._tasks:

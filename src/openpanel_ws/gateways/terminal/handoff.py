@@ -4,7 +4,14 @@ gateway.
 The reloading gateway suspends each live terminal (`Terminal.suspend`), describes it in
 one JSON record and writes the records to a hand-off file whose path it passes to its
 re-executed self in `HANDOFF_ENV`. The attach sockets stay open across exec; the new
-image (same pid) reads the file and rebuilds each terminal around its socket.
+image (same pid) reads the file and rebuilds each terminal around its socket, on the same
+host.
+
+Only a plain socket can be handed on (`can_hand_over`): a unix socket, or TCP without
+TLS. The attach stream of an engine reached over TLS or SSH lives in this process's TLS
+state or SSH connection, which exec does not keep, and the engine cannot attach to a
+running exec again; the gateway ends those terminals before the reload (reason
+`SERVICE_RESTART`), killing their processes first.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ from typing import Any, Final
 import orjson
 
 from openpanel_ws.engine.exec import ExecProcess
+from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
 from openpanel_ws.gateways.terminal.live import Suspended, Terminal, TerminalHost
 from openpanel_ws.gateways.terminal.recording import CastRecorder
 from openpanel_ws.gateways.terminal.ring import OutputRing
 
-__all__ = ["HANDOFF_ENV", "Record", "adopt", "pending_output", "read_records", "record", "write_records"]
+__all__ = ["HANDOFF_ENV", "Record", "adopt", "can_hand_over", "pending_output", "read_records",
+           "record", "write_records"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,12 @@ HANDOFF_ENV: Final = "OPENPANEL_WS_TERMINAL_HANDOFF"
 Record = dict[str, Any]
 
 
+def can_hand_over(target: EngineTarget) -> bool:
+    """Whether an exec attach socket of this engine survives a re-exec of the gateway:
+    a plain socket (unix, or TCP without TLS) does; a TLS stream or an SSH channel does not."""
+    return target.scheme == "unix" or (target.scheme == "tcp" and not target.uses_tls)
+
+
 def record(terminal: Terminal, suspended: Suspended) -> Record:
     """What the next gateway image needs to adopt `terminal` (suspended)."""
     lifecycle = terminal.lifecycle
@@ -41,7 +56,8 @@ def record(terminal: Terminal, suspended: Suspended) -> Record:
     now = time.monotonic()
     recorder = terminal.recorder
     return {
-        "sessionId": lifecycle.session_id, "user": terminal.user, "clientId": terminal.client_id,
+        "sessionId": lifecycle.session_id, "host": lifecycle.host, "user": terminal.user,
+        "clientId": terminal.client_id,
         "remote": terminal.remote, "containerRef": lifecycle.container_ref,
         "containerId": lifecycle.container_id, "containerName": lifecycle.container_name,
         "containerStartedAt": terminal.container_started_at, "shell": lifecycle.shell,
@@ -92,21 +108,27 @@ def read_records(path: Path) -> list[Record]:
 
 
 async def adopt(gateway: TerminalHost, rec: Record) -> Terminal:
-    """Rebuild a handed-on terminal around its attach socket (not yet started)."""
+    """Rebuild a handed-on terminal around its attach socket (not yet started), on its
+    host (a record without one is the default host's). Raises ValueError when that host
+    is no longer configured or no longer allows terminals."""
     session_id = str(rec["sessionId"])
-    proc = ExecProcess(gateway.services.engine, rec["containerId"], rec["program"],
+    hosts = gateway.services.hosts
+    host = hosts.get(str(rec["host"])) if "host" in rec else hosts.default
+    if host is None or not host.terminals:
+        raise ValueError(f"host {rec.get('host')!r} is not configured or has terminals off")
+    proc = ExecProcess(host.engine, rec["containerId"], rec["program"],
                        marker=session_id, args=rec["args"], tty=rec["tty"], stdin=rec["stdin"])
     proc.exec_id = rec["execId"]
     await proc.adopt_socket(int(rec["fd"]))
     now = time.monotonic()
     settings = gateway.settings
     lifecycle = TerminalLifecycle(
-        session_id=session_id, container_ref=rec["containerRef"],
+        session_id=session_id, host=host.id, container_ref=rec["containerRef"],
         container_id=rec["containerId"], container_name=rec["containerName"],
         shell=rec["shell"], started_at=rec["startedAt"],
         idle_timeout=settings.terminal_idle_timeout, now=now - float(rec["idleFor"]))
     lifecycle.bytes_in, lifecycle.bytes_out = rec["bytesIn"], rec["bytesOut"]
-    terminal = Terminal(gateway, lifecycle, proc, user=rec["user"], client_id=rec["clientId"],
+    terminal = Terminal(gateway, host, lifecycle, proc, user=rec["user"], client_id=rec["clientId"],
                         remote=rec["remote"], cols=rec["cols"], rows=rec["rows"])
     terminal.ring = OutputRing.restore(settings.terminal_ring_bytes,
                                        [(t, st, e) for t, st, e in rec["ring"]], rec["ringSeq"])

@@ -1,10 +1,10 @@
 """Crash-safe terminal cleanup: a SQLite journal of live terminal sessions.
 
-One row per live session (container, exec id, marker, shell, owner process) is written
+One row per live session (host, container, exec id, marker, shell, owner process) is written
 when the exec is created and deleted when the session has been torn down. A gateway
 that dies (`kill -9`, OOM, power) leaves its rows behind; the next gateway to start
 on the same state directory kills those sessions' processes (the marker kill of
-`engine.exec`) and deletes the rows.
+`engine.exec`, through the engine of the row's host) and deletes the rows.
 
 Several gateways may share one state directory. A row is only reaped when its owning
 process is dead: its pid is gone, or the pid now belongs to a process that started at
@@ -47,9 +47,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     program      TEXT NOT NULL,
     owner_pid    INTEGER NOT NULL,
     owner_start  REAL NOT NULL,
-    opened_at    REAL NOT NULL
+    opened_at    REAL NOT NULL,
+    host         TEXT NOT NULL DEFAULT ''
 )
 """
+# A journal written before hosts existed: its rows are the default host's ('' below).
+_ADD_HOST = "ALTER TABLE sessions ADD COLUMN host TEXT NOT NULL DEFAULT ''"
+_COLUMNS = ("session_id, container_id, exec_id, marker, program, owner_pid, owner_start, "
+            "opened_at, host")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,7 @@ class JournalEntry:
     owner_pid: int
     owner_start: float
     opened_at: float
+    host: str  # the Docker host's id ('' in a row of a gateway before hosts: the default)
 
 
 def process_start_time(pid: int) -> float | None:
@@ -89,6 +95,9 @@ class TerminalJournal:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._db() as db:
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+            if "host" not in columns:
+                db.execute(_ADD_HOST)
         with contextlib.suppress(OSError):
             os.chmod(path, 0o600)
 
@@ -107,12 +116,12 @@ class TerminalJournal:
             db.close()
 
     def record_open(self, session_id: str, container_id: str, exec_id: str, marker: str,
-                    program: str) -> None:
+                    program: str, host: str) -> None:
         with self._db() as db:
             db.execute(
-                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, container_id, exec_id, marker, program, self.pid, self.start,
-                 time.time()))
+                 time.time(), host))
 
     def record_close(self, session_id: str) -> None:
         with self._db() as db:
@@ -120,7 +129,7 @@ class TerminalJournal:
 
     def entries(self) -> list[JournalEntry]:
         with self._db() as db:
-            rows = db.execute("SELECT * FROM sessions ORDER BY opened_at").fetchall()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM sessions ORDER BY opened_at").fetchall()
         return [JournalEntry(*row) for row in rows]
 
     def claim_orphans(self, alive: Callable[[JournalEntry], bool] = owner_alive) -> list[JournalEntry]:
@@ -129,7 +138,8 @@ class TerminalJournal:
         the next one). The caller kills their processes, then `record_close`s them."""
         claimed: list[JournalEntry] = []
         with self._db() as db:
-            rows = [JournalEntry(*row) for row in db.execute("SELECT * FROM sessions").fetchall()]
+            rows = [JournalEntry(*row)
+                    for row in db.execute(f"SELECT {_COLUMNS} FROM sessions").fetchall()]
             for entry in rows:
                 mine = entry.owner_pid == self.pid and abs(entry.owner_start - self.start) < 1.0
                 if mine or alive(entry):

@@ -27,10 +27,11 @@ def new_session_id() -> str:
 
 @dataclass
 class TerminalLifecycle:
-    """One live terminal's identity, counters, idle clock and single close decision
+    """One live terminal's identity (its host and container), counters, idle clock and single close decision
     (open -> closing -> closed)."""
 
     session_id: str
+    host: str  # the Docker host's id (docs/protocol.md "Hosts")
     container_ref: str
     container_id: str
     container_name: str

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
-from openpanel_ws.engine.exec import ExecProcess, start_failure_message
+from openpanel_ws.engine.exec import TERM_ENV, ExecProcess, start_failure_message
 from openpanel_ws.gateways.access import docker_unavailable
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
@@ -30,6 +30,7 @@ from openpanel_ws.gateways.terminal.messages import (
     INPUT_NOT_READ,
     NOT_FOUND_OR_NOT_RUNNING,
     PROCESS_EXITED,
+    RECORDING_UNWRITABLE,
     RESUMED_ELSEWHERE,
     STDIN_CLOSED,
     OpenRequest,
@@ -39,12 +40,13 @@ from openpanel_ws.gateways.terminal.messages import (
     start_failed,
 )
 from openpanel_ws.gateways.terminal.output import ExecOutput
-from openpanel_ws.gateways.terminal.recording import CastRecorder
+from openpanel_ws.gateways.terminal.recording import CastRecorder, header, recording_name
 from openpanel_ws.gateways.terminal.ring import OutputPiece, OutputRing
 from openpanel_ws.protocol import Message
 
 if TYPE_CHECKING:
     from openpanel_ws.config import Settings
+    from openpanel_ws.hosts.registry import Host
     from openpanel_ws.services import Services
 
 __all__ = [
@@ -152,13 +154,16 @@ def unbind(session: Session[TerminalState]) -> TerminalState | None:
 
 
 class Terminal:
-    """One live terminal: its exec, output ring, recording, output pump, idle watch,
-    grace timer and (single) teardown. Attached to at most one connection at a time
-    (`attached`: that connection's `TerminalState`)."""
+    """One live terminal on one Docker host (`host`, whose engine runs its exec): its
+    exec, output ring, recording, output pump, idle watch, grace timer and (single)
+    teardown. Attached to at most one connection at a time (`attached`: that
+    connection's `TerminalState`)."""
 
-    def __init__(self, gateway: TerminalHost, lifecycle: TerminalLifecycle, proc: ExecProcess, *,
-                 user: str, client_id: str, remote: str, cols: int, rows: int) -> None:
+    def __init__(self, gateway: TerminalHost, host: Host, lifecycle: TerminalLifecycle,
+                 proc: ExecProcess, *, user: str, client_id: str, remote: str, cols: int,
+                 rows: int) -> None:
         self.gateway = gateway
+        self.host = host
         self.lifecycle = lifecycle
         self.proc = proc
         # Who opened it, for the audit log and ownership (the `sub`).
@@ -238,6 +243,26 @@ class Terminal:
         if self.recorder is not None:
             self.recorder.close()
         return Suspended(fd, self._output.pending_bytes() + buffered)
+
+    def start_recording(self, request: OpenRequest) -> None:
+        """Record this new terminal when `terminal_record_dir` is set (docs/terminal.md
+        "Recording"); refused when the file cannot be created."""
+        settings = self.gateway.settings
+        directory = settings.terminal_record_dir
+        if directory is None:
+            return
+        lifecycle = self.lifecycle
+        name = recording_name(lifecycle.started_at, self.user, lifecycle.container_name or
+                              lifecycle.container_id[:12], lifecycle.session_id)
+        head = header(request.cols, request.rows, lifecycle.started_at, TERM_ENV.split("=", 1)[1],
+                      command=lifecycle.shell, title=f"{self.user}@{lifecycle.container_name}",
+                      host=lifecycle.host)
+        try:
+            self.recorder = CastRecorder.create(directory, name, head, time.monotonic(),
+                                                record_input=settings.terminal_record_input)
+        except OSError as exc:
+            log.error("terminal recording in %s cannot be created: %s", directory, exc)
+            raise TerminalRefused(RECORDING_UNWRITABLE) from None
 
     # --- client input --------------------------------------------------------------
 
@@ -391,7 +416,7 @@ class Terminal:
         deadline = time.monotonic() + wait
         while True:
             try:
-                info = await self.gateway.services.engine.get(
+                info = await self.host.engine.get(
                     f"/containers/{self.lifecycle.container_id}/json")
             except EngineNotFound:
                 return True
@@ -409,34 +434,34 @@ class Terminal:
 # --- exec start-up ----------------------------------------------------------------
 
 
-async def create_exec(proc: ExecProcess, ref: str) -> None:
-    """Create the exec of a new terminal; the engine's refusals become the client's."""
+async def create_exec(proc: ExecProcess, ref: str, host: str) -> None:
+    """Create the exec of a new terminal on host `host`; the engine's refusals become the
+    client's (naming the container as the client did, and the host)."""
     try:
         await proc.create()
     except EngineUnavailable:
-        raise docker_unavailable(ref, None) from None
+        raise docker_unavailable(ref, host) from None
     except EngineNotFound:
-        raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
+        raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref, host=host) from None
     except EngineError as exc:
         if exc.status == 409:  # stopped or paused meanwhile
-            raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref) from None
-        raise TerminalRefused(start_failed(exc.message),
-                          containerId=ref) from None
+            raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref, host=host) from None
+        raise TerminalRefused(start_failed(exc.message), containerId=ref, host=host) from None
 
 
-async def start_exec(proc: ExecProcess, request: OpenRequest) -> bytes:
+async def start_exec(proc: ExecProcess, request: OpenRequest, host: str) -> bytes:
     """Start the exec and apply the initial size before any output is forwarded.
 
     Returns output already read (a shell that ended at once). Raises TerminalRefused
     when the shell could not be started at all.
     """
+    ref = request.container_ref
     try:
         await proc.start()
     except EngineUnavailable:
-        raise docker_unavailable(request.container_ref, None) from None
+        raise docker_unavailable(ref, host) from None
     except EngineError as exc:
-        raise TerminalRefused(start_failed(exc.message),
-                          containerId=request.container_ref) from None
+        raise TerminalRefused(start_failed(exc.message), containerId=ref, host=host) from None
     if not proc.tty:
         return b""  # nothing to size; a failed start shows as output and exit code
     try:
@@ -449,6 +474,6 @@ async def start_exec(proc: ExecProcess, request: OpenRequest) -> bytes:
         code = await proc.wait_exit_code(timeout=3.0)
         reason = start_failure_message(request.program, output, code)
         if reason is not None:
-            raise TerminalRefused(reason, containerId=request.container_ref) from None
+            raise TerminalRefused(reason, containerId=ref, host=host) from None
         return output
     return b""

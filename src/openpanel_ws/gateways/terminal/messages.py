@@ -45,6 +45,7 @@ __all__ = [
     "RECORDING_UNWRITABLE",
     "RESUMED_ELSEWHERE",
     "SERVER_SHUTDOWN",
+    "SERVICE_RESTART",
     "SHUTTING_DOWN",
     "STDIN_CLOSED",
     "USER_CLOSED",
@@ -60,6 +61,7 @@ __all__ = [
     "program_not_found",
     "resize_failed",
     "start_failed",
+    "terminals_off",
 ]
 
 DEFAULT_SHELL: Final = "/bin/sh"
@@ -79,6 +81,9 @@ REAUTH_DENIED: Final = "permission"
 CONNECTION_CLOSED: Final = "Connection closed"
 SERVER_SHUTDOWN: Final = "Server shutdown"
 GRACE_EXPIRED: Final = "Detached too long"  # grace over (docs/protocol.md "Terminal sessions")
+# A reload ends the terminals it cannot hand on (their host's engine is reached over TLS
+# or SSH; docs/terminal.md "Reload").
+SERVICE_RESTART: Final = "Service restart"
 # Sent to a connection whose terminal was resumed by another one.
 RESUMED_ELSEWHERE: Final = "Resumed on another connection"
 
@@ -103,6 +108,10 @@ RECORDING_UNWRITABLE: Final = "Terminal refused: the recording cannot be written
 
 def program_not_found(program: str, *, is_command: bool) -> str:
     return f"{'Command' if is_command else 'Shell'} not found in the container: {program}"
+
+
+def terminals_off(host: str) -> str:
+    return f"Terminals are switched off on host '{host}'"
 
 
 def start_failed(detail: str) -> str:
@@ -220,10 +229,10 @@ def parse_input(msg: Mapping[str, Any]) -> bytes:
     return data.encode("utf-8", "replace")
 
 
-def opened_message(container_ref: str, session_id: str, *, resumed: bool = False,
+def opened_message(container_ref: str, session_id: str, host: str, *, resumed: bool = False,
                    seq: int | None = None) -> Message:
     message: Message = {"type": "terminal_opened", "containerId": container_ref,
-                        "sessionId": session_id}
+                        "host": host, "sessionId": session_id}
     if resumed:
         message["resumed"] = True
     if seq is not None:

@@ -51,13 +51,17 @@ def recording_name(started_at: float, user: str, container: str, session_id: str
 
 
 def header(cols: int, rows: int, started_at: float, term: str, *, title: str = "",
-           command: str = "") -> dict[str, Any]:
+           command: str = "", host: str = "") -> dict[str, Any]:
+    """The header line; `host` (the Docker host's id) is an extra key that asciicast
+    players ignore."""
     out: dict[str, Any] = {"version": 2, "width": cols, "height": rows,
                            "timestamp": int(started_at), "env": {"TERM": term}}
     if command:
         out["command"] = command
     if title:
         out["title"] = title
+    if host:
+        out["host"] = host
     return out
 
 

@@ -60,6 +60,8 @@ def test_ended_message() -> None:
     msg = ended_message("stats", "web")
     assert msg["type"] == "subscription_ended"
     assert (msg["subscription"], msg["containerId"], msg["reason"]) == ("stats", "web", "container_removed")
+    assert "host" not in msg
+    assert ended_message("logs", "web", "permission", "h1")["host"] == "h1"
 
 
 # --- the gateway's handlers, before any engine call ------------------------------------
@@ -84,8 +86,8 @@ async def test_unsubscribing_what_was_never_subscribed_makes_no_state() -> None:
     session.close(1000, "")
     await asyncio.wait_for(session.writer.wait_closed(), 2)
     assert [orjson.loads(f) for f in sink.frames] == [
-        {"type": "unsubscribed_logs", "containerId": "web"},
-        {"type": "unsubscribed_stats", "containerId": "web"},
+        {"type": "unsubscribed_logs", "containerId": "web", "host": "local"},
+        {"type": "unsubscribed_stats", "containerId": "web", "host": "local"},
     ]
     await gateway.services.close()
 

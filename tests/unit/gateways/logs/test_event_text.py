@@ -96,8 +96,8 @@ def test_noisy_events_have_no_line() -> None:
 def test_every_recorded_event_is_handled_and_docker_event_keeps_it_unchanged() -> None:
     for event in EVENTS:
         describe(event)  # never raises
-        message = docker_event(event)
-        assert message["event"] is event
+        message = docker_event(event, "local")
+        assert message["event"] is event and message["host"] == "local"
         assert message["timestamp"].endswith("Z")
         nanos = str(event["timeNano"] % 1_000_000_000).zfill(9)
         assert message["timestamp"].split(".")[1] == nanos + "Z"
@@ -121,7 +121,7 @@ def test_malformed_events_never_raise(event: dict[str, Any], level: str | None,
         assert line is None
     else:
         assert line is not None and (line.level, line.message) == (level, text)
-    message = docker_event(event)
+    message = docker_event(event, "local")
     # Passed on unchanged, stamped with the time of forwarding when it carries none.
     assert message["type"] == "docker_event" and message["event"] is event
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", message["timestamp"]), message

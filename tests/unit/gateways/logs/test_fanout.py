@@ -8,6 +8,7 @@ import orjson
 
 from fakes import Sink
 from openpanel_ws.gateways.base import Session
+from openpanel_ws.gateways.logs.audience import Audience
 from openpanel_ws.gateways.logs.fanout import Fanout
 from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.outbound import ClientWriter, WriteScheduler
@@ -18,6 +19,7 @@ FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "logs" / "engine-ev
 EVENTS: list[dict[str, Any]] = [orjson.loads(line) for line in FIXTURE.read_bytes().splitlines() if line]
 SCHEDULER = WriteScheduler(QueueLimits(1000, 10_000_000), 1.0)
 HELD = QueueLimits(100, 1_000_000)  # live frames held for a client during its replay
+LOCAL = Audience(frozenset({"local"}), True)  # the one host of a gateway configured with none
 
 
 def session(name: str) -> tuple[Session, Sink]:
@@ -37,9 +39,9 @@ async def test_the_same_bytes_go_to_every_client() -> None:
     fan = Fanout(HELD)
     pairs = [session(f"c{i}") for i in range(3)]
     for s, _ in pairs:
-        fan.add(s)
+        fan.add(s, LOCAL)
     die = next(e for e in EVENTS if e["Action"] == "die")
-    fan.publish_event(die)
+    fan.publish_event("local", die)
     await drain(*(s for s, _ in pairs))
     frames = [sink.frames for _, sink in pairs]
     assert all(len(f) == 2 for f in frames)  # docker_event, then its system_log
@@ -54,13 +56,13 @@ async def test_the_same_bytes_go_to_every_client() -> None:
 async def test_filters_are_per_client_and_removal_is_complete() -> None:
     fan = Fanout(HELD)
     (a, sink_a), (b, sink_b) = session("a"), session("b")
-    fan.add(a)
-    fan.add(b)
+    fan.add(a, LOCAL)
+    fan.add(b, LOCAL)
     fan.set_filter(a, EventFilter.parse({"type": ["volume"]}))
     for event in EVENTS:
-        fan.publish_event(event)
+        fan.publish_event("local", event)
     fan.discard(b)
-    fan.publish_event(EVENTS[0])
+    fan.publish_event("local", EVENTS[0])
     assert len(fan) == 1 and b not in fan
     await drain(a, b)
     types = {orjson.loads(f)["event"]["Type"] for f in sink_a.frames
@@ -74,10 +76,10 @@ async def test_set_filter_ignores_unknown_sessions_and_empty_filter_means_everyt
     s, sink = session("s")
     fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
     assert s not in fan
-    fan.add(s)
+    fan.add(s, LOCAL)
     fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
     fan.set_filter(s, EventFilter.parse({}))
-    fan.publish_event(EVENTS[0])
+    fan.publish_event("local", EVENTS[0])
     fan.broadcast({"type": "system_log", "message": "m"})
     await drain(s)
     assert [orjson.loads(f)["type"] for f in sink.frames] == ["docker_event", "system_log", "system_log"]
@@ -87,16 +89,16 @@ async def test_replay_goes_before_held_live_frames_without_duplicates() -> None:
     fan = Fanout(HELD)
     s, sink = session("s")
     joined = EVENTS[30]["timeNano"]
-    fan.add(s, now_nanos=joined)
+    fan.add(s, LOCAL, now_nanos=joined)
     early, later = EVENTS[29], EVENTS[31]  # stamped before / after the client joined
-    fan.publish_event(early)  # in flight when the client joined: delivered live
+    fan.publish_event("local", early)  # in flight when the client joined: delivered live
     until = fan.begin_replay(s)
     assert until == joined
     assert fan.begin_replay(s) is None  # one replay at a time
-    fan.publish_event(later)  # held while the replay is fetched
+    fan.publish_event("local", later)  # held while the replay is fetched
     fan.broadcast({"type": "system_log", "message": "held"})
     replayed = [e for e in EVENTS if e["timeNano"] < joined]
-    count = fan.finish_replay(s, replayed, {"type": "subscribed", "filters": {}})
+    count = fan.finish_replay(s, [("local", e) for e in replayed], {"type": "subscribed", "filters": {}})
     assert count == len(replayed) - 1  # `early` is not sent twice
     await drain(s)
     msgs = [orjson.loads(f) for f in sink.frames]
@@ -114,7 +116,7 @@ async def test_replay_goes_before_held_live_frames_without_duplicates() -> None:
 async def test_held_frames_are_bounded() -> None:
     fan = Fanout(HELD)
     s, sink = session("s")
-    fan.add(s)
+    fan.add(s, LOCAL)
     fan.begin_replay(s)
     for _ in range(HELD.max_frames + 1):
         fan.broadcast({"type": "system_log"})
@@ -131,14 +133,70 @@ async def test_a_clients_state_lives_in_its_session_and_goes_with_it() -> None:
     fan.set_filter(s, EventFilter.parse({"type": ["x"]}))
     fan.set_scopes(s, ("web-*",))
     assert s.state is None  # nothing is made for a session that never joined
-    fan.add(s, now_nanos=42)
+    fan.add(s, LOCAL, now_nanos=42)
     state = s.state
     assert state is not None and state.joined_nanos == 42 and state.scopes is None
     fan.set_scopes(s, ("web-*",))
     fan.set_filter(s, EventFilter.parse({"type": ["volume"]}))
     assert state.scopes == ("web-*",) and state.filter is not None
-    fan.add(s)  # again: the same state
+    fan.add(s, LOCAL)  # again: the same state
     assert s.state is state
     fan.discard(s)
     assert s.state is None and s not in fan and len(fan) == 0
     await drain(s)
+
+
+TWO = Audience(frozenset({"local", "other"}), True)
+
+
+async def test_each_host_has_its_frames_and_each_client_its_hosts() -> None:
+    fan = Fanout(HELD)
+    (both, sink_both), (route, sink_route), (none, sink_none) = (
+        session("both"), session("route"), session("none"))
+    fan.add(both, TWO)
+    fan.add(route, Audience(frozenset({"other"}), False))  # /hosts/other/ws/logs
+    fan.add(none, Audience(frozenset(), False))  # the route of a host out of scope
+    die = next(e for e in EVENTS if e["Action"] == "die")
+    fan.publish_event("local", die)
+    fan.publish_event("other", die)  # one engine behind two ids: once per host id
+    fan.broadcast({"type": "host_status", "host": "local"}, host="local")
+    fan.broadcast_machine({"type": "system_log", "source": "syslog"})
+    assert fan.hosts_heard() == {"local", "other"} and fan.machine_heard()
+    await drain(both, route, none)
+    got = [orjson.loads(f) for f in sink_both.frames]
+    assert [(m["type"], m.get("host")) for m in got] == [
+        ("docker_event", "local"), ("system_log", "local"),
+        ("docker_event", "other"), ("system_log", "other"),
+        ("host_status", "local"), ("system_log", None)]
+    assert sink_route.frames == sink_both.frames[2:4]  # the same bytes, built once
+    assert sink_route.frames[0] is sink_both.frames[2]
+    assert sink_none.frames == []
+
+
+async def test_a_replay_merges_hosts_and_skips_per_host_what_came_live() -> None:
+    fan = Fanout(HELD)
+    s, sink = session("s")
+    joined = EVENTS[30]["timeNano"]
+    fan.add(s, TWO, now_nanos=joined)
+    early = EVENTS[29]
+    fan.publish_event("local", early)  # live from `local` only
+    fan.begin_replay(s)
+    count = fan.finish_replay(s, [("local", early), ("other", early)],
+                              {"type": "subscribed", "filters": {}})
+    assert count == 1  # `other`'s copy is another host's event: replayed
+    await drain(s)
+    msgs = [orjson.loads(f) for f in sink.frames]
+    assert [m["host"] for m in msgs if m["type"] == "docker_event"] == ["local", "other"]
+
+
+async def test_narrowed_audience_stops_that_hosts_events() -> None:
+    fan = Fanout(HELD)
+    s, sink = session("s")
+    fan.add(s, TWO)
+    fan.set_scopes(s, None, Audience(frozenset({"local"}), True))
+    fan.publish_event("other", EVENTS[0])
+    fan.broadcast({"type": "host_status", "host": "other"}, host="other")
+    fan.publish_event("local", EVENTS[0])
+    assert fan.hosts_heard() == {"local"}
+    await drain(s)
+    assert {orjson.loads(f)["host"] for f in sink.frames} == {"local"}

@@ -8,6 +8,7 @@ import helpers
 from fakes import Sink
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.logs import LogsGateway
+from openpanel_ws.gateways.logs.audience import Audience
 from openpanel_ws.gateways.logs.fanout import LogsState
 from openpanel_ws.gateways.logs.filters import EventFilter
 from openpanel_ws.outbound import ClientWriter, WriteScheduler
@@ -30,7 +31,7 @@ async def test_a_refused_subscribe_changes_nothing() -> None:
     (validate everything before changing anything)."""
     gateway = LogsGateway(Services.from_settings(helpers.make_settings()))
     s = session()
-    gateway.clients.add(s)
+    gateway.clients.add(s, Audience(frozenset({"local"}), True))
     gateway.clients.set_filter(s, EventFilter.parse({"type": ["volume"]}))
     assert gateway.clients.begin_replay(s) is not None  # a replay is in progress
     assert s.state is not None

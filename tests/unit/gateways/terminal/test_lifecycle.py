@@ -105,10 +105,10 @@ def test_input_is_utf8_bytes() -> None:
 # --- state --------------------------------------------------------------------------------
 
 
-def make_state(idle: float = 10.0) -> TerminalLifecycle:
-    return TerminalLifecycle(session_id=new_session_id(), container_ref="web", container_id="c" * 64,
-                             container_name="web", shell="/bin/sh", started_at=1_700_000_000.0,
-                             idle_timeout=idle, now=100.0)
+def make_state(idle: float = 10.0, host: str = "local") -> TerminalLifecycle:
+    return TerminalLifecycle(session_id=new_session_id(), host=host, container_ref="web",
+                             container_id="c" * 64, container_name="web", shell="/bin/sh",
+                             started_at=1_700_000_000.0, idle_timeout=idle, now=100.0)
 
 
 def test_first_close_wins() -> None:
@@ -171,6 +171,8 @@ def test_audit_records_and_file(tmp_path: Path) -> None:
     assert end["event"] == "terminal_end" and end["end"] == "2023-11-14T22:13:22.500Z"
     assert (end["exitCode"], end["bytesIn"], end["bytesOut"]) == (7, 12, 345)
     assert end["durationSeconds"] == 2.5 and end["reason"] == "Process exited"
+    assert start["host"] == end["host"] == "local"
+    assert end_record(make_state(host="prod-2"), user="a", client_id="c", remote="")["host"] == "prod-2"
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
     assert log.write(start) and log.write(end)

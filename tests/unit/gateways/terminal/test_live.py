@@ -15,9 +15,9 @@ class FakeTerminal:
 
     def __init__(self) -> None:
         self.attached: TerminalState | None = None
-        self.lifecycle = TerminalLifecycle(session_id="session-1", container_ref="web", container_id="c1",
-                                           container_name="web", shell="/bin/sh", started_at=0.0,
-                                           idle_timeout=60.0, now=0.0)
+        self.lifecycle = TerminalLifecycle(session_id="session-1", host="local", container_ref="web",
+                                           container_id="c1", container_name="web", shell="/bin/sh",
+                                           started_at=0.0, idle_timeout=60.0, now=0.0)
 
 
 def session() -> Session[TerminalState]:

@@ -111,11 +111,11 @@ def test_journal_claims_only_rows_of_dead_owners(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
     dead = TerminalJournal(path, pid=_dead_pid())
     dead.start = 12345.0
-    dead.record_open("s-dead", "c1", "e1", "OPENPANEL_WS_SESSION=s-dead", "/bin/sh")
+    dead.record_open("s-dead", "c1", "e1", "OPENPANEL_WS_SESSION=s-dead", "/bin/sh", "local")
     live = TerminalJournal(path, pid=os.getppid())  # a live process that is not us
-    live.record_open("s-live", "c1", "e2", "OPENPANEL_WS_SESSION=s-live", "/bin/sh")
+    live.record_open("s-live", "c1", "e2", "OPENPANEL_WS_SESSION=s-live", "/bin/sh", "local")
     me = TerminalJournal(path)
-    me.record_open("s-mine", "c1", "e3", "OPENPANEL_WS_SESSION=s-mine", "/bin/sh")
+    me.record_open("s-mine", "c1", "e3", "OPENPANEL_WS_SESSION=s-mine", "/bin/sh", "local")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     claimed = me.claim_orphans()
     assert [e.session_id for e in claimed] == ["s-dead"]
@@ -128,7 +128,7 @@ def test_journal_claims_only_rows_of_dead_owners(tmp_path: Path) -> None:
 
 def test_pid_reuse_is_not_a_live_owner(tmp_path: Path) -> None:
     journal = TerminalJournal(tmp_path / "j.sqlite3")
-    journal.record_open("s", "c", "e", "m", "/bin/sh")
+    journal.record_open("s", "c", "e", "m", "/bin/sh", "local")
     (entry,) = journal.entries()
     assert owner_alive(entry)
     reused = entry.__class__(**{**{f: getattr(entry, f) for f in entry.__slots__},
