@@ -142,7 +142,7 @@ class Tracer:
     def sample(self, top: int) -> dict[str, Any]:
         if not self.enabled:
             return {}
-        current, peak = tracemalloc.get_traced_memory()
+        current, _peak = tracemalloc.get_traced_memory()
         out: dict[str, Any] = {"traced_kib": current // 1024,
                                "tracemalloc_overhead_kib": tracemalloc.get_tracemalloc_memory() // 1024}
         if self.reference is None:

@@ -29,11 +29,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import census  # noqa: E402  (this folder, also when run as a script)
-from aiohttp import web  # noqa: E402
+import census
+from aiohttp import web
 
-from openpanel_ws.config import Settings  # noqa: E402
-from openpanel_ws.server import create_app, create_runner  # noqa: E402
+from openpanel_ws.config import Settings
+from openpanel_ws.server import create_app, create_runner
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -43,8 +43,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from load import (  # noqa: E402
-    Target,
     Tally,
+    Target,
     TerminalUser,
     churn_once,
     container_once,
@@ -332,6 +332,9 @@ class Soak:
             "rss_mib_first": round(points[0][1], 2) if points else None,
             "rss_mib_last": round(points[-1][1], 2) if points else None,
             "rss_slope_mib_per_hour": _round(slope_per_hour(points)),
+            # The allocator's high-water mark settles slowly: the second half alone.
+            "rss_slope_second_half_mib_per_hour": _round(slope_per_hour(points[len(points) // 2:])),
+            "traced_slope_second_half_mib_per_hour": _round(slope_per_hour(traced[len(traced) // 2:])),
             "rss_less_tracemalloc_slope_mib_per_hour": _round(slope_per_hour(own)),
             "traced_slope_mib_per_hour": _round(slope_per_hour(traced)),
             "fds_first": self.baseline.get("fds"), "fds_last": self.end.get("fds"),
@@ -386,7 +389,8 @@ async def _leftover_processes(container: str) -> list[str]:
 
 def summary(report: dict[str, Any]) -> str:
     keys = ("samples", "rss_mib_first", "rss_mib_last", "rss_slope_mib_per_hour",
-            "rss_less_tracemalloc_slope_mib_per_hour", "traced_slope_mib_per_hour", "fds_first",
+            "rss_slope_second_half_mib_per_hour", "rss_less_tracemalloc_slope_mib_per_hour",
+            "traced_slope_mib_per_hour", "traced_slope_second_half_mib_per_hour", "fds_first",
             "fds_last", "fds_max", "lines", "gaps", "duplicates", "errors", "reconnects", "tracebacks",
             "leftover_processes", "cycles", "tracked_grown", "objects_grown", "tables_grown")
     out = [f"{k}: {report[k]}" for k in keys]
