@@ -21,6 +21,7 @@ import orjson
 from openpanel_ws.auth import issue_token
 
 Message = dict[str, Any]
+RECONNECT_PAUSE = 1.0  # seconds before a lost long-lived client connects again
 
 
 @dataclass
@@ -147,7 +148,7 @@ async def persistent(target: Target, tally: Tally, stop: asyncio.Event, name: st
             if stop.is_set():
                 return
             tally.error(f"{name}: {type(exc).__name__}: {exc}")
-            await asyncio.sleep(1)
+            await asyncio.sleep(RECONNECT_PAUSE)
         finally:
             if client is not None:
                 with contextlib.suppress(Exception):

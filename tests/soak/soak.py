@@ -55,6 +55,7 @@ from load import (  # noqa: E402
 
 IMAGE = os.environ.get("OPENPANEL_WS_TEST_IMAGE", "openpanel-ws-test:busybox")
 SECRET = "soak-secret-" + "s" * 40
+SAMPLE_GAP = 1.0  # seconds between the samples of a quiet phase (in-flight work passes)
 TERMINAL_GRACE = 15.0  # detached terminals of the churn expire this soon (default 60 s)
 
 
@@ -282,7 +283,7 @@ class Soak:
         await churn.finish()
         self.phases["measured_seconds"] = time.monotonic() - measured_start
         progress("churn stopped; quiet for the end sample")
-        self.end = await self._quiet(server)
+        self.end = await self._quiet(server, self.baseline)
         stop.set()
         await asyncio.gather(*long_lived)
         leftovers = await _leftover_processes(target.container)
@@ -301,19 +302,19 @@ class Soak:
         return [asyncio.create_task(persistent(target, tally, stop, kind, body, path))
                 for kind, path, body in specs]
 
-    async def _quiet(self, server: ServerProcess) -> dict[str, Any]:
-        """Once the churn has stopped: detached terminals expire, then three samples a
-        second apart; each count is the smallest of the three (in-flight work passes)."""
+    async def _quiet(self, server: ServerProcess, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Once the churn has stopped: detached terminals expire, then samples a second
+        apart, each count the smallest seen (in-flight work passes): three, or with a
+        `baseline` until nothing is above it (at most 20)."""
         await asyncio.sleep(TERMINAL_GRACE + 5)
-        samples = []
-        for _ in range(3):
-            samples.append(await server.ask("sample"))
-            await asyncio.sleep(1)
-        last = samples[-1]
-        for section in ("tracked", "objects", "tables"):
-            keys = set().union(*(s[section] for s in samples))
-            last[section] = {k: min(s[section].get(k, 0) for s in samples) for k in sorted(keys)}
-        return last
+        merged: dict[str, Any] = {}
+        for n in range(20 if baseline else 3):
+            sample = await server.ask("sample")
+            merged = _smallest(merged, sample) if merged else sample
+            if n >= 2 and (baseline is None or not _above(baseline, merged)):
+                break
+            await asyncio.sleep(SAMPLE_GAP)
+        return merged
 
     def report(self, server: ServerProcess, leftovers: list[str]) -> dict[str, Any]:
         tracebacks, error_lines = server.tracebacks()
@@ -355,6 +356,22 @@ class Soak:
                         "top_interval": s.get("tracemalloc", {}).get("top_growth_interval", [])[:3]}
                        for s in samples],
         }
+
+
+def _smallest(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`b` with each count the smaller of `a`'s and `b`'s (fds, tracked, objects, tables)."""
+    out = dict(b)
+    out["fds"] = min(a["fds"], b["fds"])
+    for section in ("tracked", "objects", "tables"):
+        keys = set(a[section]) | set(b[section])
+        out[section] = {k: min(a[section].get(k, 0), b[section].get(k, 0)) for k in sorted(keys)}
+    return out
+
+
+def _above(baseline: dict[str, Any], sample: dict[str, Any]) -> bool:
+    if sample["fds"] > baseline["fds"]:
+        return True
+    return any(grown(baseline[section], sample[section]) for section in ("tracked", "objects"))
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

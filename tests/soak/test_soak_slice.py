@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from helpers import TIMEOUT_FACTOR
-from soak.soak import Plan, Soak
+from soak import Plan, Soak
 
 pytestmark = pytest.mark.timeout(900)
 
