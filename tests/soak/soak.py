@@ -304,13 +304,15 @@ class Soak:
 
     async def _quiet(self, server: ServerProcess, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
         """Once the churn has stopped: detached terminals expire, then samples a second
-        apart, each count the smallest seen (in-flight work passes): three, or with a
-        `baseline` until nothing is above it (at most 20)."""
+        apart. Without a `baseline` (taking one): three, each count the largest seen (the
+        level at rest, timers that come and go included). With one: until nothing is
+        above it (at most 20), each count the smallest seen (in-flight work passes)."""
         await asyncio.sleep(TERMINAL_GRACE + 5)
         merged: dict[str, Any] = {}
+        pick = max if baseline is None else min
         for n in range(20 if baseline else 3):
             sample = await server.ask("sample")
-            merged = _smallest(merged, sample) if merged else sample
+            merged = _merged(merged, sample, pick) if merged else sample
             if n >= 2 and (baseline is None or not _above(baseline, merged)):
                 break
             await asyncio.sleep(SAMPLE_GAP)
@@ -358,13 +360,13 @@ class Soak:
         }
 
 
-def _smallest(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """`b` with each count the smaller of `a`'s and `b`'s (fds, tracked, objects, tables)."""
+def _merged(a: dict[str, Any], b: dict[str, Any], pick: Callable[[int, int], int]) -> dict[str, Any]:
+    """`b` with each count (fds, tracked, objects, tables) `pick`ed from `a`'s and `b`'s."""
     out = dict(b)
-    out["fds"] = min(a["fds"], b["fds"])
+    out["fds"] = pick(a["fds"], b["fds"])
     for section in ("tracked", "objects", "tables"):
         keys = set(a[section]) | set(b[section])
-        out[section] = {k: min(a[section].get(k, 0), b[section].get(k, 0)) for k in sorted(keys)}
+        out[section] = {k: pick(a[section].get(k, 0), b[section].get(k, 0)) for k in sorted(keys)}
     return out
 
 
