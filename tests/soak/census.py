@@ -12,6 +12,7 @@ the count of past connections shows up under its own class or attribute.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import os
 import sys
@@ -33,6 +34,27 @@ def rss_kib() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def allocator() -> dict[str, int]:
+    """Below tracemalloc: Python's allocated blocks, and glibc's heap (`mallinfo2`:
+    bytes in use, free inside the heap, mmapped), where C libraries allocate."""
+    out = {"python_blocks": sys.getallocatedblocks()}
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = _Mallinfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return out
+    out.update(malloc_used_kib=info.uordblks // 1024, malloc_free_kib=info.fordblks // 1024,
+               malloc_mmap_kib=info.hblkhd // 1024)
+    return out
 
 
 def fd_count() -> int:

@@ -50,6 +50,7 @@ async def sample(app: web.Application, tracer: census.Tracer, started: float, to
         "t": round(time.monotonic() - started, 2),
         "rss_kib": census.rss_kib(),
         "fds": census.fd_count(),
+        "allocator": census.allocator(),
         "tracked": census.tracked(app),
         "objects": objects,
         "tables": tables,

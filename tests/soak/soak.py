@@ -353,7 +353,9 @@ class Soak:
             "objects_grown": grown(self.baseline.get("objects", {}), self.end.get("objects", {})),
             "tables_grown": grown(self.baseline.get("tables", {}), self.end.get("tables", {})),
             "tracemalloc_top_growth": last.get("tracemalloc", {}).get("top_growth_total", []),
+            "allocator_slopes_per_hour": _allocator_slopes(samples),
             "series": [{"t": s["t"], "rss_kib": s["rss_kib"], "fds": s["fds"], **s["tracked"],
+                        **s.get("allocator", {}),
                         "traced_kib": s.get("tracemalloc", {}).get("traced_kib"),
                         "top_interval": s.get("tracemalloc", {}).get("top_growth_interval", [])[:3]}
                        for s in samples],
@@ -376,6 +378,13 @@ def _above(baseline: dict[str, Any], sample: dict[str, Any]) -> bool:
     return any(grown(baseline[section], sample[section]) for section in ("tracked", "objects"))
 
 
+def _allocator_slopes(samples: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Slope per hour of each allocator figure (Python blocks; glibc KiB in use, free)."""
+    keys = sorted({k for s in samples for k in s.get("allocator", {})})
+    return {k: _round(slope_per_hour([(s["t"], s["allocator"][k]) for s in samples
+                                      if k in s.get("allocator", {})])) for k in keys}
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -386,7 +395,8 @@ def _line(sample: dict[str, Any]) -> str:
     return (f"t={sample['t']:7.0f}s rss={sample['rss_kib'] / 1024:6.1f}MiB traced={traced}KiB "
             f"fds={sample['fds']} sessions={tr['sessions']} tasks={tr['tasks']} "
             f"timers={tr['loop_timers']} lines={cl['lines']} gaps={cl['gaps']} dups={cl['duplicates']} "
-            f"errors={cl['errors']}" + "".join(
+            f"errors={cl['errors']} " + " ".join(f"{k}={v}" for k, v in sample.get("allocator", {}).items())
+            + "".join(
                 f"\n    +{g['size_diff_kib']}KiB {g['count_diff']:+} {g['where']}"
                 for g in sample.get("tracemalloc", {}).get("top_growth_interval", [])[:3]))
 
@@ -409,7 +419,8 @@ async def _leftover_processes(container: str) -> list[str]:
 def summary(report: dict[str, Any]) -> str:
     keys = ("samples", "rss_mib_first", "rss_mib_last", "rss_slope_mib_per_hour",
             "rss_slope_second_half_mib_per_hour", "rss_less_tracemalloc_slope_mib_per_hour",
-            "traced_slope_mib_per_hour", "traced_slope_second_half_mib_per_hour", "fds_first",
+            "traced_slope_mib_per_hour", "traced_slope_second_half_mib_per_hour",
+            "allocator_slopes_per_hour", "fds_first",
             "fds_last", "fds_max", "lines", "gaps", "duplicates", "errors", "reconnects", "tracebacks",
             "leftover_processes", "cycles", "tracked_grown", "objects_grown", "tables_grown")
     out = [f"{k}: {report[k]}" for k in keys]
