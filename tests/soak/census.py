@@ -16,6 +16,7 @@ import ctypes
 import gc
 import os
 import sys
+import tempfile
 import threading
 import tracemalloc
 from collections import Counter, deque
@@ -45,7 +46,7 @@ class _Mallinfo2(ctypes.Structure):
 def allocator() -> dict[str, int]:
     """Below tracemalloc: Python's allocated blocks, and glibc's heap (`mallinfo2`:
     bytes in use, free inside the heap, mmapped), where C libraries allocate."""
-    out = {"python_blocks": sys.getallocatedblocks()}
+    out = {"python_blocks": sys.getallocatedblocks(), **pymalloc()}
     try:
         libc = ctypes.CDLL(None)
         libc.mallinfo2.restype = _Mallinfo2
@@ -54,6 +55,37 @@ def allocator() -> dict[str, int]:
         return out
     out.update(malloc_used_kib=info.uordblks // 1024, malloc_free_kib=info.fordblks // 1024,
                malloc_mmap_kib=info.hblkhd // 1024)
+    return out
+
+
+_PYMALLOC = {"# arenas allocated current": "arenas", "# arenas highwater mark": "arenas_highwater",
+             "# bytes in allocated blocks": "pymalloc_used_kib",
+             "# bytes in available blocks": "pymalloc_free_kib"}
+
+
+def pymalloc() -> dict[str, int]:
+    """Python's small-object allocator (`sys._debugmallocstats`, which writes to fd 2):
+    arenas (1 MiB each, returned only when empty) and bytes used and free in them. Free
+    bytes and arenas that grow while used bytes stay flat are fragmentation, not objects.
+    Empty while tracemalloc runs (its hooks stand in front of pymalloc's statistics)."""
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode(errors="replace")
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        label, _, value = line.partition("=")
+        key = _PYMALLOC.get(label.strip())
+        if key is not None:
+            number = int(value.strip().replace(",", ""))
+            out[key] = number // 1024 if key.endswith("_kib") else number
     return out
 
 
