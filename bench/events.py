@@ -36,12 +36,13 @@ from wsclient import TargetSpec, collect_all, merged, ready_fleets, split
 class DirectEvents(threading.Thread):
     """time.time() at receipt - timeNano for every event on the engine's own stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: str | None = None) -> None:
+        """`engine`: a unix:// URL (default: DOCKER_HOST, else the local socket)."""
         super().__init__(daemon=True)
         self.latencies: list[float] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        path = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
-        self.sock.connect(path)
+        url = engine or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        self.sock.connect(url.removeprefix("unix://"))
         self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: docker\r\n\r\n")
 
     def run(self) -> None:

@@ -25,11 +25,15 @@ from wsclient import TargetSpec, collect_all, merged, ready_fleets, split
 
 
 def phase(port: int, pid: int, container: str, subscribers: int, seconds: float,
-          procs: int) -> dict[str, Any]:
+          procs: int, path: str = "/ws/containers",
+          beside: list[TargetSpec] | None = None) -> dict[str, Any]:
+    """`subscribers` on `path` (bench/hosts.py: a /hosts/{id}/ws/containers route), with
+    the clients of `beside` (other traffic, measured by nobody) in the first process."""
     subscribe = {"type": "subscribe_logs", "containerId": container, "tail": 0}
-    specs = [[TargetSpec("logs", port, "/ws/containers", k, token(), after_auth=[subscribe],
+    specs = [[TargetSpec("logs", port, path, k, token(), after_auth=[subscribe],
                          latency_type=b"log")]
              for k in split(subscribers, min(procs, subscribers))]
+    specs[0] += beside or []
     with ready_fleets(specs) as fleets:
         time.sleep(2.0)  # every subscription active, first lines through
         collect_all(fleets, "logs")

@@ -57,6 +57,9 @@ SCENARIOS = [
              ["--keystrokes", "1000"], ["--keystrokes", "300"], 150),
     Scenario("metrics", "7. metrics, 1,000 subscribers at 1 s", "metrics_cpu.py",
              ["--seconds", "20"], ["--seconds", "8", "--idle-seconds", "2"], 150),
+    Scenario("hosts", "8. many hosts: a hung host, SSH, events of 3 hosts", "hosts.py",
+             ["--seconds", "6", "--rounds", "3"],
+             ["--seconds", "3", "--rounds", "1", "--clients", "500", "--containers", "10"], 420),
 ]
 
 # A scenario that failed or saw the engine restart (other work on a shared machine) is
@@ -81,6 +84,10 @@ HEADLINES: list[tuple[str, str, str | None]] = [
     ("terminal.median_ratio", "terminal echo, median gateway / direct", "<= 1.5"),
     ("terminal.p99_ratio", "terminal echo, p99 gateway / direct", None),
     ("metrics.server_cpu_percent", "metrics, server CPU % of one core (1,000 subs)", None),
+    # issue 22 (many hosts)
+    ("hosts.hung_host_latency_ratio", "log p99 of a healthy host, another hung / alone", "<= 1.1"),
+    ("hosts.ssh_log_latency_ratio", "log p99 through SSH / through the unix socket", None),
+    ("hosts.events_fanin_p99_ms", "events of 3 hosts to 500 clients, p99 ms", None),
 ]
 
 
@@ -195,6 +202,14 @@ def details(results: dict[str, Any]) -> str:
     if mt.get("metrics_frames_per_s") is not None:
         out.append(f"metrics: {mt['metrics_frames_per_s']} frames/s, {mt['cpu_us_per_frame']} us CPU/frame, "
                    f"idle {mt['idle_server_cpu_percent']} %")
+    h = results.get("hosts") or {}
+    if h.get("hung_host_latency_ratio") is not None or h.get("events_fanin_p99_ms") is not None:
+        out.append(f"hosts: local log p99 alone {h.get('local_p99_alone_ms')} ms, with a hung host "
+                   f"{h.get('local_p99_with_hung_host_ms')} ms; engine2 log p99 unix "
+                   f"{h.get('unix_p99_ms')} ms, SSH {h.get('ssh_p99_ms')} ms; events of 3 hosts "
+                   f"p50 {h.get('events_fanin_p50_ms')} ms p99 {h.get('events_fanin_p99_ms')} ms "
+                   f"(engines' own p99: local {h.get('engine_local_p99_ms')} ms, engine2 "
+                   f"{h.get('engine_engine2_p99_ms')} ms)")
     for key, value in results.items():
         if isinstance(value, dict) and value.get("error"):
             out.append(f"{key}: null ({value['error']})")

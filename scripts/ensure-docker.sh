@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers and the offline busybox test image exists.
+# Make sure a Docker engine answers and the offline busybox test image exists, and start the
+# test hosts (scripts/ensure-hosts.sh: a second engine over TLS, an sshd).
 # Idempotent: reuses a running engine; installs and starts one only when needed.
 set -euo pipefail
 
@@ -49,6 +50,10 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
   tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
 fi
 log "test image $IMAGE ready"
+
+# The test hosts: a second engine (unix socket and TCP + TLS), an sshd reaching it, their
+# certificates and keys, and the descriptor /var/tmp/openpanel-ws-hosts/hosts.json.
+bash "$(dirname "$0")/ensure-hosts.sh"
 
 # The browser tests (tests/browser) drive Debian's Chromium; the JS client's tests need
 # Node 20+ (global WebSocket with --experimental-websocket). Installed when missing.

@@ -69,3 +69,31 @@ def containers(engine: None) -> Iterator[Containers]:
         yield c
     finally:
         c.cleanup_sync()
+
+
+# --- the test hosts (tests/hosts_support.py, docs/hosts.md "The test hosts") ---------------
+# (imported here, not at the top: this section is appended by the hosts work)
+from hosts_support import Engine2Containers, HostsDescriptor, HungProxy, hosts_descriptor  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def hosts_setup(engine: None) -> HostsDescriptor:
+    """The descriptor of engine2 and the sshd (a failure, not a skip, when missing)."""
+    return hosts_descriptor()
+
+
+@pytest.fixture
+def engine2_containers(hosts_setup: HostsDescriptor) -> Iterator[Engine2Containers]:
+    """Busybox containers on engine2, removed after the test."""
+    c = Engine2Containers()
+    try:
+        yield c
+    finally:
+        c.cleanup_sync()
+
+
+@pytest.fixture
+async def hung_proxy(hosts_setup: HostsDescriptor) -> AsyncIterator[HungProxy]:
+    """A `HungProxy` (hung) in front of engine2's TLS port: `tls_host(url=hung_proxy.url)`."""
+    async with HungProxy(("127.0.0.1", hosts_setup.tcp_port)) as proxy:
+        yield proxy

@@ -140,7 +140,8 @@ export class ClientConnection {
     if (!this.consumers.length) return this.close()
     if (!sendUnsubscribe || !this.authenticated) return []
     // Keep what another consumer (same container, same kind) still uses.
-    const key = (/** @type {any} */ m) => `${m.type}\u0000${m.containerId ?? ''}`
+    // Kept while another consumer (same kind, same container on the same host) uses it.
+    const key = (/** @type {any} */ m) => `${m.type}\u0000${m.containerId ?? ''}\u0000${m.host ?? ''}`
     const still = new Set(this.consumers.flatMap(c => c.unsubscribeMessages()).map(key))
     for (const m of consumer.unsubscribeMessages()) if (!still.has(key(m))) this.outbox?.push(m)
     return this.pump(now)

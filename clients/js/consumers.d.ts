@@ -31,43 +31,74 @@ export class Consumer {
     report(err: OpenPanelError): void;
     unsubscribe(): void;
 }
+/**
+ * A container on a Docker host: what a logs or stats consumer is keyed by, so the same
+ * name on two hosts is two subscriptions (docs/protocol.md "Addressing"). Without a
+ * host named, the host is learned from the server's first answer about the container
+ * and kept, so a resume asks the same host.
+ */
+export class Target {
+    /** @param {string} containerId @param {string|undefined|null} host */
+    constructor(containerId: string, host: string | undefined | null);
+    containerId: string;
+    /** @type {string|undefined} */
+    host: string | undefined;
+    /** `containerId` (and `host` once known) of a request about this target. */
+    fields(): {
+        containerId: string;
+        host?: string;
+    };
+    /** The message is about this target (a gateway of one host names none). @param {any} msg */
+    owns(msg: any): boolean;
+    /** An error about this container on this host (one without `host`: any host). @param {OpenPanelError} err */
+    namedBy(err: OpenPanelError): boolean;
+}
 export class LogsConsumer extends Consumer {
-    /** @param {string} containerId @param {{tail?: number|'all', since?: string|number}} opts @param {Function} onLine @param {any} onError */
+    /** @param {string} containerId @param {{tail?: number|'all', since?: string|number, host?: string}} opts @param {Function} onLine @param {any} onError */
     constructor(containerId: string, opts: {
         tail?: number | "all";
         since?: string | number;
+        host?: string;
     }, onLine: Function, onError: any);
     containerId: string;
+    target: Target;
     tail: number | "all";
     since: string | number;
     onLine: Function;
     cursor: LogCursor;
     confirmed: boolean;
     unsubscribeMessages(): {
-        type: string;
         containerId: string;
+        host?: string;
+        type: string;
     }[];
 }
 export class StatsConsumer extends Consumer {
-    /** @param {string} containerId @param {{interval?: number}} opts @param {Function} onStats @param {any} onError */
+    /** @param {string} containerId @param {{interval?: number, host?: string}} opts @param {Function} onStats @param {any} onError */
     constructor(containerId: string, opts: {
         interval?: number;
+        host?: string;
     }, onStats: Function, onError: any);
     containerId: string;
+    target: Target;
     interval: number;
     onStats: Function;
     confirmed: boolean;
     unsubscribeMessages(): {
-        type: string;
         containerId: string;
+        host?: string;
+        type: string;
     }[];
 }
 export class MetricsConsumer extends Consumer {
-    /** @param {{interval?: number}} opts @param {Function} onMetrics @param {any} onError */
+    /** @param {{interval?: number, host?: string}} opts @param {Function} onMetrics @param {any} onError */
     constructor(opts: {
         interval?: number;
+        host?: string;
     }, onMetrics: Function, onError: any);
     interval: number;
+    /** the machine of this Docker host (a remote host is refused) */
+    host: string;
     onMetrics: Function;
     confirmed: boolean;
     unsubscribeMessages(): {
@@ -75,16 +106,24 @@ export class MetricsConsumer extends Consumer {
     }[];
 }
 export class EventsConsumer extends Consumer {
-    /** @param {{filters?: object, since?: string|number}} opts @param {Function} onEvent @param {any} onError */
+    /** @param {{filters?: object, since?: string|number, onHostStatus?: Function}} opts @param {Function} onEvent @param {any} onError */
     constructor(opts: {
         filters?: object;
         since?: string | number;
+        onHostStatus?: Function;
     }, onEvent: Function, onError: any);
+    onHostStatus: Function;
     filters: any;
     since: string | number;
     onEvent: Function;
     cursor: EventCursor;
     confirmed: boolean;
+}
+/** `host_status` of `/ws/logs`: a Docker host changed state (docs/protocol.md "The `host` field"). */
+export class HostStatusConsumer extends Consumer {
+    /** @param {Function} onStatus @param {any} onError */
+    constructor(onStatus: Function, onError: any);
+    onStatus: Function;
 }
 import { OpenPanelError } from './errors.js';
 import { LogCursor } from './cursors.js';

@@ -81,19 +81,58 @@ export function deliver(cb, value) {
 }
 
 /** The error a `subscription_ended` message ends a container's subscription with.
- * @param {any} msg @param {string} containerId */
-function subscriptionEnded(msg, containerId) {
+ * @param {any} msg @param {Target} target */
+function subscriptionEnded(msg, target) {
   return new OpenPanelError('SUBSCRIPTION_ENDED', msg.message || msg.reason || 'subscription ended', {
-    containerId,
+    containerId: target.containerId,
+    host: target.host,
     raw: msg
   })
 }
 
+/**
+ * A container on a Docker host: what a logs or stats consumer is keyed by, so the same
+ * name on two hosts is two subscriptions (docs/protocol.md "Addressing"). Without a
+ * host named, the host is learned from the server's first answer about the container
+ * and kept, so a resume asks the same host.
+ */
+export class Target {
+  /** @param {string} containerId @param {string|undefined|null} host */
+  constructor(containerId, host) {
+    this.containerId = containerId
+    /** @type {string|undefined} */
+    this.host = host ?? undefined
+  }
+
+  /** `containerId` (and `host` once known) of a request about this target. */
+  fields() {
+    /** @type {{containerId: string, host?: string}} */
+    const msg = { containerId: this.containerId }
+    if (this.host !== undefined) msg.host = this.host
+    return msg
+  }
+
+  /** The message is about this target (a gateway of one host names none). @param {any} msg */
+  owns(msg) {
+    if (msg.containerId !== this.containerId) return false
+    if (typeof msg.host !== 'string') return true
+    if (this.host === undefined) this.host = msg.host
+    return msg.host === this.host
+  }
+
+  /** An error about this container on this host (one without `host`: any host). @param {OpenPanelError} err */
+  namedBy(err) {
+    if (err.containerId !== this.containerId) return false
+    return err.host === undefined || this.host === undefined || err.host === this.host
+  }
+}
+
 export class LogsConsumer extends Consumer {
-  /** @param {string} containerId @param {{tail?: number|'all', since?: string|number}} opts @param {Function} onLine @param {any} onError */
+  /** @param {string} containerId @param {{tail?: number|'all', since?: string|number, host?: string}} opts @param {Function} onLine @param {any} onError */
   constructor(containerId, opts, onLine, onError) {
     super(onError)
     this.containerId = containerId
+    this.target = new Target(containerId, opts.host)
     this.tail = opts.tail
     this.since = opts.since
     this.onLine = onLine
@@ -103,7 +142,7 @@ export class LogsConsumer extends Consumer {
 
   subscribeMessages() {
     /** @type {any} */
-    const msg = { type: 'subscribe_logs', containerId: this.containerId }
+    const msg = { type: 'subscribe_logs', ...this.target.fields() }
     if (this.tail !== undefined && this.tail !== null) msg.tail = this.tail
     if (this.since !== undefined && this.since !== null) msg.since = this.since
     Object.assign(msg, this.cursor.resume())
@@ -111,26 +150,24 @@ export class LogsConsumer extends Consumer {
   }
 
   unsubscribeMessages() {
-    return [{ type: 'unsubscribe_logs', containerId: this.containerId }]
+    return [{ type: 'unsubscribe_logs', ...this.target.fields() }]
   }
 
   /** @param {any} msg */
   handle(msg) {
-    if (msg.containerId !== this.containerId) return false
+    if (!this.target.owns(msg)) return false
     if (msg.type === 'log' || msg.type === 'subscribed_logs') this.confirmed = true
     if (msg.type === 'log') {
       if (this.cursor.accept(msg.timestamp, msg.stream, msg.data)) {
-        deliver(this.onLine, {
-          containerId: msg.containerId,
-          timestamp: msg.timestamp,
-          stream: msg.stream,
-          data: msg.data
-        })
+        /** @type {any} */
+        const line = { containerId: msg.containerId, timestamp: msg.timestamp, stream: msg.stream, data: msg.data }
+        if (typeof msg.host === 'string') line.host = msg.host
+        deliver(this.onLine, line)
       }
       return false // another consumer of the same container may want it too
     }
     if (msg.type === 'subscription_ended' && (msg.subscription || 'logs') === 'logs') {
-      this.fail(subscriptionEnded(msg, this.containerId))
+      this.fail(subscriptionEnded(msg, this.target))
       return false
     }
     return msg.type === 'subscribed_logs' || msg.type === 'unsubscribed_logs'
@@ -138,11 +175,11 @@ export class LogsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError(err) {
-    if (refuses(err, this.confirmed, ['tail', 'since'])) {
+    if (refuses(err, this.confirmed, ['tail', 'since', 'host'])) {
       this.fail(err)
       return true
     }
-    if (err.containerId !== this.containerId) return false
+    if (!this.target.namedBy(err)) return false
     if (err.code === 'DOCKER_UNAVAILABLE' || err.code === 'RATE_LIMIT') this.report(err)
     else this.fail(err)
     return true
@@ -155,10 +192,11 @@ export class LogsConsumer extends Consumer {
 }
 
 export class StatsConsumer extends Consumer {
-  /** @param {string} containerId @param {{interval?: number}} opts @param {Function} onStats @param {any} onError */
+  /** @param {string} containerId @param {{interval?: number, host?: string}} opts @param {Function} onStats @param {any} onError */
   constructor(containerId, opts, onStats, onError) {
     super(onError)
     this.containerId = containerId
+    this.target = new Target(containerId, opts.host)
     this.interval = opts.interval
     this.onStats = onStats
     this.confirmed = false
@@ -166,25 +204,25 @@ export class StatsConsumer extends Consumer {
 
   subscribeMessages() {
     /** @type {any} */
-    const msg = { type: 'subscribe_stats', containerId: this.containerId }
+    const msg = { type: 'subscribe_stats', ...this.target.fields() }
     if (this.interval !== undefined && this.interval !== null) msg.interval = this.interval
     return [msg]
   }
 
   unsubscribeMessages() {
-    return [{ type: 'unsubscribe_stats', containerId: this.containerId }]
+    return [{ type: 'unsubscribe_stats', ...this.target.fields() }]
   }
 
   /** @param {any} msg */
   handle(msg) {
-    if (msg.containerId !== this.containerId) return false
+    if (!this.target.owns(msg)) return false
     if (msg.type === 'stats' || msg.type === 'subscribed_stats') this.confirmed = true
     if (msg.type === 'stats') {
       deliver(this.onStats, msg)
       return false
     }
     if (msg.type === 'subscription_ended' && (msg.subscription || 'stats') === 'stats') {
-      this.fail(subscriptionEnded(msg, this.containerId))
+      this.fail(subscriptionEnded(msg, this.target))
       return false
     }
     return msg.type === 'subscribed_stats' || msg.type === 'unsubscribed_stats'
@@ -192,11 +230,11 @@ export class StatsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError(err) {
-    if (refuses(err, this.confirmed, ['interval'])) {
+    if (refuses(err, this.confirmed, ['interval', 'host'])) {
       this.fail(err)
       return true
     }
-    if (err.containerId !== this.containerId) return false
+    if (!this.target.namedBy(err)) return false
     if (err.code === 'DOCKER_UNAVAILABLE' || err.code === 'RATE_LIMIT') this.report(err)
     else this.fail(err)
     return true
@@ -209,10 +247,12 @@ export class StatsConsumer extends Consumer {
 }
 
 export class MetricsConsumer extends Consumer {
-  /** @param {{interval?: number}} opts @param {Function} onMetrics @param {any} onError */
+  /** @param {{interval?: number, host?: string}} opts @param {Function} onMetrics @param {any} onError */
   constructor(opts, onMetrics, onError) {
     super(onError)
     this.interval = opts.interval
+    /** the machine of this Docker host (a remote host is refused) */
+    this.host = opts.host
     this.onMetrics = onMetrics
     this.confirmed = false
   }
@@ -221,6 +261,7 @@ export class MetricsConsumer extends Consumer {
     /** @type {any} */
     const msg = { type: 'subscribe' }
     if (this.interval !== undefined && this.interval !== null) msg.interval = this.interval
+    if (this.host !== undefined && this.host !== null) msg.host = this.host
     return [msg]
   }
 
@@ -240,7 +281,7 @@ export class MetricsConsumer extends Consumer {
 
   /** @param {OpenPanelError} err */
   handleError(err) {
-    if (refuses(err, this.confirmed, ['interval'])) {
+    if (refuses(err, this.confirmed, ['interval', 'host'])) {
       this.fail(err)
       return true
     }
@@ -254,9 +295,10 @@ export class MetricsConsumer extends Consumer {
 }
 
 export class EventsConsumer extends Consumer {
-  /** @param {{filters?: object, since?: string|number}} opts @param {Function} onEvent @param {any} onError */
+  /** @param {{filters?: object, since?: string|number, onHostStatus?: Function}} opts @param {Function} onEvent @param {any} onError */
   constructor(opts, onEvent, onError) {
     super(onError)
+    this.onHostStatus = opts.onHostStatus
     this.filters = opts.filters
     this.since = opts.since
     this.onEvent = onEvent
@@ -286,6 +328,8 @@ export class EventsConsumer extends Consumer {
       if (this.confirmed && this.cursor.accept(msg)) deliver(this.onEvent, msg)
       return false
     }
+    // A Docker host changed state (docs/protocol.md "The `host` field"), if asked for.
+    if (msg.type === 'host_status' && this.onHostStatus) deliver(this.onHostStatus, msg)
     return false
   }
 
@@ -306,5 +350,20 @@ export class EventsConsumer extends Consumer {
   /** @param {OpenPanelError} _err */
   onDisconnect(_err) {
     this.confirmed = !this.filters
+  }
+}
+
+/** `host_status` of `/ws/logs`: a Docker host changed state (docs/protocol.md "The `host` field"). */
+export class HostStatusConsumer extends Consumer {
+  /** @param {Function} onStatus @param {any} onError */
+  constructor(onStatus, onError) {
+    super(onError)
+    this.onStatus = onStatus
+  }
+
+  /** @param {any} msg */
+  handle(msg) {
+    if (msg.type === 'host_status') deliver(this.onStatus, msg)
+    return false
   }
 }

@@ -34,7 +34,8 @@ export class LogCursor {
 export class EventCursor {
     static RESUME_MARGIN_NS: bigint;
     static MEMORY_NS: bigint;
-    /** @param {any} msg a `docker_event` or `system_log` message */
+    /** The identity of a message: the same event of two hosts is two events.
+     * @param {any} msg a `docker_event` or `system_log` message */
     static key(msg: any): string;
     /** @type {bigint|null} */
     newestNs: bigint | null;

@@ -77,13 +77,15 @@ export class EventCursor {
     this.dropped = 0
   }
 
-  /** @param {any} msg a `docker_event` or `system_log` message */
+  /** The identity of a message: the same event of two hosts is two events.
+   * @param {any} msg a `docker_event` or `system_log` message */
   static key(msg) {
+    const host = msg.host ?? ''
     if (msg.type === 'docker_event') {
       const e = msg.event || {}
-      return ['e', e.timeNano ?? e.time ?? msg.timestamp, e.Type, e.Action, e.Actor?.ID, e.id].join('\u0000')
+      return ['e', host, e.timeNano ?? e.time ?? msg.timestamp, e.Type, e.Action, e.Actor?.ID, e.id].join('\u0000')
     }
-    return ['s', msg.timestamp, msg.source, msg.level, msg.message].join('\u0000')
+    return ['s', host, msg.timestamp, msg.source, msg.level, msg.message].join('\u0000')
   }
 
   /** True when the message is new. @param {any} msg */

@@ -20,10 +20,11 @@ export class OpenPanelError extends Error {
     /**
      * @param {string} code
      * @param {string} message
-     * @param {{containerId?: string, closeCode?: number, raw?: object}} [extra]
+     * @param {{containerId?: string, host?: string, closeCode?: number, raw?: object}} [extra]
      */
     constructor(code: string, message: string, extra?: {
         containerId?: string;
+        host?: string;
         closeCode?: number;
         raw?: object;
     });
@@ -31,6 +32,8 @@ export class OpenPanelError extends Error {
     code: string;
     /** @type {string|undefined} */
     containerId: string | undefined;
+    /** @type {string|undefined} the Docker host of the container named (docs/protocol.md "Hosts") */
+    host: string | undefined;
     /** @type {number|undefined} */
     closeCode: number | undefined;
     /** @type {object|undefined} */

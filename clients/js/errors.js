@@ -12,7 +12,7 @@ export class OpenPanelError extends Error {
   /**
    * @param {string} code
    * @param {string} message
-   * @param {{containerId?: string, closeCode?: number, raw?: object}} [extra]
+   * @param {{containerId?: string, host?: string, closeCode?: number, raw?: object}} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message)
@@ -21,6 +21,8 @@ export class OpenPanelError extends Error {
     this.code = code
     /** @type {string|undefined} */
     this.containerId = extra.containerId
+    /** @type {string|undefined} the Docker host of the container named (docs/protocol.md "Hosts") */
+    this.host = extra.host
     /** @type {number|undefined} */
     this.closeCode = extra.closeCode
     /** @type {object|undefined} */
@@ -39,7 +41,8 @@ export function errorFromMessage(msg) {
   const text = typeof msg.message === 'string' && msg.message ? msg.message : code || 'error'
   if (!code) code = text === 'Invalid token' ? 'AUTH_FAILED' : 'SERVER_ERROR'
   const containerId = typeof msg.containerId === 'string' ? msg.containerId : undefined
-  return new OpenPanelError(code, text, { containerId, raw: msg })
+  const host = typeof msg.host === 'string' ? msg.host : undefined
+  return new OpenPanelError(code, text, { containerId, host, raw: msg })
 }
 
 export const CLOSE = Object.freeze({

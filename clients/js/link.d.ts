@@ -8,6 +8,7 @@
  * What a link needs of its client (OpenPanelClient implements it).
  * @typedef {object} LinkOwner
  * @property {string} url
+ * @property {string|null} [hostRoute] connect to /hosts/{id}/ws/* instead of /ws/*
  * @property {any} WebSocket a WebSocket constructor
  * @property {() => Promise<string>} token
  * @property {(() => (string|Promise<string>))|undefined} getToken
@@ -73,6 +74,10 @@ export type Consumer = import("./consumers.js").Consumer;
  */
 export type LinkOwner = {
     url: string;
+    /**
+     * connect to /hosts/{id}/ws/* instead of /ws/*
+     */
+    hostRoute?: string | null;
     /**
      * a WebSocket constructor
      */

@@ -16,6 +16,7 @@ import { gatewayUrl, makeEvent, now, SERVER_RATE_LIMITS } from './pure.js'
  * What a link needs of its client (OpenPanelClient implements it).
  * @typedef {object} LinkOwner
  * @property {string} url
+ * @property {string|null} [hostRoute] connect to /hosts/{id}/ws/* instead of /ws/*
  * @property {any} WebSocket a WebSocket constructor
  * @property {() => Promise<string>} token
  * @property {(() => (string|Promise<string>))|undefined} getToken
@@ -37,7 +38,7 @@ export class Link {
     this.client = client
     this.endpoint = endpoint
     this.connection = new ClientConnection({
-      url: gatewayUrl(client.url, endpoint),
+      url: gatewayUrl(client.url, endpoint, client.hostRoute),
       rateLimit: client.rateLimits[endpoint] || SERVER_RATE_LIMITS.containers,
       backoff: client.backoffOptions,
       reconnect,

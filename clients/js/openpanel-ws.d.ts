@@ -1,5 +1,6 @@
 // Generated from the JSDoc of openpanel-ws.js by tools/types.mjs (tsc); do not edit.
 export { ClientConnection } from "./connection.js";
+export { Target } from "./consumers.js";
 /** @typedef {import('./pure.js').Endpoint} Endpoint */
 /** @typedef {import('./pure.js').RateLimit} RateLimit */
 /** @typedef {import('./pure.js').BackoffOptions} BackoffOptions */
@@ -25,29 +26,53 @@ export const VERSION: "0.1.0";
  * @property {Partial<Record<Endpoint, RateLimit>>} [rateLimits] the server's limits, if not the defaults
  * @property {number|null} [idleTimeout] ms without any message before the connection is
  *   considered dead; default 2.5 observed heartbeat intervals
+ * @property {string} [host] the Docker host of every container named without one (default:
+ *   the gateway's default host); each call may name another ({host: 'prod-2'})
+ * @property {string} [hostRoute] connect to the routes of this Docker host
+ *   (/hosts/{id}/ws/*) instead of the plain /ws/* endpoints that serve every host
  */
 /**
  * A handle on a subscription.
  * @typedef {object} Subscription
  * @property {() => void} unsubscribe
  * @property {string} [containerId]
+ * @property {string} [host] the host named (by the call or the client's default)
  */
 /** @typedef {(err: OpenPanelError) => void} ErrorCallback */
 /** @typedef {{endpoint: Endpoint, state: ConnectionState}} StateDetail */
-/** @typedef {{tail?: number|'all', since?: string|number}} LogsOptions */
-/** @typedef {{interval?: number}} IntervalOptions */
-/** @typedef {{filters?: Record<string, string[]>, since?: string|number}} EventsOptions */
+/** @typedef {{tail?: number|'all', since?: string|number, host?: string}} LogsOptions */
+/** @typedef {{interval?: number, host?: string}} IntervalOptions */
+/**
+ * @typedef {object} EventsOptions
+ * @property {Record<string, string[]>} [filters]
+ * @property {string|number} [since]
+ * @property {(msg: HostStatusMessage) => void} [onHostStatus] also the `host_status` messages
+ *   of this connection (a Docker host changed state)
+ */
+/**
+ * One row of `GET /api/hosts`.
+ * @typedef {object} HostSummary
+ * @property {string} id
+ * @property {string} engine transport and address, without secrets
+ * @property {'connecting'|'up'|'down'|'disabled'|string} state
+ * @property {string|null} error the last engine error of a host that is down
+ * @property {string|null} version the engine's version
+ * @property {number|null} containers
+ * @property {boolean} terminals
+ */
 /**
  * @typedef {object} LogLine
  * @property {string} containerId
  * @property {string} timestamp
  * @property {'stdout'|'stderr'|string} stream
  * @property {string} data
+ * @property {string} [host] the Docker host (sent by a gateway of several hosts)
  */
 /**
  * @typedef {object} StatsMessage
  * @property {'stats'} type
  * @property {string} containerId
+ * @property {string} [host]
  * @property {string} timestamp
  * @property {{cpu: {usage: number, percent: number}, memory: {usage: number, limit: number, percent: number}, network: {rx_bytes: number, tx_bytes: number}}} stats
  */
@@ -60,16 +85,27 @@ export const VERSION: "0.1.0";
 /**
  * @typedef {object} DockerEventMessage
  * @property {'docker_event'} type
+ * @property {string} [host]
  * @property {string} timestamp
  * @property {{Type: string, Action: string, Actor: {ID: string, Attributes: Record<string, string>}, [k: string]: unknown}} event
  */
 /**
  * @typedef {object} SystemLogMessage
  * @property {'system_log'} type
+ * @property {string} [host] absent on the lines of the gateway's machine (host log files)
  * @property {string} timestamp
  * @property {'debug'|'info'|'warning'|'error'} level
  * @property {string} message
  * @property {string} source
+ */
+/**
+ * A Docker host changed state (`/ws/logs`; right after auth, one per host not up).
+ * @typedef {object} HostStatusMessage
+ * @property {'host_status'} type
+ * @property {string} host
+ * @property {'connecting'|'up'|'down'|'disabled'|string} state
+ * @property {string} [error]
+ * @property {string} timestamp
  */
 /** @typedef {DockerEventMessage|SystemLogMessage} EventMessage */
 /**
@@ -94,6 +130,10 @@ export class OpenPanelClient extends EventTarget {
     rateLimits: Record<Endpoint, RateLimit>;
     /** @type {number|null} */
     idleTimeout: number | null;
+    /** @type {string|undefined} */
+    host: string | undefined;
+    /** @type {string|null} */
+    hostRoute: string | null;
     /** @type {Map<string, Link>} */
     links: Map<string, Link>;
     /** @type {Set<Link>} */
@@ -168,7 +208,8 @@ export class OpenPanelClient extends EventTarget {
      */
     subscribeStats(containerId: string, onStats: (msg: StatsMessage) => void, onError?: ErrorCallback): Subscription;
     /**
-     * Host `metrics` messages. One connection carries one interval: subscribers with
+     * Machine `metrics` messages (of the gateway's machine, or of `host`'s: only a host on
+     * the gateway's machine has them). One connection carries one interval: subscribers with
      * different intervals get their own connections.
      * @overload
      * @param {IntervalOptions|undefined} opts
@@ -202,6 +243,15 @@ export class OpenPanelClient extends EventTarget {
      */
     subscribeEvents(onEvent: (msg: EventMessage) => void, onError?: ErrorCallback): Subscription;
     /**
+     * `host_status` messages: a Docker host the token may see changed state (right after
+     * the connection authenticates, one for each such host that is not up). They travel on
+     * the shared `/ws/logs` connection of subscribeEvents.
+     * @param {(msg: HostStatusMessage) => void} onStatus
+     * @param {ErrorCallback} [onError]
+     * @returns {Subscription}
+     */
+    subscribeHostStatus(onStatus: (msg: HostStatusMessage) => void, onError?: ErrorCallback): Subscription;
+    /**
      * An interactive terminal (one connection each). `command`, `tty: false` and
      * `stdin: false` are the gateway's terminal extensions (like `docker exec` without -t/-i).
      * @param {string} containerId
@@ -209,6 +259,11 @@ export class OpenPanelClient extends EventTarget {
      * @returns {TerminalHandle}
      */
     openTerminal(containerId: string, opts?: TerminalOptions): TerminalHandle;
+    /**
+     * `GET /api/hosts`: the Docker hosts the token may see, with their state.
+     * @returns {Promise<HostSummary[]>}
+     */
+    hosts(): Promise<HostSummary[]>;
     /** Close every connection; nothing reconnects afterwards. */
     close(): void;
 }
@@ -258,6 +313,16 @@ export type ClientOptions = {
      * considered dead; default 2.5 observed heartbeat intervals
      */
     idleTimeout?: number | null;
+    /**
+     * the Docker host of every container named without one (default:
+     * the gateway's default host); each call may name another ({host: 'prod-2'})
+     */
+    host?: string;
+    /**
+     * connect to the routes of this Docker host
+     * (/hosts/{id}/ws/*) instead of the plain /ws/* endpoints that serve every host
+     */
+    hostRoute?: string;
 };
 /**
  * A handle on a subscription.
@@ -265,6 +330,10 @@ export type ClientOptions = {
 export type Subscription = {
     unsubscribe: () => void;
     containerId?: string;
+    /**
+     * the host named (by the call or the client's default)
+     */
+    host?: string;
 };
 export type ErrorCallback = (err: OpenPanelError) => void;
 export type StateDetail = {
@@ -274,23 +343,56 @@ export type StateDetail = {
 export type LogsOptions = {
     tail?: number | "all";
     since?: string | number;
+    host?: string;
 };
 export type IntervalOptions = {
     interval?: number;
+    host?: string;
 };
 export type EventsOptions = {
     filters?: Record<string, string[]>;
     since?: string | number;
+    /**
+     * also the `host_status` messages
+     * of this connection (a Docker host changed state)
+     */
+    onHostStatus?: (msg: HostStatusMessage) => void;
+};
+/**
+ * One row of `GET /api/hosts`.
+ */
+export type HostSummary = {
+    id: string;
+    /**
+     * transport and address, without secrets
+     */
+    engine: string;
+    state: "connecting" | "up" | "down" | "disabled" | string;
+    /**
+     * the last engine error of a host that is down
+     */
+    error: string | null;
+    /**
+     * the engine's version
+     */
+    version: string | null;
+    containers: number | null;
+    terminals: boolean;
 };
 export type LogLine = {
     containerId: string;
     timestamp: string;
     stream: "stdout" | "stderr" | string;
     data: string;
+    /**
+     * the Docker host (sent by a gateway of several hosts)
+     */
+    host?: string;
 };
 export type StatsMessage = {
     type: "stats";
     containerId: string;
+    host?: string;
     timestamp: string;
     stats: {
         cpu: {
@@ -336,6 +438,7 @@ export type MetricsMessage = {
 };
 export type DockerEventMessage = {
     type: "docker_event";
+    host?: string;
     timestamp: string;
     event: {
         Type: string;
@@ -349,10 +452,24 @@ export type DockerEventMessage = {
 };
 export type SystemLogMessage = {
     type: "system_log";
+    /**
+     * absent on the lines of the gateway's machine (host log files)
+     */
+    host?: string;
     timestamp: string;
     level: "debug" | "info" | "warning" | "error";
     message: string;
     source: string;
+};
+/**
+ * A Docker host changed state (`/ws/logs`; right after auth, one per host not up).
+ */
+export type HostStatusMessage = {
+    type: "host_status";
+    host: string;
+    state: "connecting" | "up" | "down" | "disabled" | string;
+    error?: string;
+    timestamp: string;
 };
 export type EventMessage = DockerEventMessage | SystemLogMessage;
 import { Link } from './link.js';
@@ -360,5 +477,5 @@ import { OpenPanelError } from './errors.js';
 import { TerminalHandle } from './terminal.js';
 export { EventCursor, LogCursor } from "./cursors.js";
 export { CLOSE, errorFromMessage, OpenPanelError, shouldReconnect } from "./errors.js";
-export { Backoff, defaultUrl, gatewayUrl, MAX_INPUT_CHARS, mirrorLimit, Outbox, parseTimestampNanos, refreshDelay, rfc3339FromNanos, SERVER_RATE_LIMITS, TokenBucket, tokenExpiry } from "./pure.js";
+export { apiUrl, Backoff, defaultUrl, gatewayUrl, MAX_INPUT_CHARS, mirrorLimit, Outbox, parseTimestampNanos, refreshDelay, rfc3339FromNanos, SERVER_RATE_LIMITS, TokenBucket, tokenExpiry } from "./pure.js";
 export { RESUME_TIMEOUT, TerminalHandle } from "./terminal.js";

@@ -17,16 +17,18 @@
 // the socket and timers), terminal.js (TerminalHandle). The pure parts and the connection are
 // exported for tests and for people who write their own transport.
 
-import { EventsConsumer, LogsConsumer, MetricsConsumer, StatsConsumer } from './consumers.js'
+import { EventsConsumer, HostStatusConsumer, LogsConsumer, MetricsConsumer, StatsConsumer } from './consumers.js'
 import { OpenPanelError } from './errors.js'
 import { Link } from './link.js'
-import { defaultUrl, SERVER_RATE_LIMITS } from './pure.js'
+import { apiUrl, defaultUrl, SERVER_RATE_LIMITS } from './pure.js'
 import { TerminalHandle } from './terminal.js'
 
 export { ClientConnection } from './connection.js'
+export { Target } from './consumers.js'
 export { EventCursor, LogCursor } from './cursors.js'
 export { CLOSE, errorFromMessage, OpenPanelError, shouldReconnect } from './errors.js'
 export {
+  apiUrl,
   Backoff,
   defaultUrl,
   gatewayUrl,
@@ -69,6 +71,10 @@ export const VERSION = '0.1.0'
  * @property {Partial<Record<Endpoint, RateLimit>>} [rateLimits] the server's limits, if not the defaults
  * @property {number|null} [idleTimeout] ms without any message before the connection is
  *   considered dead; default 2.5 observed heartbeat intervals
+ * @property {string} [host] the Docker host of every container named without one (default:
+ *   the gateway's default host); each call may name another ({host: 'prod-2'})
+ * @property {string} [hostRoute] connect to the routes of this Docker host
+ *   (/hosts/{id}/ws/*) instead of the plain /ws/* endpoints that serve every host
  */
 
 /**
@@ -76,13 +82,32 @@ export const VERSION = '0.1.0'
  * @typedef {object} Subscription
  * @property {() => void} unsubscribe
  * @property {string} [containerId]
+ * @property {string} [host] the host named (by the call or the client's default)
  */
 
 /** @typedef {(err: OpenPanelError) => void} ErrorCallback */
 /** @typedef {{endpoint: Endpoint, state: ConnectionState}} StateDetail */
-/** @typedef {{tail?: number|'all', since?: string|number}} LogsOptions */
-/** @typedef {{interval?: number}} IntervalOptions */
-/** @typedef {{filters?: Record<string, string[]>, since?: string|number}} EventsOptions */
+/** @typedef {{tail?: number|'all', since?: string|number, host?: string}} LogsOptions */
+/** @typedef {{interval?: number, host?: string}} IntervalOptions */
+/**
+ * @typedef {object} EventsOptions
+ * @property {Record<string, string[]>} [filters]
+ * @property {string|number} [since]
+ * @property {(msg: HostStatusMessage) => void} [onHostStatus] also the `host_status` messages
+ *   of this connection (a Docker host changed state)
+ */
+
+/**
+ * One row of `GET /api/hosts`.
+ * @typedef {object} HostSummary
+ * @property {string} id
+ * @property {string} engine transport and address, without secrets
+ * @property {'connecting'|'up'|'down'|'disabled'|string} state
+ * @property {string|null} error the last engine error of a host that is down
+ * @property {string|null} version the engine's version
+ * @property {number|null} containers
+ * @property {boolean} terminals
+ */
 
 /**
  * @typedef {object} LogLine
@@ -90,12 +115,14 @@ export const VERSION = '0.1.0'
  * @property {string} timestamp
  * @property {'stdout'|'stderr'|string} stream
  * @property {string} data
+ * @property {string} [host] the Docker host (sent by a gateway of several hosts)
  */
 
 /**
  * @typedef {object} StatsMessage
  * @property {'stats'} type
  * @property {string} containerId
+ * @property {string} [host]
  * @property {string} timestamp
  * @property {{cpu: {usage: number, percent: number}, memory: {usage: number, limit: number, percent: number}, network: {rx_bytes: number, tx_bytes: number}}} stats
  */
@@ -110,6 +137,7 @@ export const VERSION = '0.1.0'
 /**
  * @typedef {object} DockerEventMessage
  * @property {'docker_event'} type
+ * @property {string} [host]
  * @property {string} timestamp
  * @property {{Type: string, Action: string, Actor: {ID: string, Attributes: Record<string, string>}, [k: string]: unknown}} event
  */
@@ -117,10 +145,21 @@ export const VERSION = '0.1.0'
 /**
  * @typedef {object} SystemLogMessage
  * @property {'system_log'} type
+ * @property {string} [host] absent on the lines of the gateway's machine (host log files)
  * @property {string} timestamp
  * @property {'debug'|'info'|'warning'|'error'} level
  * @property {string} message
  * @property {string} source
+ */
+
+/**
+ * A Docker host changed state (`/ws/logs`; right after auth, one per host not up).
+ * @typedef {object} HostStatusMessage
+ * @property {'host_status'} type
+ * @property {string} host
+ * @property {'connecting'|'up'|'down'|'disabled'|string} state
+ * @property {string} [error]
+ * @property {string} timestamp
  */
 
 /** @typedef {DockerEventMessage|SystemLogMessage} EventMessage */
@@ -152,6 +191,10 @@ export class OpenPanelClient extends EventTarget {
     this.rateLimits = { ...SERVER_RATE_LIMITS, ...(options.rateLimits || {}) }
     /** @type {number|null} */
     this.idleTimeout = options.idleTimeout ?? null
+    /** @type {string|undefined} */
+    this.host = options.host
+    /** @type {string|null} */
+    this.hostRoute = options.hostRoute ?? null
     /** @type {Map<string, Link>} */
     this.links = new Map()
     /** @type {Set<Link>} */
@@ -235,9 +278,10 @@ export class OpenPanelClient extends EventTarget {
   /** @param {string} containerId @param {any} opts @param {any} [onLine] @param {any} [onError] @returns {Subscription} */
   subscribeLogs(containerId, opts, onLine, onError) {
     if (typeof opts === 'function') [opts, onLine, onError] = [{}, opts, onLine]
-    const c = new LogsConsumer(containerId, opts || {}, onLine, onError)
+    const o = { ...(opts || {}), host: opts?.host ?? this.host }
+    const c = new LogsConsumer(containerId, o, onLine, onError)
     this.link('containers', 'containers').attach(c)
-    return handle(c, { containerId })
+    return handle(c, { containerId, host: o.host })
   }
 
   /**
@@ -259,13 +303,15 @@ export class OpenPanelClient extends EventTarget {
   /** @param {string} containerId @param {any} opts @param {any} [onStats] @param {any} [onError] @returns {Subscription} */
   subscribeStats(containerId, opts, onStats, onError) {
     if (typeof opts === 'function') [opts, onStats, onError] = [{}, opts, onStats]
-    const c = new StatsConsumer(containerId, opts || {}, onStats, onError)
+    const o = { ...(opts || {}), host: opts?.host ?? this.host }
+    const c = new StatsConsumer(containerId, o, onStats, onError)
     this.link('containers', 'containers').attach(c)
-    return handle(c, { containerId })
+    return handle(c, { containerId, host: o.host })
   }
 
   /**
-   * Host `metrics` messages. One connection carries one interval: subscribers with
+   * Machine `metrics` messages (of the gateway's machine, or of `host`'s: only a host on
+   * the gateway's machine has them). One connection carries one interval: subscribers with
    * different intervals get their own connections.
    * @overload
    * @param {IntervalOptions|undefined} opts
@@ -282,9 +328,9 @@ export class OpenPanelClient extends EventTarget {
   /** @param {any} opts @param {any} [onMetrics] @param {any} [onError] @returns {Subscription} */
   subscribeMetrics(opts, onMetrics, onError) {
     if (typeof opts === 'function') [opts, onMetrics, onError] = [{}, opts, onMetrics]
-    const o = opts || {}
+    const o = { ...(opts || {}), host: opts?.host ?? this.host }
     const c = new MetricsConsumer(o, onMetrics, onError)
-    this.link(`metrics:${o.interval ?? ''}`, 'metrics').attach(c)
+    this.link(`metrics:${o.interval ?? ''}:${o.host ?? ''}`, 'metrics').attach(c)
     return handle(c, {})
   }
 
@@ -320,6 +366,20 @@ export class OpenPanelClient extends EventTarget {
   }
 
   /**
+   * `host_status` messages: a Docker host the token may see changed state (right after
+   * the connection authenticates, one for each such host that is not up). They travel on
+   * the shared `/ws/logs` connection of subscribeEvents.
+   * @param {(msg: HostStatusMessage) => void} onStatus
+   * @param {ErrorCallback} [onError]
+   * @returns {Subscription}
+   */
+  subscribeHostStatus(onStatus, onError) {
+    const c = new HostStatusConsumer(onStatus, onError)
+    this.link('logs', 'logs').attach(c)
+    return handle(c, {})
+  }
+
+  /**
    * An interactive terminal (one connection each). `command`, `tty: false` and
    * `stdin: false` are the gateway's terminal extensions (like `docker exec` without -t/-i).
    * @param {string} containerId
@@ -328,6 +388,19 @@ export class OpenPanelClient extends EventTarget {
    */
   openTerminal(containerId, opts = {}) {
     return new TerminalHandle(this, containerId, opts || {})
+  }
+
+  /**
+   * `GET /api/hosts`: the Docker hosts the token may see, with their state.
+   * @returns {Promise<HostSummary[]>}
+   */
+  async hosts() {
+    const url = apiUrl(this.url, '/api/hosts')
+    const resp = await fetch(url, { headers: { Authorization: `Bearer ${await this.token()}` } })
+    if (resp.status === 401) throw new OpenPanelError('AUTH_FAILED', 'Invalid token')
+    if (!resp.ok) throw new OpenPanelError('SERVER_ERROR', `GET ${url}: HTTP ${resp.status}`)
+    const body = await resp.json()
+    return Array.isArray(body) ? body : []
   }
 
   /** Close every connection; nothing reconnects afterwards. */

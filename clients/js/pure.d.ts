@@ -18,10 +18,20 @@ export function parseTimestampNanos(text: string): bigint | null;
 /** RFC 3339 UTC keeping nanosecond precision. @param {bigint} nanos */
 export function rfc3339FromNanos(nanos: bigint): string;
 /**
- * ws://host:port[/ws/x] or http(s)://... -> ws(s)://host:port/ws/<endpoint>.
- * @param {string} base @param {Endpoint} endpoint
+ * ws://host:port[/ws/x] or http(s)://... -> ws(s)://host:port/ws/<endpoint>; with
+ * `hostRoute`, the route of that Docker host: .../hosts/<id>/ws/<endpoint>
+ * (docs/protocol.md "Addressing"). A base URL ending in /hosts/<id> works too.
+ * @param {string} base @param {Endpoint} endpoint @param {string|null} [hostRoute]
  */
-export function gatewayUrl(base: string, endpoint: Endpoint): string;
+export function gatewayUrl(base: string, endpoint: Endpoint, hostRoute?: string | null): string;
+/**
+ * The HTTP address of `path` (/api/...) on the gateway of a base URL (a host route's
+ * base /hosts/{id} included: the API is the gateway's).
+ * @param {string} base
+ * @param {string} path
+ * @returns {string}
+ */
+export function apiUrl(base: string, path: string): string;
 /** The page's own gateway: ws(s)://location.host. */
 export function defaultUrl(): string;
 /**

@@ -197,10 +197,12 @@ export function rfc3339FromNanos(nanos) {
 const ENDPOINTS = ['containers', 'logs', 'metrics', 'terminal']
 
 /**
- * ws://host:port[/ws/x] or http(s)://... -> ws(s)://host:port/ws/<endpoint>.
- * @param {string} base @param {Endpoint} endpoint
+ * ws://host:port[/ws/x] or http(s)://... -> ws(s)://host:port/ws/<endpoint>; with
+ * `hostRoute`, the route of that Docker host: .../hosts/<id>/ws/<endpoint>
+ * (docs/protocol.md "Addressing"). A base URL ending in /hosts/<id> works too.
+ * @param {string} base @param {Endpoint} endpoint @param {string|null} [hostRoute]
  */
-export function gatewayUrl(base, endpoint) {
+export function gatewayUrl(base, endpoint, hostRoute) {
   let url = String(base).trim().replace(/\/+$/, '')
   if (url.startsWith('http://')) url = `ws://${url.slice(7)}`
   else if (url.startsWith('https://')) url = `wss://${url.slice(8)}`
@@ -208,7 +210,23 @@ export function gatewayUrl(base, endpoint) {
   for (const name of ENDPOINTS) {
     if (url.endsWith(`/ws/${name}`)) url = url.slice(0, -`/ws/${name}`.length)
   }
+  if (hostRoute !== undefined && hostRoute !== null)
+    return `${url}/hosts/${encodeURIComponent(hostRoute)}/ws/${endpoint}`
   return `${url}/ws/${endpoint}`
+}
+
+/**
+ * The HTTP address of `path` (/api/...) on the gateway of a base URL (a host route's
+ * base /hosts/{id} included: the API is the gateway's).
+ * @param {string} base
+ * @param {string} path
+ * @returns {string}
+ */
+export function apiUrl(base, path) {
+  const url = gatewayUrl(base, 'containers')
+    .slice(0, -'/ws/containers'.length)
+    .replace(/\/hosts\/[^/]+$/, '')
+  return (url.startsWith('wss://') ? `https://${url.slice(6)}` : `http://${url.slice(5)}`) + path
 }
 
 /** The page's own gateway: ws(s)://location.host. */

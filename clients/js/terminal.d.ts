@@ -1,5 +1,5 @@
 // Generated from the JSDoc of terminal.js by tools/types.mjs (tsc); do not edit.
-/** @typedef {{shell?: string, cols?: number, rows?: number, command?: string[], tty?: boolean, stdin?: boolean}} TerminalOptions */
+/** @typedef {{shell?: string, cols?: number, rows?: number, command?: string[], tty?: boolean, stdin?: boolean, host?: string}} TerminalOptions */
 /** How long a terminal tries to reattach after its connection was lost (ms); the
  * gateway keeps a detached session for its grace period (60 s by default). */
 export const RESUME_TIMEOUT: 90000;
@@ -19,6 +19,8 @@ export class TerminalHandle extends EventTarget {
     constructor(client: import("./openpanel-ws.js").OpenPanelClient, containerId: string, opts: TerminalOptions);
     /** @type {string} */
     containerId: string;
+    /** @type {string|undefined} the Docker host: the one named, else the one terminal_opened names */
+    host: string | undefined;
     /** @type {string|undefined} */
     sessionId: string | undefined;
     /** @type {number|undefined|null} */
@@ -127,6 +129,10 @@ export class TerminalConsumer extends Consumer {
     sentOpen: boolean;
     /** @type {any} */
     giveUp: any;
+    where(): {
+        containerId: string;
+        host?: string;
+    };
     /** @param {string} why */
     didNotSurvive(why: string): void;
 }
@@ -137,6 +143,7 @@ export type TerminalOptions = {
     command?: string[];
     tty?: boolean;
     stdin?: boolean;
+    host?: string;
 };
 import { Link } from './link.js';
 import { OpenPanelError } from './errors.js';

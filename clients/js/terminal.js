@@ -5,7 +5,7 @@ import { CLOSE, OpenPanelError } from './errors.js'
 import { Link } from './link.js'
 import { makeEvent } from './pure.js'
 
-/** @typedef {{shell?: string, cols?: number, rows?: number, command?: string[], tty?: boolean, stdin?: boolean}} TerminalOptions */
+/** @typedef {{shell?: string, cols?: number, rows?: number, command?: string[], tty?: boolean, stdin?: boolean, host?: string}} TerminalOptions */
 
 /** How long a terminal tries to reattach after its connection was lost (ms); the
  * gateway keeps a detached session for its grace period (60 s by default). */
@@ -28,6 +28,8 @@ export class TerminalHandle extends EventTarget {
     super()
     /** @type {string} */
     this.containerId = containerId
+    /** @type {string|undefined} the Docker host: the one named, else the one terminal_opened names */
+    this.host = opts.host ?? client.host ?? undefined
     /** @type {string|undefined} */
     this.sessionId = undefined
     /** @type {number|undefined|null} */
@@ -174,13 +176,13 @@ export class TerminalConsumer extends Consumer {
     if (this.sentOpen) {
       if (!term.resuming || !term.sessionId) return []
       /** @type {any} */
-      const again = { type: 'open_terminal', containerId: term.containerId, sessionId: term.sessionId }
+      const again = { type: 'open_terminal', ...this.where(), sessionId: term.sessionId }
       if (term.lastSeq !== undefined) again.lastSeq = term.lastSeq
       return [again]
     }
     this.sentOpen = true
     /** @type {any} */
-    const msg = { type: 'open_terminal', containerId: this.term.containerId }
+    const msg = { type: 'open_terminal', ...this.where() }
     if (this.opts.shell) msg.shell = this.opts.shell
     if (this.opts.cols && this.opts.rows) {
       msg.cols = this.opts.cols
@@ -191,6 +193,13 @@ export class TerminalConsumer extends Consumer {
     if (this.opts.tty === false) msg.tty = false
     if (this.opts.stdin === false) msg.stdin = false
     return [msg]
+  }
+
+  where() {
+    /** @type {{containerId: string, host?: string}} */
+    const msg = { containerId: this.term.containerId }
+    if (this.term.host !== undefined) msg.host = this.term.host
+    return msg
   }
 
   /** @param {any} msg */
@@ -218,6 +227,7 @@ export class TerminalConsumer extends Consumer {
         }
         term.opened = true
         term.sessionId = msg.sessionId
+        if (term.host === undefined && typeof msg.host === 'string') term.host = msg.host
         term.dispatchEvent(makeEvent('opened', { sessionId: msg.sessionId, containerId: term.containerId }))
         for (const item of term.pending.splice(0)) this.link?.send(item)
         return true

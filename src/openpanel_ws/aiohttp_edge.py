@@ -21,15 +21,25 @@ is in `CHECKED_RANGE` and that each of these still exists with the expected sign
    `writing_paused`) and `drain()` the outbound path writes through directly
    (`prepare_stream`; docs/protocol.md "Outbound path"), bypassing aiohttp's own
    WebSocket writer so a frame is built once for every recipient.
+5. The errors aiohttp answers before any route runs (a request it cannot parse: 400,
+   431; a handler that raised: 500) are built by `RequestHandler.handle_error` and
+   prepared without the application's `on_response_prepare`. The runner's server hands
+   out a `RequestHandler` subclass (`web.Server.__call__`, the protocol factory, is
+   overridden by giving the server instance a subclass) whose `handle_error` answers
+   with the status line's phrase alone (aiohttp's body quotes the request's bytes) and
+   the response headers of every other response (docs/security.md "HTTP responses").
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from openpanel_ws.handshake import HandshakeGuard
 from openpanel_ws.outbound import StreamLike
@@ -37,6 +47,7 @@ from openpanel_ws.outbound import StreamLike
 __all__ = [
     "CHECKED_RANGE",
     "GatewayRunner",
+    "install_error_page",
     "install_guard",
     "prepare_stream",
 ]
@@ -63,17 +74,48 @@ def install_guard(server: web.Server, guard: HandshakeGuard) -> None:
     server.connection_lost = connection_lost  # type: ignore[method-assign]
 
 
+def _error_text(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}\n"
+    except ValueError:
+        return f"{status}\n"
+
+
+def install_error_page(server: web.Server, headers: Mapping[str, str]) -> None:
+    """Make `server`'s early error responses carry `headers` and echo nothing (touch 5)."""
+
+    class Handler(RequestHandler):
+        def handle_error(self, request: BaseRequest, status: int = 500,
+                         exc: BaseException | None = None,
+                         message: str | None = None) -> web.StreamResponse:
+            response = super().handle_error(request, status, exc, _error_text(status))
+            if isinstance(response, web.Response) and status != 500:
+                response.text = _error_text(status)  # never the parser's quote of the request
+            response.headers.update(headers)
+            return response
+
+    class Server(type(server)):  # type: ignore[misc]
+        def __call__(self) -> RequestHandler:
+            return Handler(self, loop=self._loop, **self._kwargs)
+
+    server.__class__ = Server
+
+
 class GatewayRunner(web.AppRunner):
     """An AppRunner whose server carries the application's `HandshakeGuard` (touches 1, 3)."""
 
-    def __init__(self, app: web.Application, guard: HandshakeGuard | None, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, guard: HandshakeGuard | None, *,
+                 error_headers: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._guard = guard
+        self._error_headers = error_headers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: ExceptionHandler = None
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
+        if self._error_headers is not None:
+            install_error_page(server, self._error_headers)
         guard = self._guard
         if guard is not None:
             install_guard(server, guard)

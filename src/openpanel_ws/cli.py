@@ -20,6 +20,8 @@ from openpanel_ws import __version__
 from openpanel_ws.auth import issue_token
 from openpanel_ws.client.cli import register as register_client_cli
 from openpanel_ws.config import ConfigError, Settings, load_settings
+from openpanel_ws.statedir import check_dir, check_file, ensure_private_dir, read_private
+from openpanel_ws.statedir import write_private as statedir_write
 
 __all__ = [
     "ADMIN_TOKEN_FILE",
@@ -27,6 +29,7 @@ __all__ = [
     "SECRET_FILE",
     "JsonFormatter",
     "build_parser",
+    "check_state",
     "client_url",
     "cmd_recordings_list",
     "cmd_recordings_play",
@@ -74,20 +77,34 @@ def configure_logging(settings: Settings) -> None:
 
 
 def embedded_secret(state_dir: Path) -> tuple[str, bool]:
-    """The secret of the embedded default: created once (mode 0600), then reused."""
+    """The secret of the embedded default: created once (mode 0600), then reused. Raises
+    StateDirError when the file is a symlink, not a regular file, not this user's, or
+    readable by others (docs/security.md "The state directory")."""
     path = state_dir / SECRET_FILE
-    try:
-        text = path.read_text().strip()
-        if text:
-            return text, False
-    except FileNotFoundError:
-        pass
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_dir(state_dir, "state directory")
+    data = read_private(path, "secret file")
+    text = data.decode(errors="replace").strip() if data is not None else ""
+    if text:
+        return text, False
     secret = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret + "\n")
+    statedir_write(path, (secret + "\n").encode())
     return secret, True
+
+
+def check_state(settings: Settings) -> None:
+    """At start: the state directory (created 0700 when missing), the files the gateway
+    keeps there and the recording directory are to be trusted, or StateDirError (exit 2,
+    one line naming the path and the fix; docs/security.md "The state directory")."""
+    from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE
+
+    state_dir = settings.state_dir
+    ensure_private_dir(state_dir, "state directory")
+    check_file(state_dir / SECRET_FILE, "secret file", private=True)
+    check_file(state_dir / ADMIN_TOKEN_FILE, "admin token file", private=True)
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        check_file(state_dir / (JOURNAL_FILE + suffix), "terminal journal")
+    if settings.terminal_record_dir is not None:
+        check_dir(settings.terminal_record_dir, "recording directory")
 
 
 def resolve_secret(settings: Settings) -> bool:
@@ -136,13 +153,10 @@ def token_banner(settings: Settings, url: str, *, embedded: bool, tty: bool,
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `text` to a file only its owner may read (replaced atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-    os.replace(tmp, path)
+    """Write `text` to a file only its owner may read (replaced atomically, never
+    through a symlink)."""
+    ensure_private_dir(path.parent, "state directory")
+    statedir_write(path, (text + "\n").encode())
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -155,6 +169,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     configure_logging(settings)
+    check_state(settings)
     embedded = resolve_secret(settings)
     try:
         app = create_app(settings)
@@ -218,6 +233,23 @@ def _announce(settings: Settings, port: int, *, embedded: bool, config: str | No
         print(line, flush=True)
     origins = ", ".join(settings.allowed_origins) or "none besides same-origin"
     print(f"allowed browser origins: {origins} (OPENPANEL_WS_ALLOWED_ORIGINS)", flush=True)
+    print(hosts_line(settings), flush=True)
+
+
+def hosts_line(settings: Settings) -> str:
+    """`hosts: id (address[, TLS][, disabled]) [default], ...` (no secrets)."""
+    configs = settings.host_configs()
+    default = settings.default_host or configs[0].id
+    parts = []
+    for config in configs:
+        notes = [config.target.describe()]
+        if config.target.uses_tls:
+            notes.append("TLS" if config.target.tls_verify else "TLS NOT VERIFIED")
+        if not config.enabled:
+            notes.append("disabled")
+        parts.append(f"{config.id} ({', '.join(notes)})" + (" [default]" if config.id == default
+                                                             else ""))
+    return "hosts: " + ", ".join(parts)
 
 
 async def _until_stop_or_reload() -> bool:
@@ -317,6 +349,7 @@ def cmd_recordings_list(args: argparse.Namespace) -> int:
 
 
 def cmd_recordings_play(args: argparse.Namespace) -> int:
+    from openpanel_ws.gateways.terminal.playback import OscFilter
     from openpanel_ws.gateways.terminal.recording import CastError, play, read_cast
 
     if args.speed <= 0:
@@ -332,12 +365,18 @@ def cmd_recordings_play(args: argparse.Namespace) -> int:
     except CastError as exc:
         raise ConfigError(str(exc)) from None
     out = sys.stdout
+    # A hostile recording must not set the clipboard or the title of this terminal
+    # (docs/security.md "Recordings"): OSC 52 and 0/1/2 are dropped unless --raw.
+    osc = None if args.raw else OscFilter()
 
     def write(text: str) -> None:
-        out.write(text)
+        out.write(text if osc is None else osc.feed(text))
         out.flush()
 
     play(events, write, time.sleep, speed=args.speed, max_wait=args.max_wait)
+    if osc is not None:
+        out.write(osc.flush())
+        out.flush()
     return 0
 
 
@@ -374,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec_play.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
     rec_play.add_argument("--max-wait", type=float, default=2.0, metavar="S",
                           help="longest pause between two outputs, in recorded seconds")
+    rec_play.add_argument("--raw", action="store_true",
+                          help="replay every escape sequence, even those that set the "
+                               "clipboard (OSC 52) or the title (OSC 0/1/2)")
     rec_play.add_argument("--dir", help="directory (default OPENPANEL_WS_TERMINAL_RECORD_DIR)")
     rec_play.add_argument("--config", help="TOML settings file")
     rec_play.set_defaults(func=cmd_recordings_play)

@@ -14,7 +14,9 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from openpanel_ws.auth import SUPPORTED_ALGORITHMS, JwtSettings
+from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.hosts.config import HostConfig, hosts_from_env, hosts_from_toml
+from openpanel_ws.hosts.contexts import docker_config_dir, read_context_store, with_contexts
 from openpanel_ws.protocol import DEFAULT_RATE_LIMITS
 from openpanel_ws.ratelimit import RateLimit
 
@@ -82,6 +84,8 @@ class Settings:
     # Docker hosts (docs/hosts.md): none = one host, `local`, on docker_host.
     hosts: tuple[HostConfig, ...] = ()
     default_host: str | None = None  # None: the first configured host
+    # Also every context of the Docker CLI's store (~/.docker/contexts), after them.
+    docker_contexts: bool = False
     # Metrics gateway
     metrics_disk_path: str = "/"
     metrics_include_virtual_interfaces: bool = False
@@ -100,6 +104,10 @@ class Settings:
     # Recording (asciicast v2), off unless a directory is set; input only when asked
     terminal_record_dir: Path | None = None
     terminal_record_input: bool = False
+    # Recording caps: bytes per file, and for all the files of the directory. Past either
+    # a recording stops (the terminal goes on); a full directory records no new terminal.
+    terminal_record_max_bytes: int = 64 * 1024 * 1024
+    terminal_record_dir_max_bytes: int = 1024 * 1024 * 1024
     # Process
     log_format: str = "text"
     log_level: str = "info"
@@ -130,7 +138,8 @@ _POSITIVE = {
     "flood_window", "send_queue_max", "send_queue_max_bytes", "send_timeout",
     "log_line_max_bytes", "terminal_idle_timeout", "handshake_timeout",
     "max_unauthenticated", "engine_timeout", "terminal_ring_bytes",
-    "terminal_max_per_user", "terminal_max",
+    "terminal_max_per_user", "terminal_max", "terminal_record_max_bytes",
+    "terminal_record_dir_max_bytes",
 }
 _NON_NEGATIVE = {"terminal_grace", "max_unauthenticated_per_ip"}
 
@@ -230,6 +239,12 @@ def load_settings(
     _apply(settings, {k: v for k, v in from_env.items() if k in known}, "environment")
     if overrides:
         _apply(settings, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    if settings.docker_contexts:
+        try:
+            settings.hosts = with_contexts(
+                settings.host_configs(), read_context_store(docker_config_dir(env)))
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for {ENV_PREFIX}DOCKER_CONTEXTS: {exc}") from None
     validate(settings)
     return settings
 
@@ -292,5 +307,10 @@ def validate(settings: Settings) -> None:
     if settings.default_host is not None and settings.default_host not in ids:
         raise ConfigError(f"invalid value for {ENV_PREFIX}DEFAULT_HOST: no host "
                           f"'{settings.default_host}' (hosts: {', '.join(ids)})")
-    if not settings.docker_host.startswith(("unix://", "tcp://", "http://")):
-        raise ConfigError("invalid value for DOCKER_HOST: expected unix://PATH or tcp://HOST:PORT")
+    if not settings.docker_host.startswith(("unix://", "tcp://", "http://", "ssh://")):
+        raise ConfigError("invalid value for DOCKER_HOST: expected unix://PATH, tcp://HOST:PORT "
+                          "or ssh://USER@HOST[:PORT]")
+    try:
+        EngineTarget(settings.docker_host).check()
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for DOCKER_HOST: {exc}") from None

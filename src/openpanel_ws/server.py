@@ -28,7 +28,7 @@ from openpanel_ws.outbound import WriteScheduler
 from openpanel_ws.protocol import CloseCode
 from openpanel_ws.sendqueue import QueueLimits
 from openpanel_ws.services import Services
-from openpanel_ws.web.console import bearer_principal, host_state
+from openpanel_ws.web.console import SECURITY_HEADERS, bearer_principal, host_state
 from openpanel_ws.web.routes import register as register_console
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "CLIENT_FILES",
     "GATEWAYS_KEY",
     "GUARD_KEY",
+    "RESPONSE_HEADERS",
+    "SERVER_NAME",
     "SERVICES_KEY",
     "Endpoint",
     "RefusedOrigins",
@@ -58,6 +60,11 @@ GATEWAYS_KEY = web.AppKey("gateways", dict)
 # a WeakSet costs a weakref per connection.
 CLIENTS_KEY = web.AppKey("clients", set)
 GUARD_KEY = web.AppKey("handshake_guard", HandshakeGuard)
+
+# `Server` names the software, never its version nor Python's (docs/security.md).
+SERVER_NAME = "openpanel-ws"
+# On every HTTP response, errors included (a route's own values win).
+RESPONSE_HEADERS: dict[str, str] = {"Server": SERVER_NAME, **SECURITY_HEADERS}
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -143,6 +150,22 @@ def new_scheduler(settings: Settings) -> WriteScheduler:
                           settings.send_timeout)
 
 
+def _on_response_prepare(guard: HandshakeGuard) -> Callable[
+        [web.Request, web.StreamResponse], Awaitable[None]]:
+    """Every response: the security headers (a route's own win) and `Server` without a
+    version (docs/security.md "HTTP responses"); the handshake clock restarts per request."""
+
+    async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers["Server"] = SERVER_NAME
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
+        if not isinstance(response, web.WebSocketResponse):
+            guard.responded(request.protocol)
+
+    return on_response_prepare
+
+
 def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
                services: Services | None = None) -> web.Application:
     services = services or Services.from_settings(settings)
@@ -156,11 +179,7 @@ def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
                            settings.max_unauthenticated_per_ip)
     app[GUARD_KEY] = guard
 
-    async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        if not isinstance(response, web.WebSocketResponse):
-            guard.responded(request.protocol)  # the handshake clock restarts per request
-
-    app.on_response_prepare.append(on_response_prepare)
+    app.on_response_prepare.append(_on_response_prepare(guard))
     # One write scheduler per server: the per-loop-turn flush and the stall watchdog.
     scheduler = new_scheduler(settings)
     wheel = TimerWheel()  # every connection's clock (auth timeout, heartbeat)
@@ -205,4 +224,4 @@ def create_app(settings: Settings, gateways: list[Gateway[Any]] | None = None,
 
 def create_runner(app: web.Application, **kwargs: object) -> web.AppRunner:
     """The runner to serve `app` with: its server carries the handshake guard."""
-    return GatewayRunner(app, app.get(GUARD_KEY), **kwargs)
+    return GatewayRunner(app, app.get(GUARD_KEY), error_headers=RESPONSE_HEADERS, **kwargs)

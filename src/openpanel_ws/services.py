@@ -1,4 +1,5 @@
-"""The shared parts every gateway may use: settings, token verifier, engine, events hub."""
+"""The shared parts every gateway may use: settings, token verifier, the Docker hosts
+(each with its engine and events hub: `hosts.registry`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from dataclasses import dataclass
 
 from openpanel_ws.auth import TokenVerifier
 from openpanel_ws.config import Settings
-from openpanel_ws.engine.client import DockerEngine
-from openpanel_ws.engine.events import EventsHub
 from openpanel_ws.hosts.registry import HostRegistry
 
 __all__ = [
@@ -20,16 +19,6 @@ class Services:
     settings: Settings
     verifier: TokenVerifier
     hosts: HostRegistry
-
-    @property
-    def engine(self) -> DockerEngine:
-        """The default host's engine (transitional: code that names no host)."""
-        return self.hosts.default.engine
-
-    @property
-    def events(self) -> EventsHub:
-        """The default host's events hub (transitional: code that names no host)."""
-        return self.hosts.default.events
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -29,6 +29,8 @@ from helpers import (
     scaled,
     unique_name,
 )
+from openpanel_ws.config import Settings
+from openpanel_ws.hosts.config import hosts_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_JS = ROOT / "clients" / "js" / "openpanel-ws.js"
@@ -312,3 +314,34 @@ async def test_get_token_refreshes_before_exp_on_the_open_connection_in_chromium
     assert seen["tokens"] >= 3, seen  # re-authenticated on the same connection
     before = seen["metrics"]
     assert before >= 15, seen
+
+
+async def test_two_hosts_in_chromium(make_server: Any, containers: Containers, page: Any) -> None:
+    """The same container on two hosts (two configurations of the local engine) is two
+    subscriptions; lines, samples and the terminal name their host; a host route works."""
+    url = Settings().docker_host
+    srv: RunningServer = await make_server(hosts=hosts_from_env(f"local={url},other={url}"))
+    name = await containers.run("echo hello; sleep 3600")
+    await _load_client(page, srv.url)
+    await page.evaluate("""([token, name]) => {
+        const c = new op.OpenPanelClient({ url: location.origin, token, host: 'other' })
+        window.c = c
+        window.seen.hosts = { lines: [], stats: [], term: [], routed: [], list: [] }
+        c.subscribeLogs(name, { host: 'local' }, l => seen.hosts.lines.push(`${l.host}:${l.data}`))
+        c.subscribeLogs(name, {}, l => seen.hosts.lines.push(`${l.host}:${l.data}`))
+        c.subscribeStats(name, { interval: 1000 }, m => seen.hosts.stats.push(m.host))
+        const t = c.openTerminal(name, { command: ['echo', 'hi'], tty: false, stdin: false })
+        t.addEventListener('opened', () => seen.hosts.term.push(t.host))
+        const routed = new op.OpenPanelClient({ url: location.origin, token, hostRoute: 'local' })
+        window.routed = routed
+        routed.subscribeLogs(name, {}, l => seen.hosts.routed.push(`${l.host}:${l.data}`))
+        c.hosts().then(rows => { seen.hosts.list = rows.map(h => `${h.id}:${h.state}`) })
+    }""", [make_token(), name])
+    await _wait_for(page, "seen.hosts.lines.length >= 2 && seen.hosts.stats.length >= 1 "
+                          "&& seen.hosts.term.length && seen.hosts.routed.length && seen.hosts.list.length")
+    seen = await page.evaluate("seen.hosts")
+    assert sorted(seen["lines"]) == ["local:hello", "other:hello"]
+    assert set(seen["stats"]) == {"other"} and seen["term"] == ["other"]
+    assert seen["routed"] == ["local:hello"]
+    assert seen["list"] == ["local:up", "other:up"]
+    await page.evaluate("c.close(); routed.close()")

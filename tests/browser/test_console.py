@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 from console_support import api_containers, drop_connections, http_get
 
+from client_support import EngineProxy
 from helpers import SECOND, Containers, RunningServer, docker, eventually, make_token
+from openpanel_ws.config import Settings
+from openpanel_ws.hosts.config import hosts_from_env
 
 pytest.importorskip("playwright")
 from playwright.async_api import Page, expect
@@ -425,3 +428,86 @@ async def test_keyboard_reaches_the_views(
     await page.locator('[data-tab="stats"]').focus()
     await page.keyboard.press("Enter")
     await expect(page.locator("#panel-stats")).to_be_visible(timeout=WAIT)
+
+
+# --- several Docker hosts ----------------------------------------------------------------------
+
+
+async def start_hosts_server(make_server: Any) -> RunningServer:
+    """`local` and `other` on the one local engine (the same containers answer on both),
+    and `down`, whose engine nothing answers (in the session's loop, as `make_server`)."""
+    url = Settings().docker_host
+    server: RunningServer = await make_server(
+        hosts=hosts_from_env(f"local={url},other={url},down=tcp://127.0.0.1:9"))
+    return server
+
+
+async def test_host_switcher_states_and_views_on_the_chosen_host(
+        page: Page, make_server: Any, containers: Containers, artifacts: Path,
+        watched: Seen) -> None:
+    hosts_server = await start_hosts_server(make_server)
+    name = await containers.run("echo on-every-host; sleep 3600")
+    await open_console(page, hosts_server)
+    select = page.locator("#host-select")
+    await expect(page.locator("#host-switcher")).to_be_visible(timeout=WAIT)
+    await expect(select.locator("option")).to_have_count(3)
+    assert await select.input_value() == "local"
+    await expect(page.locator("#host-state")).to_have_text("up", timeout=WAIT)
+    # The host nobody answers: down, from GET /api/hosts or its host_status line.
+    await expect(select.locator('option[value="down"]')).to_have_attribute("data-state", "down", timeout=WAIT)
+    await expect(crow(page, name)).to_be_visible(timeout=WAIT)
+
+    await select.select_option("other")
+    await expect(page).to_have_url(re.compile(r"\?host=other$"))
+    await expect(crow(page, name)).to_be_visible(timeout=WAIT)
+    await crow(page, name).click()
+    await expect(page).to_have_url(re.compile(rf"\?host=other&container={name}&view=logs$"))
+    await expect(page.locator("#panel-logs .log-rows")).to_contain_text("on-every-host", timeout=WAIT)
+    assert await page.evaluate("window.openpanelConsole.viewObj.sub.host") == "other"
+    await shot(page, artifacts, "hosts-logs")
+
+    await page.click('[data-tab="terminal"]')
+    await expect(page).to_have_url(re.compile(rf"\?host=other&container={name}&view=terminal$"))
+    await expect(page.locator("#panel-terminal")).to_be_visible()
+
+    # A deep link to a host that is down: its error is shown with the empty list.
+    await page.goto(f"{hosts_server.url}/?host=down")
+    await expect(page.locator("#host-state")).to_have_text("down", timeout=WAIT)
+    await expect(page.locator("#host-error")).to_be_visible(timeout=WAIT)
+
+    # Events: a host column, each engine event once per host, host_status rows.
+    await page.goto(f"{hosts_server.url}/?view=events")
+    await expect(page.locator("#view-events thead")).to_contain_text("host")
+    other = await containers.run("sleep 1; exit 5")
+    table = page.locator("#view-events tbody")
+    await page.fill("#view-events input[type=search]", other)
+    await expect(table.locator("tr", has_text="exit 5")).to_have_count(2, timeout=WAIT)
+    rows = await table.locator("tr", has_text="exit 5").all()
+    hosts = {await r.locator("td.ev-host").inner_text() for r in rows}
+    assert hosts == {"local", "other"}
+    await page.fill("#view-events input[type=search]", "down")
+    await expect(table.locator("tr", has_text="host").first).to_contain_text("down", timeout=WAIT)
+    await shot(page, artifacts, "hosts-events")
+
+
+async def test_host_states_follow_host_status(
+        page: Page, make_server: Any, artifacts: Path, watched: Seen) -> None:
+    """A host whose engine goes away and comes back: the switcher follows its host_status
+    lines without a reload."""
+    settings = Settings()
+    proxy = EngineProxy(settings.docker_host.removeprefix("unix://"))
+    await proxy.start()
+    try:
+        server = await make_server(
+            hosts=hosts_from_env(f"local={settings.docker_host},flaky={proxy.url}"))
+        await open_console(page, server)
+        option = page.locator('#host-select option[value="flaky"]')
+        await expect(option).to_have_attribute("data-state", "up", timeout=WAIT)
+        await proxy.stop()
+        await expect(option).to_have_attribute("data-state", "down", timeout=WAIT)
+        await expect(option).to_contain_text("down")
+        await shot(page, artifacts, "hosts-down")
+        await proxy.start()  # the same port
+        await expect(option).to_have_attribute("data-state", "up", timeout=WAIT * 2)
+    finally:
+        await proxy.stop()

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
 
-from helpers import SECRET, Containers, RunningServer, eventually, make_token, unique_name
+from engine_proxy import EngineProxy
+from helpers import SECRET, Containers, RunningServer, eventually, make_token, scaled, unique_name
 from openpanel_ws.auth import issue_token
+from openpanel_ws.engine.target import EngineTarget
+from openpanel_ws.hosts.config import HostConfig
+
+MakeServer = Callable[..., Awaitable[RunningServer]]
+
+
+def host_config(host_id: str, url: str = "unix:///var/run/docker.sock",
+                timeout: float | None = None) -> HostConfig:
+    return HostConfig(host_id, EngineTarget(url), timeout=timeout)
 
 
 async def get(server: RunningServer, path: str, headers: dict[str, str] | None = None
@@ -99,3 +113,99 @@ async def test_page_and_assets_headers(server: RunningServer) -> None:
     for path in ("/static/../auth.py", "/static/%2e%2e/auth.py", "/static/missing.js"):
         status, _, _ = await get(server, path)
         assert status == 404, path
+
+
+# --- hosts -----------------------------------------------------------------------------
+
+
+async def get_json(server: RunningServer, path: str, token: str | None = None
+                   ) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    status, _, body = await get(server, path, headers)
+    return status, json.loads(body)
+
+
+async def test_the_list_covers_every_host_and_a_hung_one_delays_nothing(
+        make_server: MakeServer, containers: Containers, tmp_path: Path) -> None:
+    hung = EngineProxy(tmp_path / "hung.sock")
+    await hung.hang()
+    try:
+        server = await make_server(hosts=(
+            host_config("local"), host_config("other"),
+            host_config("dead", f"unix://{tmp_path}/none.sock", 1.0),
+            host_config("hung", hung.url, 1.0)))
+        name = await containers.run("sleep 3600")
+        token = make_token()
+        started = time.monotonic()
+        status, body = await get_json(server, "/api/containers", token)
+        took = time.monotonic() - started
+        assert status == 200
+        rows = [r for r in body["containers"] if r["name"] == name]
+        assert sorted(r["host"] for r in rows) == ["local", "other"]
+        assert rows[0]["id"] == rows[1]["id"]
+        assert sorted(body["unavailable"], key=lambda u: u["host"]) == [
+            {"host": "dead", "code": "DOCKER_UNAVAILABLE", "error": "Docker engine unavailable"},
+            {"host": "hung", "code": "DOCKER_UNAVAILABLE", "error": "Docker engine unavailable"}]
+        assert took < 1.0 + scaled(2.0)  # the hosts are asked at once, each within its timeout
+        status, body = await get_json(server, "/api/containers?host=other", token)
+        assert status == 200 and body["unavailable"] == []
+        assert {r["host"] for r in body["containers"]} == {"other"}
+        assert name in {r["name"] for r in body["containers"]}
+        status, body = await get_json(server, "/api/containers?host=dead", token)
+        assert (status, body["code"]) == (503, "DOCKER_UNAVAILABLE")  # as with one host
+        status, body = await get_json(server, "/api/containers?host=nope", token)
+        assert (status, body["code"], body["field"]) == (400, "INVALID_MESSAGE", "host")
+    finally:
+        await hung.down()
+
+
+async def test_api_hosts_lists_the_hosts_the_token_may_see(
+        make_server: MakeServer, tmp_path: Path) -> None:
+    server = await make_server(hosts=(
+        host_config("local"), host_config("dead", f"unix://{tmp_path}/none.sock", 1.0),
+        HostConfig("off", EngineTarget("tcp://engine.example:2376"), enabled=False,
+                   terminals=False)))
+    hosts = server.services.hosts
+    await eventually(lambda: hosts.get("local").up  # type: ignore[union-attr]
+                     and hosts.get("dead").status.state == "down", 15)  # type: ignore[union-attr]
+    status, _, _ = await get(server, "/api/hosts")
+    assert status == 401
+    status, rows = await get_json(server, "/api/hosts", make_token())
+    assert status == 200
+    assert [r["id"] for r in rows] == ["local", "dead", "off"]
+    local, dead, off = rows
+    assert set(local) == {"id", "engine", "state", "error", "version", "containers", "terminals"}
+    assert (local["engine"], local["state"], local["error"], local["terminals"]) == (
+        "unix:///var/run/docker.sock", "up", None, True)
+    assert isinstance(local["version"], str) and isinstance(local["containers"], int)
+    assert (dead["state"], dead["engine"]) == ("down", f"unix://{tmp_path}/none.sock")
+    assert isinstance(dead["error"], str) and dead["error"]
+    assert (off["state"], off["engine"], off["terminals"]) == (
+        "disabled", "tcp://engine.example:2376", False)
+    status, rows = await get_json(server, "/api/hosts", make_token(hosts=["d*"]))
+    assert [r["id"] for r in rows] == ["dead"]
+
+
+async def test_readyz_tells_host_states_only_to_a_valid_token(
+        make_server: MakeServer, tmp_path: Path) -> None:
+    server = await make_server(hosts=(
+        host_config("local"), host_config("dead", f"unix://{tmp_path}/none.sock", 1.0)))
+    status, body = await get_json(server, "/readyz")
+    assert (status, body) == (200, {"status": "ready"})  # no engine address, no host
+    status, body = await get_json(server, "/readyz", "not-a-token")
+    assert (status, body) == (200, {"status": "ready"})
+    await eventually(lambda: server.services.hosts.get("dead").status.state == "down",  # type: ignore[union-attr]
+                     15)
+    status, body = await get_json(server, "/readyz", make_token())
+    assert status == 200 and body["status"] == "ready"
+    assert [(h["id"], h["state"]) for h in body["hosts"]] == [("local", "up"), ("dead", "down")]
+    assert body["hosts"][1]["error"]
+    status, body = await get_json(server, "/readyz", make_token(hosts=["local"]))
+    assert [h["id"] for h in body["hosts"]] == ["local"]
+    # The default host down: 503, and still nothing about it to an anonymous caller.
+    down = await make_server(hosts=(
+        host_config("dead", f"unix://{tmp_path}/none.sock", 1.0), host_config("local")))
+    status, body = await get_json(down, "/readyz")
+    assert status == 503 and body["status"] == "unavailable"
+    assert "engine" not in body and "hosts" not in body
+    assert "none.sock" not in json.dumps(body)

@@ -343,7 +343,7 @@ async def test_forty_clients_share_one_upstream_and_release_it(
 ) -> None:
     name = await containers.run("i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done")
     await containers.wait_logged(name, "tick 1")
-    engine = server.services.engine
+    engine = server.services.hosts.default.engine
     clients = [await connect(server) for _ in range(40)]
     base = engine.open_streams
     for client in clients:
@@ -505,7 +505,7 @@ async def test_stats_stop_with_the_container_and_resume_on_start(
     name = await containers.run("sleep 3600")
     client = await connect(server)
     await first_stats(client, name)
-    engine = server.services.engine
+    engine = server.services.hosts.default.engine
     streaming = engine.open_streams
     await docker("stop", "-t", "0", name)
     # The stats stream of the stopped container ends; then the samples it sent are in.
@@ -524,11 +524,11 @@ async def test_stats_of_a_stopped_container_wait_for_start(
     name = await containers.run("sleep 3600")
     await docker("stop", "-t", "0", name)
     client = await connect(server)
-    base = server.services.engine.open_streams
+    base = server.services.hosts.default.engine.open_streams
     await client.send({"type": "subscribe_stats", "containerId": name})
     await client.expect("subscribed_stats", 15)
     assert await quiet(client, "stats", 3.0) == []
     assert gateway(server).upstream_counts()["stats"] == 1
-    assert server.services.engine.open_streams <= base + 1  # only the events stream
+    assert server.services.hosts.default.engine.open_streams <= base + 1  # only the events stream
     await docker("start", name)
     await client.expect("stats", 20)

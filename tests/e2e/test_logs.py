@@ -81,7 +81,7 @@ def lines_about(messages: list[Msg], text: str, source: str = "docker") -> list[
 
 async def logs_client(server: RunningServer) -> WsClient:
     client = await server.connect("/ws/logs", auth=True)
-    assert await server.services.events.wait_connected(20)
+    assert await server.services.hosts.default.events.wait_connected(20)
     return client
 
 
@@ -131,7 +131,7 @@ async def test_oom_kill_is_an_error_line(server: RunningServer, containers: Cont
 
 async def test_thirty_clients_each_get_a_start_exactly_once_from_one_stream(
         server: RunningServer, containers: Containers) -> None:
-    hub = server.services.events
+    hub = server.services.hosts.default.events
     clients = [await server.connect("/ws/logs", auth=True) for _ in range(30)]
     assert await hub.wait_connected(20)
     name = unique_name("oplogs-30")
@@ -152,7 +152,7 @@ async def test_nothing_before_auth(server: RunningServer, containers: Containers
     name = unique_name("oplogs-noauth")
     await containers.run("true", name=name)
     assert await client.quiet(2.0) == []
-    assert server.services.events.listener_count == 0  # no stream opened for it either
+    assert server.services.hosts.default.events.listener_count == 0  # no stream opened for it either
     await client.send({"type": "subscribe", "filters": {}})
     assert (await client.expect("error"))["code"] == "AUTH_REQUIRED"
     await client.auth()
@@ -163,7 +163,7 @@ async def test_nothing_before_auth(server: RunningServer, containers: Containers
 
 
 async def test_stream_is_shared_and_closed_when_the_last_client_leaves(server: RunningServer) -> None:
-    hub, engine = server.services.events, server.services.engine
+    hub, engine = server.services.hosts.default.events, server.services.hosts.default.engine
     a = await logs_client(server)
     b = await logs_client(server)
     assert hub.listener_count == 1 and engine.open_streams == 1
@@ -195,7 +195,7 @@ async def test_unreachable_engine_is_reported_to_every_client(
     assert (late["source"], late["level"]) == ("gateway", "error")
     await first.close()
     await second.close()
-    await eventually(lambda: not server.services.events.running, timeout=10)
+    await eventually(lambda: not server.services.hosts.default.events.running, timeout=10)
 
 
 # --- subscribe filters --------------------------------------------------------------
@@ -348,7 +348,7 @@ async def test_engine_restart_loses_nothing_and_repeats_nothing(
             pytest.fail(f"CI must run the engine-restart test: {blocker}")
         pytest.skip(blocker)
     server = await make_server()
-    hub = server.services.events
+    hub = server.services.hosts.default.events
     # Production backoff tops out at 5 s; 2 s keeps the test short while leaving a
     # window in which the engine is back but the stream is not (the `since` replay).
     hub.backoff_initial, hub.backoff_max = 1.0, 2.0

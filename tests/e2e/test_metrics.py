@@ -27,6 +27,7 @@ from helpers import (
     WsClient,
     deadline,
     eventually,
+    make_token,
     scaled,
     start_server,
 )
@@ -434,3 +435,50 @@ async def test_server_stop_releases_samplers_and_bad_disk_path_reports_zeros() -
     finally:
         if not stopped:
             await server.stop()
+
+
+# --- hosts ---------------------------------------------------------------------------
+
+
+async def test_metrics_of_a_host_on_this_machine_and_not_of_a_remote_one(tmp_path: Path) -> None:
+    from openpanel_ws.engine.target import EngineTarget
+    from openpanel_ws.hosts.config import HostConfig
+
+    hosts = (HostConfig("local", EngineTarget("unix:///var/run/docker.sock")),
+             HostConfig("edge", EngineTarget(f"unix://{tmp_path}/docker.sock")),
+             HostConfig("remote", EngineTarget("tcp://127.0.0.1:1"), timeout=1.0))
+    server = await start_server(hosts=hosts)
+    try:
+        client = await server.connect(PATH, auth=True)
+        await client.send({"type": "subscribe", "interval": 1000, "host": "remote"})
+        error = await client.expect("error", 10)
+        assert error == {"type": "error", "code": "INVALID_MESSAGE",
+                         "message": "Host metrics are not available for remote host 'remote'",
+                         "field": "host", "host": "remote"}
+        assert client.backlog == [] and gateway(server).subscriber_count == 0
+        await client.send({"type": "subscribe", "interval": 1000, "host": "nope"})
+        error = await client.expect("error", 10)
+        assert (error["code"], error["field"], error["host"]) == ("INVALID_MESSAGE", "host", "nope")
+        # A host on this machine (a unix socket, even one that does not answer) has the
+        # machine's metrics.
+        for host_id in ("local", "edge"):
+            await client.send({"type": "subscribe", "interval": 1000, "host": host_id})
+            assert (await client.expect("subscribed", 10))["interval"] == 1000
+            assert "system" in await client.expect("metrics", 10)
+        routed = await server.connect("/hosts/remote/ws/metrics", auth=True)
+        await routed.send({"type": "subscribe"})
+        error = await routed.expect("error", 10)
+        assert (error["code"], error["field"], error["host"]) == ("INVALID_MESSAGE", "host", "remote")
+        routed = await server.connect("/hosts/edge/ws/metrics", auth=True)
+        assert await subscribe(routed, 1000) == {"type": "subscribed", "interval": 1000}
+        await routed.expect("metrics", 10)
+        await routed.send({"type": "subscribe", "host": "local"})
+        error = await routed.expect("error", 10)
+        assert (error["code"], error["field"]) == ("INVALID_MESSAGE", "host")
+        # Out of the token's hosts: refused like any other request there.
+        scoped = await server.connect("/ws/metrics", auth=make_token("ops", hosts=["edge"]))
+        await scoped.send({"type": "subscribe", "host": "local"})
+        error = await scoped.expect("error", 10)
+        assert (error["code"], error["host"]) == ("PERMISSION_DENIED", "local")
+    finally:
+        await server.stop()

@@ -78,7 +78,7 @@ async def test_f1_since_out_of_range_is_invalid_message(
     assert (error["code"], error.get("field")) == ("INVALID_MESSAGE", "since")
     await client.send({"type": "ping"})
     await client.expect("pong", 5)  # the connection is fine and nothing was subscribed
-    assert server.services.engine.open_streams == 0
+    assert server.services.hosts.default.engine.open_streams == 0
 
 
 # --- F2: re-auth replaces the principal; `exp` holds for the session ------------------
@@ -159,7 +159,7 @@ async def test_f3_a_scoped_principal_sees_only_its_containers_events(
     secret = await containers.run("sleep 3600", name=f"{tag}-secret-1")
     admin = await server.connect("/ws/logs", auth=True)
     viewer = await server.connect("/ws/logs", auth=viewer_token("viewer", [f"{tag}-web-*"]))
-    await server.services.events.wait_connected()
+    await server.services.hosts.default.events.wait_connected()
     network = unique_name("net")
     await docker("exec", secret, "echo", "top-secret-argument")
     await docker("exec", web, "true")

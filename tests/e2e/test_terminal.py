@@ -439,7 +439,7 @@ async def test_remote_engine_over_tcp(make_server: Any, containers: Containers) 
     try:
         port = proxy.sockets[0].getsockname()[1]
         srv = await make_server(docker_host=f"tcp://127.0.0.1:{port}")
-        assert not srv.services.engine.is_local
+        assert not srv.services.hosts.default.on_this_machine
         name = await containers.run()
         term = await opened(srv, name, cols=77, rows=22)
         await term.type("stty size; sleep 1006 & top\n")

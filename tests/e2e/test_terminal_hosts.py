@@ -9,15 +9,20 @@ test is the gateway's addressing, not a transport.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import re
+import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 import pytest
 from test_terminal import TIMEOUT, Term, assert_no_leftovers, leftovers, wait_for_process
+from test_terminal import _pipe as pipe
 from test_terminal_sessions import drop
 
 from client_support import ServerProcess
@@ -31,12 +36,13 @@ from helpers import (
     make_token,
 )
 from openpanel_ws.config import Settings
-from openpanel_ws.gateways.terminal import handoff
+from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE, TerminalJournal
 from openpanel_ws.hosts.config import HostConfig, hosts_from_env
 from openpanel_ws.server import GATEWAYS_KEY
 
 UNKNOWN = "Terminal session not found or expired"
+EXEC_REQUEST = re.compile(rb"((?:GET|POST|HEAD) /\S*exec\S*) HTTP/1\.1")
 
 
 def local_engine_hosts() -> tuple[HostConfig, ...]:
@@ -191,11 +197,11 @@ async def test_a_reload_ends_sessions_it_cannot_hand_on(
         make_server: Any, containers: Containers, monkeypatch: pytest.MonkeyPatch) -> None:
     """An exec attach stream over TLS or SSH cannot survive the re-exec: those sessions
     end before it ("Service restart"), with their processes; the others are handed on.
-    `other` stands for such a host here (its transport is what `can_hand_over` judges)."""
+    `other` stands for such a host here: its transport says it cannot hand over."""
     server: RunningServer = await make_server(hosts=local_engine_hosts(), terminal_grace=30)
     other = server.services.hosts.get("other")
     assert other is not None
-    monkeypatch.setattr(handoff, "can_hand_over", lambda target: target is not other.config.target)
+    monkeypatch.setattr(other.engine.transport, "hands_over", False)
     remote_name, local_name = await containers.run(), await containers.run()
     remote = await term_on(server)
     assert (await remote.open(remote_name, host="other"))["host"] == "other"
@@ -213,6 +219,17 @@ async def test_a_reload_ends_sessions_it_cannot_hand_on(
     assert any("sleep 1023" in row for row in await leftovers(local_name))  # handed on alive
     path.unlink()
     os.close(records[0]["fd"])  # the descriptor the re-executed gateway would adopt
+
+
+async def test_a_reload_with_nothing_to_hand_on_still_writes_the_hand_off(
+        make_server: Any) -> None:
+    """The file tells the re-executed gateway that the journal rows of its pid are its
+    own past (a kill a reload left under way), to be reaped."""
+    server: RunningServer = await make_server(hosts=local_engine_hosts(), terminal_grace=30)
+    path = await server.app[GATEWAYS_KEY]["terminal"].hand_off()
+    assert path is not None
+    assert orjson.loads(path.read_bytes()) == {"pid": os.getpid(), "sessions": []}
+    path.unlink()
 
 
 async def test_grace_expiry_on_the_second_host_leaves_no_process(
@@ -257,3 +274,148 @@ async def test_a_crash_on_the_second_host_is_cleaned_up_at_the_next_start(
         await eventually(lambda: not journal.entries(), TIMEOUT, what="the journal row closed")
     finally:
         await server.kill()
+
+
+async def test_the_exec_runs_on_the_named_hosts_engine(
+        make_server: Any, containers: Containers) -> None:
+    """`remote` reaches the engine through a TCP proxy that notes the exec requests it
+    carries: the exec, its resize and its marker kill go through it; a terminal on
+    `local` does not."""
+    execs: list[str] = []  # request lines naming an exec, in order
+
+    async def note(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                execs.extend(m.decode() for m in EXEC_REQUEST.findall(data))
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(
+            urlsplit(Settings().docker_host).path)
+        await asyncio.gather(note(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+    try:
+        port = proxy.sockets[0].getsockname()[1]
+        remote = HostConfig("remote", EngineTarget(f"tcp://127.0.0.1:{port}"))
+        server: RunningServer = await make_server(hosts=(local_engine_hosts()[0], remote))
+        name = await containers.run()
+        on_local = await term_on(server)
+        assert (await on_local.open(name))["host"] == "local"
+        await on_local.type('echo lo""cal\n')
+        await on_local.until("local\r\n")
+        assert execs == []
+        term = await term_on(server, "/hosts/remote/ws/terminal")
+        assert (await term.open(name, cols=91, rows=19))["host"] == "remote"
+        await term.type("stty size; sleep 1026 &\n")
+        await term.until("19 91\r\n")
+        await wait_for_process(name, "sleep 1026")
+        assert any(line.startswith("POST /containers/") for line in execs), execs
+        assert any("/resize?" in line for line in execs), execs
+        opened_with = len(execs)
+        await term.send({"type": "close_terminal"})
+        assert (await term.closed())["reason"] == "User closed"
+        # The kill exec (create, start, inspect) went through the remote host's engine.
+        assert any(line.startswith("POST /containers/") for line in execs[opened_with:]), execs
+        (left,) = await leftovers(name)  # the local terminal's shell, still open
+        assert left.endswith("/bin/sh"), left
+        await on_local.send({"type": "close_terminal"})
+        assert (await on_local.closed())["reason"] == "User closed"
+        assert await leftovers(name) == []
+    finally:
+        proxy.close()
+
+
+async def test_a_reload_hands_a_session_on_with_its_host(
+        containers: Containers, engine: None, tmp_path: Path) -> None:
+    name = await containers.run()
+    server = HostsServer(free_port(), tmp_path)
+    await server.start()
+    try:
+        term = Term(await connect_process(server))
+        opened = await term.open(name, host="other")
+        session_id = opened["sessionId"]
+        await term.type("KEEP=handed-$((6*7))\n")
+        await term.type('echo RE""ADY\n')
+        await term.until("READY\r\n")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGHUP)
+        assert await term.client.wait_closed(TIMEOUT) == 1012
+
+        async def resume(**fields: Any) -> tuple[Term, dict[str, Any]]:
+            again = Term(await connect_process(server))
+            return again, await again.open(name, sessionId=session_id, **fields)
+
+        async def reconnected() -> bool:
+            try:
+                client = await connect_process(server)
+            except (aiohttp.ClientError, OSError):
+                return False
+            await client.close()
+            return True
+
+        await eventually(reconnected, TIMEOUT, what="the reloaded gateway")
+        _elsewhere, refused = await resume(host="local")
+        assert (refused["type"], refused["message"]) == ("terminal_error", UNKNOWN)
+        again, reply = await resume(host="other")
+        assert (reply["type"], reply["host"], reply["resumed"]) == ("terminal_opened", "other", True)
+        await again.type('echo "$KEEP"\n')
+        await again.until("handed-42\r\n")
+        await again.send({"type": "close_terminal"})
+        assert (await again.closed())["reason"] == "User closed"
+        await assert_no_leftovers(name)
+    finally:
+        await server.kill()
+
+
+class Proxy:
+    """A TCP proxy to the local engine that can go away (every connection cut, nothing
+    listening) and come back on the same port: a remote host that stops answering."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(
+            urlsplit(Settings().docker_host).path)
+        self._open.update((writer, up_writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._open:
+            writer.transport.abort()
+        self._open.clear()
+
+
+async def test_a_kill_that_could_not_reach_its_host_is_done_when_it_is_back(
+        make_server: Any, containers: Containers) -> None:
+    proxy = Proxy()
+    await proxy.start()
+    try:
+        remote = HostConfig("remote", EngineTarget(f"tcp://127.0.0.1:{proxy.port}"))
+        server: RunningServer = await make_server(hosts=(local_engine_hosts()[0], remote))
+        name = await containers.run()
+        term = await term_on(server)
+        assert (await term.open(name, host="remote"))["host"] == "remote"
+        await term.type("sleep 1027 & top\n")
+        await wait_for_process(name, "top")
+        proxy.cut()  # the attach stream breaks; the kill exec cannot reach the host
+        assert (await term.closed())["reason"] == "Process exited"
+        assert any("top" in row for row in await leftovers(name)), "nothing left to kill?"
+        await proxy.start()
+        await assert_no_leftovers(name)  # killed once the host is up again
+    finally:
+        proxy.cut()

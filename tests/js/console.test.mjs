@@ -74,3 +74,19 @@ test('events: docker_event and system_log rows', () => {
   const log = describe({ type: 'system_log', timestamp: 't', level: 'error', message: 'OOM', source: 'docker' })
   assert.deepEqual([log.kind, log.type, log.level, log.text], ['log', 'docker', 'error', 'OOM'])
 })
+
+test('events: the host column, and host_status rows', () => {
+  const ev = describe({
+    type: 'docker_event',
+    host: 'prod-2',
+    timestamp: 't',
+    event: { Type: 'container', Action: 'start' }
+  })
+  assert.equal(ev.host, 'prod-2')
+  assert.equal(describe({ type: 'system_log', timestamp: 't', message: 'x', source: 'syslog' }).host, '')
+  const down = describe({ type: 'host_status', host: 'b', state: 'down', error: 'refused', timestamp: 't' })
+  assert.deepEqual(
+    [down.kind, down.host, down.type, down.action, down.level, down.text],
+    ['log', 'b', 'host', 'down', 'error', 'refused']
+  )
+})

@@ -71,3 +71,23 @@ def test_prepare_returns_a_stream_writer_with_transport_protocol_and_drain() -> 
     assert isinstance(web.WebSocketResponse.closed, property)
     assert inspect.iscoroutinefunction(StreamWriter.drain)
     assert aiohttp_edge.prepare_stream is not None
+
+
+def test_handle_error_and_the_protocol_factory_are_as_the_edge_expects() -> None:  # touch 5
+    from aiohttp.web_protocol import RequestHandler
+
+    params = inspect.signature(RequestHandler.handle_error).parameters
+    assert list(params) == ["self", "request", "status", "exc", "message"]
+    assert params["status"].default == 500 and params["message"].default is None
+    assert list(inspect.signature(web.Server.__call__).parameters) == ["self"]
+
+    async def main() -> None:
+        runner = GatewayRunner(web.Application(), None, error_headers={"Server": "x", "A": "b"})
+        await runner.setup()
+        server = runner.server
+        assert server is not None and isinstance(server, web.Server)
+        handler = server()
+        assert isinstance(handler, RequestHandler)
+        await runner.cleanup()
+
+    asyncio.run(main())

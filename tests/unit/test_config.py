@@ -32,6 +32,8 @@ def test_flags_over_env_over_file_over_defaults(tmp_path: Path) -> None:
 
 def test_docker_host_from_the_standard_variable() -> None:
     assert load_settings(environ={"DOCKER_HOST": "tcp://10.0.0.2:2375"}).docker_host == "tcp://10.0.0.2:2375"
+    (local,) = load_settings(environ={"DOCKER_HOST": "ssh://deploy@edge:2222"}).host_configs()
+    assert local.target.scheme == "ssh"
 
 
 @pytest.mark.parametrize(
@@ -43,7 +45,8 @@ def test_docker_host_from_the_standard_variable() -> None:
      ({"OPENPANEL_WS_JWT_ALGORITHM": "none"}, "OPENPANEL_WS_JWT_ALGORITHM"),
      ({"OPENPANEL_WS_JWT_ALGORITHM": "RS256"}, "OPENPANEL_WS_JWT_PUBLIC_KEY_FILE"),
      ({"OPENPANEL_WS_LOG_FORMAT": "xml"}, "OPENPANEL_WS_LOG_FORMAT"),
-     ({"DOCKER_HOST": "ssh://x"}, "DOCKER_HOST")],
+     ({"DOCKER_HOST": "ftp://x"}, "DOCKER_HOST"),
+     ({"DOCKER_HOST": "ssh://"}, "DOCKER_HOST")],
 )
 def test_a_wrong_value_is_one_line_naming_the_setting(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -82,3 +82,12 @@ term.write(42)
 void new OpenPanelClient({ urll: 'x' })
 
 export { cid, code, delay, exp }
+
+client.subscribeHostStatus(m => {
+  const where: string = `${m.host} ${m.state} ${m.error ?? ''}`
+  return where
+})
+client.subscribeLogs('web', { host: 'prod-2' }, line => {
+  const host: string | undefined = line.host
+  return host
+})

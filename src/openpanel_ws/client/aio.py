@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -24,6 +24,7 @@ from openpanel_ws.client.messages import (
     ClientError,
     ConnectionFailed,
     Event,
+    HostStatus,
     LogLine,
     MetricsSample,
     StatsSample,
@@ -303,10 +304,20 @@ class OpenPanelClient:
         return self._stream(self._link("containers", shared=True),
                             StatsSubscription(list(containers), interval, host or self.host))
 
-    def events(self, filters: Mapping[str, list[str]] | None = None) -> AsyncGenerator[Event, None]:
+    @overload
+    def events(self, filters: Mapping[str, list[str]] | None = None, *,
+               host_status: Literal[False] = False) -> AsyncGenerator[Event, None]: ...
+
+    @overload
+    def events(self, filters: Mapping[str, list[str]] | None = None, *,
+               host_status: Literal[True]) -> AsyncGenerator[Event | HostStatus, None]: ...
+
+    def events(self, filters: Mapping[str, list[str]] | None = None, *,
+               host_status: bool = False) -> AsyncGenerator[Event | HostStatus, None]:
         """Docker events and system logs pushed by `/ws/logs`; `filters` like the
-        engine's (`{"container": ["web"], "type": ["container"]}`) narrow the events."""
-        return self._stream(self._link("logs"), EventsSubscription(filters))
+        engine's (`{"container": ["web"], "type": ["container"]}`) narrow the events.
+        With `host_status`, the `HostStatus` of hosts that change state too."""
+        return self._stream(self._link("logs"), EventsSubscription(filters, host_status))
 
     def metrics(self, interval: int | None = None,
                 host: str | None = None) -> AsyncGenerator[MetricsSample, None]:

@@ -1,4 +1,4 @@
-"""Client subcommands of `openpanel-ws`: logs, stats, events, metrics, exec.
+"""Client subcommands of `openpanel-ws`: logs, stats, events, metrics, exec, hosts.
 
 Like the Docker CLI, but through the gateway. Errors are one line on stderr and a
 non-zero exit status, never a traceback (`openpanel_ws.client.cli_runner`); `exec` is
@@ -128,7 +128,7 @@ async def cmd_events(args: argparse.Namespace, status: StatusWriter) -> int:
     filters = parse_filters(args.filter or [])
     async with make_client(args, status) as client:
         client.host, client.host_route = None, args.host  # one host: its own route
-        async for item in client.events(filters or None):
+        async for item in client.events(filters or None, host_status=True):
             if args.json:
                 print_json(event_json(item))
             else:

@@ -152,7 +152,7 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> str:
                      for r in rows)
 
 
-def format_event(item: Event) -> str:
+def format_event(item: Event | HostStatus) -> str:
     """One line like `docker events` (and `[level] source: message` for system logs),
     with `host=ID` after the time when the gateway names the host."""
     if isinstance(item, HostStatus):
@@ -165,7 +165,7 @@ def format_event(item: Event) -> str:
     return f"{where} {item.type} {item.action} {item.actor_id}" + (f" ({attrs})" if attrs else "")
 
 
-def event_json(item: Event) -> dict[str, Any]:
+def event_json(item: Event | HostStatus) -> dict[str, Any]:
     """The message as the gateway sent it (`host` only when it named one)."""
     out: dict[str, Any]
     if isinstance(item, HostStatus):

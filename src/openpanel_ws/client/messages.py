@@ -287,4 +287,4 @@ class MetricsSample:
                    nums("memory"), nums("disk"), nums("network"), system)
 
 
-Event = DockerEvent | SystemLog | HostStatus
+Event = DockerEvent | SystemLog

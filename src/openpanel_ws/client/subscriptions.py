@@ -306,9 +306,10 @@ class StatsSubscription(ClientSubscription):
 class EventsSubscription(ClientSubscription):
     """Docker events and system logs of `/ws/logs`, optionally narrowed by `subscribe`."""
 
-    def __init__(self, filters: Mapping[str, list[str]] | None) -> None:
+    def __init__(self, filters: Mapping[str, list[str]] | None, host_status: bool = False) -> None:
         super().__init__()
         self.filters = {k: list(v) for k, v in (filters or {}).items()}
+        self.host_status = host_status  # also deliver `host_status` (HostStatus)
         # With filters nothing is passed on before the server accepted them: until
         # then the connection still gets every event.
         self.confirmed = not self.filters
@@ -330,7 +331,8 @@ class EventsSubscription(ClientSubscription):
             if self.confirmed:
                 out.append(Deliver(self, SystemLog.parse(msg)))
             return True
-        if kind == "host_status":  # a host changed state (docs/protocol.md "The `host` field")
+        if kind == "host_status" and self.host_status:
+            # a host changed state (docs/protocol.md "The `host` field")
             out.append(Deliver(self, HostStatus.parse(msg)))
             return True
         return False

@@ -6,4 +6,7 @@
 - `logs`, `stats`: sans-I/O parsers of container log and stats streams (typed results).
 - `events`: the one shared engine events stream (`EventsHub`).
 - `exec`: interactive exec sessions for the terminal.
+- `target`: where a host's engine is (`EngineTarget`, no I/O); `transport`: how
+  `DockerEngine` reaches it (unix socket, TCP, TLS), `tls_stream` (exec attach over TLS),
+  `ssh` (one SSH connection per host, a channel per engine connection).
 """

@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -84,17 +85,46 @@ async def _copy(reader: _Reader, writer: _Writer) -> None:
             writer.write_eof()
 
 
-async def _pipe(a: tuple[_Reader, _Writer], b: tuple[_Reader, _Writer]) -> None:
-    """Both directions until both ended (or one broke off); then close both."""
-    tasks = [asyncio.ensure_future(_copy(a[0], b[1])), asyncio.ensure_future(_copy(b[0], a[1]))]
+async def _pipe(local: tuple[_Reader, _Writer], remote: tuple[_Reader, _Writer],
+                half_close: bool) -> None:
+    """Both directions. The end of the engine's output (or a break) closes both. The end
+    of ours closes both too (aiohttp ends a connection), or, for exec attach
+    (`half_close`), half-closes the channel: the exec's stdin ends, its output flows on."""
+    sending = asyncio.ensure_future(_copy(local[0], remote[1]))
+    receiving = asyncio.ensure_future(_copy(remote[0], local[1]))
     try:
-        await asyncio.gather(*tasks)
+        await (receiving if half_close else asyncio.wait(
+            [sending, receiving], return_when=asyncio.FIRST_COMPLETED))
     finally:
-        for task in tasks:
-            task.cancel()
-        for writer in (a[1], b[1]):
+        sending.cancel()
+        receiving.cancel()
+        for writer in (local[1], remote[1]):
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+class _DialStdio:
+    """The output of a dial-stdio process; when it ends before any byte, why it did
+    (its stderr) becomes the transport's `last_error`."""
+
+    def __init__(self, transport: SshTransport,
+                 process: asyncssh.SSHClientProcess[bytes]) -> None:
+        self.transport = transport
+        self.process = process
+        self.received = False
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self.process.stdout.read(n)
+        if data:
+            self.received = True
+        elif not self.received:
+            with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+                async with asyncio.timeout(2):
+                    stderr = await self.process.stderr.read()
+                    await self.process.wait_closed()
+                    if self.process.exit_status not in (None, 0) or stderr:
+                        self.transport.dial_stdio_failed(stderr.decode("utf-8", "replace"))
+        return data
 
 
 class SshTransport(Transport):
@@ -111,16 +141,24 @@ class SshTransport(Transport):
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
         self._dir: str | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._servers: list[asyncio.AbstractServer] = []
         self._pipes: set[asyncio.Task[None]] = set()
         self.dial_stdio = False  # the server refused streamlocal: use docker system dial-stdio
         self.connections_made = 0  # SSH connections opened so far (tests: exactly one)
         self.last_error: str | None = None
+        self._streamlocal_error = "streamlocal forwarding not tried"
 
     @property
     def path(self) -> str:
+        """The bridge for aiohttp's connections."""
         assert self._dir is not None, "ready() first"
         return os.path.join(self._dir, "engine.sock")
+
+    @property
+    def attach_path(self) -> str:
+        """The bridge for exec attach (a half-close is passed on)."""
+        assert self._dir is not None, "ready() first"
+        return os.path.join(self._dir, "attach.sock")
 
     # --- the one SSH connection ----------------------------------------------------
 
@@ -167,17 +205,24 @@ class SshTransport(Transport):
             try:
                 return await conn.open_unix_connection(self.target.ssh_socket)
             except asyncssh.ChannelOpenError as exc:
-                if exc.code != asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
-                    raise TransportError(f"ssh {self.where}: cannot reach the engine socket "
-                                         f"{self.target.ssh_socket}: {exc.reason}") from None
-                log.info("ssh %s: streamlocal forwarding refused (%s); using docker system "
-                         "dial-stdio", self.where, exc.reason)
+                # OpenSSH answers a refused streamlocal and a missing socket alike.
+                log.info("ssh %s: no channel to %s (%s); trying docker system dial-stdio",
+                         self.where, self.target.ssh_socket, exc.reason)
+                self._streamlocal_error = exc.reason
                 self.dial_stdio = True
         command = f"docker -H unix://{shlex.quote(self.target.ssh_socket)} system dial-stdio"
         process = await conn.create_process(command, encoding=None)
-        return process.stdout, process.stdin
+        return _DialStdio(self, process), process.stdin
 
-    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def dial_stdio_failed(self, stderr: str) -> None:
+        why = stderr.strip().splitlines()[-1] if stderr.strip() else "it ended at once"
+        self.last_error = (f"ssh {self.where}: cannot reach the engine socket "
+                           f"{self.target.ssh_socket}: {self._streamlocal_error}; "
+                           f"docker system dial-stdio: {why}")
+        log.warning("%s", self.last_error)
+
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        half_close: bool) -> None:
         try:
             channel = await self.open_channel()
         except (OSError, asyncssh.Error) as exc:
@@ -186,41 +231,48 @@ class SshTransport(Transport):
             log.warning("%s", self.last_error)
             writer.close()
             return
-        await _pipe((reader, writer), channel)
+        if not isinstance(channel[0], _DialStdio):
+            self.last_error = None
+        await _pipe((reader, writer), channel, half_close)
 
-    def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(self._accepted(reader, writer))
-        self._pipes.add(task)
-        task.add_done_callback(self._pipes.discard)
+    def _serve(self, half_close: bool) -> Callable[
+            [asyncio.StreamReader, asyncio.StreamWriter], None]:
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.ensure_future(self._accepted(reader, writer, half_close))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+        return accepted
 
     # --- Transport -------------------------------------------------------------------
 
     async def ready(self) -> None:
         await self.connection()
-        if self._server is None:
+        if not self._servers:
             self._dir = tempfile.mkdtemp(prefix="openpanel-ws-ssh-")  # 0700
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=self.path, limit=CHUNK)
+            for path, half_close in ((self.path, False), (self.attach_path, True)):
+                self._servers.append(await asyncio.start_unix_server(
+                    self._serve(half_close), path=path, limit=CHUNK))
 
     def connector(self) -> aiohttp.BaseConnector:
         return aiohttp.UnixConnector(path=self.path, limit=0)
 
     async def open_raw(self) -> Streams:
         await self.ready()
-        return await asyncio.open_unix_connection(self.path)
+        return await asyncio.open_unix_connection(self.attach_path)
 
     def explain(self, exc: BaseException) -> str:
         if isinstance(exc, TransportError):
             return str(exc)
         if self.last_error is not None and isinstance(
-                exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
-            return self.last_error
+                exc, aiohttp.ServerDisconnectedError | ConnectionResetError
+                | asyncio.IncompleteReadError):
+            return self.last_error  # the bridge closed: why it could not open a channel
         return ssh_error_line(exc, self.where, self.known_hosts, self.timeout)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
         for task in list(self._pipes):
             task.cancel()
         if self._pipes:

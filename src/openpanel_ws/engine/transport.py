@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from openpanel_ws.engine.target import DEFAULT_SOCKET, EngineTarget
+from openpanel_ws.engine.tls_stream import open_tls_connection
 
 __all__ = [
     "TcpTransport",
@@ -133,9 +134,8 @@ class TcpTransport(Transport):
         context = self.ssl_context()
         if context is None:
             return await asyncio.open_connection(self.host, self.port)
-        return await asyncio.open_connection(
-            self.host, self.port, ssl=context, server_hostname=self.host,
-            ssl_handshake_timeout=self.timeout)
+        # Not asyncio's TLS: it cannot half-close, and an exec's stdin must end (eof).
+        return await open_tls_connection(self.host, self.port, context)
 
     def explain(self, exc: BaseException) -> str:
         where = f"{self.host}:{self.port}"
@@ -146,6 +146,13 @@ class TcpTransport(Transport):
         for cause in causes(exc):
             if isinstance(cause, ConnectionRefusedError):
                 return f"{where}: connection refused"
+            if self.target.uses_tls and isinstance(
+                    cause, ConnectionResetError | aiohttp.ServerDisconnectedError):
+                # TLS 1.3: the engine checks our certificate after the handshake, and
+                # its alert is usually lost in the reset that follows.
+                return (f"TLS: the engine at {where} closed the connection: it refused the "
+                        f"client certificate {self.target.cert} (not from its CA, or "
+                        "expired?) or it is not a TLS engine")
         return str(exc) or type(exc).__name__
 
 
@@ -185,6 +192,8 @@ _CLIENT_CERT_REFUSED = ("CERTIFICATE_EXPIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
 def tls_error_line(exc: BaseException, where: str) -> str | None:
     """One line for a TLS failure anywhere in `exc`'s chain; None if it is not one."""
     for cause in causes(exc):
+        if isinstance(cause, aiohttp.ClientError):
+            continue  # aiohttp's wrappers; what they wrap follows
         if isinstance(cause, ssl.SSLCertVerificationError):
             detail = cause.verify_message or _reason(cause)
             return f"TLS: certificate verify failed: {detail} (engine {where})"

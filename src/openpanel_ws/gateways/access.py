@@ -55,11 +55,12 @@ def resolve_host(hosts: HostRegistry, session: Session[Any], message: Mapping[st
     `context` (e.g. the client's `containerId`) and the `host` as named."""
     requested = message.get("host")
     if requested is not None and not isinstance(requested, str):
-        raise invalid("host must be a string", "host")
+        raise _invalid_host("host must be a string", context)
     pinned = session.host
     if pinned is not None:
         if requested is not None and requested != pinned:
-            raise invalid(f"host '{requested}' is not this endpoint's host '{pinned}'", "host")
+            raise _invalid_host(f"host '{requested}' is not this endpoint's host '{pinned}'",
+                                {**(context or {}), "host": requested})
         host_id = pinned
     else:
         host_id = requested if requested is not None else hosts.default.id
@@ -68,10 +69,14 @@ def resolve_host(hosts: HostRegistry, session: Session[Any], message: Mapping[st
         raise permission_denied(named)
     host = hosts.get(host_id)
     if host is None:
-        error = invalid(f"Unknown host '{host_id}'", "host")
-        error.context.update(named)
-        raise error
+        raise _invalid_host(f"Unknown host '{host_id}'", named)
     return host
+
+
+def _invalid_host(message: str, context: Mapping[str, Any] | None) -> ProtocolError:
+    error = invalid(message, "host")
+    error.context.update(context or {})
+    return error
 
 
 def container_names(info: dict[str, Any]) -> list[str]:

@@ -145,10 +145,10 @@ class HostRegistry:
     def _stream_opened(self, host: Host) -> Callable[[], None]:
         return lambda: self.succeeded(host)
 
-    async def probe(self, host: Host) -> None:
-        """Ask the engine for /info once; the status follows the answer."""
+    async def probe(self, host: Host, *, full: bool = True) -> None:
+        """Ask the engine for /info (or only /_ping) once; the status follows the answer."""
         try:
-            info = await host.engine.get("/info")
+            info = await host.engine.get("/info" if full else "/_ping")
         except EngineError as exc:
             self.failed(host, exc.message)
             return
@@ -163,7 +163,7 @@ class HostRegistry:
 
     async def _watch(self, host: Host) -> None:
         while True:
-            await self.probe(host)
+            await self.probe(host, full=host.monitor.wants_info())
             await asyncio.sleep(host.monitor.next_probe())
 
     async def start(self) -> None:

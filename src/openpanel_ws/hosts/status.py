@@ -1,12 +1,12 @@
 """A host's status and the rules that change it (docs/hosts.md "Status"), no I/O.
 
 connecting -> up | down; up -> down; down -> up. `disabled` is final (configured off).
-Probes run every `up_interval` while up; while connecting or down they are retried with
-capped exponential backoff and jitter, so a fleet of gateways that lost one host does not
-retry in step. Every change of state is a new `HostStatus`, which `/ws/logs` sends as
-`host_status`; while down the error is kept current (`GET /api/hosts` shows the last one)
-without a new announcement, so a probe and a stream failing with different words do not
-announce the same outage again and again.
+Probes run every `up_interval` while up (mostly /_ping, /info now and then); while
+connecting or down they are retried with capped exponential backoff and jitter, so a
+fleet of gateways that lost one host does not retry in step. Every change of state is a
+new `HostStatus`, which `/ws/logs` sends as `host_status`; while down the error is kept
+current (`GET /api/hosts` shows the last one) without a new announcement, so a probe and a
+stream failing with different words do not announce the same outage again and again.
 """
 
 from __future__ import annotations
@@ -59,11 +59,24 @@ class HostMonitor:
     """The status of one host, fed probe results; answers when to probe next."""
 
     def __init__(self, host: str, *, enabled: bool = True, now: float = 0.0,
-                 up_interval: float = 10.0, backoff: Backoff | None = None) -> None:
+                 up_interval: float = 1.0, info_every: int = 15,
+                 backoff: Backoff | None = None) -> None:
         state = HostState.CONNECTING if enabled else HostState.DISABLED
         self.status = HostStatus(host, state, now)
+        # While up: a cheap liveness probe (/_ping) every `up_interval`, so a host that
+        # hangs is down within its engine timeout plus this; every `info_every`-th probe,
+        # and every probe while not up, asks /info (version, container count).
         self.up_interval = up_interval
+        self.info_every = info_every
+        self._pings = 0
         self.backoff = backoff or Backoff(0.5, 30.0, jitter=0.5)
+
+    def wants_info(self) -> bool:
+        """Whether the next probe should be the full one (/info) rather than /_ping."""
+        if self.status.state is not HostState.UP:
+            return True
+        self._pings = (self._pings + 1) % self.info_every
+        return self._pings == 0
 
     @property
     def disabled(self) -> bool:

@@ -13,6 +13,7 @@ from aiohttp import web
 from openpanel_ws.auth import AuthError, Principal
 from openpanel_ws.engine.client import EngineError, EngineUnavailable
 from openpanel_ws.gateways.access import DOCKER_UNAVAILABLE_MESSAGE
+from openpanel_ws.hosts.status import HostState
 from openpanel_ws.services import Services
 from openpanel_ws.web.console import (
     API_CACHE_CONTROL,
@@ -106,6 +107,11 @@ class HostListing:
 
     async def run(self) -> HostListing:
         engine = self.host.engine
+        if self.host.status.state is HostState.DOWN:
+            # Known down (or hung): listed as unavailable at once; its status watch notices
+            # when it is back (docs/protocol.md "A host that is down or hangs").
+            self._failed("DOCKER_UNAVAILABLE", DOCKER_UNAVAILABLE_MESSAGE)
+            return self
         try:
             async with asyncio.timeout(engine.timeout):
                 entries = await engine.get("/containers/json", {"all": True})

@@ -158,7 +158,9 @@ def test_stats_of_several_hosts_in_one_subscription() -> None:
 
 
 def test_events_carry_their_host_and_host_status_is_delivered() -> None:
-    sub = EventsSubscription(None)
+    assert _feed(EventsSubscription(None), {"type": "host_status", "host": "b", "state": "up",
+                                            "timestamp": ts(0)}) == []  # not asked for
+    sub = EventsSubscription(None, host_status=True)
     out = _feed(sub, {"type": "docker_event", "host": "a", "timestamp": ts(1),
                       "event": {"Type": "container", "Action": "start", "Actor": {"ID": "x"}}})
     out += _feed(sub, {"type": "system_log", "host": "a", "timestamp": ts(1), "level": "info",

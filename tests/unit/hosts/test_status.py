@@ -52,3 +52,13 @@ def test_the_wire_message_and_the_api_row() -> None:
     assert "error" not in HostStatus("edge", HostState.UP, 0.0).message()
     assert status.summary() == {"id": "edge", "state": "down", "error": "refused",
                                 "version": "27.1", "containers": 2}
+
+
+def test_an_up_host_is_pinged_and_asked_for_info_now_and_then() -> None:
+    m = HostMonitor("edge", info_every=3)
+    assert m.wants_info()  # connecting: the full probe
+    m.succeeded(1.0, version="20.10")
+    assert [m.wants_info() for _ in range(6)] == [False, False, True, False, False, True]
+    assert m.next_probe() == 1.0
+    m.failed(2.0, "no answer within 5 s")
+    assert m.wants_info()

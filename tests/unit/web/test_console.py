@@ -7,15 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from openpanel_ws.auth import Principal
+import helpers
+from openpanel_ws.auth import JwtSettings, Principal, TokenVerifier
+from openpanel_ws.engine.target import EngineTarget
+from openpanel_ws.hosts.config import HostConfig
+from openpanel_ws.hosts.status import HostState, HostStatus
 from openpanel_ws.web.console import (
     CONTENT_SECURITY_POLICY,
     BadAuthorization,
     accepts_gzip,
+    bearer_principal,
     bearer_token,
     build_static_table,
     container_summary,
     etag_matches,
+    host_row,
+    host_state,
     list_response,
     own_names,
     visible_containers,
@@ -133,3 +140,33 @@ def test_list_response_puts_running_containers_first() -> None:
     body = list_response(rows, 0.0)
     assert [r["name"] for r in body["containers"]] == ["a", "c", "b"]
     assert body["timestamp"] == "1970-01-01T00:00:00.000Z"
+
+
+def test_rows_name_their_host_and_the_list_names_the_hosts_that_did_not_answer() -> None:
+    rows = [container_summary(entry("web"), None, "b"), container_summary(entry("web"), None, "a")]
+    assert rows[0]["host"] == "b"
+    failed = [{"host": "c", "code": "DOCKER_UNAVAILABLE", "error": "Docker engine unavailable"}]
+    body = list_response(rows, 0.0, failed)
+    assert [r["host"] for r in body["containers"]] == ["a", "b"]  # same name: by host
+    assert body["unavailable"] == failed
+    assert "unavailable" not in list_response(rows, 0.0)
+
+
+def test_host_rows_say_no_secret() -> None:
+    target = EngineTarget("ssh://deploy@build.example:2222", ssh_identity=Path("/keys/id"))
+    status = HostStatus("build", HostState.DOWN, 0.0, "connection refused", "24.0.7", 3)
+    row = host_row(status, HostConfig("build", target, terminals=False))
+    assert row == {"id": "build", "state": "down", "error": "connection refused",
+                   "version": "24.0.7", "containers": 3, "engine": "ssh://deploy@build.example:2222",
+                   "terminals": False}
+    assert host_state(status) == {"id": "build", "state": "down", "error": "connection refused"}
+
+
+def test_bearer_principal_is_none_for_anything_but_a_valid_token() -> None:
+    verifier = TokenVerifier(JwtSettings(secret=helpers.SECRET))
+    token = helpers.make_token("ops", hosts=["staging-*"])
+    principal = bearer_principal(f"Bearer {token}", verifier)
+    assert principal is not None and principal.may_access_host("staging-1")
+    assert not principal.may_access_host("prod-1")
+    for header in (None, "", "Basic abc", "Bearer not-a-token", token):
+        assert bearer_principal(header, verifier) is None

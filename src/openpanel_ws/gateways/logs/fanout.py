@@ -11,6 +11,7 @@ own route alike. A client's audience, filter, scopes and replay state live in it
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -80,11 +81,15 @@ class Fanout:
     `limits` bound the live frames held for a client during its replay (`Hold`): the
     server's send-queue bound."""
 
-    __slots__ = ("_sessions", "limits")
+    __slots__ = ("_heard", "_machine", "_sessions", "limits")
 
     def __init__(self, limits: QueueLimits) -> None:
         self._sessions: dict[Session[LogsState], None] = {}  # insertion-ordered set
         self.limits = limits
+        # How many clients hear from each host / get the machine's lines: kept as
+        # clients come and go, so a connect storm costs no pass over every client.
+        self._heard: Counter[str] = Counter()
+        self._machine = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -107,6 +112,14 @@ class Fanout:
             session.state = LogsState(time.time_ns() if now_nanos is None else now_nanos,
                                       audience, scopes)
             self._sessions[session] = None
+            self._count(audience, 1)
+
+    def _count(self, audience: Audience, step: int) -> None:
+        for host in audience.hosts:
+            self._heard[host] += step
+            if not self._heard[host]:
+                del self._heard[host]
+        self._machine += step if audience.machine else 0
 
     def set_scopes(self, session: Session[LogsState], scopes: tuple[str, ...] | None,
                    audience: Audience | None = None) -> None:
@@ -115,31 +128,31 @@ class Fanout:
         if state is not None:
             state.scopes = scopes
             if audience is not None:
+                self._count(state.audience, -1)
                 state.audience = audience
+                self._count(audience, 1)
 
     def hosts_heard(self) -> set[str]:
         """The ids of the hosts some client hears from (their streams are wanted)."""
-        heard: set[str] = set()
-        for state in self._states():
-            heard |= state.audience.hosts
-        return heard
+        return set(self._heard)
 
     def machine_heard(self) -> bool:
         """Whether some client gets the machine's log file lines."""
-        return any(state.audience.machine for state in self._states())
-
-    def _states(self) -> Iterable[LogsState]:
-        return (s.state for s in self._sessions if s.state is not None)
+        return self._machine > 0
 
     def discard(self, session: Session[LogsState]) -> None:
         if session in self._sessions:
             del self._sessions[session]
+            if session.state is not None:
+                self._count(session.state.audience, -1)
             session.state = None
 
     def clear(self) -> None:
         for session in self._sessions:
             session.state = None
         self._sessions.clear()
+        self._heard.clear()
+        self._machine = 0
 
     def set_filter(self, session: Session[LogsState], flt: EventFilter) -> None:
         state = self._state(session)

@@ -30,14 +30,7 @@ from openpanel_ws.gateways.base import Gateway, Handler, Session
 from openpanel_ws.gateways.terminal.audit import AuditLog, end_record, start_record
 from openpanel_ws.gateways.terminal.journal import JOURNAL_FILE, JournalEntry, TerminalJournal
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle, new_session_id
-from openpanel_ws.gateways.terminal.live import (
-    Terminal,
-    TerminalState,
-    bound_terminal,
-    create_exec,
-    start_exec,
-    unbind,
-)
+from openpanel_ws.gateways.terminal.live import Terminal, TerminalState, bound_terminal, unbind
 from openpanel_ws.gateways.terminal.messages import (
     ALREADY_OPEN,
     AUDIT_UNWRITABLE,
@@ -64,6 +57,7 @@ from openpanel_ws.gateways.terminal.messages import (
 )
 from openpanel_ws.gateways.terminal.reaper import OrphanReaper
 from openpanel_ws.gateways.terminal.registry import UNKNOWN_SESSION, TerminalRegistry
+from openpanel_ws.gateways.terminal.startup import create_exec, start_exec
 from openpanel_ws.protocol import ErrorCode, Message, ProtocolError, invalid
 
 if TYPE_CHECKING:
@@ -124,7 +118,8 @@ class TerminalGateway(Gateway[TerminalState]):
 
     async def release(self, terminal: Terminal, *, forget: bool) -> None:
         """The terminal has ended; `forget`: its processes are gone, drop its journal row
-        (else it stays for a later gateway to reap)."""
+        (else it stays for a later gateway to reap and, unless this one is stopping, the
+        kill is tried again until its host answers)."""
         if terminal in self._terminals:
             self._terminals.discard(terminal)
             self._registry.remove(terminal.lifecycle.session_id)
@@ -133,6 +128,10 @@ class TerminalGateway(Gateway[TerminalState]):
         if terminal.journaled and forget and self._journal is not None:
             terminal.journaled = False
             await self._journal_call(self._journal.record_close, terminal.lifecycle.session_id)
+        elif terminal.journaled and self._reaper is not None and not self._stopping:
+            lifecycle, proc = terminal.lifecycle, terminal.proc
+            self._reaper.defer(lifecycle.host, lifecycle.session_id, lifecycle.container_id,
+                               f"{MARKER_ENV}={lifecycle.session_id}", proc.program)
 
     async def _close_row(self, session_id: str) -> bool:
         assert self._journal is not None
@@ -415,8 +414,9 @@ class TerminalGateway(Gateway[TerminalState]):
     async def hand_off(self) -> Path | None:
         """Before a reload (SIGHUP, docs/terminal.md): suspend every live session and
         write what the next gateway image needs to adopt it (`handoff`); their attach
-        sockets stay open across exec. Returns the hand-off file (None: nothing to hand
-        on)."""
+        sockets stay open across exec. Sessions whose host's transport cannot hand their
+        socket over end first ("Service restart"). Returns the hand-off file (None:
+        resume is off, or there is no journal)."""
         self._stopping = True
         if self.settings.terminal_grace <= 0:
             return None  # resume off: a reload ends terminals like a restart
@@ -431,8 +431,10 @@ class TerminalGateway(Gateway[TerminalState]):
             self._terminals.discard(terminal)
             self._registry.remove(terminal.lifecycle.session_id)
             records.append(handoff.record(terminal, suspended))
-        if not records:
+        if not records and self._journal is None:
             return None
+        # Even with nothing to hand on: the file tells the next image that rows of this
+        # pid are its own past (e.g. a kill still under way above), for it to reap.
         path = handoff.write_records(self.settings.state_dir, records)
         if path is not None:
             log.info("handing %d terminal sessions to the reloaded gateway", len(records))
@@ -442,11 +444,17 @@ class TerminalGateway(Gateway[TerminalState]):
         """The terminals on hosts reached over TLS or SSH cannot be handed on: kill their
         processes now and tell their clients (`terminal_closed` "Service restart")."""
         ending = [t for t in self._terminals
-                  if t.lifecycle.is_open and not handoff.can_hand_over(t.host.config.target)]
-        if ending:
-            log.info("ending %d terminal sessions on hosts reached over TLS or SSH before "
-                     "the reload", len(ending))
-            await asyncio.gather(*(t.close(SERVICE_RESTART, notify=True) for t in ending))
+                  if t.lifecycle.is_open and not t.host.engine.transport.hands_over]
+        if not ending:
+            return
+        log.info("ending %d terminal sessions on hosts reached over TLS or SSH before the "
+                 "reload", len(ending))
+        # A host that hangs does not hold the reload longer than a shutdown: a kill still
+        # under way is finished by the re-executed gateway (the row stays in the journal).
+        _done, pending = await asyncio.wait(
+            [t.begin_close(SERVICE_RESTART, notify=True) for t in ending], timeout=STOP_TIMEOUT)
+        if pending:
+            log.warning("%d terminal teardowns did not finish before the reload", len(pending))
 
     async def _adopt_all(self, path: Path) -> set[str]:
         adopted: set[str] = set()

@@ -7,8 +7,8 @@ re-executed self in `HANDOFF_ENV`. The attach sockets stay open across exec; the
 image (same pid) reads the file and rebuilds each terminal around its socket, on the same
 host.
 
-Only a plain socket can be handed on (`can_hand_over`): a unix socket, or TCP without
-TLS. The attach stream of an engine reached over TLS or SSH lives in this process's TLS
+Only a plain socket can be handed on (the host's `engine.transport.hands_over`): a unix
+socket, or TCP without TLS. The attach stream of an engine reached over TLS or SSH lives in this process's TLS
 state or SSH connection, which exec does not keep, and the engine cannot attach to a
 running exec again; the gateway ends those terminals before the reload (reason
 `SERVICE_RESTART`), killing their processes first.
@@ -25,15 +25,15 @@ from typing import Any, Final
 
 import orjson
 
+from openpanel_ws import statedir
 from openpanel_ws.engine.exec import ExecProcess
-from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
 from openpanel_ws.gateways.terminal.live import Suspended, Terminal, TerminalHost
-from openpanel_ws.gateways.terminal.recording import CastRecorder
+from openpanel_ws.gateways.terminal.recording import CastRecorder, quota_for
 from openpanel_ws.gateways.terminal.ring import OutputRing
 
-__all__ = ["HANDOFF_ENV", "Record", "adopt", "can_hand_over", "pending_output", "read_records",
-           "record", "write_records"]
+__all__ = ["HANDOFF_ENV", "Record", "adopt", "pending_output", "read_records", "record",
+           "write_records"]
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,6 @@ log = logging.getLogger(__name__)
 HANDOFF_ENV: Final = "OPENPANEL_WS_TERMINAL_HANDOFF"
 
 Record = dict[str, Any]
-
-
-def can_hand_over(target: EngineTarget) -> bool:
-    """Whether an exec attach socket of this engine survives a re-exec of the gateway:
-    a plain socket (unix, or TCP without TLS) does; a TLS stream or an SSH channel does not."""
-    return target.scheme == "unix" or (target.scheme == "tcp" and not target.uses_tls)
 
 
 def record(terminal: Terminal, suspended: Suspended) -> Record:
@@ -77,13 +71,13 @@ def record(terminal: Terminal, suspended: Suspended) -> Record:
 
 
 def write_records(state_dir: Path, records: list[Record]) -> Path | None:
-    """The hand-off file (0600) holding `records`; None when it cannot be written."""
-    path = state_dir / f"terminal-handoff-{os.getpid()}.json"
+    """The hand-off file (0600) holding `records`, at a name no one can guess (the
+    re-executed process learns it from `HANDOFF_ENV`), written through a temporary file
+    and a rename (docs/security.md "The state directory"); None when it cannot be written."""
+    path = state_dir / statedir.unique_name(f"terminal-handoff-{os.getpid()}-", ".json")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(orjson.dumps({"pid": os.getpid(), "sessions": records}))
+        statedir.ensure_private_dir(state_dir, "state directory")
+        statedir.write_private(path, orjson.dumps({"pid": os.getpid(), "sessions": records}))
     except OSError as exc:
         log.error("terminal hand-off file %s: %s; the sessions will be reaped", path, exc)
         return None
@@ -91,11 +85,15 @@ def write_records(state_dir: Path, records: list[Record]) -> Path | None:
 
 
 def read_records(path: Path) -> list[Record]:
-    """The records of a hand-off file, which is deleted; none when it is unreadable or
-    not this very process's (only the re-executed process, same pid, may adopt the
-    descriptors). Blocking: call it in a thread."""
+    """The records of a hand-off file, which is deleted; none when it is unreadable, not
+    a private regular file of this user's (a symlink is never followed), or not this very
+    process's (only the re-executed process, same pid, may adopt the descriptors).
+    Blocking: call it in a thread."""
     try:
-        data = orjson.loads(path.read_bytes())
+        raw = statedir.read_private(path, "terminal hand-off file")
+        if raw is None:
+            raise FileNotFoundError(f"{path}: no such file")
+        data = orjson.loads(raw)
         path.unlink()
     except (OSError, orjson.JSONDecodeError) as exc:
         log.error("terminal hand-off file %s unreadable: %s", path, exc)
@@ -140,7 +138,9 @@ async def adopt(gateway: TerminalHost, rec: Record) -> Terminal:
         try:
             terminal.recorder = CastRecorder.reopen(
                 rec["recording"], now - float(rec["recordingElapsed"]),
-                record_input=rec["recordInput"])
+                record_input=rec["recordInput"], quota=quota_for(
+                    Path(rec["recording"]).parent, settings.terminal_record_max_bytes,
+                    settings.terminal_record_dir_max_bytes))
         except OSError as exc:
             log.error("terminal recording %s not continued: %s", rec["recording"], exc)
     return terminal

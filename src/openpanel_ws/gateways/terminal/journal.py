@@ -26,6 +26,8 @@ from typing import Final
 
 import psutil
 
+from openpanel_ws import statedir
+
 __all__ = [
     "JOURNAL_FILE",
     "JournalEntry",
@@ -84,6 +86,16 @@ def owner_alive(entry: JournalEntry) -> bool:
     return started is not None and abs(started - entry.owner_start) < 1.0
 
 
+def _create(path: Path) -> None:
+    """The journal file exists, as a regular file of this user's created 0600 by
+    `statedir` (never through a symlink, dangling or not, which SQLite would follow).
+    Raises OSError (StateDirError: docs/security.md "The state directory")."""
+    statedir.ensure_private_dir(path.parent, "state directory")
+    with contextlib.suppress(FileExistsError):
+        os.close(statedir.open_new(path))
+    statedir.check_file(path, "terminal journal")
+
+
 class TerminalJournal:
     """The journal file; every call opens a short transaction (safe across processes)."""
 
@@ -92,14 +104,12 @@ class TerminalJournal:
         self.pid = os.getpid() if pid is None else pid
         started = process_start_time(self.pid)
         self.start = started if started is not None else time.time()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _create(path)
         with self._db() as db:
             db.execute(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
             if "host" not in columns:
                 db.execute(_ADD_HOST)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o600)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

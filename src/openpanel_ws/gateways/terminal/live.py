@@ -19,16 +19,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
-from openpanel_ws.engine.client import EngineError, EngineNotFound, EngineUnavailable
-from openpanel_ws.engine.exec import TERM_ENV, ExecProcess, start_failure_message
-from openpanel_ws.gateways.access import docker_unavailable
+from openpanel_ws.engine.client import EngineError, EngineNotFound
+from openpanel_ws.engine.exec import TERM_ENV, ExecProcess
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.terminal.lifecycle import TerminalLifecycle
 from openpanel_ws.gateways.terminal.messages import (
     GRACE_EXPIRED,
     IDLE_TIMEOUT,
     INPUT_NOT_READ,
-    NOT_FOUND_OR_NOT_RUNNING,
     PROCESS_EXITED,
     RECORDING_UNWRITABLE,
     RESUMED_ELSEWHERE,
@@ -37,10 +35,15 @@ from openpanel_ws.gateways.terminal.messages import (
     TerminalRefused,
     closed_message,
     output_message,
-    start_failed,
 )
 from openpanel_ws.gateways.terminal.output import ExecOutput
-from openpanel_ws.gateways.terminal.recording import CastRecorder, header, recording_name
+from openpanel_ws.gateways.terminal.recording import (
+    CastRecorder,
+    RecordingFull,
+    header,
+    quota_for,
+    recording_name,
+)
 from openpanel_ws.gateways.terminal.ring import OutputPiece, OutputRing
 from openpanel_ws.protocol import Message
 
@@ -54,13 +57,12 @@ __all__ = [
     "LOST_CHECK_WAIT",
     "OUTPUT_HIGH_WATER",
     "OUTPUT_LOW_WATER",
+    "READ_SIZE",
     "Suspended",
     "Terminal",
     "TerminalHost",
     "TerminalState",
     "bound_terminal",
-    "create_exec",
-    "start_exec",
     "unbind",
 ]
 
@@ -71,6 +73,8 @@ log = logging.getLogger(__name__)
 OUTPUT_HIGH_WATER = 0.5
 OUTPUT_LOW_WATER = 0.125
 
+# The most the output pump reads at once.
+READ_SIZE: Final = 65536
 # Bytes queued towards a shell that does not read its stdin before input is refused
 # (input is never buffered without bound).
 INPUT_BACKLOG_LIMIT: Final = 1024 * 1024
@@ -185,6 +189,9 @@ class Terminal:
         self._pump: asyncio.Task[None] | None = None
         self._idle: asyncio.Task[None] | None = None
         self._grace: asyncio.TimerHandle | None = None
+        # Detached: the ring's `seq` when the client went away; set again on attach.
+        self._detached_at: int | None = None
+        self._reattached = asyncio.Event()
         self._teardown: asyncio.Task[None] | None = None
 
     def start_tasks(self, pending_output: bytes = b"") -> None:
@@ -200,6 +207,8 @@ class Terminal:
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
+        self._detached_at = None
+        self._reattached.set()  # a pump waiting on a full ring reads again
         old = self.attached
         attached = self.attached = TerminalState.bind(session, self)
         if old is not None and old.session is not session:
@@ -217,6 +226,8 @@ class Terminal:
             self.start_grace(grace)
 
     def start_grace(self, grace: float) -> None:
+        self._detached_at = self.ring.seq
+        self._reattached.clear()
         self._grace = asyncio.get_running_loop().call_later(
             grace, lambda: self.begin_close(GRACE_EXPIRED, notify=False))
 
@@ -246,7 +257,8 @@ class Terminal:
 
     def start_recording(self, request: OpenRequest) -> None:
         """Record this new terminal when `terminal_record_dir` is set (docs/terminal.md
-        "Recording"); refused when the file cannot be created."""
+        "Recording"); refused when the file cannot be created, unrecorded (one log line)
+        when the directory is at its cap."""
         settings = self.gateway.settings
         directory = settings.terminal_record_dir
         if directory is None:
@@ -258,8 +270,13 @@ class Terminal:
                       command=lifecycle.shell, title=f"{self.user}@{lifecycle.container_name}",
                       host=lifecycle.host)
         try:
+            quota = quota_for(directory, settings.terminal_record_max_bytes,
+                              settings.terminal_record_dir_max_bytes)
             self.recorder = CastRecorder.create(directory, name, head, time.monotonic(),
-                                                record_input=settings.terminal_record_input)
+                                                record_input=settings.terminal_record_input,
+                                                quota=quota)
+        except RecordingFull as exc:
+            log.warning("terminal recording of %s not started: %s", lifecycle.session_id, exc)
         except OSError as exc:
             log.error("terminal recording in %s cannot be created: %s", directory, exc)
             raise TerminalRefused(RECORDING_UNWRITABLE) from None
@@ -311,7 +328,8 @@ class Terminal:
 
     async def _pump_output(self) -> None:
         """Shell output -> ring (and recording) -> the attached client, in order, each
-        chunk as soon as it is read. Detached, the shell keeps running into the ring."""
+        chunk as soon as it is read. Detached, the shell keeps running into the ring
+        until the ring is full of output its client did not see (`_room`)."""
         try:
             chunk = self._pending_output
             self._pending_output = b""
@@ -324,7 +342,7 @@ class Terminal:
                     attached = self.attached
                     if attached is not None and attached.session.backlog > OUTPUT_HIGH_WATER:
                         await attached.session.wait_backlog_below(OUTPUT_LOW_WATER)
-                chunk = await self.proc.read()
+                chunk = await self.proc.read(await self._room())
                 if not chunk:
                     break
             self._emit(self._output.flush())
@@ -334,6 +352,23 @@ class Terminal:
             log.exception("terminal %s: output pump failed", self.lifecycle.session_id)
         # EOF: the shell ended (unless a teardown already started, then this is a no-op).
         self.begin_close(PROCESS_EXITED, notify=True)
+
+    async def _room(self) -> int:
+        """How much the pump may read now. Detached, only what still fits in the ring
+        after the detach point: once that is 0 the shell is not read (it blocks on its
+        pty or pipe, as for a slow client) until a client attaches again."""
+        logged = False
+        while self.attached is None and self._detached_at is not None:
+            room = self.ring.room_after(self._detached_at)
+            if room > 0:
+                return min(room, READ_SIZE)
+            if not logged:
+                log.info("terminal %s: detached and its output ring is full; not read until "
+                         "a resume", self.lifecycle.session_id)
+                logged = True
+            self._reattached.clear()
+            await self._reattached.wait()
+        return READ_SIZE
 
     async def _watch_idle(self) -> None:
         while self.lifecycle.is_open:
@@ -429,51 +464,3 @@ class Terminal:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
-
-
-# --- exec start-up ----------------------------------------------------------------
-
-
-async def create_exec(proc: ExecProcess, ref: str, host: str) -> None:
-    """Create the exec of a new terminal on host `host`; the engine's refusals become the
-    client's (naming the container as the client did, and the host)."""
-    try:
-        await proc.create()
-    except EngineUnavailable:
-        raise docker_unavailable(ref, host) from None
-    except EngineNotFound:
-        raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref, host=host) from None
-    except EngineError as exc:
-        if exc.status == 409:  # stopped or paused meanwhile
-            raise TerminalRefused(NOT_FOUND_OR_NOT_RUNNING, containerId=ref, host=host) from None
-        raise TerminalRefused(start_failed(exc.message), containerId=ref, host=host) from None
-
-
-async def start_exec(proc: ExecProcess, request: OpenRequest, host: str) -> bytes:
-    """Start the exec and apply the initial size before any output is forwarded.
-
-    Returns output already read (a shell that ended at once). Raises TerminalRefused
-    when the shell could not be started at all.
-    """
-    ref = request.container_ref
-    try:
-        await proc.start()
-    except EngineUnavailable:
-        raise docker_unavailable(ref, host) from None
-    except EngineError as exc:
-        raise TerminalRefused(start_failed(exc.message), containerId=ref, host=host) from None
-    if not proc.tty:
-        return b""  # nothing to size; a failed start shows as output and exit code
-    try:
-        # The engine waits until the process is ready, then resizes: right after
-        # start, before the first prompt reaches the client.
-        await proc.resize(request.cols, request.rows)
-    except EngineError:
-        # 404: the exec has already ended, e.g. the shell does not exist.
-        output = await proc.read_until_eof(timeout=5.0)
-        code = await proc.wait_exit_code(timeout=3.0)
-        reason = start_failure_message(request.program, output, code)
-        if reason is not None:
-            raise TerminalRefused(reason, containerId=ref, host=host) from None
-        return output
-    return b""

@@ -3,19 +3,22 @@
 The journal (`journal`) names each orphaned session's host; its processes are killed with
 the marker kill (`engine.exec.ExecProcess.kill`) through that host's engine, whatever the
 transport (a second exec in the container: nothing here needs the host to be on this
-machine). A kill that fails because the host is down is tried again when the host is
-next up, and at the next start of a gateway; a row whose host is no longer configured is
-left for a gateway that has it.
+machine). A kill that fails because the host does not answer is tried again with backoff,
+at once when the host is up again, and at the next start of a gateway; so is the kill of
+a live session whose teardown could not reach its host (`defer`). A row whose host is no
+longer configured is left for a gateway that has it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from openpanel_ws.backoff import Backoff
 from openpanel_ws.engine.exec import ExecProcess
 from openpanel_ws.gateways.terminal.journal import JournalEntry, TerminalJournal
 from openpanel_ws.hosts.status import HostState, HostStatus
@@ -23,24 +26,32 @@ from openpanel_ws.hosts.status import HostState, HostStatus
 if TYPE_CHECKING:
     from openpanel_ws.hosts.registry import Host, HostRegistry
 
-__all__ = ["OrphanReaper"]
+__all__ = ["RETRY_CAP", "RETRY_INITIAL", "OrphanReaper"]
 
 log = logging.getLogger(__name__)
 
 # Deletes a journal row; False when the journal could not be written (logged).
 CloseRow = Callable[[str], Awaitable[bool]]
 
+# Seconds between kill attempts on a host that did not answer (doubling, jittered).
+RETRY_INITIAL = 1.0
+RETRY_CAP = 30.0
+
 
 class OrphanReaper:
-    """Kills orphaned sessions' processes on their hosts; retries a down host's when it
-    is up again (`on_status`, a `HostRegistry` status listener)."""
+    """Kills orphaned sessions' processes on their hosts. A kill that failed is tried
+    again on its host with backoff (`RETRY_INITIAL` to `RETRY_CAP` seconds, jittered), and
+    at once when the host is up again (`on_status`, a `HostRegistry` status listener)."""
 
-    def __init__(self, hosts: HostRegistry, journal: TerminalJournal, close_row: CloseRow) -> None:
+    def __init__(self, hosts: HostRegistry, journal: TerminalJournal, close_row: CloseRow, *,
+                 retry_initial: float = RETRY_INITIAL, retry_cap: float = RETRY_CAP) -> None:
         self._hosts = hosts
         self._journal = journal
         self._close_row = close_row
+        self._retry = (retry_initial, retry_cap)
         self._waiting: dict[str, list[JournalEntry]] = {}  # host id -> kills that failed
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: dict[str, asyncio.Event] = {}  # host id -> its retry loop's early wake-up
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # host id -> its retry loop
 
     def host_of(self, entry: JournalEntry) -> Host | None:
         """The entry's host (a row written before hosts existed: the default host)."""
@@ -55,51 +66,75 @@ class OrphanReaper:
             log.error("terminal journal %s: %s", self._journal.path, exc)
             return
         for entry in orphans:
-            await self._kill(entry)
+            if not await self._kill(entry):
+                self._later(entry)
 
-    async def _kill(self, entry: JournalEntry) -> None:
+    async def _kill(self, entry: JournalEntry) -> bool:
+        """True when the entry is done with (killed, or its host is not configured)."""
         host = self.host_of(entry)
         if host is None:
             log.warning("terminal %s left by a dead gateway on host '%s', which is not "
                         "configured: not killed", entry.session_id, entry.host)
-            return
+            return True
         proc = ExecProcess(host.engine, entry.container_id, entry.program,
                            marker=entry.marker.split("=", 1)[-1])
-        if await proc.kill():
-            await self._close_row(entry.session_id)
-            log.warning("terminal %s left by a dead gateway (pid %d): its processes in "
-                        "container %s on host %s were killed", entry.session_id,
-                        entry.owner_pid, entry.container_id[:12], host.id)
-        else:
-            self._waiting.setdefault(host.id, []).append(entry)
-            log.warning("terminal %s left by a dead gateway on host %s: kill failed, tried "
-                        "again when the host is up", entry.session_id, host.id)
+        if not await proc.kill():
+            return False
+        await self._close_row(entry.session_id)
+        log.warning("terminal %s left behind (gateway pid %d): its processes in container %s "
+                    "on host %s were killed", entry.session_id, entry.owner_pid,
+                    entry.container_id[:12], host.id)
+        return True
+
+    def defer(self, host: str, session_id: str, container_id: str, marker: str,
+              program: str) -> None:
+        """A live session of this gateway whose teardown could not kill its processes
+        (its host stopped answering): kill them as soon as the host answers again."""
+        self._later(JournalEntry(session_id, container_id, "", marker, program,
+                                 self._journal.pid, self._journal.start, 0.0, host))
+
+    def _later(self, entry: JournalEntry) -> None:
+        host = self.host_of(entry)
+        assert host is not None
+        log.warning("terminal %s: its processes on host %s could not be killed; tried again "
+                    "until the host answers", entry.session_id, host.id)
+        self._waiting.setdefault(host.id, []).append(entry)
+        if host.id not in self._tasks:
+            task = asyncio.get_running_loop().create_task(
+                self._retry_loop(host.id), name=f"terminal-reaper-{host.id}")
+            self._tasks[host.id] = task
+
+    async def _retry_loop(self, host_id: str) -> None:
+        backoff = Backoff(*self._retry, jitter=0.5)
+        wake = self._wake.setdefault(host_id, asyncio.Event())
+        while self._waiting.get(host_id):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff.next_delay()):
+                    await wake.wait()
+            wake.clear()
+            left = [e for e in self._waiting.pop(host_id, []) if not await self._kill(e)]
+            if left:
+                self._waiting.setdefault(host_id, []).extend(left)
+        # No await since the loop's test: a `_later` from now on starts a new loop.
+        del self._tasks[host_id]
 
     def on_status(self, status: HostStatus) -> None:
-        if status.state is not HostState.UP or status.host not in self._waiting:
-            return
-        entries = self._waiting.pop(status.host)
-        task = asyncio.get_running_loop().create_task(self._retry(entries),
-                                                      name=f"terminal-reaper-{status.host}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _retry(self, entries: list[JournalEntry]) -> None:
-        for entry in entries:
-            await self._kill(entry)
+        if status.state is HostState.UP and status.host in self._wake:
+            self._wake[status.host].set()
 
     @property
     def waiting(self) -> int:
-        """Orphaned sessions whose kill waits for their host."""
+        """Sessions whose kill waits for their host."""
         return sum(len(entries) for entries in self._waiting.values())
 
     async def settled(self) -> None:
-        """Wait for the kills started by `on_status`."""
+        """Wait until no kill waits for its host."""
         while self._tasks:
-            await asyncio.wait(set(self._tasks))
+            await asyncio.wait(set(self._tasks.values()))
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        if tasks:
+            await asyncio.wait(tasks)

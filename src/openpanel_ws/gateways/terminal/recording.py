@@ -3,8 +3,9 @@
 A recording is a header line, then one JSON array per event: `[seconds, "o", text]`
 for output, `[seconds, "r", "COLSxROWS"]` for a resize and, only when configured,
 `[seconds, "i", text]` for input. Files are created with mode 0600, named
-`<UTC time>_<user>_<container>_<session>.cast`. A write that fails (disk full) is
-logged once and ends the recording; the terminal goes on.
+`<UTC time>_<user>_<container>_<session>.cast`. A write that fails (disk full), or
+that would take the file past its cap or the directory past its cap (`RecordingQuota`),
+is logged once and ends the recording; the terminal goes on.
 
 Also the reading side used by `openpanel-ws recordings list|play`.
 """
@@ -23,14 +24,20 @@ from typing import Any, Final
 
 import orjson
 
+from openpanel_ws import statedir
+
 __all__ = [
     "SUFFIX",
     "CastError",
     "CastInfo",
     "CastRecorder",
+    "RecordingFull",
+    "RecordingQuota",
+    "directory_bytes",
     "header",
     "list_casts",
     "play",
+    "quota_for",
     "read_cast",
     "recording_name",
 ]
@@ -65,34 +72,92 @@ def header(cols: int, rows: int, started_at: float, term: str, *, title: str = "
     return out
 
 
-class CastRecorder:
-    """Writes one asciicast v2 file through a raw descriptor (one write per event)."""
+class RecordingFull(OSError):
+    """The recording directory is at its cap: no new recording is started."""
 
-    def __init__(self, fd: int, path: str, started: float, *, record_input: bool = False) -> None:
+
+@dataclass(slots=True)
+class RecordingQuota:
+    """The caps of the recordings in one directory: `file_max` bytes per file, `dir_max`
+    for all its files. `dir_used` is shared by every recording of this process there."""
+
+    file_max: int
+    dir_max: int
+    dir_used: int = 0
+
+    def refusal(self, file_size: int, more: int) -> str | None:
+        """Why `more` bytes cannot be added to a file of `file_size` bytes (None: they can)."""
+        if file_size + more > self.file_max:
+            return f"the file reached its cap of {self.file_max} bytes (terminal_record_max_bytes)"
+        if self.dir_used + more > self.dir_max:
+            return (f"the recording directory reached its cap of {self.dir_max} bytes "
+                    "(terminal_record_dir_max_bytes)")
+        return None
+
+
+_QUOTAS: dict[str, RecordingQuota] = {}
+
+
+def directory_bytes(directory: Path) -> int:
+    """The size of the recordings in `directory` (0 when it does not exist yet)."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    total = 0
+    for entry in entries:
+        if entry.name.endswith(SUFFIX):
+            with contextlib.suppress(OSError):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def quota_for(directory: Path, file_max: int, dir_max: int) -> RecordingQuota:
+    """The quota of `directory`, its use measured again (files removed meanwhile no
+    longer count). Raises OSError when it cannot be read."""
+    quota = _QUOTAS.setdefault(os.path.abspath(directory), RecordingQuota(file_max, dir_max))
+    quota.file_max, quota.dir_max = file_max, dir_max
+    quota.dir_used = directory_bytes(directory)
+    return quota
+
+
+class CastRecorder:
+    """Writes one asciicast v2 file through a raw descriptor (one write per event),
+    within `quota` (none: no caps)."""
+
+    def __init__(self, fd: int, path: str, started: float, *, record_input: bool = False,
+                 quota: RecordingQuota | None = None, size: int = 0) -> None:
         self.fd: int | None = fd
         self.path = path
         self.started = started  # monotonic clock of the header
         self.record_input = record_input
+        self.quota = quota
+        self.size = size  # bytes in the file
 
     @classmethod
     def create(cls, directory: Path, name: str, head: dict[str, Any], now: float, *,
-               record_input: bool = False) -> CastRecorder:
+               record_input: bool = False, quota: RecordingQuota | None = None) -> CastRecorder:
         """Create the file (0600, never over an existing one) and write its header.
-        Raises OSError."""
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        Raises RecordingFull when the directory is at its cap, OSError."""
+        if quota is not None and quota.dir_used >= quota.dir_max:
+            raise RecordingFull(f"the recording directory reached its cap of {quota.dir_max} "
+                                "bytes (terminal_record_dir_max_bytes)")
+        statedir.ensure_private_dir(directory, "recording directory")
         path = directory / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        recorder = cls(fd, str(path), now, record_input=record_input)
+        fd = statedir.open_new(path, os.O_WRONLY | os.O_APPEND)
+        recorder = cls(fd, str(path), now, record_input=record_input, quota=quota)
         recorder.write_header(head)
         if recorder.fd is None:
             raise OSError(f"cannot write the recording header to {path}")
         return recorder
 
     @classmethod
-    def reopen(cls, path: str, started: float, *, record_input: bool) -> CastRecorder:
+    def reopen(cls, path: str, started: float, *, record_input: bool,
+               quota: RecordingQuota | None = None) -> CastRecorder:
         """Go on appending to an existing recording (after a reload). Raises OSError."""
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        return cls(fd, path, started, record_input=record_input)
+        fd = statedir.open_append(Path(path), "terminal recording")
+        return cls(fd, path, started, record_input=record_input, quota=quota,
+                   size=os.fstat(fd).st_size)
 
     def write_header(self, head: dict[str, Any]) -> None:
         self._write(orjson.dumps(head) + b"\n")
@@ -119,11 +184,19 @@ class CastRecorder:
 
     def _write(self, line: bytes) -> None:
         assert self.fd is not None
+        refusal = self.quota.refusal(self.size, len(line)) if self.quota is not None else None
+        if refusal is not None:
+            log.warning("terminal recording %s stopped: %s", self.path, refusal)
+            self.close()
+            return
         try:
             view = memoryview(line)
             while view:
                 written = os.write(self.fd, view)
                 view = view[written:]
+                self.size += written
+                if self.quota is not None:
+                    self.quota.dir_used += written
         except OSError as exc:
             log.error("terminal recording %s stopped: %s", self.path, exc)
             self.close()

@@ -8,6 +8,10 @@ The rules are those of docs/protocol.md "Terminal sessions":
   processed can send it back as `lastSeq` and gets exactly what follows.
 - The ring keeps the newest output messages up to a byte budget; what falls out of it
   is gone (a resume then reports where its replay starts).
+- Detached, a terminal reads at most `room_after(detached_at)` more bytes: output
+  produced since the client went away never falls out of the ring, and once the ring
+  is full of it the shell is not read (it blocks on its pty or pipe) until a client
+  attaches again.
 """
 
 from __future__ import annotations
@@ -99,6 +103,11 @@ class OutputRing:
     def first(self) -> int:
         """The `seq` of the oldest byte still held."""
         return self._pieces[0].start if self._pieces else self.seq
+
+    def room_after(self, mark: int) -> int:
+        """Bytes that may still be appended without losing anything after `mark` (a
+        `seq`; for a detached terminal, where the ring was when its client went away)."""
+        return max(0, self.capacity - (self.seq - mark))
 
     def valid_last_seq(self, last_seq: int) -> bool:
         return 0 <= last_seq <= self.seq

@@ -11,9 +11,11 @@ import pytest
 import helpers
 from fakes import Sink
 from openpanel_ws.auth import Principal
+from openpanel_ws.engine.target import EngineTarget
 from openpanel_ws.gateways.base import Session
 from openpanel_ws.gateways.containers.gateway import ContainersGateway, ended_message
 from openpanel_ws.gateways.containers.requests import DEFAULT_TAIL, parse_tail
+from openpanel_ws.hosts.config import HostConfig
 from openpanel_ws.outbound import ClientWriter, WriteScheduler
 from openpanel_ws.protocol import ErrorCode, ProtocolError, optional_since
 from openpanel_ws.sendqueue import QueueLimits
@@ -107,3 +109,67 @@ async def test_a_bad_request_names_its_field_and_changes_nothing(message: Any, f
     assert session.state is None or not session.state.subs
     assert gateway.upstream_counts() == {"logs": 0, "stats": 0}
     await gateway.services.close()
+
+
+# --- hosts ----------------------------------------------------------------------------
+
+
+def two_host_gateway(principal: Principal, route: str | None = None
+                     ) -> tuple[ContainersGateway, Session[Any], Sink]:
+    # `far`'s engine socket does not exist: any request that reached it would fail with
+    # DOCKER_UNAVAILABLE, so the answers below show that no engine was asked.
+    hosts = (HostConfig("local", EngineTarget("unix:///var/run/docker.sock")),
+             HostConfig("far", EngineTarget("unix:///nonexistent/docker.sock")))
+    gateway = ContainersGateway(Services.from_settings(helpers.make_settings(hosts=hosts)))
+    sink = Sink()
+    writer = ClientWriter(sink.ws, sink, WriteScheduler(QueueLimits(100, 1_000_000), 1.0))
+    sink.peer = writer
+    session: Session[Any] = Session("c1", writer, host=route)
+    session.principal = principal
+    return gateway, session, sink
+
+
+async def test_unsubscribe_names_the_host_it_was_about() -> None:
+    gateway, session, sink = two_host_gateway(Principal("tester"))
+    await gateway.dispatch(session, {"type": "unsubscribe_logs", "containerId": "web",
+                                     "host": "far"})
+    session.close(1000, "")
+    await asyncio.wait_for(session.writer.wait_closed(), 2)
+    assert [orjson.loads(f) for f in sink.frames] == [
+        {"type": "unsubscribed_logs", "containerId": "web", "host": "far"}]
+    await gateway.services.close()
+
+
+@pytest.mark.parametrize(("principal", "route", "message", "code", "context"), [
+    (Principal("t", host_scopes=("loc*",)), None, {"host": "far"}, ErrorCode.PERMISSION_DENIED,
+     {"containerId": "web", "host": "far"}),
+    (Principal("t", host_scopes=("loc*",)), None, {"host": "nowhere"},
+     ErrorCode.PERMISSION_DENIED, {"containerId": "web", "host": "nowhere"}),
+    (Principal("t", host_scopes=("loc*",)), "far", {}, ErrorCode.PERMISSION_DENIED,
+     {"containerId": "web", "host": "far"}),
+    (Principal("t"), None, {"host": "nowhere"}, ErrorCode.INVALID_MESSAGE,
+     {"containerId": "web", "host": "nowhere"}),
+    (Principal("t"), "far", {"host": "local"}, ErrorCode.INVALID_MESSAGE,
+     {"containerId": "web", "host": "local"}),
+    (Principal("t"), None, {"host": ["far"]}, ErrorCode.INVALID_MESSAGE, {"containerId": "web"}),
+])
+async def test_the_host_check_comes_first_and_asks_no_engine(
+        principal: Principal, route: str | None, message: dict[str, Any], code: ErrorCode,
+        context: dict[str, Any]) -> None:
+    gateway, session, _ = two_host_gateway(principal, route)
+    for kind in ("subscribe_logs", "subscribe_stats", "unsubscribe_stats"):
+        with pytest.raises(ProtocolError) as info:
+            await gateway.dispatch(session, {"type": kind, "containerId": "web", **message})
+        assert (info.value.code, info.value.context) == (code, context)
+    assert session.state is None or not session.state.subs
+    assert gateway.upstream_counts() == {"logs": 0, "stats": 0}
+    await gateway.services.close()
+
+
+def test_lanes_are_per_kind_host_and_container() -> None:
+    gateway, _, _ = two_host_gateway(Principal("t"))
+    lanes = {gateway.lane({"type": t, "containerId": "web", **h})
+             for t in ("subscribe_logs", "subscribe_stats")
+             for h in ({}, {"host": "local"}, {"host": "far"})}
+    assert len(lanes) == 6
+    assert gateway.lane({"type": "unsubscribe_logs", "containerId": "web", "host": "far"}) in lanes

@@ -200,3 +200,22 @@ async def test_narrowed_audience_stops_that_hosts_events() -> None:
     assert fan.hosts_heard() == {"local"}
     await drain(s)
     assert {orjson.loads(f)["host"] for f in sink.frames} == {"local"}
+
+
+async def test_the_hosts_heard_follow_clients_coming_going_and_reauthenticating() -> None:
+    fan = Fanout(HELD)
+    (a, _), (b, _) = session("a"), session("b")
+    fan.add(a, TWO)
+    fan.add(b, Audience(frozenset({"other"}), False))
+    assert fan.hosts_heard() == {"local", "other"} and fan.machine_heard()
+    fan.set_scopes(a, None, Audience(frozenset({"local"}), False))
+    assert fan.hosts_heard() == {"local", "other"} and not fan.machine_heard()
+    fan.discard(b)
+    fan.discard(b)  # twice: counted once
+    assert fan.hosts_heard() == {"local"}
+    fan.discard(a)
+    assert fan.hosts_heard() == set() and not fan.machine_heard()
+    fan.add(a, TWO)
+    fan.clear()
+    assert fan.hosts_heard() == set() and not fan.machine_heard()
+    await drain(a, b)

@@ -1,16 +1,16 @@
 """Terminals on several Docker hosts, the plain parts: the wire messages name the host,
-the journal keeps it (and reads a journal from before hosts), which transports a reload
-can hand on, and the crash reaper's kill on the row's host (docs/terminal.md "Hosts")."""
+the journal keeps it (and reads a journal from before hosts), and the crash reaper's kill
+on the row's host (docs/terminal.md "Hosts")."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+from helpers import eventually, loop_turns
 from openpanel_ws.engine.client import EngineUnavailable
-from openpanel_ws.engine.target import EngineTarget
-from openpanel_ws.gateways.terminal.handoff import can_hand_over
 from openpanel_ws.gateways.terminal.journal import TerminalJournal
 from openpanel_ws.gateways.terminal.messages import TerminalRefused, opened_message, terminals_off
 from openpanel_ws.gateways.terminal.reaper import OrphanReaper
@@ -38,14 +38,6 @@ def test_recording_header_names_the_host() -> None:
     head = header(80, 24, 100.0, "xterm-256color", title="alice@web", host="prod-2")
     assert head["host"] == "prod-2" and head["title"] == "alice@web"
     assert "host" not in header(80, 24, 100.0, "xterm-256color")
-
-
-def test_only_plain_sockets_are_handed_over_a_reload(tmp_path: Path) -> None:
-    assert can_hand_over(EngineTarget("unix:///var/run/docker.sock"))
-    assert can_hand_over(EngineTarget("tcp://127.0.0.1:2375"))
-    assert not can_hand_over(EngineTarget("tcp://engine2:2376", ca=tmp_path / "ca.pem",
-                                          cert=tmp_path / "cert.pem", key=tmp_path / "key.pem"))
-    assert not can_hand_over(EngineTarget("ssh://deploy@engine2:2222"))
 
 
 def test_journal_keeps_the_host(tmp_path: Path) -> None:
@@ -77,8 +69,10 @@ class KillEngine:
     def __init__(self) -> None:
         self.down = False
         self.kills: list[str] = []
+        self.attempts = 0
 
     async def post(self, path: str, body: Any = None, params: Any = None) -> Any:
+        self.attempts += 1
         if self.down:
             raise EngineUnavailable("connection refused")
         self.kills.append(path.split("/")[2])
@@ -134,15 +128,43 @@ async def test_a_kill_on_a_down_host_is_tried_again_when_it_is_up(tmp_path: Path
         closed.append(session_id)
         return True
 
-    reaper = OrphanReaper(hosts, journal, close_row)
+    # Backoff too long to matter here: only the host's `up` wakes the retry.
+    reaper = OrphanReaper(hosts, journal, close_row, retry_initial=3600, retry_cap=3600)
     engines["prod-2"].down = True
     await reaper.reap([])
     assert closed == [] and reaper.waiting == 1
     reaper.on_status(HostStatus("local", HostState.UP, 0.0))  # another host: nothing
     reaper.on_status(HostStatus("prod-2", HostState.DOWN, 0.0, error="refused"))
-    assert reaper.waiting == 1
+    await loop_turns(5)
+    assert reaper.waiting == 1 and closed == []
     engines["prod-2"].down = False
     reaper.on_status(HostStatus("prod-2", HostState.UP, 1.0))
+    await asyncio.wait_for(reaper.settled(), 5)
     assert reaper.waiting == 0
-    await reaper.settled()
     assert closed == ["s-remote"] and engines["prod-2"].kills == ["c-remote"]
+    await reaper.close()
+
+
+async def test_a_kill_is_retried_with_backoff_while_the_host_seems_up(tmp_path: Path) -> None:
+    """The host never looked down (its kill failed between two probes): the backoff
+    alone brings the retry; a live session's failed teardown kill is deferred the same way."""
+    hosts, engines = registry_with_kill_engines()
+    journal = TerminalJournal(tmp_path / "j.sqlite3")
+    closed: list[str] = []
+
+    async def close_row(session_id: str) -> bool:
+        closed.append(session_id)
+        return True
+
+    reaper = OrphanReaper(hosts, journal, close_row, retry_initial=0.01, retry_cap=0.02)
+    engines["prod-2"].down = True
+    reaper.defer("prod-2", "s-live", "c-live", "OPENPANEL_WS_SESSION=s-live", "/bin/sh")
+    await eventually(lambda: engines["prod-2"].attempts >= 3, 5, what="three attempts")
+    assert reaper.waiting == 1 and closed == []
+    engines["prod-2"].down = False
+    await asyncio.wait_for(reaper.settled(), 5)
+    assert closed == ["s-live"] and engines["prod-2"].kills == ["c-live"]
+    reaper.defer("local", "s-2", "c-2", "OPENPANEL_WS_SESSION=s-2", "/bin/sh")  # a new loop
+    await asyncio.wait_for(reaper.settled(), 5)
+    assert closed == ["s-live", "s-2"]
+    await reaper.close()

@@ -1,4 +1,5 @@
-// Events view: the live /ws/logs feed (docker_event + system_log), filtered in the page.
+// Events view: the live /ws/logs feed (docker_event + system_log, and host_status: a
+// Docker host changed state), filtered in the page; the host column names each line's host.
 
 import { debounce, el, formatClock } from './util.js'
 
@@ -8,9 +9,24 @@ const LEVELS = ['debug', 'info', 'warning', 'error']
 
 /** One feed entry -> a flat, searchable row description. */
 export function describe(msg) {
+  const host = typeof msg.host === 'string' ? msg.host : ''
+  if (msg.type === 'host_status') {
+    const level = msg.state === 'down' ? 'error' : msg.state === 'up' ? 'info' : 'warning'
+    return {
+      kind: 'log',
+      host,
+      time: msg.timestamp,
+      type: 'host',
+      action: String(msg.state),
+      level,
+      name: host,
+      text: String(msg.error ?? '')
+    }
+  }
   if (msg.type === 'system_log') {
     return {
       kind: 'log',
+      host,
       time: msg.timestamp,
       type: msg.source || 'system',
       action: msg.level || 'info',
@@ -29,6 +45,7 @@ export function describe(msg) {
   if (attrs.signal !== undefined) extra.push(`signal ${attrs.signal}`)
   return {
     kind: 'event',
+    host,
     time: msg.timestamp,
     type: String(e.Type || '?'),
     action: String(e.Action || e.status || ''),
@@ -110,6 +127,7 @@ export class EventsView {
           'tr',
           {},
           el('th', { text: 'time', scope: 'col' }),
+          el('th', { text: 'host', scope: 'col' }),
           el('th', { text: 'type', scope: 'col' }),
           el('th', { text: 'action', scope: 'col' }),
           el('th', { text: 'name', scope: 'col' }),
@@ -180,7 +198,7 @@ export class EventsView {
     }
     if (this.hideExec.checked && d.kind === 'event' && d.action.startsWith('exec_')) return false
     const q = this.search.value.trim().toLowerCase()
-    if (q && !`${d.type} ${d.action} ${d.name} ${d.text}`.toLowerCase().includes(q)) return false
+    if (q && !`${d.host} ${d.type} ${d.action} ${d.name} ${d.text}`.toLowerCase().includes(q)) return false
     return true
   }
 
@@ -210,6 +228,7 @@ function row(d) {
     'tr',
     { class: `ev ev-${d.kind} lvl-${d.level || 'none'}` },
     el('td', { class: 'mono nowrap', text: formatClock(d.time), title: d.time }),
+    el('td', { class: 'mono nowrap ev-host', text: d.host }),
     el('td', {}, el('span', { class: `badge t-${d.type}`, text: d.type })),
     el('td', { class: 'clip', text: d.action, title: d.action }),
     el('td', { class: 'mono', text: d.name }),

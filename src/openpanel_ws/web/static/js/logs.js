@@ -144,7 +144,7 @@ export class LogView {
     this.status.textContent = 'subscribing…'
     this.sub = this.client.subscribeLogs(
       this.container.id,
-      { tail },
+      { tail, host: this.container.host },
       line => this.push(line),
       err => {
         this.error = err.message

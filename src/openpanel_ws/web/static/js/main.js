@@ -2,6 +2,8 @@
 
 import { OpenPanelClient } from '/client/openpanel-ws.js'
 import { EventsView } from './events.js'
+import { Feed, hostKey, StatsHub } from './feeds.js'
+import { apiHosts, HostSwitcher } from './hosts.js'
 import { LogView } from './logs.js'
 import { MetricsView, StatsView } from './stats.js'
 import { TerminalView } from './terminal.js'
@@ -29,8 +31,10 @@ function takeTokenFromFragment() {
 
 const getToken = () => sessionStorage.getItem(TOKEN_KEY)
 
-async function apiContainers() {
-  const res = await fetch('/api/containers', {
+/** The containers of one Docker host (null: the gateway's default host). */
+async function apiContainers(host = null) {
+  const query = host === null ? '' : `?host=${encodeURIComponent(host)}`
+  const res = await fetch(`/api/containers${query}`, {
     headers: { Authorization: `Bearer ${getToken()}` },
     cache: 'no-store',
     credentials: 'omit'
@@ -38,68 +42,6 @@ async function apiContainers() {
   if (res.status === 401) throw Object.assign(new Error((await res.json()).error || 'Invalid token'), { status: 401 })
   if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error || `HTTP ${res.status}`)
   return (await res.json()).containers
-}
-
-// --- shared live sources --------------------------------------------------------------
-
-/** One stats subscription per container, shared by the list and the stats view. */
-class StatsHub {
-  constructor(client) {
-    this.client = client
-    this.entries = new Map() // id -> {sub, listeners:Set, last}
-  }
-
-  watch(id, onSample, onError) {
-    let entry = this.entries.get(id)
-    if (!entry) {
-      entry = { listeners: new Set(), errors: new Set(), last: null }
-      entry.sub = this.client.subscribeStats(
-        id,
-        { interval: 2000 },
-        msg => {
-          entry.last = msg
-          for (const fn of entry.listeners) fn(msg)
-        },
-        err => {
-          for (const fn of entry.errors) fn(err)
-        }
-      )
-      this.entries.set(id, entry)
-    }
-    entry.listeners.add(onSample)
-    if (onError) entry.errors.add(onError)
-    if (entry.last) queueMicrotask(() => onSample(entry.last))
-    return () => {
-      entry.listeners.delete(onSample)
-      if (onError) entry.errors.delete(onError)
-      if (!entry.listeners.size) {
-        entry.sub.unsubscribe()
-        this.entries.delete(id)
-      }
-    }
-  }
-}
-
-/** The /ws/logs feed, subscribed once; views listen and may replay the recent history. */
-class Feed {
-  constructor(client) {
-    this.client = client
-    this.history = []
-    this.listeners = new Set()
-    // Start with what the engine still holds of the last 15 minutes (it keeps 256 events).
-    const since = new Date(Date.now() - 15 * 60 * 1000).toISOString()
-    this.sub = client.subscribeEvents({ since }, msg => {
-      this.history.push(msg)
-      if (this.history.length > 500) this.history.splice(0, 100)
-      for (const fn of this.listeners) fn(msg)
-    })
-  }
-
-  listen(fn, replay = false) {
-    if (replay) for (const msg of this.history) fn(msg)
-    this.listeners.add(fn)
-    return () => this.listeners.delete(fn)
-  }
 }
 
 // --- the app --------------------------------------------------------------------------
@@ -115,6 +57,8 @@ class Console {
     this.live = new Map() // id -> {cpu, mem, limit}
     this.current = null // {kind, name?, tab?, view}
     this.endpointState = {}
+    this.host = null // the Docker host shown (null: the gateway's default, or a single host)
+    this.hosts = new HostSwitcher(id => this.switchHost(id, true))
     this.refresh = debounce(() => this.loadContainers(), 300)
     this.placeholder = [...$('detail-placeholder').childNodes]
 
@@ -125,9 +69,17 @@ class Console {
         signOut(err.message)
         return
       }
+      // A host that is down is shown by the switcher (and its host_status row), not a toast.
+      if (err?.code === 'DOCKER_UNAVAILABLE' && err.host && this.hosts.several()) return
       toast(err?.message || 'Error', 'error')
     })
     this.feed.listen(msg => {
+      if (msg.type === 'host_status') {
+        this.hosts.update(msg)
+        if (msg.host === this.host && msg.state === 'up') this.refresh()
+        return
+      }
+      if (msg.host !== undefined && this.host !== null && msg.host !== this.host) return
       if (msg.type === 'docker_event' && msg.event?.Type === 'container') {
         const action = String(msg.event.Action || '')
         if (!action.startsWith('exec_') && action !== 'top' && action !== 'attach') this.refresh()
@@ -143,7 +95,15 @@ class Console {
     document.addEventListener('click', e => this.onLinkClick(e))
   }
 
-  async start(initial) {
+  async start(initial, hosts) {
+    this.hosts.set(hosts)
+    const wanted = new URLSearchParams(location.search).get('host')
+    if (hosts?.length) {
+      this.host = wanted && this.hosts.has(wanted) ? wanted : this.hosts.first()
+      this.hosts.choose(this.host)
+      if (initial?.some(c => c.host !== undefined && c.host !== this.host)) initial = null
+      if (initial?.length === 0 && wanted && wanted !== this.host) initial = null
+    }
     if (initial) this.setContainers(initial)
     else await this.loadContainers().catch(err => toast(`Cannot list containers: ${err.message}`, 'error'))
     this.route()
@@ -161,12 +121,31 @@ class Console {
 
   // Containers ---------------------------------------------------------------------
 
+  /** Show the containers of another Docker host (`push`: a new history entry). */
+  async switchHost(id, push) {
+    if (id === this.host) return
+    this.host = id
+    this.hosts.choose(id)
+    this.teardown()
+    this.current = null
+    if (push) history.pushState(null, '', `/?host=${encodeURIComponent(id)}`)
+    this.setContainers([])
+    await this.loadContainers().catch(err => toast(`Cannot list containers of ${id}: ${err.message}`, 'error'))
+    this.route()
+  }
+
+  /** The query of a link on the current host (`host=ID&` when there are several). */
+  hostQuery() {
+    return this.host === null || !this.hosts.several() ? '' : `host=${encodeURIComponent(this.host)}&`
+  }
+
   async loadContainers() {
-    const list = await apiContainers().catch(err => {
+    const host = this.host
+    const list = await apiContainers(host).catch(err => {
       if (err.status === 401) signOut(err.message)
       throw err
     })
-    this.setContainers(list)
+    if (host === this.host) this.setContainers(list) // not a late answer about another host
   }
 
   setContainers(list) {
@@ -195,35 +174,37 @@ class Console {
 
   syncListStats() {
     const running = this.containers.filter(c => c.state === 'running').slice(0, LIST_STATS_MAX)
-    const want = new Set(running.map(c => c.id))
-    for (const [id, unwatch] of this.listWatches) {
-      if (!want.has(id)) {
+    const want = new Set(running.map(c => hostKey(c.host, c.id)))
+    for (const [key, unwatch] of this.listWatches) {
+      if (!want.has(key)) {
         unwatch()
-        this.listWatches.delete(id)
-        this.live.delete(id)
+        this.listWatches.delete(key)
+        this.live.delete(key)
       }
     }
     // Stagger new subscriptions: the containers endpoint allows 10 messages/s.
     let delay = 0
     for (const c of running) {
-      if (this.listWatches.has(c.id)) continue
-      this.listWatches.set(c.id, () => {}) // placeholder until subscribed
+      const key = hostKey(c.host, c.id)
+      if (this.listWatches.has(key)) continue
+      this.listWatches.set(key, () => {}) // placeholder until subscribed
       setTimeout(() => {
-        if (!this.listWatches.has(c.id)) return
+        if (!this.listWatches.has(key)) return
         this.listWatches.set(
-          c.id,
-          this.stats.watch(c.id, msg => this.onListSample(c.id, msg))
+          key,
+          this.stats.watch(c.id, msg => this.onListSample(c, msg), undefined, c.host)
         )
       }, delay)
       delay += 150
     }
   }
 
-  onListSample(id, msg) {
+  onListSample(c, msg) {
     const s = msg.stats || {}
-    this.live.set(id, { cpu: s.cpu?.percent, mem: s.memory?.usage, limit: s.memory?.limit })
-    const row = document.querySelector(`[data-container-id="${CSS.escape(id)}"]`)
-    if (row) fillLive(row, this.live.get(id))
+    const key = hostKey(c.host, c.id)
+    this.live.set(key, { cpu: s.cpu?.percent, mem: s.memory?.usage, limit: s.memory?.limit })
+    const row = document.querySelector(`[data-container-id="${CSS.escape(c.id)}"]`)
+    if (row && c.host === this.host) fillLive(row, this.live.get(key))
   }
 
   renderList() {
@@ -245,7 +226,7 @@ class Console {
           {
             class: `crow${selected ? ' selected' : ''}`,
             role: 'listitem',
-            href: `/?container=${encodeURIComponent(c.name)}&view=${tab}`,
+            href: `/?${this.hostQuery()}container=${encodeURIComponent(c.name)}&view=${tab}`,
             'data-container-id': c.id,
             'data-name': c.name,
             'aria-current': selected ? 'page' : null
@@ -270,7 +251,7 @@ class Console {
           )
         )
         link.dataset.state = c.state
-        if (this.live.has(c.id)) fillLive(link, this.live.get(c.id))
+        if (this.live.has(hostKey(c.host, c.id))) fillLive(link, this.live.get(hostKey(c.host, c.id)))
         return link
       })
     )
@@ -300,6 +281,11 @@ class Console {
     const params = new URLSearchParams(location.search)
     const view = params.get('view')
     const name = params.get('container')
+    const host = params.get('host')
+    if (host && host !== this.host && this.hosts.has(host)) {
+      this.switchHost(host, false)
+      return
+    }
     if (view === 'metrics' || view === 'events') return this.show({ kind: view })
     if (name) {
       const tab = CONTAINER_VIEWS.includes(view) ? view : 'logs'
@@ -362,12 +348,13 @@ class Console {
     const c = this.byId.get(this.current?.id)
     if (!c) return
     $('detail-name').textContent = c.name
+    $('detail-name').title = c.host ? `on host ${c.host}` : ''
     const badge = $('detail-state')
     badge.textContent = c.state + (c.exitCode !== null && c.state !== 'running' ? ` (${c.exitCode})` : '')
     badge.dataset.kind = c.state === 'running' ? 'ok' : c.state === 'exited' ? 'idle' : 'pending'
     $('detail-image').textContent = c.image
     for (const a of document.querySelectorAll('[data-tab]')) {
-      a.href = `/?container=${encodeURIComponent(c.name)}&view=${a.dataset.tab}`
+      a.href = `/?${this.hostQuery()}container=${encodeURIComponent(c.name)}&view=${a.dataset.tab}`
       if (a.dataset.tab === this.current.tab) a.setAttribute('aria-current', 'page')
       else a.removeAttribute('aria-current')
     }
@@ -429,8 +416,10 @@ async function boot() {
   }
   // Check the token once over HTTP before opening any socket with it.
   let initial = null
+  let hosts = null
+  const wanted = new URLSearchParams(location.search).get('host')
   try {
-    initial = await apiContainers()
+    initial = await apiContainers(wanted)
   } catch (err) {
     if (err.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY)
@@ -439,6 +428,11 @@ async function boot() {
     }
     toast(`Cannot list containers: ${err.message}`, 'error')
   }
+  try {
+    hosts = await apiHosts(getToken())
+  } catch (err) {
+    toast(`Cannot list hosts: ${err.message}`, 'error')
+  }
   $('login').hidden = true
   $('app').hidden = false
   document.querySelector('.topnav').hidden = false
@@ -446,7 +440,7 @@ async function boot() {
   $('conn').hidden = false
   const app = new Console()
   window.openpanelConsole = app // for debugging from the devtools console
-  app.start(initial)
+  app.start(initial, hosts)
 }
 
 boot()

@@ -46,7 +46,8 @@ export class StatsView {
       msg => this.sample(msg),
       err => {
         this.note.textContent = `Stats unavailable: ${err.message}`
-      }
+      },
+      container.host
     )
   }
 

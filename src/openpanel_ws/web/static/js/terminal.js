@@ -142,7 +142,12 @@ export class TerminalView {
     const { cols, rows } = this.term
     this.sentCols = cols
     this.sentRows = rows
-    const handle = this.client.openTerminal(this.container.id, { shell: this.shellSel.value, cols, rows })
+    const handle = this.client.openTerminal(this.container.id, {
+      shell: this.shellSel.value,
+      cols,
+      rows,
+      host: this.container.host
+    })
     this.handle = handle
     handle.addEventListener('opened', e => {
       if (this.handle !== handle) return
