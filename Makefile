@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run install dev js-tools test test-unit lint engine bench clean
+.PHONY: run install dev js-tools test test-unit lint engine bench soak clean
 
 # venv with the package and its entry point .venv/bin/openpanel-ws (idempotent)
 $(BIN)/python:
@@ -65,6 +65,12 @@ lint: dev js-tools
 
 bench: dev engine
 	$(BIN)/python bench/run.py
+
+# The long soak (docs/testing.md "Long soak"): MINUTES of the mixed load against a real
+# server and engine; prints a summary and writes tests/soak/results/latest.json.
+MINUTES ?= 20
+soak: dev engine
+	$(BIN)/python tests/soak/soak.py --minutes $(MINUTES) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

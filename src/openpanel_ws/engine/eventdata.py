@@ -63,7 +63,11 @@ def event_key(event: EngineEvent) -> tuple[Any, ...]:
 
 
 class Deduper:
-    """Remembers the keys of the last `size` events; memory stays bounded."""
+    """Remembers the keys of the last `size` events; memory stays bounded.
+
+    `forget_before(nanos)` drops the keys of events stamped before `nanos` (a key's first
+    item is its time): the hub calls it with its resume point, before which no replay
+    reaches, so a quiet hub holds a few seconds of keys rather than the last `size`."""
 
     __slots__ = ("_order", "_seen")
 
@@ -79,6 +83,11 @@ class Deduper:
         self._order.append(key)
         self._seen.add(key)
         return True
+
+    def forget_before(self, nanos: int) -> None:
+        order, seen = self._order, self._seen
+        while order and order[0][0] < nanos:
+            seen.discard(order.popleft())
 
     def clear(self) -> None:
         self._order.clear()

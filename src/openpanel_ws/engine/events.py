@@ -204,6 +204,8 @@ class EventsHub:
             return
         nanos = event_nanos(event)
         self.last_nanos = max(nanos, self.last_nanos or 0)
+        # No replay starts before the resume point: older keys are never needed again.
+        self._dedupe.forget_before(self.last_nanos - RESUME_MARGIN_NS)
         for listener in list(self._listeners):
             try:
                 listener(event)

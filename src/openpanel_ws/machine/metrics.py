@@ -235,7 +235,9 @@ class MachineReader:
         cores = tuple(cpu_counters(t) for t in psutil.cpu_times(percpu=True))
         mem = psutil.virtual_memory()
         swap = psutil.swap_memory()
-        nics = psutil.net_io_counters(pernic=True)
+        # The raw counters (64-bit on Linux): psutil's wrap bookkeeping keeps 8 numbers
+        # for every interface it ever saw, and every container adds a veth.
+        nics = psutil.net_io_counters(pernic=True, nowrap=False)
         rx = tx = 0
         for name in self._interfaces(nics):
             counters = nics.get(name)

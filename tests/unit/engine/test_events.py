@@ -40,6 +40,25 @@ def test_deduper_is_bounded() -> None:
     assert d.first_time((0,))  # forgotten
 
 
+async def test_dedupe_keeps_only_keys_a_resumed_stream_can_replay() -> None:
+    """Keys older than the resume point (last event - RESUME_MARGIN_NS) are never needed
+    again: a hub that has seen hours of events holds seconds of keys, not thousands
+    (the soak's growth, tests/soak). The overlap of a resume is still dropped."""
+    hub = EventsHub(DockerEngine())
+    got: list[dict[str, Any]] = []
+    hub._listeners.append(got.append)
+    second = 1_000_000_000
+    lines = [orjson.dumps({"Type": "container", "Action": "start", "Actor": {"ID": f"c{i}"},
+                           "id": f"c{i}", "timeNano": i * second // 4}) for i in range(20_000)]
+    for line in lines:
+        hub.handle_line(line)
+    assert len(hub._dedupe) <= RESUME_MARGIN_NS * 4 // second + 1
+    for line in lines[-8:]:  # what a resume at last - margin replays
+        hub.handle_line(line)
+    assert len(got) == len(lines)
+    assert hub.duplicates_dropped == 8
+
+
 async def test_replay_after_reconnect_delivers_each_event_once_even_out_of_order() -> None:
     hub = EventsHub(DockerEngine())
     got: list[dict[str, Any]] = []

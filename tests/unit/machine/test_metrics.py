@@ -161,3 +161,23 @@ def test_sample_is_plain_data_the_message_is_built_from() -> None:
     assert sample.cores == len(data["cur"]["cores"]) == len(sample.per_core)
     assert sample.memory.used == data["cur"]["memory_total"] - data["cur"]["memory_available"]
     assert metrics_message(sample)["system"]["cpu"]["usage"] == sample.cpu_usage
+
+
+def test_reader_keeps_nothing_per_interface_that_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every container adds a veth and takes it away. psutil's overflow bookkeeping
+    (`nowrap=True`) kept 8 counters for every interface it ever saw (its dead-key cleanup
+    only looks at counters that wrapped): the soak's growth (tests/soak). The reader asks
+    for the raw counters; Linux's are 64-bit."""
+    calls = iter(range(1_000_000))
+
+    def fresh_interfaces() -> dict[str, tuple[int, ...]]:
+        n = next(calls)  # each veth lives for three readings
+        return {"lo": (n, n, 1, 1, 0, 0, 0, 0), f"veth{n // 3:07x}": (n, n, 1, 1, 0, 0, 0, 0)}
+
+    monkeypatch.setattr(psutil._psplatform, "net_io_counters", fresh_interfaces)
+    psutil.net_io_counters.cache_clear()
+    reader = MachineReader()
+    for _ in range(200):
+        reader.read()
+    _cache, reminders, _keys = psutil._common.wrap_numbers.cache_info()
+    assert len(reminders.get("psutil.net_io_counters", {})) <= 2 * 8
